@@ -1,0 +1,124 @@
+"""The anycqrs exception hierarchy: every error the library raises derives from
+:class:`AnyCQRSError`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, get_args, get_origin
+
+__all__ = [
+    "AnyCQRSError",
+    "BindingError",
+    "BrokerError",
+    "ConcurrencyError",
+    "DeserializationError",
+    "EventDispatchError",
+    "EventHandlerDoesNotExist",
+    "HandlerResolutionError",
+    "RequestHandlerDoesNotExist",
+    "SagaError",
+    "SerializationError",
+    "UnknownEventName",
+]
+
+
+def _short(alias: Any) -> str:
+    origin = get_origin(alias)
+    args = ", ".join(getattr(a, "__qualname__", repr(a)) for a in get_args(alias))
+    return f"{getattr(origin, '__qualname__', repr(origin))}[{args}]"
+
+
+class AnyCQRSError(Exception):
+    """Root of every exception raised by anycqrs."""
+
+
+class BindingError(AnyCQRSError, TypeError):
+    """A map binding is invalid: duplicate binding, wrong handler type, or
+    mismatched request / response / event types. Raised at bind time."""
+
+
+class RequestHandlerDoesNotExist(AnyCQRSError, LookupError):
+    """No handler is bound for the request's type."""
+
+    def __init__(self, request_type: type) -> None:
+        self.request_type = request_type
+        super().__init__(
+            f"No handler bound for {request_type.__qualname__}; bind one in a RequestMap "
+            "(commands_mapper or queries_mapper)"
+        )
+
+
+class EventHandlerDoesNotExist(AnyCQRSError, LookupError):
+    """Raised by lookups that require at least one handler for an event."""
+
+
+class HandlerResolutionError(AnyCQRSError):
+    """The DI container could not build a handler or one of its dependencies."""
+
+
+class SerializationError(AnyCQRSError, ValueError):
+    """An object could not be turned into plain data."""
+
+
+class DeserializationError(AnyCQRSError, ValueError):
+    """Plain data could not be turned into the requested type.
+
+    Attributes:
+        target: the type that was asked for.
+        errors: one human-readable line per problem, each naming the field path
+            (for example ``"required field missing @ $.payload.order_id"``).
+    """
+
+    def __init__(self, target: Any, errors: Sequence[str]) -> None:
+        self.target = target
+        self.errors = tuple(errors)
+        if isinstance(target, str):
+            name = target
+        elif get_origin(target) is not None:
+            name = _short(target)
+        else:
+            name = getattr(target, "__qualname__", None) or repr(target)
+        super().__init__(f"Cannot build {name}: " + "; ".join(self.errors))
+
+
+class UnknownEventName(DeserializationError):
+    """A message names an event that no ``NotificationEvent[P]`` binding knows."""
+
+    def __init__(self, event_name: str) -> None:
+        self.event_name = event_name
+        super().__init__(
+            "NotificationEvent",
+            [f"unknown event_name {event_name!r}; bind NotificationEvent[Payload] in an EventMap"],
+        )
+
+
+class EventDispatchError(AnyCQRSError):
+    """Dispatching the events produced by a successful handler failed.
+
+    The handler's result is never lost: it is available as :attr:`response`.
+
+    Attributes:
+        response: what the handler returned (``None`` for event handlers).
+        exceptions: the underlying exception(s), in the order they were raised.
+    """
+
+    def __init__(self, response: Any, exceptions: Sequence[BaseException]) -> None:
+        self.response = response
+        self.exceptions = tuple(exceptions)
+        causes = ", ".join(f"{type(e).__name__}: {e}" for e in self.exceptions)
+        super().__init__(
+            f"The handler succeeded but dispatching its events failed ({causes}); "
+            "the handler's result is in .response"
+        )
+
+
+class BrokerError(AnyCQRSError):
+    """A message broker refused or failed to deliver a message."""
+
+
+class ConcurrencyError(AnyCQRSError):
+    """An optimistic-concurrency check failed: someone else wrote first."""
+
+
+class SagaError(AnyCQRSError):
+    """Base class of saga errors."""

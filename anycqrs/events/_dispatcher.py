@@ -1,0 +1,222 @@
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from .._exc import BaseExceptionGroup, real_errors
+from .._handlers import take_events
+from .._routing import Resolve
+from ..brokers import Message, MessageBroker, publish_many
+from ..container import Container, factory_for, is_sync
+from ..errors import EventDispatchError
+from ..messages import Event, NotificationEvent
+from ..middlewares import MiddlewareChain
+from ._map import EventMap
+
+EventEndpoint = Callable[[Any], Awaitable[Sequence[Event]]]
+
+
+class EventDispatcher:
+    """Runs the handlers bound to events, their follow-ups, and publishes
+    notification events. Shared by every mediator.
+
+    Sequential mode: breadth-first (all events of one generation, then their
+    follow-ups), handlers in bind order, inline (no task is spawned), the
+    notification events of a generation published as one batch after its
+    handlers ran. The first failure stops the dispatch and propagates.
+
+    Parallel mode: one task group for the whole dispatch, bounded by a
+    ``CapacityLimiter``; follow-ups join the same group; a failure cancels the
+    siblings. ``dispatch`` returns once everything finished.
+    """
+
+    __slots__ = (
+        "_broker",
+        "_chain",
+        "_concurrent",
+        "_container",
+        "_endpoints",
+        "_limiter",
+        "_map",
+        "_max_concurrent",
+        "_resolve",
+    )
+
+    def __init__(
+        self,
+        event_map: EventMap,
+        container: Container,
+        message_broker: MessageBroker,
+        middlewares: MiddlewareChain,
+        *,
+        concurrent: bool,
+        max_concurrent: int,
+    ) -> None:
+        if max_concurrent < 1:
+            raise ValueError(f"max_concurrent_event_handlers must be >= 1, got {max_concurrent}")
+        self._map = event_map
+        self._container = container
+        self._broker = message_broker
+        self._chain = middlewares
+        self._concurrent = concurrent
+        self._max_concurrent = max_concurrent
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._endpoints: dict[Any, EventEndpoint] = {}
+
+        async def resolve(handler_type: type) -> Any:
+            instance = factory_for(container, handler_type)()
+            return await instance if not is_sync(container) else instance
+
+        self._resolve: Resolve = resolve
+
+    @property
+    def event_map(self) -> EventMap:
+        """The bindings this dispatcher follows."""
+        return self._map
+
+    @property
+    def message_broker(self) -> MessageBroker:
+        """Where notification events are published."""
+        return self._broker
+
+    @property
+    def concurrent(self) -> bool:
+        """Whether handlers run in parallel."""
+        return self._concurrent
+
+    @property
+    def max_concurrent(self) -> int:
+        """The bound of parallel dispatch."""
+        return self._max_concurrent
+
+    def with_container(self, container: Container) -> EventDispatcher:
+        """The same dispatcher resolving handlers from ``container``."""
+        return EventDispatcher(
+            self._map,
+            container,
+            self._broker,
+            self._chain,
+            concurrent=self._concurrent,
+            max_concurrent=self._max_concurrent,
+        )
+
+    def _endpoint(self, target: Any) -> EventEndpoint:
+        endpoint = self._endpoints.get(target)
+        if endpoint is None:
+            endpoint = self._endpoints[target] = self._chain.wrap(self._build(target))
+        return endpoint
+
+    def _build(self, target: Any) -> EventEndpoint:
+        if not isinstance(target, type):
+            built: EventEndpoint = target.build(self._resolve)
+            return built
+        make = factory_for(self._container, target)
+        if is_sync(self._container):
+
+            async def endpoint(event: Any) -> Sequence[Event]:
+                handler = make()
+                await handler.handle(event)
+                return take_events(handler) if handler.events else ()
+
+        else:
+
+            async def endpoint(event: Any) -> Sequence[Event]:
+                handler = await make()
+                await handler.handle(event)
+                return take_events(handler) if handler.events else ()
+
+        return endpoint
+
+    async def dispatch(self, events: Sequence[Event], *, publish: bool = True) -> None:
+        """Handle ``events`` and everything they lead to.
+
+        Args:
+            events: the events to dispatch, in order.
+            publish: whether notification events among ``events`` go to the
+                broker (their follow-ups always do). ``EventMediator.send``
+                passes ``False`` so events consumed from a broker are not
+                published back to it.
+
+        Raises:
+            Exception: the failing handler's (or broker's) exception, unchanged;
+                :class:`EventDispatchError` when parallel handlers failed together.
+        """
+        if self._concurrent:
+            await self._dispatch_parallel(events, publish)
+        else:
+            await self._dispatch_sequential(events, publish)
+
+    async def _dispatch_sequential(self, events: Sequence[Event], publish: bool) -> None:
+        lookup = self._map.lookup
+        endpoints = self._endpoints
+        while events:
+            followups: list[Event] = []
+            notifications: list[Message] | None = None
+            for event in events:
+                for target in lookup(event):
+                    endpoint = endpoints.get(target) or self._endpoint(target)
+                    produced = await endpoint(event)
+                    if produced:
+                        followups.extend(produced)
+                if publish and isinstance(event, NotificationEvent):
+                    if notifications is None:
+                        notifications = []
+                    notifications.append(Message.from_event(event))
+            if notifications:
+                await publish_many(self._broker, notifications)
+            events = followups
+            publish = True
+
+    async def _dispatch_parallel(self, events: Sequence[Event], publish: bool) -> None:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self._max_concurrent)
+        try:
+            async with anyio.create_task_group() as group:
+                self._spawn(group, events, publish)
+        except BaseExceptionGroup as failure:
+            errors = real_errors(failure)
+            if not errors:
+                raise
+            if len(errors) == 1:
+                raise errors[0] from None
+            raise EventDispatchError(None, errors) from failure
+
+    def _spawn(self, group: anyio.abc.TaskGroup, events: Sequence[Event], publish: bool) -> None:
+        notifications: list[Message] = []
+        for event in events:
+            for target in self._map.lookup(event):
+                group.start_soon(self._run, group, target, event)
+            if publish and isinstance(event, NotificationEvent):
+                notifications.append(Message.from_event(event))
+        if notifications:
+            group.start_soon(self._publish, notifications)
+
+    async def _publish(self, messages: list[Message]) -> None:
+        limiter = self._limiter
+        assert limiter is not None
+        async with limiter:
+            await publish_many(self._broker, messages)
+
+    async def _run(self, group: anyio.abc.TaskGroup, target: Any, event: Event) -> None:
+        limiter = self._limiter
+        assert limiter is not None
+        async with limiter:
+            produced = await self._endpoint(target)(event)
+        if produced:
+            self._spawn(group, produced, True)
+
+    async def dispatch_after(self, response: Any, events: Sequence[Event]) -> None:
+        """Dispatch the events of a handler that returned ``response``.
+
+        Raises:
+            EventDispatchError: carrying ``response`` and the cause(s).
+        """
+        try:
+            await self.dispatch(events)
+        except EventDispatchError as exc:
+            raise EventDispatchError(response, exc.exceptions) from exc
+        except Exception as exc:
+            raise EventDispatchError(response, (exc,)) from exc

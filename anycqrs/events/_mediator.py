@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .. import _defaults
+from ..brokers import InMemoryMessageBroker, MessageBroker
+from ..container import Container, as_container
+from ..messages import Event
+from ..middlewares import Middleware, MiddlewareChain
+from ._dispatcher import EventDispatcher
+from ._map import EventMap
+
+
+class EventMediator:
+    """Delivers events to the handlers bound in an :class:`EventMap`.
+
+    Use it for events arriving from outside the process (a Kafka or RabbitMQ
+    consumer feeds one) or raised by your own code. ``send`` runs the event's
+    handlers and their follow-ups; follow-up notification events are
+    published to the broker, the event passed to ``send`` itself is not (it
+    usually came *from* the broker).
+
+    Middlewares wrap each handler call (the message is the event).
+
+    Example::
+
+        mediator = anycqrs.events.bootstrap.bootstrap(events_mapper=bind_events)
+        await mediator.send(NotificationEvent(payload=OrderPaid(order_id=1)))
+    """
+
+    __slots__ = ("_dispatcher",)
+
+    def __init__(
+        self,
+        event_map: EventMap,
+        *,
+        container: Any = None,
+        message_broker: MessageBroker | None = None,
+        middlewares: Iterable[Middleware] = (),
+        max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
+        concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
+    ) -> None:
+        self._dispatcher = EventDispatcher(
+            event_map,
+            as_container(container),
+            message_broker if message_broker is not None else InMemoryMessageBroker(),
+            middlewares if isinstance(middlewares, MiddlewareChain) else MiddlewareChain(middlewares),
+            concurrent=concurrent_event_handle_enable,
+            max_concurrent=max_concurrent_event_handlers,
+        )
+
+    @classmethod
+    def _from_dispatcher(cls, dispatcher: EventDispatcher) -> EventMediator:
+        mediator = cls.__new__(cls)
+        mediator._dispatcher = dispatcher
+        return mediator
+
+    @property
+    def event_map(self) -> EventMap:
+        """The bindings (brokers route incoming messages with it)."""
+        return self._dispatcher.event_map
+
+    @property
+    def message_broker(self) -> MessageBroker:
+        """Where follow-up notification events are published."""
+        return self._dispatcher.message_broker
+
+    def with_container(self, container: Container | Any) -> EventMediator:
+        """A mediator sharing this one's bindings and settings, resolving
+        handlers from ``container`` (for request-scoped dependencies)."""
+        return self._from_dispatcher(self._dispatcher.with_container(as_container(container)))
+
+    async def send(self, event: Event) -> None:
+        """Run the handlers bound to ``event`` and everything they emit.
+
+        Raises:
+            Exception: a handler's exception, unchanged.
+            EventDispatchError: several parallel handlers failed at once.
+        """
+        await self._dispatcher.dispatch((event,), publish=False)
+
+    async def send_many(self, events: Iterable[Event]) -> None:
+        """Like :meth:`send` for several events, dispatched as one generation."""
+        await self._dispatcher.dispatch(tuple(events), publish=False)

@@ -1,0 +1,73 @@
+"""``bootstrap()`` builds a :class:`~anycqrs.RequestMediator`.
+
+Example::
+
+    def commands(requests: anycqrs.RequestMap) -> None:
+        requests.bind(CreateUser, CreateUserHandler)
+
+    def domain_events(events: anycqrs.EventMap) -> None:
+        events.bind(UserCreated, SendWelcomeMail)
+
+    mediator = anycqrs.requests.bootstrap.bootstrap(
+        di_container=lagom.Container(),
+        commands_mapper=commands,
+        domain_events_mapper=domain_events,
+    )
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .. import _defaults
+from .._bootstrap import Mapper, apply_mapper, run_startup
+from ..brokers import MessageBroker
+from ..container import as_container
+from ..events._map import EventMap
+from ..middlewares import Middleware
+from ._map import RequestMap
+from ._mediator import RequestMediator
+
+__all__ = ["bootstrap"]
+
+
+def bootstrap(
+    *,
+    di_container: Any = None,
+    message_broker: MessageBroker | None = None,
+    middlewares: Iterable[Middleware] | None = None,
+    commands_mapper: Mapper[RequestMap] | None = None,
+    queries_mapper: Mapper[RequestMap] | None = None,
+    domain_events_mapper: Mapper[EventMap] | None = None,
+    on_startup: Iterable[Callable[[], object]] | None = None,
+    max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
+    concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
+) -> RequestMediator:
+    """Build a :class:`~anycqrs.RequestMediator`.
+
+    Args:
+        di_container: a ``lagom.Container`` or any :class:`anycqrs.Container`
+            (default: a new lagom container).
+        message_broker: where notification events go (default: a new
+            :class:`~anycqrs.brokers.InMemoryMessageBroker`).
+        middlewares: wrap every ``send``, outermost first (default: none).
+        commands_mapper: binds commands on the given ``RequestMap`` (a callable,
+            or a ready ``RequestMap``).
+        queries_mapper: the same for queries (merged into one map; binding a
+            type in both raises).
+        domain_events_mapper: binds the events handlers emit on an ``EventMap``.
+        on_startup: callables run once, before the mediator is built.
+        max_concurrent_event_handlers: bound of parallel event dispatch (default 10).
+        concurrent_event_handle_enable: dispatch events in parallel (default ``False``).
+    """
+    run_startup(on_startup)
+    return RequestMediator(
+        apply_mapper(RequestMap, commands_mapper, queries_mapper),
+        event_map=apply_mapper(EventMap, domain_events_mapper),
+        container=as_container(di_container),
+        message_broker=message_broker,
+        middlewares=middlewares or (),
+        max_concurrent_event_handlers=max_concurrent_event_handlers,
+        concurrent_event_handle_enable=concurrent_event_handle_enable,
+    )

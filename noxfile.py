@@ -1,0 +1,103 @@
+"""Project tasks: ``nox -s tests``, ``nox -s demo``, ``nox -s lint`` ...
+
+``nox -s tests`` runs the whole suite on the current Python, with coverage;
+``nox -s tests-3.10`` ... ``tests-3.13`` run it on other interpreters.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests", "lint", "typecheck"]
+
+ROOT = Path(__file__).parent
+VERSIONS = ("3.10", "3.11", "3.12", "3.13")
+CURRENT = f"{sys.version_info.major}.{sys.version_info.minor}"
+BENCH_EXTRA = ["python-cqrs==5.3.0", "pyinstrument", "matplotlib"]
+
+
+def _expose_pyenv_versions() -> None:
+    """Let nox find python3.X through pyenv's shims (which hide non-global versions)."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    if "PYENV_VERSION" in os.environ or not root.is_dir():
+        return
+    installed = sorted(p.name for p in root.iterdir() if (p / "bin" / "python").exists())
+    if installed:
+        preferred = [v for v in installed if v.startswith(CURRENT + ".")]
+        rest = [v for v in installed if v not in preferred]
+        os.environ["PYENV_VERSION"] = ":".join(preferred + rest)
+
+
+_expose_pyenv_versions()
+
+
+def _install(session: nox.Session, *extra: str) -> None:
+    session.install("-e", ".[dev]", *extra)
+
+
+def _pytest(session: nox.Session) -> None:
+    _install(session)
+    args = session.posargs or ["-q"]
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "--cov=anycqrs",
+        "--cov-report=term",
+        "--cov-fail-under=90",
+        *args,
+    )
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the whole test suite on the current Python, with coverage (>= 90 %)."""
+    _pytest(session)
+
+
+for _version in VERSIONS:
+    nox.session(python=_version, name=f"tests-{_version}")(_pytest)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Strict mypy on anycqrs/."""
+    _install(session)
+    session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation strictly (warnings are errors)."""
+    session.install("-e", ".", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26")
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"))
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: anycqrs (asyncio, trio) side by side with python-cqrs 5.3."""
+    _install(session, *BENCH_EXTRA)
+    session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The order-service demo on embedded defaults (SQLite, in-memory broker),
+    once under asyncio and once under trio."""
+    session.install("-e", ".", "trio>=0.25")
+    for backend in ("asyncio", "trio"):
+        session.run("python", "examples/order_service.py", "--backend", backend)
