@@ -30,8 +30,8 @@ def apply_mapper(map_type: Callable[[], M], *mappers: Mapper[M] | None) -> M:
 
 
 def _merge(target: object, source: object) -> None:
-    bind = getattr(target, "bind")
-    for message_type, bound in getattr(source, "items")():
+    bind = target.bind
+    for message_type, bound in source.items():
         if isinstance(bound, tuple):
             for handler in bound:
                 bind(message_type, handler)

@@ -111,7 +111,7 @@ class LagomContainer:
 
     def _compile(self, type_: type, stack: frozenset[type]) -> Callable[[], Any]:
         container = self._container
-        definition = container.get_definition(type_)
+        definition: Any = container.get_definition(type_)
         if definition is not None:
             get_instance = definition.get_instance
             return lambda: get_instance(container)
@@ -123,7 +123,7 @@ class LagomContainer:
             or getattr(type_, "_is_protocol", False)
         ):
             return self._delegate(type_)
-        init = type_.__init__
+        init: Any = type_.__init__  # type: ignore[misc]
         if init is object.__init__:
             return type_
         try:
@@ -151,7 +151,7 @@ class LagomContainer:
         if len(parts) == 1:
             (name,), (part,) = names, parts
             return lambda: type_(**{name: part()})
-        pairs = tuple(zip(names, parts))
+        pairs = tuple(zip(names, parts, strict=True))
         return lambda: type_(**{name: part() for name, part in pairs})
 
 

@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -27,8 +28,9 @@ __all__ = ["converter", "from_dict", "from_json", "make_converter", "to_dict", "
 
 T = TypeVar("T")
 
+_orjson: Any
 try:  # pragma: no cover - depends on the environment
-    import orjson as _orjson
+    _orjson = importlib.import_module("orjson")
 except ImportError:  # pragma: no cover
     _orjson = None
 
@@ -77,7 +79,7 @@ def to_dict(obj: Any) -> Any:
     """
     try:
         return converter.unstructure(obj)
-    except Exception as exc:  # noqa: BLE001 - re-raised with context
+    except Exception as exc:
         raise SerializationError(f"Cannot serialize {type(obj).__qualname__}: {exc}") from exc
 
 
@@ -96,7 +98,7 @@ def from_dict(cls: type[T] | Any, data: Any) -> T:
     """
     try:
         return cast(T, converter.structure(data, cls))
-    except Exception as exc:  # noqa: BLE001 - re-raised with context
+    except Exception as exc:
         raise DeserializationError(cls, _describe(exc)) from exc
 
 
@@ -117,7 +119,7 @@ def to_json(obj: Any) -> bytes:
     data = to_dict(obj)
     try:
         return _dumps(data)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise SerializationError(f"Cannot encode {type(obj).__qualname__} as JSON: {exc}") from exc
 
 
@@ -125,10 +127,11 @@ def loads(raw: bytes | str) -> Any:
     """Parse JSON, raising :class:`DeserializationError` on malformed input."""
     try:
         return _loads(raw)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise DeserializationError("JSON", [f"malformed JSON: {exc}"]) from exc
 
 
 def from_json(cls: type[T] | Any, raw: bytes | str) -> T:
     """Parse JSON bytes/str into ``cls``; errors name the offending field."""
-    return from_dict(cls, loads(raw))
+    result: T = from_dict(cls, loads(raw))
+    return result

@@ -9,6 +9,7 @@ from ..errors import BindingError, UnknownEventName
 from ..messages import Event, NotificationEvent, event_name_of
 from ._handler import EventHandler
 
+
 def event_key(event_type: Any) -> Any:
     """The routing key of an event type (``NotificationEvent[P]`` -> payload-based)."""
     if get_origin(event_type) is NotificationEvent:

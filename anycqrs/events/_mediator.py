@@ -45,7 +45,9 @@ class EventMediator:
             event_map,
             as_container(container),
             message_broker if message_broker is not None else InMemoryMessageBroker(),
-            middlewares if isinstance(middlewares, MiddlewareChain) else MiddlewareChain(middlewares),
+            middlewares
+            if isinstance(middlewares, MiddlewareChain)
+            else MiddlewareChain(middlewares),
             concurrent=concurrent_event_handle_enable,
             max_concurrent=max_concurrent_event_handlers,
         )

@@ -45,7 +45,7 @@ class RequestMap:
                 f"{_name(self._bindings[request_type])}; a request has exactly one handler"
             )
         if isinstance(handler, (list, tuple)):
-            from ._chain import chain_route  # noqa: PLC0415 - optional feature
+            from ._chain import chain_route
 
             handler = chain_route(handler)
         if isinstance(handler, Route):

@@ -52,7 +52,9 @@ class RequestMediator:
         self._requests = request_map
         self._container = as_container(container)
         self._chain = (
-            middlewares if isinstance(middlewares, MiddlewareChain) else MiddlewareChain(middlewares)
+            middlewares
+            if isinstance(middlewares, MiddlewareChain)
+            else MiddlewareChain(middlewares)
         )
         self._events = EventDispatcher(
             event_map if event_map is not None else EventMap(),
