@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TypeVar, Union
+from typing import Any, TypeVar, Union
 
 M = TypeVar("M")
 
@@ -29,7 +29,7 @@ def apply_mapper(map_type: Callable[[], M], *mappers: Mapper[M] | None) -> M:
     return result
 
 
-def _merge(target: object, source: object) -> None:
+def _merge(target: Any, source: Any) -> None:
     bind = target.bind
     for message_type, bound in source.items():
         if isinstance(bound, tuple):

@@ -56,8 +56,8 @@ class LagomContainer:
     whose constructor only needs other classes is built by direct calls, without
     lagom's per-call reflection. Anything lagom-specific (definitions,
     singletons, optionals, defaults) is delegated to lagom itself. Plans are
-    recompiled when a new definition is added to the container; after
-    *replacing* an existing definition call :meth:`reset`.
+    recompiled when a definition is added to the container (lagom forbids
+    replacing one; use ``container.clone()`` for scoped overrides).
 
     Args:
         container: the lagom container to use (a new one by default).
@@ -78,7 +78,7 @@ class LagomContainer:
         return self._container
 
     def reset(self) -> None:
-        """Forget compiled plans (call after replacing a definition)."""
+        """Forget compiled plans (they are rebuilt on the next resolve)."""
         self._plans.clear()
         self._seen = len(self._registered)
 

@@ -150,13 +150,15 @@ class EventMap:
 
 
 def _event_fits(event_type: Any, expected: Any) -> bool:
-    if isinstance(expected, type) and expected in (Event, NotificationEvent):
+    if expected is Any or expected in (Event, NotificationEvent):
         return True
     if get_origin(expected) is NotificationEvent:
         if get_origin(event_type) is not NotificationEvent:
-            return False
+            return isinstance(event_type, type) and issubclass(event_type, NotificationEvent)
         (want,), (have,) = get_args(expected), get_args(event_type)
-        return not isinstance(want, type) or (isinstance(have, type) and issubclass(have, want))
-    if isinstance(expected, type) and isinstance(event_type, type):
-        return issubclass(event_type, expected)
+        if want is Any or not isinstance(want, type):
+            return True
+        return isinstance(have, type) and issubclass(have, want)
+    if isinstance(expected, type):
+        return isinstance(event_type, type) and issubclass(event_type, expected)
     return True  # a TypeVar or something we can't check: accept

@@ -83,6 +83,5 @@ def check_request_handler(handler: type, request_type: type, base: type = Reques
     declared = declared_args(handler, base)
     if declared and isinstance(declared[0], type) and not issubclass(request_type, declared[0]):
         raise BindingError(
-            f"{handler.__qualname__} handles {declared[0].__qualname__}, "
-            f"not {request_type.__qualname__}"
+            f"{handler.__name__} handles {declared[0].__name__}, not {request_type.__name__}"
         )

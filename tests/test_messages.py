@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import dataclasses
+from datetime import timezone
+from uuid import UUID
+
+import attrs
+
+import anycqrs
+from anycqrs.messages import event_name_of
+
+
+@attrs.frozen
+class OrderPaid:
+    order_id: int
+
+
+@attrs.frozen
+class Renamed:
+    __event_name__ = "orders.renamed.v2"
+    order_id: int
+
+
+def test_notification_defaults() -> None:
+    event = anycqrs.NotificationEvent(payload=OrderPaid(1), topic="orders")
+    assert event.event_name == "OrderPaid"
+    assert isinstance(event.event_id, UUID)
+    assert event.event_timestamp.tzinfo is timezone.utc
+    assert event.key is None
+    assert event.headers == {}
+    other = anycqrs.NotificationEvent(payload=OrderPaid(1), topic="orders")
+    assert other.event_id != event.event_id
+
+
+def test_event_name_override() -> None:
+    assert event_name_of(Renamed) == "orders.renamed.v2"
+    event = anycqrs.NotificationEvent(payload=Renamed(1))
+    assert event.event_name == "orders.renamed.v2"
+    explicit = anycqrs.NotificationEvent(payload=OrderPaid(1), event_name="custom")
+    assert explicit.event_name == "custom"
+
+
+def test_event_name_override_is_not_inherited() -> None:
+    class Child(Renamed):
+        pass
+
+    assert event_name_of(Child) == "Child"
+
+
+def test_messages_can_be_attrs_or_dataclasses() -> None:
+    @attrs.frozen
+    class A(anycqrs.Request):
+        x: int
+
+    @dataclasses.dataclass
+    class B(anycqrs.Request):
+        x: int
+
+    @attrs.frozen
+    class E(anycqrs.DomainEvent):
+        x: int
+
+    assert A(1).x == B(1).x == E(1).x == 1
+    assert isinstance(E(1), anycqrs.Event)
+    assert isinstance(anycqrs.NotificationEvent(payload=1), anycqrs.Event)
+    assert not hasattr(A(1), "__dict__")  # slotted bases keep attrs classes slotted

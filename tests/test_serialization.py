@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta, timezone
+from typing import Generic, TypeVar
+from uuid import UUID, uuid4
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import anycqrs
+from anycqrs.errors import DeserializationError, SerializationError
+from anycqrs.serialization import from_json, loads, make_converter, to_json
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class Line:
+    sku: str
+    quantity: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Address:
+    city: str
+    zip_code: str | None = None
+
+
+@attrs.frozen
+class OrderPlaced:
+    order_id: UUID
+    placed_at: datetime
+    lines: list[Line]
+    address: Address
+    tags: dict[str, int] = attrs.field(factory=dict)
+    note: str | None = None
+
+
+@attrs.frozen
+class Box(Generic[T]):
+    item: T
+
+
+@attrs.frozen
+class CreateOrder(anycqrs.Request):
+    order_id: UUID
+    lines: list[Line]
+
+
+def _order(**overrides: object) -> OrderPlaced:
+    values: dict[str, object] = {
+        "order_id": uuid4(),
+        "placed_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+        "lines": [Line("apple", 2), Line("pear", 1)],
+        "address": Address("Lyon"),
+        "tags": {"priority": 1},
+    }
+    values.update(overrides)
+    return OrderPlaced(**values)  # type: ignore[arg-type]
+
+
+def test_round_trip_of_nested_notification_event() -> None:
+    event = anycqrs.NotificationEvent(
+        payload=_order(), topic="orders", key="k-1", headers={"trace": "abc"}
+    )
+    data = anycqrs.to_dict(event)
+    assert data["payload"]["order_id"] == str(event.payload.order_id)
+    assert data["event_timestamp"].endswith("+00:00")
+    assert data["event_name"] == "OrderPlaced"
+    assert anycqrs.from_dict(anycqrs.NotificationEvent[OrderPlaced], data) == event
+
+
+def test_json_round_trip() -> None:
+    event = anycqrs.NotificationEvent(payload=_order(), topic="orders")
+    raw = to_json(event)
+    assert isinstance(raw, bytes)
+    assert from_json(anycqrs.NotificationEvent[OrderPlaced], raw) == event
+
+
+def test_requests_and_generics_round_trip() -> None:
+    request = CreateOrder(order_id=uuid4(), lines=[Line("a", 1)])
+    assert anycqrs.from_dict(CreateOrder, anycqrs.to_dict(request)) == request
+    boxed = Box(item=Line("a", 3))
+    assert anycqrs.from_dict(Box[Line], anycqrs.to_dict(boxed)) == boxed
+
+
+def test_naive_datetimes_become_utc() -> None:
+    data = anycqrs.to_dict(_order())
+    data["placed_at"] = "2026-01-02T03:04:05"
+    restored = anycqrs.from_dict(OrderPlaced, data)
+    assert restored.placed_at.tzinfo is not None
+    assert restored.placed_at.utcoffset() == timedelta(0)
+    event = anycqrs.NotificationEvent(payload=1, event_timestamp=datetime(2026, 1, 1))
+    assert event.event_timestamp.tzinfo is timezone.utc
+
+
+def test_missing_field_is_named() -> None:
+    data = anycqrs.to_dict(_order())
+    del data["lines"][1]["quantity"]
+    del data["address"]
+    with pytest.raises(DeserializationError) as info:
+        anycqrs.from_dict(OrderPlaced, data)
+    message = str(info.value)
+    assert "$.lines[1].quantity" in message
+    assert "$.address" in message
+    assert not isinstance(info.value, KeyError)
+    assert any("quantity" in line for line in info.value.errors)
+
+
+def test_wrong_type_is_named() -> None:
+    data = anycqrs.to_dict(_order())
+    data["order_id"] = "not-a-uuid"
+    with pytest.raises(DeserializationError, match=r"\$\.order_id"):
+        anycqrs.from_dict(OrderPlaced, data)
+
+
+def test_bad_payload_of_a_notification_names_the_generic() -> None:
+    with pytest.raises(DeserializationError, match=r"NotificationEvent\[OrderPlaced\]"):
+        anycqrs.from_dict(anycqrs.NotificationEvent[OrderPlaced], {"payload": {}})
+
+
+def test_malformed_json() -> None:
+    with pytest.raises(DeserializationError, match="malformed JSON"):
+        loads(b"{not json")
+
+
+def test_unserializable_object() -> None:
+    class Weird:
+        __slots__ = ()
+
+    with pytest.raises(SerializationError, match="Weird"):
+        to_json(Box(item=Weird()))
+
+
+def test_make_converter_is_independent() -> None:
+    conv = make_converter()
+    conv.register_unstructure_hook(Line, lambda line: f"{line.sku}x{line.quantity}")
+    assert conv.unstructure(Line("a", 2)) == "ax2"
+    assert anycqrs.to_dict(Line("a", 2)) == {"sku": "a", "quantity": 2}
+
+
+lines = st.builds(Line, st.text(max_size=20), st.integers(-(2**40), 2**40))
+orders = st.builds(
+    OrderPlaced,
+    order_id=st.uuids(),
+    placed_at=st.datetimes(timezones=st.just(timezone.utc)),
+    lines=st.lists(lines, max_size=5),
+    address=st.builds(Address, st.text(max_size=10), st.none() | st.text(max_size=5)),
+    tags=st.dictionaries(st.text(max_size=5), st.integers(-1000, 1000), max_size=3),
+    note=st.none() | st.text(max_size=20),
+)
+
+
+@given(orders, st.none() | st.text(min_size=1, max_size=8))
+def test_property_round_trip(order: OrderPlaced, key: str | None) -> None:
+    event = anycqrs.NotificationEvent(payload=order, topic="t", key=key)
+    assert (
+        anycqrs.from_dict(anycqrs.NotificationEvent[OrderPlaced], anycqrs.to_dict(event)) == event
+    )
+    assert from_json(anycqrs.NotificationEvent[OrderPlaced], to_json(event)) == event
