@@ -1,0 +1,184 @@
+"""The list of workloads, their implementations and their targets.
+
+A workload whose anycqrs feature is not there yet (or whose service is not
+reachable) is listed with ``unavailable`` set and reported as ``n/a``; an
+implementation python-cqrs lacks (or python-cqrs not installed) is ``n/a`` in
+its column. Nothing is ever faked.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from ._harness import Impl, Target, Workload
+
+ISSUE2 = "issue 2 (Speed)"
+ISSUE3 = "issue 3 (Docs and speed)"
+ISSUE4 = "issue 4 (Also)"
+ISSUE5 = "issue 5 (Speed)"
+ISSUE6 = "issue 6 (Targets)"
+
+
+def _module(name: str) -> tuple[ModuleType | None, str | None]:
+    try:
+        return importlib.import_module(f"benchmarks.{name}"), None
+    except ImportError as exc:
+        return None, f"{exc.name or exc}: not importable ({exc})"
+
+
+def _pycqrs() -> tuple[ModuleType | None, str | None]:
+    try:
+        import cqrs  # noqa: F401
+    except ImportError:
+        return None, "python-cqrs not installed (use `nox -s bench`)"
+    return _module("_pycqrs_core")
+
+
+def shared_targets(min_speedup: float, *, both: bool = True) -> tuple[Target, ...]:
+    """≥ ``min_speedup``× python-cqrs (asyncio and trio columns), trio ≤ 1.5× asyncio."""
+    targets = [Target("min_speedup", min_speedup, "asyncio", ISSUE6)]
+    if both:
+        targets.append(Target("min_speedup", min_speedup, "trio", ISSUE6))
+    targets.append(Target("max_ratio", 1.5, source=ISSUE6))
+    return tuple(targets)
+
+
+def anycqrs_impls(make: Callable[[], Any]) -> tuple[Impl, ...]:
+    """asyncio and trio implementations from one setup factory."""
+    setup = make()
+    return (
+        Impl("asyncio", setup, backend="asyncio"),
+        Impl("trio", setup, backend="trio"),
+    )
+
+
+def pycqrs_impl(build: Callable[[ModuleType], Any]) -> Impl:
+    module, reason = _pycqrs()
+    if module is None:
+        return Impl("python-cqrs", None, runner="asyncio", unavailable=reason)
+    try:
+        setup = build(module)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        return Impl("python-cqrs", None, runner="asyncio", unavailable=reason)
+    return Impl("python-cqrs", setup, runner="asyncio")
+
+
+def core_workloads() -> list[Workload]:
+    from . import _anycqrs_core as a
+
+    return [
+        Workload(
+            "bound/handler.handle",
+            "lower bound: bare `await handler.handle(request)`, no framework",
+            anycqrs_impls(a.bare_handle),
+        ),
+        Workload(
+            "bound/async-gen-100",
+            "lower bound: bare `async for` over an async generator of 100 items",
+            anycqrs_impls(a.bare_async_gen),
+            items_per_op=100,
+        ),
+        Workload(
+            "send/no-events",
+            "RequestMediator.send, lagom resolution, one middleware, no events",
+            (*anycqrs_impls(lambda: a.send(0)), pycqrs_impl(lambda m: m.send(0))),
+            targets=(
+                Target("max_us", 3.0, "asyncio", ISSUE2),
+                Target("max_us", 4.0, "trio", ISSUE2),
+                *shared_targets(5),
+            ),
+        ),
+        Workload(
+            "send/1-event-seq",
+            "send + 1 domain event with 1 handler, sequential dispatch",
+            (*anycqrs_impls(lambda: a.send(1)), pycqrs_impl(lambda m: m.send(1))),
+            targets=(Target("max_us", 6.0, "asyncio", ISSUE2), *shared_targets(10)),
+        ),
+        Workload(
+            "send/1-event-par",
+            "send + 1 domain event with 1 handler, parallel dispatch (task group)",
+            (
+                *anycqrs_impls(lambda: a.send(1, parallel=True)),
+                pycqrs_impl(lambda m: m.send(1, parallel=True)),
+            ),
+            targets=shared_targets(10),
+        ),
+        Workload(
+            "send/10-events-seq",
+            "send + 10 domain events, 1 handler each, sequential dispatch",
+            (*anycqrs_impls(lambda: a.send(10)), pycqrs_impl(lambda m: m.send(10))),
+            targets=shared_targets(10),
+        ),
+        Workload(
+            "send/10-events-par",
+            "send + 10 domain events, 1 handler each, parallel dispatch (limit 10)",
+            (
+                *anycqrs_impls(lambda: a.send(10, parallel=True)),
+                pycqrs_impl(lambda m: m.send(10, parallel=True)),
+            ),
+            targets=shared_targets(10),
+        ),
+        Workload(
+            "events/mediator-1-handler",
+            "EventMediator.send, 1 handler, one middleware",
+            (
+                *anycqrs_impls(lambda: a.event_mediator(1)),
+                pycqrs_impl(lambda m: m.event_mediator(1)),
+            ),
+            targets=shared_targets(10),
+        ),
+        Workload(
+            "events/mediator-5-handlers",
+            "EventMediator.send, 5 handlers, one middleware",
+            (
+                *anycqrs_impls(lambda: a.event_mediator(5)),
+                pycqrs_impl(lambda m: m.event_mediator(5)),
+            ),
+            targets=shared_targets(10),
+        ),
+        Workload(
+            "events/fanout-1-10-50",
+            "EventMediator.send: root handler emits 10 events, each of those 5 (61 handlers)",
+            (*anycqrs_impls(a.fanout_tree), pycqrs_impl(lambda m: m.fanout_tree())),
+            targets=shared_targets(10),
+        ),
+        Workload(
+            "serialization/dict-roundtrip",
+            "from_dict(to_dict(e)) of a nested NotificationEvent (UUID, datetime, list, dict)",
+            (
+                *anycqrs_impls(lambda: a.serialization_roundtrip(json=False)),
+                pycqrs_impl(lambda m: m.serialization_roundtrip(json=False)),
+            ),
+            targets=shared_targets(5),
+        ),
+        Workload(
+            "serialization/json-roundtrip",
+            "the same through JSON bytes (to_json/from_json; python-cqrs JsonEventSerializer)",
+            (
+                *anycqrs_impls(lambda: a.serialization_roundtrip(json=True)),
+                pycqrs_impl(lambda m: m.serialization_roundtrip(json=True)),
+            ),
+            targets=shared_targets(5),
+        ),
+    ]
+
+
+def _optional(
+    builder: Callable[[], list[Workload]], names: list[tuple[str, str]]
+) -> list[Workload]:
+    """Workloads from ``builder``, or ``n/a`` placeholders when it raises."""
+    try:
+        return builder()
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        return [Workload(name, desc, unavailable=reason) for name, desc in names]
+
+
+def all_workloads() -> list[Workload]:
+    """Every workload, in table order."""
+    workloads = core_workloads()
+    return workloads
