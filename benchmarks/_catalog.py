@@ -29,12 +29,12 @@ def _module(name: str) -> tuple[ModuleType | None, str | None]:
         return None, f"{exc.name or exc}: not importable ({exc})"
 
 
-def _pycqrs() -> tuple[ModuleType | None, str | None]:
+def _pycqrs(name: str) -> tuple[ModuleType | None, str | None]:
     try:
         import cqrs  # noqa: F401
     except ImportError:
         return None, "python-cqrs not installed (use `nox -s bench`)"
-    return _module("_pycqrs_core")
+    return _module(name)
 
 
 def shared_targets(min_speedup: float, *, both: bool = True) -> tuple[Target, ...]:
@@ -55,12 +55,13 @@ def anycqrs_impls(make: Callable[[], Any]) -> tuple[Impl, ...]:
     )
 
 
-def pycqrs_impl(build: Callable[[ModuleType], Any]) -> Impl:
-    module, reason = _pycqrs()
-    if module is None:
+def pycqrs_impl(build: Callable[[ModuleType], Any], module: str = "_pycqrs_core") -> Impl:
+    """The python-cqrs column, built by ``build(benchmarks.<module>)``."""
+    mod, reason = _pycqrs(module)
+    if mod is None:
         return Impl("python-cqrs", None, runner="asyncio", unavailable=reason)
     try:
-        setup = build(module)
+        setup = build(mod)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         return Impl("python-cqrs", None, runner="asyncio", unavailable=reason)
@@ -178,7 +179,56 @@ def _optional(
         return [Workload(name, desc, unavailable=reason) for name, desc in names]
 
 
+def request_workloads() -> list[Workload]:
+    from . import _anycqrs_requests as a
+
+    def py(build: Callable[[ModuleType], Any]) -> Impl:
+        return pycqrs_impl(build, "_pycqrs_requests")
+
+    return [
+        Workload(
+            "bound/stream-gen-100",
+            "lower bound: bare `async for` over the streaming handler's generator body",
+            anycqrs_impls(a.bare_rows),
+            items_per_op=100,
+        ),
+        Workload(
+            "stream/100-items",
+            "StreamingRequestMediator.stream, 100 items, no events, one middleware",
+            (*anycqrs_impls(lambda: a.stream(events=False)), py(lambda m: m.stream(events=False))),
+            items_per_op=100,
+            targets=(
+                Target("max_item_overhead_us", 0.5, "asyncio", ISSUE3, "bound/stream-gen-100"),
+                Target("max_item_overhead_us", 0.5, "trio", ISSUE3, "bound/stream-gen-100"),
+                *shared_targets(5),
+            ),
+        ),
+        Workload(
+            "stream/100-items-events",
+            "the same with 1 domain event per item (1 handler), dispatched before the item",
+            (*anycqrs_impls(lambda: a.stream(events=True)), py(lambda m: m.stream(events=True))),
+            items_per_op=100,
+            targets=shared_targets(10),
+        ),
+        Workload(
+            "cor/chain-4-link-3",
+            "RequestMediator.send to a 4-link chain of responsibility matched at link 3",
+            (*anycqrs_impls(a.chain), py(lambda m: m.chain())),
+            targets=(Target("max_us", 5.0, "asyncio", ISSUE3), *shared_targets(5)),
+        ),
+    ]
+
+
+REQUEST_NAMES = [
+    ("bound/stream-gen-100", "lower bound: bare async for over the streaming generator"),
+    ("stream/100-items", "StreamingRequestMediator.stream, 100 items, no events"),
+    ("stream/100-items-events", "the same with 1 domain event per item"),
+    ("cor/chain-4-link-3", "4-link chain of responsibility matched at link 3"),
+]
+
+
 def all_workloads() -> list[Workload]:
     """Every workload, in table order."""
     workloads = core_workloads()
+    workloads += _optional(request_workloads, REQUEST_NAMES)
     return workloads
