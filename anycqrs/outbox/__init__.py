@@ -1,0 +1,59 @@
+"""Transactional outbox: store notification events in the same database
+transaction as your domain writes, and let a relay publish them to a broker.
+
+* Writers bound to **your** transaction: :class:`SqliteOutbox` (a ``sqlite3``
+  connection you own) and :class:`PostgresOutbox` (a psycopg 3 connection you
+  own). ``add`` stages a row; your commit makes it durable together with your
+  domain rows, your rollback drops both.
+* Relay stores on their own connection: :class:`SqliteOutboxStore`,
+  :class:`PostgresOutboxStore` (several relays at once, ``FOR UPDATE SKIP LOCKED``).
+* :class:`OutboxRelay` publishes batches to any
+  :class:`~anycqrs.brokers.MessageBroker`, marks them sent, retries with
+  exponential backoff (:class:`OutboxRetryPolicy`) and dead-letters after
+  ``max_attempts``.
+
+Example::
+
+    conn = sqlite3.connect("app.db", check_same_thread=False)
+    outbox = SqliteOutbox(conn)
+
+    def place_order(order_id: int) -> None:
+        conn.execute("INSERT INTO orders (id) VALUES (?)", (order_id,))
+        outbox.add(NotificationEvent(payload=OrderPlaced(order_id=order_id), topic="orders"))
+
+    await outbox.run_in_transaction(place_order, 42)
+
+    relay = OutboxRelay(SqliteOutboxStore("app.db"), broker)
+    async with anyio.create_task_group() as tg:
+        await tg.start(relay.run)
+"""
+
+from ._model import DEFAULT_TABLE as DEFAULT_TABLE
+from ._model import OutboxItem as OutboxItem
+from ._model import OutboxRecord as OutboxRecord
+from ._model import OutboxRetryPolicy as OutboxRetryPolicy
+from ._model import OutboxSettlement as OutboxSettlement
+from ._model import OutboxStatus as OutboxStatus
+from ._postgres import PostgresOutbox as PostgresOutbox
+from ._postgres import PostgresOutboxStore as PostgresOutboxStore
+from ._protocols import OutboxStore as OutboxStore
+from ._protocols import OutboxWriter as OutboxWriter
+from ._relay import OutboxRelay as OutboxRelay
+from ._sqlite import SqliteOutbox as SqliteOutbox
+from ._sqlite import SqliteOutboxStore as SqliteOutboxStore
+
+__all__ = [
+    "DEFAULT_TABLE",
+    "OutboxItem",
+    "OutboxRecord",
+    "OutboxRelay",
+    "OutboxRetryPolicy",
+    "OutboxSettlement",
+    "OutboxStatus",
+    "OutboxStore",
+    "OutboxWriter",
+    "PostgresOutbox",
+    "PostgresOutboxStore",
+    "SqliteOutbox",
+    "SqliteOutboxStore",
+]

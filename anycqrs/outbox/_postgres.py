@@ -1,0 +1,401 @@
+"""PostgreSQL outbox (psycopg 3): a writer on the caller's connection and a
+relay store that claims rows with ``FOR UPDATE SKIP LOCKED`` plus a lease."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar, Union
+
+import anyio.to_thread
+
+from ._model import (
+    DEFAULT_TABLE,
+    OutboxItem,
+    OutboxRecord,
+    OutboxSettlement,
+    OutboxStatus,
+    encode,
+    table_identifier,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["PostgresOutbox", "PostgresOutboxStore"]
+
+T = TypeVar("T")
+
+Connect = Callable[[], "psycopg.Connection[Any]"]
+
+_COLUMNS = (
+    "id, message_id, message_name, topic, key, headers, payload, status, attempts, "
+    "created_at, next_attempt_at, last_error, sent_at"
+)
+
+
+def _schema(table: str) -> tuple[str, ...]:
+    quoted = table_identifier(table)
+    return (
+        f"""CREATE TABLE IF NOT EXISTS {quoted} (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            message_id UUID NOT NULL UNIQUE,
+            message_name TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            key TEXT,
+            headers TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'sent', 'dead')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            next_attempt_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            claimed_until TIMESTAMPTZ,
+            claim_token TEXT,
+            sent_at TIMESTAMPTZ,
+            last_error TEXT
+        )""",
+        f"CREATE INDEX IF NOT EXISTS \"{table}_pending\" ON {quoted} (id) WHERE status = 'pending'",
+    )
+
+
+def _create_schema(connection: psycopg.Connection[Any], table: str) -> None:
+    """Create the schema in one transaction (a savepoint inside an open one),
+    serialized by an advisory lock so concurrent first uses don't collide."""
+    with connection.transaction():
+        connection.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"anycqrs.outbox:{table}",)
+        )
+        for statement in _schema(table):
+            connection.execute(statement.encode())
+
+
+def _record(row: Sequence[Any]) -> OutboxRecord:
+    return OutboxRecord(
+        id=row[0],
+        message_id=str(row[1]),
+        message_name=row[2],
+        topic=row[3],
+        key=row[4],
+        headers=row[5],
+        payload=row[6],
+        status=OutboxStatus(row[7]),
+        attempts=row[8],
+        created_at=row[9],
+        next_attempt_at=row[10],
+        last_error=row[11],
+        sent_at=row[12],
+    )
+
+
+class PostgresOutbox:
+    """Writes outbox rows on the caller's psycopg 3 connection, inside the
+    caller's transaction; it never commits (except in
+    :meth:`run_in_transaction`, which you ask for explicitly).
+
+    The table is created on first use unless ``create_schema=False`` (then
+    create it with :meth:`ensure_schema`, the relay's startup, or a migration).
+
+    Args:
+        connection: the application's ``psycopg.Connection``.
+        table: table name (lowercase letters, digits, ``_``).
+        create_schema: check for the table on first use and create it if missing.
+
+    Example::
+
+        conn = psycopg.connect(dsn)
+        outbox = PostgresOutbox(conn)
+
+        def place_order(order_id: int) -> None:
+            with conn.transaction():  # both rows or neither
+                conn.execute("INSERT INTO orders (id) VALUES (%s)", (order_id,))
+                outbox.add(NotificationEvent(payload=OrderPlaced(order_id), topic="orders"))
+
+        await anyio.to_thread.run_sync(place_order, 42)
+    """
+
+    __slots__ = ("_connection", "_create_schema", "_insert", "_lock", "_schema_ready", "_table")
+
+    def __init__(
+        self,
+        connection: psycopg.Connection[Any],
+        *,
+        table: str = DEFAULT_TABLE,
+        create_schema: bool = True,
+    ) -> None:
+        quoted = table_identifier(table)
+        self._connection = connection
+        self._table = table
+        self._create_schema = create_schema
+        self._schema_ready = False
+        self._lock = threading.RLock()
+        self._insert = (
+            f"INSERT INTO {quoted} (message_id, message_name, topic, key, headers, payload) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (message_id) DO NOTHING"
+        ).encode()
+
+    @property
+    def connection(self) -> psycopg.Connection[Any]:
+        """The caller's connection."""
+        return self._connection
+
+    @property
+    def table(self) -> str:
+        """The outbox table's name."""
+        return self._table
+
+    def ensure_schema(self) -> None:
+        """Create the table and index if missing (idempotent, safe to race).
+
+        Runs on the caller's connection: inside an open transaction it uses a
+        savepoint and becomes part of that transaction.
+        """
+        row = self._connection.execute("SELECT to_regclass(%s)", (self._table,)).fetchone()
+        if row is None or row[0] is None:
+            _create_schema(self._connection, self._table)
+        self._schema_ready = True
+
+    @staticmethod
+    def _rows(items: Iterable[OutboxItem]) -> list[tuple[Any, ...]]:
+        rows = []
+        for item in items:
+            encoded = encode(item)
+            rows.append(
+                (
+                    encoded.message_id,
+                    encoded.message_name,
+                    encoded.topic,
+                    encoded.key,
+                    encoded.headers,
+                    encoded.payload,
+                )
+            )
+        return rows
+
+    def add(self, item: OutboxItem, /) -> None:
+        """Stage ``item`` (a ``NotificationEvent`` or a broker ``Message``) in
+        the current transaction. A message id already in the outbox is ignored.
+
+        Raises:
+            TypeError: ``item`` is neither a notification event nor a message.
+            SerializationError: the event can't be serialized.
+        """
+        rows = self._rows((item,))
+        if self._create_schema and not self._schema_ready:
+            self.ensure_schema()
+        self._connection.execute(self._insert, rows[0])
+
+    def add_many(self, items: Iterable[OutboxItem], /) -> None:
+        """Stage several messages in the current transaction, in order."""
+        rows = self._rows(items)
+        if not rows:
+            return
+        if self._create_schema and not self._schema_ready:
+            self.ensure_schema()
+        with self._connection.cursor() as cursor:
+            cursor.executemany(self._insert, rows)
+
+    def transaction(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` inside ``connection.transaction()`` (blocking):
+        committed when ``fn`` returns, rolled back if it raises (a savepoint
+        when a transaction is already open). Calls on one ``PostgresOutbox``
+        are serialized."""
+        with self._lock, self._connection.transaction():
+            return fn(*args)
+
+    async def run_in_transaction(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in a worker thread, in one transaction (see
+        :meth:`transaction`).
+
+        Example::
+
+            def place_order(order_id: int) -> None:
+                conn.execute("INSERT INTO orders (id) VALUES (%s)", (order_id,))
+                outbox.add(NotificationEvent(payload=OrderPlaced(order_id), topic="orders"))
+
+            await outbox.run_in_transaction(place_order, 42)
+        """
+        return await anyio.to_thread.run_sync(self.transaction, fn, *args)
+
+
+class PostgresOutboxStore:
+    """The relay's side of a PostgreSQL outbox, on its own connection.
+
+    Many relays may run at once: a claim is one statement that picks due rows
+    with ``SELECT ... FOR UPDATE SKIP LOCKED`` and stamps them with a lease
+    (``claimed_until``) and the relay's claim token, then commits. Publishing
+    happens **outside** any row lock or open transaction; the outcome is
+    written afterwards, only to rows still carrying the token. A relay that
+    dies mid-batch leaves its rows to be claimed again when the lease ends.
+
+    Methods are blocking (the relay calls them in a worker thread) and
+    serialized by a lock. A broken connection is dropped and reopened on the
+    next call.
+
+    Args:
+        conninfo: a libpq DSN/URL, or a zero-argument callable returning a new
+            ``psycopg.Connection`` (autocommit is switched on).
+        table: table name (as given to :class:`PostgresOutbox`).
+
+    Example::
+
+        store = PostgresOutboxStore("postgresql://app@db/app")
+        async with anyio.create_task_group() as tg:
+            await tg.start(OutboxRelay(store, broker).run)
+    """
+
+    __slots__ = ("_connect", "_connection", "_lock", "_quoted", "_table")
+
+    def __init__(self, conninfo: Union[str, Connect], *, table: str = DEFAULT_TABLE) -> None:
+        self._quoted = table_identifier(table)
+        self._table = table
+        self._connect: Connect = conninfo if callable(conninfo) else self._dsn(conninfo)
+        self._connection: psycopg.Connection[Any] | None = None
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _dsn(conninfo: str) -> Connect:
+        def connect() -> psycopg.Connection[Any]:
+            import psycopg
+
+            return psycopg.connect(conninfo)
+
+        return connect
+
+    @property
+    def table(self) -> str:
+        """The outbox table's name."""
+        return self._table
+
+    def __enter__(self) -> PostgresOutboxStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the store's connection (it reopens on next use)."""
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    def _run(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        with self._lock:
+            connection = self._connection
+            if connection is None or connection.closed:
+                connection = self._connect()
+                connection.autocommit = True
+                self._connection = connection
+            try:
+                return fn(connection)
+            except Exception:
+                if connection.broken or connection.closed:
+                    self._connection = None
+                    connection.close()
+                raise
+
+    def ensure_schema(self) -> None:
+        """Create the table and index if missing (idempotent, safe to race)."""
+        self._run(lambda connection: _create_schema(connection, self._table))
+
+    def claim(
+        self, *, limit: int, now: datetime, lease: float, token: str
+    ) -> Sequence[OutboxRecord]:
+        """Claim up to ``limit`` due pending rows with ``FOR UPDATE SKIP LOCKED``
+        (see :class:`OutboxStore`)."""
+        sql = (
+            f"WITH due AS (SELECT id FROM {self._quoted} WHERE status = 'pending' "
+            "AND next_attempt_at <= %(now)s "
+            "AND (claimed_until IS NULL OR claimed_until <= %(now)s) "
+            "ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
+            f"UPDATE {self._quoted} AS o SET claimed_until = %(until)s, claim_token = %(token)s "
+            f"FROM due WHERE o.id = due.id RETURNING "
+            + ", ".join(f"o.{column.strip()}" for column in _COLUMNS.split(","))
+        ).encode()
+        params = {
+            "now": now,
+            "limit": limit,
+            "until": now + timedelta(seconds=lease),
+            "token": token,
+        }
+
+        def claim(connection: psycopg.Connection[Any]) -> list[OutboxRecord]:
+            rows = connection.execute(sql, params).fetchall()
+            return sorted((_record(row) for row in rows), key=lambda record: record.id)
+
+        return self._run(claim)
+
+    def settle(self, token: str, settlement: OutboxSettlement, *, now: datetime) -> None:
+        """Apply a batch's outcome in one transaction (see :class:`OutboxStore`)."""
+        table = self._quoted
+        release = "claimed_until = NULL, claim_token = NULL"
+
+        def settle(connection: psycopg.Connection[Any]) -> None:
+            with connection.transaction(), connection.cursor() as cursor:
+                if settlement.sent:
+                    cursor.execute(
+                        f"UPDATE {table} SET status = 'sent', attempts = attempts + 1, "
+                        f"sent_at = %s, {release} WHERE id = ANY(%s) AND claim_token = %s".encode(),
+                        (now, list(settlement.sent), token),
+                    )
+                if settlement.retry:
+                    cursor.executemany(
+                        f"UPDATE {table} SET attempts = attempts + 1, next_attempt_at = %s, "
+                        f"last_error = %s, {release} WHERE id = %s AND claim_token = %s".encode(),
+                        [(when, error, row_id, token) for row_id, when, error in settlement.retry],
+                    )
+                if settlement.dead:
+                    cursor.executemany(
+                        f"UPDATE {table} SET status = 'dead', attempts = attempts + 1, "
+                        f"last_error = %s, {release} WHERE id = %s AND claim_token = %s".encode(),
+                        [(error, row_id, token) for row_id, error in settlement.dead],
+                    )
+                if settlement.release:
+                    cursor.execute(
+                        f"UPDATE {table} SET {release} "
+                        "WHERE id = ANY(%s) AND claim_token = %s".encode(),
+                        (list(settlement.release), token),
+                    )
+
+        self._run(settle)
+
+    def fetch(
+        self, *, status: OutboxStatus | None = None, limit: int = 100, after_id: int = 0
+    ) -> list[OutboxRecord]:
+        """Rows in id order (optionally of one ``status``), for inspection."""
+        where = "id > %s" + ("" if status is None else " AND status = %s")
+        params: tuple[Any, ...] = (after_id,) if status is None else (after_id, status.value)
+        sql = f"SELECT {_COLUMNS} FROM {self._quoted} WHERE {where} ORDER BY id LIMIT %s".encode()
+        rows = self._run(lambda connection: connection.execute(sql, (*params, limit)).fetchall())
+        return [_record(row) for row in rows]
+
+    def counts(self) -> dict[OutboxStatus, int]:
+        """How many rows are in each status."""
+        sql = f"SELECT status, COUNT(*) FROM {self._quoted} GROUP BY status".encode()
+        rows = self._run(lambda connection: connection.execute(sql).fetchall())
+        counts = dict.fromkeys(OutboxStatus, 0)
+        counts.update({OutboxStatus(status): count for status, count in rows})
+        return counts
+
+    def retry_dead(self, ids: Iterable[int] | None = None, *, now: datetime | None = None) -> int:
+        """Put dead rows (all, or those in ``ids``) back to pending with a fresh
+        attempt budget; returns how many. ``last_error`` is kept."""
+        at = now or utcnow()
+        sql = (
+            f"UPDATE {self._quoted} SET status = 'pending', attempts = 0, next_attempt_at = %s, "
+            "claimed_until = NULL, claim_token = NULL WHERE status = 'dead'"
+        )
+        params: tuple[Any, ...]
+        if ids is None:
+            query, params = sql.encode(), (at,)
+        else:
+            query, params = (sql + " AND id = ANY(%s)").encode(), (at, list(ids))
+        return self._run(lambda connection: connection.execute(query, params).rowcount)
+
+    def purge_sent(self, before: datetime) -> int:
+        """Delete rows sent before ``before``; returns how many."""
+        sql = f"DELETE FROM {self._quoted} WHERE status = 'sent' AND sent_at < %s".encode()
+        return self._run(lambda connection: connection.execute(sql, (before,)).rowcount)

@@ -1,0 +1,296 @@
+"""The relay: claims due outbox rows, publishes them, records the outcome."""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+import attrs
+
+from ..brokers import Message, MessageBroker, publish_many
+from ._model import OutboxRecord, OutboxRetryPolicy, OutboxSettlement, utcnow
+from ._protocols import OutboxStore
+
+__all__ = ["OutboxRelay"]
+
+logger = logging.getLogger("anycqrs.outbox")
+
+
+def _describe(exc: BaseException) -> str:
+    text = f"{type(exc).__qualname__}: {exc}"
+    return text if len(text) <= 2000 else text[:1997] + "..."
+
+
+@attrs.frozen
+class _Batch:
+    """A claimed batch, decoded in the worker thread."""
+
+    records: Sequence[OutboxRecord]
+    messages: Sequence[tuple[OutboxRecord, Message]]
+    undecodable: Sequence[tuple[int, str]]
+
+
+class OutboxRelay:
+    """Publishes outbox rows to a message broker: at least once, in id order,
+    with retries, backoff and dead-lettering.
+
+    Each batch costs two worker-thread hops: one claims (and decodes) up to
+    ``batch_size`` due rows, one records the outcome. Between them the batch is
+    published with :func:`~anycqrs.brokers.publish_many` (one ``send_many`` call
+    where the broker has it). If the batch publish fails, the batch is sent
+    again message by message so one rejected message holds back nobody (with
+    ``send_many`` brokers, messages the failed batch delivered may then be
+    delivered twice: consumers deduplicate on ``message_id``).
+
+    A failed row is retried after ``retry.delay(attempts)`` seconds; after
+    ``max_attempts`` failures it is dead-lettered (status ``dead``, row and
+    ``last_error`` kept). A row that can't be decoded is dead-lettered at once
+    and never blocks the others.
+
+    Cancellation: the batch in flight is finished (publish bounded by
+    ``publish_timeout``, outcome written under a shielded scope bounded by
+    ``settle_timeout``), so a graceful stop neither loses nor re-sends it.
+
+    Args:
+        store: the relay side of an outbox (:class:`SqliteOutboxStore`,
+            :class:`PostgresOutboxStore` or your own :class:`OutboxStore`).
+        broker: any :class:`~anycqrs.brokers.MessageBroker`.
+        batch_size: rows claimed per batch.
+        retry: backoff between attempts of one row.
+        max_attempts: attempts before a row is dead-lettered.
+        poll_interval: seconds :meth:`run` waits when nothing is due.
+        lease: seconds a claim lasts; must exceed ``publish_timeout`` (a
+            relay that dies leaves its rows to others after the lease).
+        publish_timeout: bound of one batch's publish; unsent messages of a
+            batch that times out count as failed.
+        settle_timeout: bound of writing a batch's outcome after cancellation.
+        clock: the current time (aware UTC); injectable for tests.
+        limiter: thread limiter for the blocking store calls (default: anyio's).
+
+    Example::
+
+        relay = OutboxRelay(SqliteOutboxStore("app.db"), broker, batch_size=200)
+        async with anyio.create_task_group() as tg:
+            await tg.start(relay.run)
+            ...
+            tg.cancel_scope.cancel()  # graceful: the batch in flight finishes
+    """
+
+    __slots__ = (
+        "_batch_size",
+        "_broker",
+        "_clock",
+        "_lease",
+        "_limiter",
+        "_max_attempts",
+        "_poll_interval",
+        "_publish_timeout",
+        "_retry",
+        "_settle_timeout",
+        "_store",
+        "_token",
+        "_wakeup",
+    )
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        broker: MessageBroker,
+        *,
+        batch_size: int = 100,
+        retry: OutboxRetryPolicy | None = None,
+        max_attempts: int = 10,
+        poll_interval: float = 1.0,
+        lease: float = 120.0,
+        publish_timeout: float = 60.0,
+        settle_timeout: float = 10.0,
+        clock: Callable[[], datetime] = utcnow,
+        limiter: anyio.CapacityLimiter | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        if poll_interval < 0 or publish_timeout <= 0 or settle_timeout <= 0:
+            raise ValueError("poll_interval must be >= 0 and the timeouts > 0")
+        if lease <= publish_timeout:
+            raise ValueError(
+                f"lease ({lease}s) must exceed publish_timeout ({publish_timeout}s), "
+                "or another relay could claim a batch that is still being published"
+            )
+        self._store = store
+        self._broker = broker
+        self._batch_size = batch_size
+        self._retry = retry if retry is not None else OutboxRetryPolicy()
+        self._max_attempts = max_attempts
+        self._poll_interval = poll_interval
+        self._lease = lease
+        self._publish_timeout = publish_timeout
+        self._settle_timeout = settle_timeout
+        self._clock = clock
+        self._limiter = limiter
+        self._token = f"relay-{uuid.uuid4().hex}"
+        self._wakeup: anyio.Event | None = None
+
+    @property
+    def store(self) -> OutboxStore:
+        """Where the relay reads from."""
+        return self._store
+
+    @property
+    def broker(self) -> MessageBroker:
+        """Where the relay publishes."""
+        return self._broker
+
+    def wake(self) -> None:
+        """Cut the current idle wait of :meth:`run` short (call it from the
+        event loop after committing new rows for lower latency)."""
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Relay until cancelled.
+
+        Creates the schema if missing, reports readiness (start it with
+        ``await task_group.start(relay.run)``), then publishes what is due and
+        waits ``poll_interval`` (or until :meth:`wake`) whenever nothing is left.
+        Store errors (e.g. a lost database connection) are logged and retried
+        after ``poll_interval``; the relay keeps running.
+        """
+        await anyio.to_thread.run_sync(self._store.ensure_schema, limiter=self._limiter)
+        task_status.started()
+        while True:
+            wakeup = self._wakeup = anyio.Event()
+            try:
+                busy = await self._drain(None)
+            except Exception:
+                logger.exception("Outbox relay pass failed; retrying in %ss", self._poll_interval)
+                busy = False
+            if not busy:
+                with anyio.move_on_after(self._poll_interval):
+                    await wakeup.wait()
+
+    async def publish_pending(self, limit: int | None = None) -> int:
+        """Publish what is due now, in batches, and return how many messages
+        were sent.
+
+        Stops when a batch comes back short or not fully published (failed rows
+        wait for their backoff), or after ``limit`` rows were handled.
+        """
+        sent, _ = await self._drain_counted(limit)
+        return sent
+
+    async def _drain(self, limit: int | None) -> bool:
+        _, busy = await self._drain_counted(limit)
+        return busy
+
+    async def _drain_counted(self, limit: int | None) -> tuple[int, bool]:
+        remaining = math.inf if limit is None else limit
+        sent_total = 0
+        while remaining > 0:
+            size = int(min(self._batch_size, remaining))
+            claimed, sent = await self._one_batch(size)
+            sent_total += sent
+            remaining -= claimed
+            if claimed < size or sent < claimed:
+                return sent_total, False
+        return sent_total, True
+
+    def _claim(self, limit: int) -> _Batch:
+        records = self._store.claim(
+            limit=limit, now=self._clock(), lease=self._lease, token=self._token
+        )
+        messages: list[tuple[OutboxRecord, Message]] = []
+        undecodable: list[tuple[int, str]] = []
+        for record in records:
+            try:
+                messages.append((record, record.to_message()))
+            except Exception as exc:  # noqa: BLE001 - a bad row is dead-lettered
+                undecodable.append((record.id, f"undecodable row: {_describe(exc)}"))
+        return _Batch(records, messages, undecodable)
+
+    async def _one_batch(self, limit: int) -> tuple[int, int]:
+        batch = await anyio.to_thread.run_sync(self._claim, limit, limiter=self._limiter)
+        if not batch.records:
+            return 0, 0
+        for row_id, error in batch.undecodable:
+            logger.error("Outbox row %s dead-lettered: %s", row_id, error)
+        # The batch is claimed: finish it even if we are cancelled meanwhile.
+        with anyio.CancelScope(shield=True):
+            errors = await self._publish([message for _, message in batch.messages])
+            settlement = self._settlement(batch, errors)
+            with anyio.fail_after(self._settle_timeout):
+                await anyio.to_thread.run_sync(self._settle, settlement, limiter=self._limiter)
+        return len(batch.records), len(settlement.sent)
+
+    def _settle(self, settlement: OutboxSettlement) -> None:
+        self._store.settle(self._token, settlement, now=self._clock())
+
+    def _settlement(self, batch: _Batch, errors: dict[int, str]) -> OutboxSettlement:
+        now = self._clock()
+        sent: list[int] = []
+        retry: list[tuple[int, datetime, str]] = []
+        dead = list(batch.undecodable)
+        for index, (record, message) in enumerate(batch.messages):
+            error = errors.get(index)
+            if error is None:
+                sent.append(record.id)
+                continue
+            failures = record.attempts + 1
+            if failures >= self._max_attempts:
+                logger.error(
+                    "Outbox message %s (%s) dead-lettered after %d attempts: %s",
+                    message.message_id,
+                    message.message_name,
+                    failures,
+                    error,
+                )
+                dead.append((record.id, error))
+            else:
+                logger.warning(
+                    "Publishing outbox message %s (%s) failed (attempt %d of %d): %s",
+                    message.message_id,
+                    message.message_name,
+                    failures,
+                    self._max_attempts,
+                    error,
+                )
+                retry.append((record.id, self._retry.next_attempt(failures, now), error))
+        return OutboxSettlement(sent=sent, retry=retry, dead=dead)
+
+    async def _publish(self, messages: Sequence[Message]) -> dict[int, str]:
+        """Publish ``messages``; returns ``{index: error}`` for those that failed."""
+        if not messages:
+            return {}
+        broker = self._broker
+        errors: dict[int, str] = {}
+        done = 0
+        with anyio.move_on_after(self._publish_timeout) as scope:
+            if getattr(broker, "send_many", None) is not None and len(messages) > 1:
+                try:
+                    await publish_many(broker, messages)
+                    return {}
+                except Exception as exc:  # noqa: BLE001 - isolated below
+                    logger.warning(
+                        "Batch publish of %d outbox messages failed (%s); retrying one by one",
+                        len(messages),
+                        _describe(exc),
+                    )
+            for index, message in enumerate(messages):
+                try:
+                    await broker.send_message(message)
+                except Exception as exc:  # noqa: BLE001 - recorded on the row
+                    errors[index] = _describe(exc)
+                done = index + 1
+        if scope.cancelled_caught:
+            timeout = f"TimeoutError: publish did not finish within {self._publish_timeout}s"
+            errors.update({index: timeout for index in range(done, len(messages))})
+        return errors

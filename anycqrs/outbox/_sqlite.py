@@ -1,0 +1,432 @@
+"""SQLite outbox: a writer on the caller's ``sqlite3`` connection and a relay
+store on its own connection to the same database file."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import anyio.to_thread
+
+from ._model import (
+    DEFAULT_TABLE,
+    OutboxItem,
+    OutboxRecord,
+    OutboxSettlement,
+    OutboxStatus,
+    encode,
+    table_identifier,
+    utcnow,
+)
+
+__all__ = ["SqliteOutbox", "SqliteOutboxStore"]
+
+T = TypeVar("T")
+
+_COLUMNS = (
+    "id, message_id, message_name, topic, key, headers, payload, status, attempts, "
+    "created_at, next_attempt_at, last_error, sent_at"
+)
+
+
+def _schema(table: str) -> tuple[str, ...]:
+    quoted = table_identifier(table)
+    return (
+        f"""CREATE TABLE IF NOT EXISTS {quoted} (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            message_id TEXT NOT NULL UNIQUE,
+            message_name TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            key TEXT,
+            headers TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'sent', 'dead')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            next_attempt_at REAL NOT NULL,
+            claimed_until REAL,
+            claim_token TEXT,
+            sent_at REAL,
+            last_error TEXT
+        )""",
+        f"CREATE INDEX IF NOT EXISTS \"{table}_pending\" ON {quoted} (id) WHERE status = 'pending'",
+    )
+
+
+def _dt(value: float) -> datetime:
+    return datetime.fromtimestamp(value, timezone.utc)
+
+
+def _record(row: Sequence[Any]) -> OutboxRecord:
+    return OutboxRecord(
+        id=row[0],
+        message_id=row[1],
+        message_name=row[2],
+        topic=row[3],
+        key=row[4],
+        headers=row[5],
+        payload=row[6],
+        status=OutboxStatus(row[7]),
+        attempts=row[8],
+        created_at=_dt(row[9]),
+        next_attempt_at=_dt(row[10]),
+        last_error=row[11],
+        sent_at=None if row[12] is None else _dt(row[12]),
+    )
+
+
+class SqliteOutbox:
+    """Writes outbox rows on the caller's ``sqlite3`` connection, inside the
+    caller's transaction; it never commits (except in
+    :meth:`run_in_transaction`, which you ask for explicitly).
+
+    Domain rows and events commit or roll back together. The table is created
+    on first use (idempotently) unless ``create_schema=False``.
+
+    Args:
+        connection: the application's connection. For :meth:`run_in_transaction`
+            it must be opened with ``check_same_thread=False``.
+        table: table name (lowercase letters, digits, ``_``).
+        create_schema: create the table on first use.
+
+    Example::
+
+        conn = sqlite3.connect("app.db", check_same_thread=False)
+        outbox = SqliteOutbox(conn)
+
+        def place_order(order_id: int) -> None:
+            with conn:  # commits both rows, or rolls both back
+                conn.execute("INSERT INTO orders (id) VALUES (?)", (order_id,))
+                outbox.add(NotificationEvent(payload=OrderPlaced(order_id), topic="orders"))
+
+        await anyio.to_thread.run_sync(place_order, 42)
+    """
+
+    __slots__ = ("_connection", "_create_schema", "_insert", "_lock", "_schema_ready", "_table")
+
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        *,
+        table: str = DEFAULT_TABLE,
+        create_schema: bool = True,
+    ) -> None:
+        quoted = table_identifier(table)
+        self._connection = connection
+        self._table = table
+        self._create_schema = create_schema
+        self._schema_ready = False
+        self._lock = threading.RLock()
+        self._insert = (
+            f"INSERT INTO {quoted} (message_id, message_name, topic, key, headers, payload, "
+            "created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (message_id) DO NOTHING"
+        )
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The caller's connection."""
+        return self._connection
+
+    @property
+    def table(self) -> str:
+        """The outbox table's name."""
+        return self._table
+
+    def ensure_schema(self) -> None:
+        """Create the table and its index if missing (idempotent).
+
+        Runs on the caller's connection: inside an open transaction the DDL
+        becomes part of it.
+        """
+        for statement in _schema(self._table):
+            self._connection.execute(statement)
+        self._schema_ready = True
+
+    def _rows(self, items: Iterable[OutboxItem]) -> list[tuple[Any, ...]]:
+        now = time.time()
+        rows = []
+        for item in items:
+            encoded = encode(item)
+            rows.append(
+                (
+                    str(encoded.message_id),
+                    encoded.message_name,
+                    encoded.topic,
+                    encoded.key,
+                    encoded.headers,
+                    encoded.payload,
+                    now,
+                    now,
+                )
+            )
+        return rows
+
+    def add(self, item: OutboxItem, /) -> None:
+        """Stage ``item`` (a ``NotificationEvent`` or a broker ``Message``) in
+        the current transaction.
+
+        A message whose id is already in the outbox is ignored, so retrying a
+        transaction that adds the same event is harmless.
+
+        Raises:
+            TypeError: ``item`` is neither a notification event nor a message.
+            SerializationError: the event can't be serialized.
+        """
+        rows = self._rows((item,))
+        if self._create_schema and not self._schema_ready:
+            self.ensure_schema()
+        self._connection.execute(self._insert, rows[0])
+
+    def add_many(self, items: Iterable[OutboxItem], /) -> None:
+        """Stage several messages in the current transaction, in order."""
+        rows = self._rows(items)
+        if not rows:
+            return
+        if self._create_schema and not self._schema_ready:
+            self.ensure_schema()
+        self._connection.executemany(self._insert, rows)
+
+    def transaction(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in one transaction on the connection (blocking).
+
+        Begins a transaction if none is open, commits when ``fn`` returns and
+        rolls back if it raises. Calls on one ``SqliteOutbox`` are serialized.
+        """
+        with self._lock:
+            connection = self._connection
+            if not connection.in_transaction:
+                connection.execute("BEGIN")
+            try:
+                result = fn(*args)
+            except BaseException:
+                connection.rollback()
+                raise
+            connection.commit()
+            return result
+
+    async def run_in_transaction(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in a worker thread, in one transaction (see
+        :meth:`transaction`): the async way to write domain rows and events
+        atomically. The connection needs ``check_same_thread=False``.
+
+        Example::
+
+            def place_order(order_id: int) -> None:
+                conn.execute("INSERT INTO orders (id) VALUES (?)", (order_id,))
+                outbox.add(NotificationEvent(payload=OrderPlaced(order_id), topic="orders"))
+
+            await outbox.run_in_transaction(place_order, 42)
+        """
+        return await anyio.to_thread.run_sync(self.transaction, fn, *args)
+
+
+class SqliteOutboxStore:
+    """The relay's side of a SQLite outbox: its own connection to the database
+    file the application writes to.
+
+    Claims use ``BEGIN IMMEDIATE`` plus a lease (``claimed_until`` and a claim
+    token), so two relays on one file never publish the same row twice. SQLite
+    has a single writer, so run **one relay per database file**: more are safe
+    but only contend for the write lock. WAL mode (``PRAGMA journal_mode=WAL``,
+    set by the application) lets readers proceed during relay writes.
+
+    Methods are blocking (the relay calls them in a worker thread); calls are
+    serialized by a lock.
+
+    Args:
+        path: the database file.
+        table: table name (as given to :class:`SqliteOutbox`).
+        timeout: seconds to wait for SQLite's write lock.
+
+    Example::
+
+        store = SqliteOutboxStore("app.db")
+        relay = OutboxRelay(store, broker)
+        dead = await anyio.to_thread.run_sync(lambda: store.fetch(status=OutboxStatus.DEAD))
+    """
+
+    __slots__ = ("_connection", "_lock", "_path", "_quoted", "_table", "_timeout")
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        table: str = DEFAULT_TABLE,
+        timeout: float = 5.0,
+    ) -> None:
+        self._quoted = table_identifier(table)
+        self._path = path
+        self._table = table
+        self._timeout = timeout
+        self._connection: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def table(self) -> str:
+        """The outbox table's name."""
+        return self._table
+
+    def __enter__(self) -> SqliteOutboxStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._connection is None:
+            self._connection = sqlite3.connect(
+                self._path,
+                timeout=self._timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        return self._connection
+
+    def close(self) -> None:
+        """Close the store's connection (it reopens on next use)."""
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            connection = self._conn()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(connection)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+            return result
+
+    def ensure_schema(self) -> None:
+        """Create the table and index if missing (idempotent)."""
+
+        def create(connection: sqlite3.Connection) -> None:
+            for statement in _schema(self._table):
+                connection.execute(statement)
+
+        self._write(create)
+
+    def claim(
+        self, *, limit: int, now: datetime, lease: float, token: str
+    ) -> Sequence[OutboxRecord]:
+        """Claim up to ``limit`` due pending rows (see :class:`OutboxStore`)."""
+        at = now.timestamp()
+
+        def claim(connection: sqlite3.Connection) -> list[OutboxRecord]:
+            rows = connection.execute(
+                f"SELECT {_COLUMNS} FROM {self._quoted} WHERE status = 'pending' "
+                "AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until <= ?) "
+                "ORDER BY id LIMIT ?",
+                (at, at, limit),
+            ).fetchall()
+            if rows:
+                connection.executemany(
+                    f"UPDATE {self._quoted} SET claimed_until = ?, claim_token = ? WHERE id = ?",
+                    [(at + lease, token, row[0]) for row in rows],
+                )
+            return [_record(row) for row in rows]
+
+        return self._write(claim)
+
+    def settle(self, token: str, settlement: OutboxSettlement, *, now: datetime) -> None:
+        """Apply a batch's outcome in one transaction (see :class:`OutboxStore`)."""
+        at = now.timestamp()
+        table = self._quoted
+        release = "claimed_until = NULL, claim_token = NULL"
+
+        def settle(connection: sqlite3.Connection) -> None:
+            if settlement.sent:
+                connection.executemany(
+                    f"UPDATE {table} SET status = 'sent', attempts = attempts + 1, "
+                    f"sent_at = ?, {release} WHERE id = ? AND claim_token = ?",
+                    [(at, row_id, token) for row_id in settlement.sent],
+                )
+            if settlement.retry:
+                connection.executemany(
+                    f"UPDATE {table} SET attempts = attempts + 1, next_attempt_at = ?, "
+                    f"last_error = ?, {release} WHERE id = ? AND claim_token = ?",
+                    [
+                        (when.timestamp(), error, row_id, token)
+                        for row_id, when, error in settlement.retry
+                    ],
+                )
+            if settlement.dead:
+                connection.executemany(
+                    f"UPDATE {table} SET status = 'dead', attempts = attempts + 1, "
+                    f"last_error = ?, {release} WHERE id = ? AND claim_token = ?",
+                    [(error, row_id, token) for row_id, error in settlement.dead],
+                )
+            if settlement.release:
+                connection.executemany(
+                    f"UPDATE {table} SET {release} WHERE id = ? AND claim_token = ?",
+                    [(row_id, token) for row_id in settlement.release],
+                )
+
+        self._write(settle)
+
+    def fetch(
+        self, *, status: OutboxStatus | None = None, limit: int = 100, after_id: int = 0
+    ) -> list[OutboxRecord]:
+        """Rows in id order (optionally of one ``status``), for inspection."""
+        where = "id > ?" + ("" if status is None else " AND status = ?")
+        params: tuple[Any, ...] = (after_id,) if status is None else (after_id, status.value)
+        with self._lock:
+            rows = (
+                self._conn()
+                .execute(
+                    f"SELECT {_COLUMNS} FROM {self._quoted} WHERE {where} ORDER BY id LIMIT ?",
+                    (*params, limit),
+                )
+                .fetchall()
+            )
+        return [_record(row) for row in rows]
+
+    def counts(self) -> dict[OutboxStatus, int]:
+        """How many rows are in each status."""
+        with self._lock:
+            rows = (
+                self._conn()
+                .execute(f"SELECT status, COUNT(*) FROM {self._quoted} GROUP BY status")
+                .fetchall()
+            )
+        counts = dict.fromkeys(OutboxStatus, 0)
+        counts.update({OutboxStatus(status): count for status, count in rows})
+        return counts
+
+    def retry_dead(self, ids: Iterable[int] | None = None, *, now: datetime | None = None) -> int:
+        """Put dead rows (all, or those in ``ids``) back to pending with a fresh
+        attempt budget; returns how many. ``last_error`` is kept."""
+        at = (now or utcnow()).timestamp()
+        sql = (
+            f"UPDATE {self._quoted} SET status = 'pending', attempts = 0, next_attempt_at = ?, "
+            "claimed_until = NULL, claim_token = NULL WHERE status = 'dead'"
+        )
+
+        def revive(connection: sqlite3.Connection) -> int:
+            if ids is None:
+                return connection.execute(sql, (at,)).rowcount
+            return sum(connection.execute(sql + " AND id = ?", (at, i)).rowcount for i in ids)
+
+        return self._write(revive)
+
+    def purge_sent(self, before: datetime) -> int:
+        """Delete rows sent before ``before``; returns how many."""
+
+        def purge(connection: sqlite3.Connection) -> int:
+            return connection.execute(
+                f"DELETE FROM {self._quoted} WHERE status = 'sent' AND sent_at < ?",
+                (before.timestamp(),),
+            ).rowcount
+
+        return self._write(purge)
