@@ -1,0 +1,36 @@
+"""The runnable examples run, under both backends."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_order_service_demo(backend: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "order_service.py"),
+            "--backend",
+            backend,
+            "--database",
+            str(tmp_path / "orders.sqlite3"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert all(line.startswith(f"[{backend}] ") for line in lines)
+    assert any("placed for ada: 3600 cents" in line for line in lines)
+    assert any("stock reserved for book, pen" in line for line in lines)
+    assert sum("shipping confirmed order" in line for line in lines) == 2
+    assert lines[-1] == f"[{backend}] done"
