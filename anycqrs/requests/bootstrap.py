@@ -1,4 +1,5 @@
-"""``bootstrap()`` builds a :class:`~anycqrs.RequestMediator`.
+"""``bootstrap()`` builds a :class:`~anycqrs.RequestMediator`;
+``bootstrap_streaming()`` a :class:`~anycqrs.StreamingRequestMediator`.
 
 Example::
 
@@ -28,8 +29,9 @@ from ..events._map import EventMap
 from ..middlewares import Middleware
 from ._map import RequestMap
 from ._mediator import RequestMediator
+from ._streaming import StreamingRequestMediator
 
-__all__ = ["bootstrap"]
+__all__ = ["bootstrap", "bootstrap_streaming"]
 
 
 def bootstrap(
@@ -63,6 +65,50 @@ def bootstrap(
     """
     run_startup(on_startup)
     return RequestMediator(
+        apply_mapper(RequestMap, commands_mapper, queries_mapper),
+        event_map=apply_mapper(EventMap, domain_events_mapper),
+        container=as_container(di_container),
+        message_broker=message_broker,
+        middlewares=middlewares or (),
+        max_concurrent_event_handlers=max_concurrent_event_handlers,
+        concurrent_event_handle_enable=concurrent_event_handle_enable,
+    )
+
+
+def bootstrap_streaming(
+    *,
+    di_container: Any = None,
+    message_broker: MessageBroker | None = None,
+    middlewares: Iterable[Middleware] | None = None,
+    commands_mapper: Mapper[RequestMap] | None = None,
+    queries_mapper: Mapper[RequestMap] | None = None,
+    domain_events_mapper: Mapper[EventMap] | None = None,
+    on_startup: Iterable[Callable[[], object]] | None = None,
+    max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
+    concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
+) -> StreamingRequestMediator:
+    """Build a :class:`~anycqrs.StreamingRequestMediator`.
+
+    The parameters and defaults are those of :func:`bootstrap`; the mappers
+    bind :class:`~anycqrs.StreamingRequestHandler` classes (or
+    ``StreamingRequestHandlerFallback``\\ s), and ``middlewares`` wrap each
+    streamed item (see :class:`~anycqrs.StreamingRequestMediator`).
+
+    Example::
+
+        def queries(requests: anycqrs.RequestMap) -> None:
+            requests.bind(ExportRows, ExportRowsHandler)
+
+        mediator = bootstrap_streaming(queries_mapper=queries)
+        async with mediator.stream(ExportRows(table="users")) as rows:
+            async for row in rows:
+                ...
+
+    Raises:
+        BindingError: a bound handler does not stream.
+    """
+    run_startup(on_startup)
+    return StreamingRequestMediator(
         apply_mapper(RequestMap, commands_mapper, queries_mapper),
         event_map=apply_mapper(EventMap, domain_events_mapper),
         container=as_container(di_container),

@@ -1,0 +1,72 @@
+"""What request and event fallbacks share: options and the guarded endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from ._breaker import CircuitBreaker, protected_name
+from .errors import BindingError
+
+T = TypeVar("T")
+
+Endpoint = Callable[[Any], Awaitable[T]]
+
+
+def exception_types(value: Any) -> tuple[type[BaseException], ...]:
+    """Normalize ``failure_exceptions`` (a class or an iterable of classes)."""
+    types = (value,) if isinstance(value, type) else tuple(value)
+    for item in types:
+        if not (isinstance(item, type) and issubclass(item, Exception)):
+            raise BindingError(f"failure_exceptions must be Exception subclasses, got {item!r}")
+    return types
+
+
+def check_breaker(value: Any) -> None:
+    """Raise :class:`BindingError` unless ``value`` is ``None`` or a breaker."""
+    if value is not None and not isinstance(value, CircuitBreaker):
+        raise BindingError(f"circuit_breaker must be an anycqrs.CircuitBreaker, got {value!r}")
+
+
+def name_of(obj: Any) -> str:
+    """A short, readable name of a handler class or a route."""
+    return getattr(obj, "__name__", None) or repr(obj)
+
+
+def guarded(
+    primary: Endpoint[T],
+    fallback: Endpoint[T],
+    *,
+    protected: Any,
+    failure_exceptions: tuple[type[BaseException], ...],
+    breaker: CircuitBreaker | None,
+) -> Endpoint[T]:
+    """An endpoint running ``primary``, or ``fallback`` when it fails or its
+    circuit is open. Cancellation is never a failure."""
+    catch: tuple[type[BaseException], ...] = failure_exceptions or (Exception,)
+    if breaker is None:
+
+        async def endpoint(message: Any) -> T:
+            try:
+                return await primary(message)
+            except catch:
+                return await fallback(message)
+
+        return endpoint
+
+    name = protected_name(protected)
+
+    async def protected_endpoint(message: Any) -> T:
+        if await breaker.is_open(name):
+            return await fallback(message)
+        try:
+            result = await primary(message)
+        except Exception as exc:
+            await breaker.record_failure(name, exc)
+            if not isinstance(exc, catch):
+                raise
+            return await fallback(message)
+        await breaker.record_success(name)
+        return result
+
+    return protected_endpoint

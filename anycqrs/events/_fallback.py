@@ -1,0 +1,128 @@
+"""Event handler fallbacks: run another handler when the primary fails."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import attrs
+
+from .._breaker import CircuitBreaker
+from .._fallback import check_breaker, exception_types, guarded, name_of
+from .._handlers import declared_args, take_events
+from .._routing import Resolve, Route
+from ..errors import BindingError
+from ..messages import Event
+from ._handler import EventHandler
+from ._map import _describe, _event_fits
+
+__all__ = ["EventHandlerFallback"]
+
+EventEndpoint = Callable[[Any], Awaitable[Sequence[Event]]]
+
+
+def _declared(target: Any) -> Any:
+    args = declared_args(target, EventHandler) if isinstance(target, type) else ()
+    return args[0] if args else None
+
+
+def _endpoint(target: Any, resolve: Resolve) -> EventEndpoint:
+    if not isinstance(target, type):
+        built: EventEndpoint = target.build(resolve)
+        return built
+
+    async def endpoint(event: Any) -> Sequence[Event]:
+        handler = await resolve(target)
+        await handler.handle(event)
+        return take_events(handler) if handler.events else ()
+
+    return endpoint
+
+
+@attrs.frozen
+class EventHandlerFallback:
+    """Bind an event handler with a fallback that runs when it fails.
+
+    The fallback handles the event when the primary raises one of
+    ``failure_exceptions`` (any ``Exception`` when empty), or instead of the
+    primary while its circuit breaker is open; other errors propagate. Only the
+    handler that succeeded contributes follow-up events. Bind it like a
+    handler: ``events.bind(OrderPaid, EventHandlerFallback(Notify, LogOnly))``.
+
+    Mismatched event types (the two handlers declare unrelated events, or one
+    that does not fit the bound event) are rejected with
+    :class:`~anycqrs.errors.BindingError`.
+
+    Args:
+        primary: the ``EventHandler`` class normally used.
+        fallback: the ``EventHandler`` class used instead.
+        failure_exceptions: exception types that trigger the fallback.
+        circuit_breaker: a :class:`~anycqrs.CircuitBreaker` protecting the primary.
+
+    Example::
+
+        events.bind(
+            anycqrs.NotificationEvent[OrderPaid],
+            anycqrs.EventHandlerFallback(
+                SendSms, SendEmail, circuit_breaker=anycqrs.CircuitBreaker(fail_max=3)
+            ),
+        )
+    """
+
+    primary: Any
+    fallback: Any
+    failure_exceptions: tuple[type[BaseException], ...] = attrs.field(
+        default=(), converter=exception_types
+    )
+    circuit_breaker: CircuitBreaker | None = None
+
+    def __attrs_post_init__(self) -> None:
+        check_breaker(self.circuit_breaker)
+        for target in (self.primary, self.fallback):
+            if isinstance(target, Route):
+                continue
+            if not (isinstance(target, type) and callable(getattr(target, "handle", None))):
+                raise BindingError(
+                    f"EventHandlerFallback: {target!r} is not an event handler class"
+                )
+        primary, fallback = _declared(self.primary), _declared(self.fallback)
+        if (
+            primary is not None
+            and fallback is not None
+            and not (_event_fits(primary, fallback) or _event_fits(fallback, primary))
+        ):
+            raise BindingError(
+                f"EventHandlerFallback: the primary {name_of(self.primary)} handles "
+                f"{_describe(primary)} but the fallback {name_of(self.fallback)} handles "
+                f"{_describe(fallback)}"
+            )
+
+    def handler_types(self) -> Sequence[type]:
+        """The primary's and the fallback's handler classes."""
+        types: list[type] = []
+        for target in (self.primary, self.fallback):
+            types.extend(target.handler_types() if isinstance(target, Route) else (target,))
+        return types
+
+    def validate(self, message_type: Any) -> None:
+        """Both handlers must accept ``message_type``."""
+        for target in (self.primary, self.fallback):
+            if isinstance(target, Route):
+                target.validate(message_type)
+                continue
+            declared = _declared(target)
+            if declared is not None and not _event_fits(message_type, declared):
+                raise BindingError(
+                    f"EventHandlerFallback: {name_of(target)} handles {_describe(declared)}, "
+                    f"not {_describe(message_type)}"
+                )
+
+    def build(self, resolve: Resolve) -> EventEndpoint:
+        """The endpoint: ``event -> follow-up events``."""
+        return guarded(
+            _endpoint(self.primary, resolve),
+            _endpoint(self.fallback, resolve),
+            protected=self.primary,
+            failure_exceptions=self.failure_exceptions,
+            breaker=self.circuit_breaker,
+        )

@@ -1,0 +1,307 @@
+"""Request fallbacks: run another handler when the primary fails."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import Any
+
+import attrs
+
+from .._breaker import CircuitBreaker, protected_name
+from .._fallback import check_breaker, exception_types, guarded, name_of
+from .._handlers import declared_args, take_events
+from .._routing import Resolve, Route
+from ..errors import BindingError
+from ..messages import Event
+from ._chain import CORRequestHandler
+from ._handler import RequestHandler
+from ._streaming import StreamingRequestHandler, is_streaming_handler, stream_handler
+
+__all__ = ["RequestHandlerFallback", "StreamingRequestHandlerFallback"]
+
+RequestEndpoint = Callable[[Any], Awaitable[tuple[Any, Sequence[Event]]]]
+
+
+def _signature(target: Any, base: type) -> tuple[Any, Any]:
+    """The declared ``(request type, response type)`` of a handler (``None`` if unknown)."""
+    if not isinstance(target, type):
+        types = target.handler_types() if isinstance(target, Route) else ()
+        signatures = [_signature(t, base) for t in types]
+        request = next((s[0] for s in signatures if s[0] is not None), None)
+        response = next((s[1] for s in signatures if s[1] is not None), None)
+        return request, response
+    for candidate in (base, CORRequestHandler):
+        args = declared_args(target, candidate)
+        if args:
+            request = args[0] if isinstance(args[0], type) else None
+            response = args[1] if len(args) > 1 and isinstance(args[1], type) else None
+            return request, response
+    return None, None
+
+
+def _check_pair(owner: str, primary: Any, fallback: Any, base: type) -> None:
+    p_req, p_res = _signature(primary, base)
+    f_req, f_res = _signature(fallback, base)
+    if (
+        p_req is not None
+        and f_req is not None
+        and not (issubclass(p_req, f_req) or issubclass(f_req, p_req))
+    ):
+        raise BindingError(
+            f"{owner}: the primary {name_of(primary)} handles {p_req.__name__} but the "
+            f"fallback {name_of(fallback)} handles {f_req.__name__}"
+        )
+    if p_res is not None and f_res is not None and not issubclass(f_res, p_res):
+        raise BindingError(
+            f"{owner}: the fallback {name_of(fallback)} returns {f_res.__name__}, which is "
+            f"not a {p_res.__name__} (what the primary {name_of(primary)} returns)"
+        )
+
+
+def _check_accepts(owner: str, target: Any, request_type: Any, base: type) -> None:
+    if isinstance(target, Route):
+        target.validate(request_type)
+        return
+    declared, _ = _signature(target, base)
+    if (
+        declared is not None
+        and isinstance(request_type, type)
+        and not issubclass(request_type, declared)
+    ):
+        raise BindingError(
+            f"{owner}: {name_of(target)} handles {declared.__name__}, not {request_type.__name__}"
+        )
+
+
+def _request_endpoint(target: Any, resolve: Resolve) -> RequestEndpoint:
+    if not isinstance(target, type):
+        built: RequestEndpoint = target.build(resolve)
+        return built
+
+    async def endpoint(request: Any) -> tuple[Any, Sequence[Event]]:
+        handler = await resolve(target)
+        response = await handler.handle(request)
+        return response, take_events(handler) if handler.events else ()
+
+    return endpoint
+
+
+@attrs.frozen
+class RequestHandlerFallback:
+    """Bind a primary handler with a fallback that runs when it fails.
+
+    The fallback runs when the primary raises one of ``failure_exceptions``
+    (any ``Exception`` when empty), or without trying the primary while its
+    circuit breaker is open. Other errors propagate. Only the handler that
+    produced the response contributes events (the failed primary's events
+    are dropped). Failures of the event dispatch after a success are not
+    handler failures: they raise ``EventDispatchError`` as usual.
+
+    Both ``primary`` and ``fallback`` are ``RequestHandler`` classes (or routes
+    such as a chain of responsibility). Mismatched declared types are rejected
+    with :class:`~anycqrs.errors.BindingError` when the fallback is created or
+    bound: the two must handle related request types, and the fallback's
+    response type must be the primary's (or a subclass of it).
+
+    Args:
+        primary: the handler normally used.
+        fallback: the handler used instead.
+        failure_exceptions: exception types that trigger the fallback.
+        circuit_breaker: a :class:`~anycqrs.CircuitBreaker` protecting the primary.
+
+    Example::
+
+        requests.bind(
+            GetRates,
+            anycqrs.RequestHandlerFallback(
+                LiveRates, CachedRates, failure_exceptions=(TimeoutError, ConnectionError),
+                circuit_breaker=anycqrs.CircuitBreaker(fail_max=3, reset_timeout=30),
+            ),
+        )
+    """
+
+    streaming = False
+
+    primary: Any
+    fallback: Any
+    failure_exceptions: tuple[type[BaseException], ...] = attrs.field(
+        default=(), converter=exception_types
+    )
+    circuit_breaker: CircuitBreaker | None = None
+
+    def __attrs_post_init__(self) -> None:
+        check_breaker(self.circuit_breaker)
+        owner = type(self).__name__
+        for target in (self.primary, self.fallback):
+            if isinstance(target, Route):
+                if getattr(target, "streaming", False):
+                    raise BindingError(f"{owner}: {target!r} streams; use a streaming fallback")
+                continue
+            if not (isinstance(target, type) and callable(getattr(target, "handle", None))):
+                raise BindingError(f"{owner}: {target!r} is not a request handler class")
+            if is_streaming_handler(target):
+                raise BindingError(
+                    f"{owner}: {target.__name__} streams; use StreamingRequestHandlerFallback"
+                )
+        _check_pair(owner, self.primary, self.fallback, RequestHandler)
+
+    def handler_types(self) -> Sequence[type]:
+        """The primary's and the fallback's handler classes."""
+        return _types(self.primary) + _types(self.fallback)
+
+    def validate(self, message_type: Any) -> None:
+        """Both handlers must accept ``message_type``."""
+        owner = type(self).__name__
+        _check_accepts(owner, self.primary, message_type, RequestHandler)
+        _check_accepts(owner, self.fallback, message_type, RequestHandler)
+
+    def build(self, resolve: Resolve) -> RequestEndpoint:
+        """The endpoint: ``request -> (response, events)``."""
+        return guarded(
+            _request_endpoint(self.primary, resolve),
+            _request_endpoint(self.fallback, resolve),
+            protected=self.primary,
+            failure_exceptions=self.failure_exceptions,
+            breaker=self.circuit_breaker,
+        )
+
+
+def _types(target: Any) -> tuple[type, ...]:
+    if isinstance(target, Route):
+        return tuple(target.handler_types())
+    return (target,)
+
+
+StreamSource = Callable[[Any], AsyncGenerator[tuple[Any, Sequence[Event]], None]]
+
+
+def _stream_source(target: Any, resolve: Resolve) -> StreamSource:
+    if not isinstance(target, type):
+        built: StreamSource = target.build(resolve)
+        return built
+
+    def source(request: Any) -> AsyncGenerator[tuple[Any, Sequence[Event]], None]:
+        return stream_handler(resolve, target, request)
+
+    return source
+
+
+@attrs.frozen
+class StreamingRequestHandlerFallback:
+    """A fallback for :class:`~anycqrs.StreamingRequestHandler`\\ s.
+
+    Same options and checks as :class:`RequestHandlerFallback`. What the
+    consumer sees:
+
+    * the primary fails **before its first item** (one of
+      ``failure_exceptions``), or its circuit is open: the fallback's stream
+      is delivered instead, transparently.
+    * the primary fails **after** items were delivered: the error reaches the
+      consumer after those items (items can't be taken back, and restarting
+      with the fallback would deliver duplicates). The breaker counts it.
+
+    The breaker records a success once the primary delivered its first item.
+
+    Example::
+
+        queries.bind(
+            Tail, anycqrs.StreamingRequestHandlerFallback(LiveTail, ReplayTail)
+        )
+    """
+
+    streaming = True
+
+    primary: Any
+    fallback: Any
+    failure_exceptions: tuple[type[BaseException], ...] = attrs.field(
+        default=(), converter=exception_types
+    )
+    circuit_breaker: CircuitBreaker | None = None
+
+    def __attrs_post_init__(self) -> None:
+        check_breaker(self.circuit_breaker)
+        owner = type(self).__name__
+        for target in (self.primary, self.fallback):
+            if isinstance(target, Route):
+                if not getattr(target, "streaming", False):
+                    raise BindingError(f"{owner}: {target!r} does not stream")
+                continue
+            if not is_streaming_handler(target):
+                raise BindingError(
+                    f"{owner}: {getattr(target, '__name__', target)!r} is not a "
+                    "StreamingRequestHandler class"
+                )
+        _check_pair(owner, self.primary, self.fallback, StreamingRequestHandler)
+
+    def handler_types(self) -> Sequence[type]:
+        """The primary's and the fallback's handler classes."""
+        return _types(self.primary) + _types(self.fallback)
+
+    def validate(self, message_type: Any) -> None:
+        """Both handlers must accept ``message_type``."""
+        owner = type(self).__name__
+        _check_accepts(owner, self.primary, message_type, StreamingRequestHandler)
+        _check_accepts(owner, self.fallback, message_type, StreamingRequestHandler)
+
+    def build(self, resolve: Resolve) -> StreamSource:
+        """The stream source: ``request -> async iterator of (item, events)``."""
+        primary = _stream_source(self.primary, resolve)
+        fallback = _stream_source(self.fallback, resolve)
+        catch: tuple[type[BaseException], ...] = self.failure_exceptions or (Exception,)
+        breaker = self.circuit_breaker
+        name = protected_name(self.primary)
+
+        async def source(request: Any) -> AsyncGenerator[tuple[Any, Sequence[Event]], None]:
+            if breaker is not None and await breaker.is_open(name):
+                chosen = fallback(request)
+            else:
+                chosen = primary(request)
+                try:
+                    first = await chosen.__anext__()
+                except StopAsyncIteration:
+                    if breaker is not None:
+                        await breaker.record_success(name)
+                    return
+                except Exception as exc:
+                    if breaker is not None:
+                        await breaker.record_failure(name, exc)
+                    if not isinstance(exc, catch):
+                        raise
+                    chosen = fallback(request)
+                else:
+                    if breaker is not None:
+                        await breaker.record_success(name)
+                    try:
+                        yield first
+                    except BaseException:
+                        await chosen.aclose()
+                        raise
+                    if breaker is not None:
+                        chosen = _counted(chosen, breaker, name)
+            try:
+                async for pair in chosen:
+                    yield pair
+            finally:
+                await chosen.aclose()
+
+        return source
+
+
+async def _counted(
+    stream: AsyncGenerator[tuple[Any, Sequence[Event]], None],
+    breaker: CircuitBreaker,
+    name: str,
+) -> AsyncGenerator[tuple[Any, Sequence[Event]], None]:
+    """The rest of the primary's stream, its failures counted by the breaker."""
+    try:
+        while True:
+            try:
+                pair = await stream.__anext__()
+            except StopAsyncIteration:
+                return
+            except Exception as exc:
+                await breaker.record_failure(name, exc)
+                raise
+            yield pair
+    finally:
+        await stream.aclose()

@@ -1,0 +1,420 @@
+"""Streaming requests: a handler that yields results, a mediator that streams them.
+
+How a stream runs (all of it in the consumer's own task, no task is spawned):
+
+* ``mediator.stream(request)`` looks the binding up (raising
+  :class:`~anycqrs.errors.RequestHandlerDoesNotExist` at once) and returns a
+  :class:`RequestStream`; nothing runs until the first item is asked for.
+* each ``__anext__`` advances the handler's async generator by one item, takes
+  the events the handler emitted so far and dispatches them, passes the item
+  through the middlewares and only then returns it: the events of item *k* are
+  handled before item *k* reaches the consumer.
+* the handler's generator is closed (its ``finally`` runs) when the stream
+  ends, fails, or the consumer stops early. ``async with`` (or
+  ``contextlib.aclosing``) closes it deterministically in every case, even if
+  the handler's cleanup awaits; a plain ``async for`` that is left early
+  closes it on the spot when the stream object is dropped (see
+  :class:`RequestStream`).
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+import warnings
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any, Generic
+
+import anyio
+from typing_extensions import TypeVar
+
+from .. import _defaults
+from .._handlers import EventSource, declared_args, take_events
+from .._routing import Route
+from ..brokers import InMemoryMessageBroker, MessageBroker
+from ..container import Container, as_container, factory_for, is_sync
+from ..errors import BindingError, RequestHandlerDoesNotExist
+from ..events._dispatcher import EventDispatcher
+from ..events._map import EventMap
+from ..messages import Event, Request
+from ..middlewares import Middleware, MiddlewareChain
+from ._map import RequestMap
+
+__all__ = ["RequestStream", "StreamingRequestHandler", "StreamingRequestMediator"]
+
+ReqT = TypeVar("ReqT", contravariant=True)
+ResT = TypeVar("ResT", default=Any, covariant=True)
+R = TypeVar("R", default=Any)
+
+CLOSE_TIMEOUT = 10.0
+"""Seconds a stream's cleanup may take after cancellation (shielded)."""
+
+StreamSource = Callable[[Any], AsyncIterator[tuple[Any, Sequence[Event]]]]
+"""What a streaming route builds: ``request -> async iterator of (item, events)``."""
+
+
+class StreamingRequestHandler(EventSource, abc.ABC, Generic[ReqT, ResT]):
+    """Handles one request by yielding results one by one.
+
+    ``handle`` is an async generator. Events recorded with :meth:`emit` before
+    a ``yield`` are dispatched before that item reaches the consumer; events
+    emitted after the last ``yield`` are dispatched before the stream ends.
+    Do not ``yield`` from inside a task group or a cancel scope (the consumer
+    runs between two items, in the same task).
+
+    Example::
+
+        class ExportRows(anycqrs.StreamingRequestHandler[Export, Row]):
+            def __init__(self, db: Database) -> None:
+                self.db = db
+
+            async def handle(self, request: Export) -> AsyncIterator[Row]:
+                async for row in self.db.rows(request.table):
+                    self.emit(RowExported(row_id=row.id))
+                    yield row
+    """
+
+    @abc.abstractmethod
+    def handle(self, request: ReqT, /) -> AsyncIterator[ResT]:
+        """Yield the results of ``request`` (write it as an ``async def`` with ``yield``)."""
+
+
+def is_streaming_handler(handler: Any) -> bool:
+    """Whether ``handler`` is a class whose ``handle`` is an async generator."""
+    if not isinstance(handler, type):
+        return False
+    if issubclass(handler, StreamingRequestHandler):
+        return True
+    return inspect.isasyncgenfunction(getattr(handler, "handle", None))
+
+
+def check_streaming_binding(request_type: type, binding: Any) -> None:
+    """Raise :class:`BindingError` unless ``binding`` can stream ``request_type``."""
+    if isinstance(binding, Route):
+        if not getattr(binding, "streaming", False):
+            raise BindingError(
+                f"{request_type.__qualname__} is bound to {binding!r}, which does not "
+                "stream; bind a StreamingRequestHandler or a StreamingRequestHandlerFallback"
+            )
+        return
+    if not is_streaming_handler(binding):
+        raise BindingError(
+            f"{getattr(binding, '__qualname__', binding)!r} does not stream: a handler bound "
+            "in a StreamingRequestMediator must be a StreamingRequestHandler (an async "
+            "generator `handle`)"
+        )
+    declared = declared_args(binding, StreamingRequestHandler)
+    if declared and isinstance(declared[0], type) and not issubclass(request_type, declared[0]):
+        raise BindingError(
+            f"{binding.__name__} handles {declared[0].__name__}, not {request_type.__name__}"
+        )
+
+
+class RequestStream(Generic[R]):
+    """The results of one streamed request: an async iterator you may also
+    use as an async context manager.
+
+    ``async for item in mediator.stream(request)`` works as is. Leaving the
+    loop early (``break``, an exception, a cancellation or a timeout) closes
+    the handler's generator right away when the stream object is dropped,
+    which CPython does as the loop exits: the handler's ``finally`` runs
+    before the next statement. If that cleanup has to *wait* (it awaits I/O),
+    it cannot finish there; it is interrupted and a ``ResourceWarning`` tells
+    you so. Use ``async with`` for cleanup that awaits, or when you keep a
+    reference to the stream::
+
+        async with mediator.stream(ExportRows(table="users")) as rows:
+            async for row in rows:
+                if row.last:
+                    break
+        # the handler's finally has fully run here, under asyncio and trio
+
+    :meth:`aclose` does the same explicitly (``contextlib.aclosing`` works).
+    """
+
+    __slots__ = ("__weakref__", "_agen", "_done", "_handler", "_mediator", "_request", "_source")
+
+    def __init__(self, mediator: StreamingRequestMediator, request: Any, source: Any) -> None:
+        self._mediator = mediator
+        self._request = request
+        self._source = source
+        self._agen: Any = None
+        self._handler: Any = None
+        self._done = False
+
+    def __aiter__(self) -> RequestStream[R]:
+        return self
+
+    async def __aenter__(self) -> RequestStream[R]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _open(self) -> None:
+        source = self._source
+        if isinstance(source, _HandlerSource):
+            handler = source.make()
+            if source.awaitable:
+                handler = await handler
+            self._handler = handler
+            self._agen = handler.handle(self._request)
+        else:
+            self._agen = source(self._request)
+
+    async def __anext__(self) -> R:
+        agen = self._agen
+        if agen is None:
+            if self._done:
+                raise StopAsyncIteration
+            try:
+                await self._open()
+            except BaseException:
+                self._done = True
+                raise
+            agen = self._agen
+        handler = self._handler
+        try:
+            item = await agen.__anext__()
+        except StopAsyncIteration:
+            self._finish()
+            if handler is not None and handler.events:
+                await self._mediator._dispatch(None, take_events(handler))
+            raise
+        except BaseException:
+            self._finish()
+            raise
+        if handler is None:
+            item, events = item
+            if item is _TRAILER:
+                if events:
+                    await self._deliver_events(None, events)
+                return await self.__anext__()
+            if events:
+                await self._deliver_events(item, events)
+        elif handler.events:
+            await self._deliver_events(item, take_events(handler))
+        wrap = self._mediator._wrap
+        if wrap is not None:
+            try:
+                item = await wrap(item)
+            except BaseException:
+                await self.aclose()
+                raise
+        result: R = item
+        return result
+
+    async def _deliver_events(self, item: Any, events: Sequence[Event]) -> None:
+        try:
+            await self._mediator._dispatch(item, events)
+        except BaseException:
+            await self.aclose()
+            raise
+
+    def _finish(self) -> None:
+        self._done = True
+        self._agen = None
+        self._handler = None
+
+    async def aclose(self) -> None:
+        """Stop the stream and close the handler's generator (its ``finally``
+        runs, shielded from cancellation for up to 10 seconds). Idempotent."""
+        agen = self._agen
+        self._finish()
+        if agen is not None:
+            with anyio.CancelScope(shield=True), anyio.fail_after(CLOSE_TIMEOUT):
+                await agen.aclose()
+
+    def __del__(self) -> None:
+        agen = self._agen
+        if agen is None or agen.ag_frame is None:
+            return
+        self._agen = None
+        closer = agen.aclose()
+        try:
+            closer.send(None)
+        except StopIteration:
+            return
+        # The handler's cleanup awaits something that can't complete here.
+        closer.close()
+        warnings.warn(
+            f"the cleanup of {getattr(agen, '__qualname__', agen)!r} awaited after the "
+            "consumer left the stream early and was interrupted; iterate inside "
+            "`async with mediator.stream(request) as items:` to let it finish",
+            ResourceWarning,
+            stacklevel=1,
+        )
+
+
+class _HandlerSource:
+    """How a plain handler class is resolved (the fast path)."""
+
+    __slots__ = ("awaitable", "make")
+
+    def __init__(self, make: Callable[[], Any], awaitable: bool) -> None:
+        self.make = make
+        self.awaitable = awaitable
+
+
+class StreamingRequestMediator:
+    """Streams the results of requests bound to :class:`StreamingRequestHandler`\\ s.
+
+    ``stream(request)`` returns a :class:`RequestStream`, used directly with
+    ``async for``. For each item: the handler produces it, the events the
+    handler emitted are dispatched (sequentially or in parallel, per the
+    settings), the middlewares see the item, then the consumer gets it. Items
+    arrive in order; a handler error reaches the consumer after the items
+    already delivered, and its pending events are not dispatched.
+
+    Middlewares wrap **each item** on its way to the consumer: they are called
+    as ``middleware(item, call_next)`` and ``await call_next(item)`` returns
+    what the consumer receives (log, measure, enrich or redact items there).
+    Work to do once per stream (authorization, a tracing span) belongs around
+    the ``async with mediator.stream(...)`` block.
+
+    Everything runs in the consumer's task; no task outlives the stream; the
+    mediator never yields to the consumer from inside a task group or a
+    cancel scope, so it is safe under trio and asyncio alike.
+
+    Example::
+
+        mediator = anycqrs.requests.bootstrap.bootstrap_streaming(queries_mapper=bind)
+        async with mediator.stream(ExportRows(table="users")) as rows:
+            async for row in rows:
+                print(row)
+    """
+
+    __slots__ = ("_chain", "_container", "_events", "_requests", "_sources", "_wrap")
+
+    def __init__(
+        self,
+        request_map: RequestMap,
+        *,
+        event_map: EventMap | None = None,
+        container: Any = None,
+        message_broker: MessageBroker | None = None,
+        middlewares: Iterable[Middleware] = (),
+        max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
+        concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
+    ) -> None:
+        for request_type, binding in request_map.items():
+            check_streaming_binding(request_type, binding)
+        self._requests = request_map
+        self._container = as_container(container)
+        self._chain = (
+            middlewares
+            if isinstance(middlewares, MiddlewareChain)
+            else MiddlewareChain(middlewares)
+        )
+        self._events = EventDispatcher(
+            event_map if event_map is not None else EventMap(),
+            self._container,
+            message_broker if message_broker is not None else InMemoryMessageBroker(),
+            MiddlewareChain(),
+            concurrent=concurrent_event_handle_enable,
+            max_concurrent=max_concurrent_event_handlers,
+        )
+        self._sources: dict[type, Any] = {}
+        self._wrap = self._build_wrap()
+
+    def _build_wrap(self) -> Callable[[Any], Awaitable[Any]] | None:
+        if not len(self._chain):
+            return None
+
+        async def deliver(item: Any) -> Any:
+            return item
+
+        return self._chain.wrap(deliver)
+
+    @property
+    def request_map(self) -> RequestMap:
+        """The request bindings."""
+        return self._requests
+
+    @property
+    def event_dispatcher(self) -> EventDispatcher:
+        """The dispatcher of the events handlers emit."""
+        return self._events
+
+    @property
+    def message_broker(self) -> MessageBroker:
+        """Where notification events are published."""
+        return self._events.message_broker
+
+    def with_container(self, container: Container | Any) -> StreamingRequestMediator:
+        """A mediator sharing this one's bindings and settings but resolving
+        handlers from ``container`` (e.g. a per-request child container)."""
+        clone = type(self).__new__(type(self))
+        clone._requests = self._requests
+        clone._container = as_container(container)
+        clone._chain = self._chain
+        clone._events = self._events.with_container(clone._container)
+        clone._sources = {}
+        clone._wrap = self._wrap
+        return clone
+
+    def stream(self, request: Request[R]) -> RequestStream[R]:
+        """Stream the results of ``request``.
+
+        Returns:
+            A :class:`RequestStream`: iterate it with ``async for`` (inside
+            ``async with`` for deterministic cleanup when you may stop early).
+
+        Raises:
+            RequestHandlerDoesNotExist: nothing is bound to the request's type
+                (raised here, before iteration).
+
+        While iterating, the handler's exception reaches the consumer unchanged
+        and :class:`~anycqrs.errors.EventDispatchError` (with the item in
+        ``.response``) reports a failed event dispatch; both end the stream.
+        """
+        source = self._sources.get(type(request))
+        if source is None:
+            source = self._source(type(request))
+        return RequestStream(self, request, source)
+
+    def _source(self, request_type: type) -> Any:
+        binding = self._requests.get(request_type)
+        if binding is None:
+            raise RequestHandlerDoesNotExist(request_type)
+        source: Any
+        if isinstance(binding, type):
+            source = _HandlerSource(
+                factory_for(self._container, binding), not is_sync(self._container)
+            )
+        else:
+            source = binding.build(self._resolve)
+        self._sources[request_type] = source
+        return source
+
+    async def _resolve(self, handler_type: type) -> Any:
+        instance = factory_for(self._container, handler_type)()
+        return instance if is_sync(self._container) else await instance
+
+    async def _dispatch(self, item: Any, events: Sequence[Event]) -> None:
+        await self._events.dispatch_after(item, events)
+
+
+async def stream_handler(
+    resolve: Callable[[type], Awaitable[Any]], handler_type: type, request: Any
+) -> AsyncGenerator[tuple[Any, Sequence[Event]], None]:
+    """Run a streaming handler class as a route source: yields ``(item, events)``."""
+    handler = await resolve(handler_type)
+    agen = handler.handle(request)
+    try:
+        async for item in agen:
+            yield item, take_events(handler) if handler.events else ()
+        if handler.events:
+            yield _TRAILER, take_events(handler)
+    finally:
+        await agen.aclose()
+
+
+_TRAILER: Any = object()
+"""An item that carries only the trailing events of a stream (never delivered)."""
