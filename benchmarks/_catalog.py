@@ -227,8 +227,64 @@ REQUEST_NAMES = [
 ]
 
 
+def saga_workloads() -> list[Workload]:
+    from . import _anycqrs_saga as a
+
+    def py(fail: bool) -> Impl:
+        return pycqrs_impl(lambda m: m.saga(fail=fail), "_pycqrs_saga")
+
+    no_sql = Impl(
+        "python-cqrs",
+        None,
+        runner="asyncio",
+        unavailable="python-cqrs SQL saga storage needs SQLAlchemy + async drivers (not compared)",
+    )
+    workloads = [
+        Workload(
+            "saga/memory-3-steps-ok",
+            "SagaMediator.stream of a 3-step saga to completion, memory storage",
+            (*anycqrs_impls(lambda: a.saga("memory", fail=False)), py(False)),
+            targets=(Target("max_us", 25.0, "asyncio", ISSUE4), *shared_targets(10)),
+            max_n=50_000,
+        ),
+        Workload(
+            "saga/memory-3-steps-fail",
+            "the same saga failing at step 3: steps 2 and 1 compensated, error re-raised",
+            (*anycqrs_impls(lambda: a.saga("memory", fail=True)), py(True)),
+            targets=shared_targets(10),
+            max_n=50_000,
+        ),
+    ]
+    for kind, label in (("sqlite", "SQLite (file, WAL as configured)"), ("postgres", "PostgreSQL")):
+        unavailable = None
+        if kind == "postgres" and not a.postgres_reachable():
+            unavailable = "PostgreSQL not reachable on 127.0.0.1:5432"
+        for fail in (False, True):
+            outcome = "fail" if fail else "ok"
+            workloads.append(
+                Workload(
+                    f"saga/{kind}-3-steps-{outcome}",
+                    f"the 3-step saga ({'failing at step 3' if fail else 'completing'}) "
+                    f"on {label} storage",
+                    (*anycqrs_impls(lambda k=kind, f=fail: a.saga(k, fail=f)), no_sql),
+                    targets=(Target("max_ratio", 1.5, source=ISSUE6),),
+                    max_n=5_000,
+                    unavailable=unavailable,
+                )
+            )
+    return workloads
+
+
+SAGA_NAMES = [
+    (f"saga/{kind}-3-steps-{outcome}", f"3-step saga on {kind} storage ({outcome})")
+    for kind in ("memory", "sqlite", "postgres")
+    for outcome in ("ok", "fail")
+]
+
+
 def all_workloads() -> list[Workload]:
     """Every workload, in table order."""
     workloads = core_workloads()
     workloads += _optional(request_workloads, REQUEST_NAMES)
+    workloads += _optional(saga_workloads, SAGA_NAMES)
     return workloads
