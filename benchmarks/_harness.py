@@ -61,6 +61,9 @@ class Impl:
     runner: str = "anyio"
     backend: str = "asyncio"
     unavailable: str | None = None
+    measure: Callable[[int], float] | None = None
+    """For throughput workloads that own their event loop (Kafka): called with
+    the number of items, returns the seconds measured inside its loop."""
 
 
 @attrs.frozen
@@ -121,6 +124,10 @@ class Workload:
     targets: tuple[Target, ...] = ()
     max_n: int = 200_000
     unavailable: str | None = None
+    fixed_n: tuple[int, int] | None = None
+    """``(full, quick)`` items per round for ``measure`` implementations."""
+    max_rounds: int | None = None
+    """Cap on rounds (long throughput runs)."""
 
 
 @attrs.frozen
@@ -337,6 +344,9 @@ def calibrate(impl: Impl, settings: Settings, max_n: int) -> int:
 
 def measure_round(impl: Impl, n: int, settings: Settings) -> float:
     """One event loop: warm up, then time ``n`` operations; return µs/op."""
+    if impl.measure is not None:
+        gc.collect()
+        return impl.measure(n) * 1e6 / n
     warmup = max(1, int(n * settings.warmup_fraction))
 
     async def plan(op: Op, is_async: bool) -> int:
@@ -377,8 +387,13 @@ def run_suite(
         plans: list[tuple[Impl, int]] = []
         for impl in wl.impls:
             res = result.impls[impl.key] = ImplResult(impl.key)
-            if impl.unavailable or impl.setup is None:
+            if impl.unavailable or (impl.setup is None and impl.measure is None):
                 res.status, res.reason = "n/a", impl.unavailable or "not implemented"
+                continue
+            if impl.measure is not None:
+                full, quick = wl.fixed_n or (10_000, 1_000)
+                res.n = quick if settings.quick else full
+                plans.append((impl, res.n))
                 continue
             progress(f"calibrating {wl.name} [{impl.key}]")
             try:
@@ -399,6 +414,9 @@ def run_suite(
             for impl, n in _rotate(plans, round_no):
                 res = result.impls[impl.key]
                 if res.status != "ok":
+                    continue
+                cap = result.workload.max_rounds
+                if cap is not None and len(res.rounds_us) >= cap:
                     continue
                 name = result.workload.name
                 progress(f"round {round_no + 1}/{settings.rounds} {name} [{impl.key}]")
