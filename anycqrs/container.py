@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import lagom
+from lagom.definitions import PlainInstance
 
 __all__ = ["Container", "LagomContainer", "as_container", "factory_for"]
 
@@ -63,24 +64,19 @@ class LagomContainer:
         container: the lagom container to use (a new one by default).
     """
 
-    __slots__ = ("_container", "_plans", "_registered", "_seen")
+    __slots__ = ("_compiled_at", "_container", "_plans", "_registered")
 
     def __init__(self, container: lagom.Container | None = None) -> None:
         self._container = container if container is not None else lagom.Container()
         self._plans: dict[type, Callable[[], Any]] = {}
         registered = getattr(self._container, "_registered_types", None)
         self._registered: dict[Any, Any] = registered if isinstance(registered, dict) else {}
-        self._seen = len(self._registered)
+        self._compiled_at = len(self._registered)
 
     @property
     def container(self) -> lagom.Container:
         """The wrapped lagom container."""
         return self._container
-
-    def reset(self) -> None:
-        """Forget compiled plans (they are rebuilt on the next resolve)."""
-        self._plans.clear()
-        self._seen = len(self._registered)
 
     async def resolve(self, type_: type[T], /) -> T:
         """Build an instance of ``type_``."""
@@ -92,15 +88,19 @@ class LagomContainer:
 
     def factory(self, type_: type[T]) -> Callable[[], T]:
         """A zero-argument callable building ``type_`` (used on hot paths)."""
-        plans = self._plans
         registered = self._registered
+        plan: Callable[[], Any] = type_
+        seen = -1
 
         def build() -> T:
-            if len(registered) != self._seen:
-                self.reset()
-            plan = plans.get(type_)
-            if plan is None:
-                plan = plans[type_] = self._compile(type_, frozenset())
+            nonlocal plan, seen
+            if seen != len(registered):
+                seen = len(registered)
+                if self._compiled_at != seen:  # definitions changed: recompile everything
+                    self._plans.clear()
+                    self._compiled_at = seen
+                plan = self._plans.get(type_) or self._compile(type_, frozenset())
+                self._plans[type_] = plan
             return typing.cast(T, plan())
 
         return build
@@ -113,6 +113,9 @@ class LagomContainer:
         container = self._container
         definition: Any = container.get_definition(type_)
         if definition is not None:
+            if isinstance(definition, PlainInstance):
+                value = definition.get_instance(container)
+                return lambda: value
             get_instance = definition.get_instance
             return lambda: get_instance(container)
         if (
@@ -131,8 +134,8 @@ class LagomContainer:
             hints = typing.get_type_hints(init)
         except Exception:  # noqa: BLE001 - unusual constructors: let lagom decide
             return self._delegate(type_)
-        names: list[str] = []
-        parts: list[Callable[[], Any]] = []
+        positional: list[Callable[[], Any]] = []
+        keywords: dict[str, Callable[[], Any]] = {}
         for index, parameter in enumerate(signature.parameters.values()):
             if index == 0:
                 continue  # self
@@ -144,15 +147,30 @@ class LagomContainer:
                 or hint in _SCALARS
             ):
                 return self._delegate(type_)
-            names.append(parameter.name)
-            parts.append(self._compile(hint, stack | {type_}))
-        if not parts:
-            return type_
-        if len(parts) == 1:
-            (name,), (part,) = names, parts
-            return lambda: type_(**{name: part()})
-        pairs = tuple(zip(names, parts, strict=True))
-        return lambda: type_(**{name: part() for name, part in pairs})
+            part = self._compile(hint, stack | {type_})
+            if parameter.kind is parameter.KEYWORD_ONLY:
+                keywords[parameter.name] = part
+            else:
+                positional.append(part)
+        return _constructor(type_, positional, keywords)
+
+
+def _constructor(
+    type_: type, positional: list[Callable[[], Any]], keywords: dict[str, Callable[[], Any]]
+) -> Callable[[], Any]:
+    if keywords:
+        named = tuple(keywords.items())
+        return lambda: type_(*[p() for p in positional], **{k: f() for k, f in named})
+    if not positional:
+        return type_
+    if len(positional) == 1:
+        (first,) = positional
+        return lambda: type_(first())
+    if len(positional) == 2:
+        first, second = positional
+        return lambda: type_(first(), second())
+    parts = tuple(positional)
+    return lambda: type_(*[p() for p in parts])
 
 
 def as_container(container: Any | None) -> Container:

@@ -65,14 +65,6 @@ def test_definitions_are_respected_and_new_ones_picked_up() -> None:
     assert make().repo.clock is clock
 
 
-def test_reset_forgets_plans() -> None:
-    container = LagomContainer()
-    make = container.factory(Repo)
-    first = make()
-    container.reset()
-    assert type(make()) is type(first)
-
-
 def test_lagom_specific_cases_are_delegated() -> None:
     raw = lagom.Container()
     raw[Abstract] = Concrete  # type: ignore[type-abstract]

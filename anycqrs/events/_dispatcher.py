@@ -39,6 +39,7 @@ class EventDispatcher:
         "_concurrent",
         "_container",
         "_endpoints",
+        "_inline",
         "_limiter",
         "_map",
         "_max_concurrent",
@@ -65,6 +66,7 @@ class EventDispatcher:
         self._max_concurrent = max_concurrent
         self._limiter: anyio.CapacityLimiter | None = None
         self._endpoints: dict[Any, EventEndpoint] = {}
+        self._inline: dict[Any, Callable[[], Any]] = {}
 
         async def resolve(handler_type: type) -> Any:
             instance = factory_for(container, handler_type)()
@@ -107,6 +109,8 @@ class EventDispatcher:
         endpoint = self._endpoints.get(target)
         if endpoint is None:
             endpoint = self._endpoints[target] = self._chain.wrap(self._build(target))
+            if isinstance(target, type) and not len(self._chain) and is_sync(self._container):
+                self._inline[target] = factory_for(self._container, target)
         return endpoint
 
     def _build(self, target: Any) -> EventEndpoint:
@@ -152,14 +156,23 @@ class EventDispatcher:
     async def _dispatch_sequential(self, events: Sequence[Event], publish: bool) -> None:
         lookup = self._map.lookup
         endpoints = self._endpoints
+        inline = self._inline
         while events:
-            followups: list[Event] = []
+            followups: list[Event] | None = None
             notifications: list[Message] | None = None
             for event in events:
                 for target in lookup(event):
-                    endpoint = endpoints.get(target) or self._endpoint(target)
-                    produced = await endpoint(event)
+                    make = inline.get(target)
+                    if make is not None:  # a plain handler class, no middleware: no extra frame
+                        handler = make()
+                        await handler.handle(event)
+                        produced = take_events(handler) if handler.events else ()
+                    else:
+                        endpoint = endpoints.get(target) or self._endpoint(target)
+                        produced = await endpoint(event)
                     if produced:
+                        if followups is None:
+                            followups = []
                         followups.extend(produced)
                 if publish and isinstance(event, NotificationEvent):
                     if notifications is None:
@@ -167,6 +180,8 @@ class EventDispatcher:
                     notifications.append(Message.from_event(event))
             if notifications:
                 await publish_many(self._broker, notifications)
+            if followups is None:
+                return
             events = followups
             publish = True
 
@@ -215,7 +230,10 @@ class EventDispatcher:
             EventDispatchError: carrying ``response`` and the cause(s).
         """
         try:
-            await self.dispatch(events)
+            if self._concurrent:
+                await self._dispatch_parallel(events, True)
+            else:
+                await self._dispatch_sequential(events, True)
         except EventDispatchError as exc:
             raise EventDispatchError(response, exc.exceptions) from exc
         except Exception as exc:
