@@ -88,27 +88,32 @@ class _Circuit:
 
 
 class MemoryBreakerStore:
-    """Circuit states in this process's memory, timed by ``anyio.current_time()``.
+    """Circuit states in this process's memory, timed by anyio's clock.
 
     The default store. Under trio's ``MockClock`` (or any anyio-compatible
     test clock) ``reset_timeout`` follows the virtual time.
+
+    Args:
+        clock: returns the current time in seconds (default
+            ``anyio.current_time``, the event loop's monotonic clock).
 
     Example::
 
         breaker = anycqrs.CircuitBreaker(fail_max=3, store=MemoryBreakerStore())
     """
 
-    __slots__ = ("_circuits",)
+    __slots__ = ("_circuits", "_clock")
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = anyio.current_time) -> None:
         self._circuits: dict[str, _Circuit] = {}
+        self._clock = clock
 
     async def state(self, name: str) -> BreakerState:
         """The current state of ``name``'s circuit."""
         circuit = self._circuits.get(name)
         if circuit is None or circuit.open_until is None:
             return BreakerState.CLOSED
-        if anyio.current_time() < circuit.open_until:
+        if self._clock() < circuit.open_until:
             return BreakerState.OPEN
         return BreakerState.HALF_OPEN
 
@@ -117,7 +122,7 @@ class MemoryBreakerStore:
         circuit = self._circuits.get(name)
         if circuit is None:
             circuit = self._circuits[name] = _Circuit()
-        now = anyio.current_time()
+        now = self._clock()
         if circuit.open_until is not None:
             if now < circuit.open_until:
                 return BreakerState.OPEN
@@ -135,7 +140,7 @@ class MemoryBreakerStore:
         circuit = self._circuits.get(name)
         if circuit is None:
             return
-        if circuit.open_until is None or anyio.current_time() >= circuit.open_until:
+        if circuit.open_until is None or self._clock() >= circuit.open_until:
             del self._circuits[name]
 
     async def reset(self, name: str) -> None:

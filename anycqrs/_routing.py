@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from .container import factory_for, is_sync
 from .messages import Event
 
 Resolve = Callable[[type], Awaitable[Any]]
@@ -38,3 +39,36 @@ class Route(Protocol):
     def build(self, resolve: Resolve) -> Callable[[Any], Awaitable[Any]]:
         """The endpoint running this route (a request or an event endpoint)."""
         ...
+
+
+class Resolver:
+    """The ``resolve`` the mediators give :meth:`Route.build`.
+
+    ``await resolver(HandlerType)`` builds a handler through the container.
+    Routes on hot paths may also ask for :meth:`factory`: a zero-argument
+    callable building ``HandlerType`` synchronously (``None`` when the
+    container is asynchronous). Factories are cached per type.
+    """
+
+    __slots__ = ("_container", "_factories", "_sync")
+
+    def __init__(self, container: Any) -> None:
+        self._container = container
+        self._factories: dict[type, Callable[[], Any]] = {}
+        self._sync = is_sync(container)
+
+    def _make(self, handler_type: type) -> Callable[[], Any]:
+        make = self._factories.get(handler_type)
+        if make is None:
+            make = self._factories[handler_type] = factory_for(self._container, handler_type)
+        return make
+
+    async def __call__(self, handler_type: type) -> Any:
+        """Build a ``handler_type`` instance."""
+        instance = self._make(handler_type)()
+        return instance if self._sync else await instance
+
+    def factory(self, handler_type: type) -> Callable[[], Any] | None:
+        """A synchronous builder of ``handler_type``, or ``None`` if the
+        container only resolves asynchronously."""
+        return self._make(handler_type) if self._sync else None

@@ -19,15 +19,20 @@ ReqT = TypeVar("ReqT", contravariant=True)
 ResT = TypeVar("ResT", default=Any)
 
 
-class _Run:
-    """The state of one pass through a chain: who ran, how to build the next."""
+class _Links:
+    """A compiled chain: its handler types and how to build them."""
 
-    __slots__ = ("ran", "resolve", "types")
+    __slots__ = ("factories", "resolve", "types")
 
-    def __init__(self, types: tuple[type, ...], resolve: Resolve) -> None:
+    def __init__(
+        self,
+        types: tuple[type, ...],
+        resolve: Resolve,
+        factories: tuple[Callable[[], Any], ...] | None,
+    ) -> None:
         self.types = types
         self.resolve = resolve
-        self.ran: list[Any] = []
+        self.factories = factories
 
 
 class CORRequestHandler(EventSource, abc.ABC, Generic[ReqT, ResT]):
@@ -53,8 +58,9 @@ class CORRequestHandler(EventSource, abc.ABC, Generic[ReqT, ResT]):
                 return Receipt(ok=True)
     """
 
-    _anycqrs_run: _Run | None = None
+    _anycqrs_links: _Links | None = None
     _anycqrs_index: int = 0
+    _anycqrs_child: CORRequestHandler[Any, Any] | None = None
 
     @abc.abstractmethod
     async def handle(self, request: ReqT, /) -> ResT | None:
@@ -62,29 +68,35 @@ class CORRequestHandler(EventSource, abc.ABC, Generic[ReqT, ResT]):
 
     async def next(self, request: ReqT, /) -> ResT | None:
         """Pass ``request`` to the next link; ``None`` past the end of the chain."""
-        run = self._anycqrs_run
-        if run is None:
+        links = self._anycqrs_links
+        if links is None:
             return None
         index = self._anycqrs_index + 1
-        types = run.types
-        if index >= len(types):
+        if index >= len(links.types):
             return None
-        handler = await run.resolve(types[index])
-        handler._anycqrs_run = run
+        factories = links.factories
+        if factories is not None:
+            handler = factories[index]()
+        else:
+            handler = await links.resolve(links.types[index])
+        handler._anycqrs_links = links
         handler._anycqrs_index = index
-        run.ran.append(handler)
+        self._anycqrs_child = handler
         result: ResT | None = await handler.handle(request)
         return result
 
 
-def _collect(ran: Sequence[Any]) -> Sequence[Event]:
+def _collect(first: CORRequestHandler[Any, Any]) -> Sequence[Event]:
+    """The events of every link that ran, in chain order (lists are cleared)."""
     events: list[Event] = []
-    for handler in ran:
+    handler: CORRequestHandler[Any, Any] | None = first
+    while handler is not None:
         produced = handler.events
         if produced:
             events.extend(produced)
             if isinstance(produced, list):
                 produced.clear()
+        handler = handler._anycqrs_child
     return events
 
 
@@ -125,21 +137,20 @@ class ChainRoute:
     def build(self, resolve: Resolve) -> Callable[[Any], Awaitable[tuple[Any, Sequence[Event]]]]:
         """The endpoint: runs the chain, returns ``(response, events of the links that ran)``."""
         types = self._types
-        first = types[0]
+        factory = getattr(resolve, "factory", None)
+        made = [factory(t) for t in types] if callable(factory) else None
+        factories = tuple(made) if made is not None and None not in made else None
+
+        links = _Links(types, resolve, factories)
+        first = factories[0] if factories is not None else None
 
         async def endpoint(request: Any) -> tuple[Any, Sequence[Event]]:
-            run = _Run(types, resolve)
-            handler = await resolve(first)
-            handler._anycqrs_run = run
-            handler._anycqrs_index = 0
-            ran = run.ran
-            ran.append(handler)
+            handler = first() if first is not None else await resolve(types[0])
+            handler._anycqrs_links = links
             response = await handler.handle(request)
-            if len(ran) == 1:
-                events = handler.events
-                if not events:
-                    return response, ()
-            return response, _collect(ran)
+            if handler._anycqrs_child is None and not handler.events:
+                return response, ()
+            return response, _collect(handler)
 
         return endpoint
 

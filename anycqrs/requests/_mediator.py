@@ -5,6 +5,7 @@ from typing import Any, TypeVar
 
 from .. import _defaults
 from .._handlers import take_events
+from .._routing import Resolver
 from ..brokers import InMemoryMessageBroker, MessageBroker
 from ..container import Container, as_container, factory_for, is_sync
 from ..errors import RequestHandlerDoesNotExist
@@ -119,7 +120,7 @@ class RequestMediator:
         dispatch_after = self._events.dispatch_after
         if not isinstance(binding, type):
             inner: Callable[[Any], Awaitable[tuple[Any, Sequence[Event]]]] = binding.build(
-                self._events_resolve
+                Resolver(self._container)
             )
 
             async def composite(request: Any) -> Any:

@@ -133,14 +133,26 @@ class RequestStream(Generic[R]):
     :meth:`aclose` does the same explicitly (``contextlib.aclosing`` works).
     """
 
-    __slots__ = ("__weakref__", "_agen", "_done", "_handler", "_mediator", "_request", "_source")
+    __slots__ = (
+        "__weakref__",
+        "_agen",
+        "_done",
+        "_fast",
+        "_handler",
+        "_mediator",
+        "_request",
+        "_source",
+        "_wrap",
+    )
 
     def __init__(self, mediator: StreamingRequestMediator, request: Any, source: Any) -> None:
         self._mediator = mediator
         self._request = request
         self._source = source
+        self._wrap = mediator._wrap
         self._agen: Any = None
         self._handler: Any = None
+        self._fast: Any = None
         self._done = False
 
     def __aiter__(self) -> RequestStream[R]:
@@ -163,12 +175,36 @@ class RequestStream(Generic[R]):
             handler = source.make()
             if source.awaitable:
                 handler = await handler
-            self._handler = handler
             self._agen = handler.handle(self._request)
+            if getattr(type(handler), "events", None) is _EVENTS:
+                self._fast = handler
+            else:
+                self._handler = handler
         else:
             self._agen = source(self._request)
 
     async def __anext__(self) -> R:
+        handler = self._fast
+        if handler is None:
+            return await self._next()
+        try:
+            item = await self._agen.__anext__()
+        except StopAsyncIteration:
+            self._finish()
+            if handler._anycqrs_events:
+                await self._mediator._dispatch(None, take_events(handler))
+            raise
+        except BaseException:
+            self._finish()
+            raise
+        if handler._anycqrs_events:
+            await self._deliver_events(item, take_events(handler))
+        if self._wrap is None:
+            return item  # type: ignore[no-any-return]
+        return await self._wrapped(item)
+
+    async def _next(self) -> R:
+        """Everything but the fast path: opening, routes, duck-typed handlers."""
         agen = self._agen
         if agen is None:
             if self._done:
@@ -178,6 +214,8 @@ class RequestStream(Generic[R]):
             except BaseException:
                 self._done = True
                 raise
+            if self._fast is not None:
+                return await self.__anext__()
             agen = self._agen
         handler = self._handler
         try:
@@ -195,19 +233,23 @@ class RequestStream(Generic[R]):
             if item is _TRAILER:
                 if events:
                     await self._deliver_events(None, events)
-                return await self.__anext__()
+                return await self._next()
             if events:
                 await self._deliver_events(item, events)
         elif handler.events:
             await self._deliver_events(item, take_events(handler))
-        wrap = self._mediator._wrap
-        if wrap is not None:
-            try:
-                item = await wrap(item)
-            except BaseException:
-                await self.aclose()
-                raise
-        result: R = item
+        if self._wrap is None:
+            return item  # type: ignore[no-any-return]
+        return await self._wrapped(item)
+
+    async def _wrapped(self, item: Any) -> R:
+        wrap = self._wrap
+        assert wrap is not None
+        try:
+            result: R = await wrap(item)
+        except BaseException:
+            await self.aclose()
+            raise
         return result
 
     async def _deliver_events(self, item: Any, events: Sequence[Event]) -> None:
@@ -221,6 +263,7 @@ class RequestStream(Generic[R]):
         self._done = True
         self._agen = None
         self._handler = None
+        self._fast = None
 
     async def aclose(self) -> None:
         """Stop the stream and close the handler's generator (its ``finally``
@@ -417,4 +460,5 @@ async def stream_handler(
 
 
 _TRAILER: Any = object()
+_EVENTS = EventSource.__dict__["events"]
 """An item that carries only the trailing events of a stream (never delivered)."""
