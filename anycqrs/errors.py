@@ -9,12 +9,14 @@ from typing import Any, get_args, get_origin
 __all__ = [
     "AnyCQRSError",
     "BindingError",
+    "BrokerDeliveryError",
     "BrokerError",
     "ConcurrencyError",
     "DeserializationError",
     "EventDispatchError",
     "EventHandlerDoesNotExist",
     "HandlerResolutionError",
+    "MessageHandlingError",
     "RequestHandlerDoesNotExist",
     "SagaError",
     "SerializationError",
@@ -122,3 +124,47 @@ class ConcurrencyError(AnyCQRSError):
 
 class SagaError(AnyCQRSError):
     """Base class of saga errors."""
+
+
+class BrokerDeliveryError(BrokerError):
+    """The broker did not confirm some messages of a publish.
+
+    Attributes:
+        failures: ``(message_id, reason)`` pairs, one per message that was not
+            delivered (``message_id`` is ``None`` when the message had none).
+        delivered: how many messages of the same publish were confirmed.
+    """
+
+    def __init__(
+        self, failures: Sequence[tuple[str | None, str]], delivered: int = 0, *, what: str = ""
+    ) -> None:
+        self.failures = tuple(failures)
+        self.delivered = delivered
+        first_id, first_reason = self.failures[0] if self.failures else (None, "unknown")
+        where = f" to {what}" if what else ""
+        super().__init__(
+            f"{len(self.failures)} message(s) not delivered{where} ({delivered} delivered); "
+            f"first: {first_id or '?'}: {first_reason}"
+        )
+
+
+class MessageHandlingError(BrokerError):
+    """A consumed message kept failing after its retries and no dead-letter
+    destination is configured: the consumer stops without acknowledging it,
+    so it is delivered again later (at-least-once). Configure a dead-letter
+    topic / exchange to move such messages aside and keep consuming.
+
+    Attributes:
+        location: where the message came from (``topic[partition]@offset``
+            or ``queue#delivery_tag``).
+        attempts: how many times the handler ran.
+    """
+
+    def __init__(self, location: str, attempts: int, error: BaseException) -> None:
+        self.location = location
+        self.attempts = attempts
+        super().__init__(
+            f"Handling the message at {location} failed {attempts} time(s) "
+            f"({type(error).__name__}: {error}); configure a dead-letter destination "
+            "to skip such messages"
+        )

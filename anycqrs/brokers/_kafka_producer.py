@@ -1,0 +1,250 @@
+"""The engine behind :class:`~anycqrs.brokers.kafka.KafkaMessageBroker` and the
+consumers' dead-letter producer.
+
+One librdkafka ``Producer`` and one delivery-report thread that polls it. A
+publish is a *batch*: its records are produced (in one worker-thread hop, or
+inline on the event loop for a handful of records, since ``produce`` never
+blocks) and the caller awaits one :class:`anyio.Event`. The delivery thread
+counts the reports of each batch and, after every ``poll``, wakes the event
+loop once for all the batches that finished (``anyio.from_thread.run_sync``
+with the loop's token): one hop per poll, never one per message.
+
+A full local queue (``BufferError``) is backpressure: the producing thread
+serves delivery reports until there is room again; nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import anyio.to_thread
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from ..errors import BrokerDeliveryError, BrokerError
+
+logger = logging.getLogger("anycqrs.brokers.kafka")
+
+Headers = list[tuple[str, str | bytes | None]]
+Record = tuple[str, bytes | None, bytes | None, Headers | None]
+"""``(topic, value, key, headers)`` as handed to ``Producer.produce``."""
+
+T = TypeVar("T")
+
+INLINE_RECORDS = 32
+"""Batches up to this size are produced on the event loop (``produce`` only
+enqueues; a thread hop would cost more than the work)."""
+
+
+def _message_id(msg: Any) -> str | None:
+    for name, value in msg.headers() or ():
+        if name == "message_id" and value is not None:
+            return bytes(value).decode(errors="replace")
+    return None
+
+
+def _header_text(headers: Headers | None, name: str) -> str | None:
+    for key, value in headers or ():
+        if key == name and value is not None:
+            return value if isinstance(value, str) else value.decode(errors="replace")
+    return None
+
+
+class _Batch:
+    """Delivery bookkeeping of one publish (touched by the delivery thread)."""
+
+    __slots__ = ("_done", "_lock", "delivered", "event", "failures", "remaining")
+
+    def __init__(self, size: int, done: deque[_Batch]) -> None:
+        self._lock = threading.Lock()
+        self._done = done
+        self.remaining = size
+        self.delivered = 0
+        self.failures: list[tuple[str | None, str]] = []
+        self.event = anyio.Event()
+
+    def on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        with self._lock:
+            if err is None:
+                self.delivered += 1
+            else:
+                self.failures.append((_message_id(msg), f"{err.name()}: {err.str()}"))
+            self.remaining -= 1
+            finished = self.remaining == 0
+        if finished:
+            self._done.append(self)
+
+    def not_produced(self, count: int, reason: str, message_id: str | None) -> bool:
+        """Record ``count`` records that never reached librdkafka; True when
+        the batch is now complete."""
+        with self._lock:
+            self.failures.append((message_id, reason))
+            self.failures.extend((None, reason) for _ in range(count - 1))
+            self.remaining -= count
+            return self.remaining == 0
+
+
+class KafkaProducerCore(Generic[T]):
+    """Produces items of type ``T`` (encoded by ``encode``) and awaits their
+    delivery reports. Used inside ``async with``.
+
+    Args:
+        config: librdkafka configuration, passed through.
+        encode: turns an item into a :data:`Record`; runs in the producing
+            thread for large batches.
+        flush_timeout: seconds the shielded flush on exit may take.
+        poll_interval: seconds each delivery-thread ``poll`` may block.
+        name: used in errors and the thread name.
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        encode: Callable[[T], Record],
+        *,
+        flush_timeout: float = 30.0,
+        poll_interval: float = 0.05,
+        name: str = "kafka",
+    ) -> None:
+        self._config = dict(config)
+        self._encode = encode
+        self._flush_timeout = flush_timeout
+        self._poll_interval = poll_interval
+        self._name = name
+        self._producer: Producer | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._done: deque[_Batch] = deque()
+        self._pending: set[_Batch] = set()
+        self._token: anyio.lowlevel.EventLoopToken | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._producer is not None and not self._stopping.is_set()
+
+    async def start(self) -> None:
+        if self._producer is not None:
+            raise BrokerError(f"{self._name} is already started")
+        self._token = anyio.lowlevel.current_token()
+        self._stopping.clear()
+        try:
+            self._producer = await anyio.to_thread.run_sync(Producer, self._config)
+        except KafkaException as exc:
+            raise BrokerError(f"Cannot create the Kafka producer: {exc}") from exc
+        self._thread = threading.Thread(
+            target=self._poll_loop, name=f"anycqrs-{self._name}-delivery", daemon=True
+        )
+        self._thread.start()
+
+    async def stop(self) -> None:
+        """Stop the delivery thread and flush, shielded, within ``flush_timeout``.
+
+        Batches still unconfirmed afterwards fail with :class:`BrokerDeliveryError`.
+        """
+        producer, thread = self._producer, self._thread
+        if producer is None:
+            return
+        with anyio.CancelScope(shield=True):
+            self._stopping.set()
+            if thread is not None:
+                await anyio.to_thread.run_sync(thread.join)
+            left = await anyio.to_thread.run_sync(producer.flush, self._flush_timeout)
+            self._finish(self._drain())
+            for batch in list(self._pending):
+                if batch.not_produced(batch.remaining, "not delivered before shutdown", None):
+                    self._pending.discard(batch)
+                    batch.event.set()
+            self._producer = None
+            self._thread = None
+        if left:
+            logger.warning(
+                "%s: %d message(s) still undelivered after a %.1fs flush",
+                self._name,
+                left,
+                self._flush_timeout,
+            )
+
+    def _poll_loop(self) -> None:
+        producer = self._producer
+        assert producer is not None
+        poll, stopping, done = producer.poll, self._stopping, self._done
+        interval = self._poll_interval
+        while not stopping.is_set():
+            poll(interval)
+            if done:
+                batches = self._drain()
+                try:
+                    anyio.from_thread.run_sync(self._finish, batches, token=self._token)
+                except anyio.RunFinishedError:  # pragma: no cover - loop gone without stop()
+                    return
+
+    def _drain(self) -> list[_Batch]:
+        done = self._done
+        batches = []
+        while done:
+            batches.append(done.popleft())
+        return batches
+
+    def _finish(self, batches: list[_Batch]) -> None:
+        for batch in batches:
+            self._pending.discard(batch)
+            batch.event.set()
+
+    def _produce(self, batch: _Batch, items: Sequence[T], start: int, block: bool) -> int:
+        """Produce ``items[start:]``; returns where it stopped (``len(items)``
+        unless ``block`` is false and the local queue filled up)."""
+        producer = self._producer
+        assert producer is not None
+        produce, encode, on_delivery = producer.produce, self._encode, batch.on_delivery
+        i = start
+        n = len(items)
+        while i < n:
+            topic, value, key, headers = encode(items[i])
+            try:
+                produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+            except BufferError:
+                if not block:
+                    return i
+                # Backpressure: serve delivery reports until there is room.
+                producer.poll(0.01)
+                continue
+            except (KafkaException, TypeError, ValueError) as exc:
+                message_id = _header_text(headers, "message_id")
+                if batch.not_produced(n - i, f"rejected by the client: {exc}", message_id):
+                    self._done.append(batch)
+                return n
+            i += 1
+        return n
+
+    async def produce(self, items: Sequence[T]) -> None:
+        """Produce ``items`` in order and return once all were confirmed.
+
+        Raises:
+            BrokerDeliveryError: some were not delivered (the others were).
+            BrokerError: the producer is not running.
+        """
+        if not items:
+            return
+        if not self.running:
+            raise BrokerError(f"{self._name} is not running; use `async with` around it")
+        batch = _Batch(len(items), self._done)
+        self._pending.add(batch)
+        start = 0
+        if len(items) <= INLINE_RECORDS:
+            start = self._produce(batch, items, 0, block=False)
+        if start < len(items):
+            await anyio.to_thread.run_sync(self._produce, batch, items, start, True)
+        if batch.remaining == 0 and not batch.event.is_set():
+            # Everything finished (or failed) before we waited: no wake-up is
+            # needed, but the delivery thread may still report the batch.
+            self._pending.discard(batch)
+        else:
+            await batch.event.wait()
+        if batch.failures:
+            raise BrokerDeliveryError(batch.failures, batch.delivered, what=self._name)

@@ -1,0 +1,203 @@
+"""Kafka throughput measurements for anycqrs (producer and consumer runner).
+
+Run against any broker: ``python benchmarks/kafka_bench.py HOST:PORT``. Each
+function returns a list of result dicts (``name``, ``messages``, ``seconds``,
+``rate``) so the benchmark suite can call them directly.
+
+* ``plain_produce``: a plain confluent-kafka ``Producer`` loop (the baseline).
+* ``anycqrs_produce``: the same events through ``KafkaMessageBroker.send_many``.
+* ``plain_consume``: a plain ``Consumer.consume`` loop (the baseline).
+* ``anycqrs_consume``: ``KafkaEventConsumer`` into a trivial handler.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from typing import Any
+
+import anyio
+import attrs
+from confluent_kafka import Consumer, Producer
+
+from anycqrs.brokers import Message
+from anycqrs.brokers.kafka import KafkaEventConsumer, KafkaMessageBroker
+from anycqrs.events import EventHandler, EventMap, EventMediator
+from anycqrs.messages import NotificationEvent
+
+GROUP_SETTINGS = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+
+
+@attrs.frozen
+class BenchPaid:
+    order_id: int
+    customer: str
+    amount: float
+    note: str
+
+
+def _events(count: int, topic: str) -> list[Message]:
+    return [
+        Message.from_event(
+            NotificationEvent(
+                payload=BenchPaid(order_id=i, customer=f"c{i % 97}", amount=12.5, note="x" * 20),
+                topic=topic,
+                key=f"k{i % 100}",
+                headers={"tenant": "bench"},
+            )
+        )
+        for i in range(count)
+    ]
+
+
+def _result(name: str, count: int, seconds: float, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "messages": count, "seconds": seconds, "rate": count / seconds, **extra}
+
+
+def plain_produce(bootstrap: str, count: int = 100_000, topic: str | None = None) -> dict[str, Any]:
+    """A plain confluent-kafka Producer loop with per-message delivery callbacks."""
+    topic = topic or f"bench-plain-{uuid.uuid4().hex[:8]}"
+    from anycqrs.brokers.kafka import encode_message
+
+    records = [encode_message(m) for m in _events(count, topic)]
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    delivered = [0]
+
+    def report(err: Any, msg: Any) -> None:
+        if err is None:
+            delivered[0] += 1
+
+    start = time.perf_counter()
+    for t, value, key, headers in records:
+        while True:
+            try:
+                producer.produce(t, value, key, headers=headers, on_delivery=report)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    producer.flush(60)
+    seconds = time.perf_counter() - start
+    assert delivered[0] == count, delivered
+    return _result(
+        "plain confluent-kafka produce",
+        count,
+        seconds,
+        topic=topic,
+        bytes_per_value=len(records[0][1] or b""),
+    )
+
+
+async def _anycqrs_produce(bootstrap: str, count: int, topic: str, batch: int) -> float:
+    messages = _events(count, topic)
+    async with KafkaMessageBroker({"bootstrap.servers": bootstrap, "linger.ms": 5}) as broker:
+        start = time.perf_counter()
+        for i in range(0, count, batch):
+            await broker.send_many(messages[i : i + batch])
+        return time.perf_counter() - start
+
+
+def anycqrs_produce(
+    bootstrap: str,
+    count: int = 100_000,
+    topic: str | None = None,
+    batch: int = 100_000,
+    backend: str = "asyncio",
+) -> dict[str, Any]:
+    """The same events through ``KafkaMessageBroker.send_many`` (``batch`` per call)."""
+    topic = topic or f"bench-any-{uuid.uuid4().hex[:8]}"
+    seconds = anyio.run(_anycqrs_produce, bootstrap, count, topic, batch, backend=backend)
+    return _result(f"anycqrs send_many (batch {batch}, {backend})", count, seconds, topic=topic)
+
+
+def plain_consume(bootstrap: str, topic: str, count: int) -> dict[str, Any]:
+    """A plain ``consume()`` loop reading ``count`` messages of ``topic``."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            **GROUP_SETTINGS,
+        }
+    )
+    consumer.subscribe([topic])
+    seen = 0
+    start = None
+    while seen < count:
+        batch = consumer.consume(500, 1.0)
+        if batch and start is None:
+            start = time.perf_counter()
+        seen += sum(1 for m in batch if m.error() is None)
+    assert start is not None
+    seconds = time.perf_counter() - start
+    consumer.close()
+    return _result("plain confluent-kafka consume (after first batch)", count, seconds)
+
+
+class _Count(EventHandler[NotificationEvent[BenchPaid]]):
+    seen = 0
+    first: float | None = None
+    done: anyio.Event | None = None
+    target = 0
+
+    async def handle(self, event: NotificationEvent[BenchPaid]) -> None:
+        cls = _Count
+        if cls.first is None:
+            cls.first = time.perf_counter()
+        cls.seen += 1
+        if cls.seen >= cls.target and cls.done is not None:
+            cls.done.set()
+
+
+async def _anycqrs_consume(bootstrap: str, topic: str, count: int, concurrency: int) -> float:
+    events = EventMap()
+    events.bind(NotificationEvent[BenchPaid], _Count)
+    mediator = EventMediator(events)
+    _Count.seen, _Count.first, _Count.target, _Count.done = 0, None, count, anyio.Event()
+    consumer = KafkaEventConsumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            **GROUP_SETTINGS,
+        },
+        [topic],
+        mediator,
+        max_concurrency=concurrency,
+    )
+    async with anyio.create_task_group() as group:
+        await group.start(consumer.run)
+        with anyio.fail_after(120):
+            await _Count.done.wait()
+        end = time.perf_counter()
+        group.cancel_scope.cancel()
+    assert _Count.first is not None
+    return end - _Count.first
+
+
+def anycqrs_consume(
+    bootstrap: str, topic: str, count: int, concurrency: int = 16, backend: str = "asyncio"
+) -> dict[str, Any]:
+    """``KafkaEventConsumer`` into a trivial handler, from the first event to the last."""
+    seconds = anyio.run(_anycqrs_consume, bootstrap, topic, count, concurrency, backend=backend)
+    return _result(f"anycqrs KafkaEventConsumer ({backend}, {concurrency} lanes)", count, seconds)
+
+
+def run_all(bootstrap: str, count: int = 100_000) -> list[dict[str, Any]]:
+    """Every measurement, baselines first, on one broker."""
+    results = [plain_produce(bootstrap, count)]
+    for backend in ("asyncio", "trio"):
+        results.append(anycqrs_produce(bootstrap, count, backend=backend))
+    results.append(anycqrs_produce(bootstrap, count, batch=1000))
+    topic = results[-1]["topic"]
+    results.append(plain_consume(bootstrap, topic, count))
+    for backend in ("asyncio", "trio"):
+        results.append(anycqrs_consume(bootstrap, topic, count, backend=backend))
+    return results
+
+
+if __name__ == "__main__":  # pragma: no cover
+    for row in run_all(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 100_000):
+        print(f"{row['name']:<55} {row['rate']:>10,.0f} msg/s  ({row['seconds']:.2f}s)")
