@@ -18,7 +18,12 @@ __all__ = [
     "HandlerResolutionError",
     "MessageHandlingError",
     "RequestHandlerDoesNotExist",
+    "SagaAlreadyExistsError",
+    "SagaConcurrencyError",
+    "SagaDefinitionError",
     "SagaError",
+    "SagaNotFoundError",
+    "SagaStateError",
     "SerializationError",
     "UnknownEventName",
 ]
@@ -124,6 +129,49 @@ class ConcurrencyError(AnyCQRSError):
 
 class SagaError(AnyCQRSError):
     """Base class of saga errors."""
+
+
+class SagaDefinitionError(SagaError, BindingError):
+    """A saga class or a ``SagaMap`` binding is invalid (raised at definition
+    or bind time): a step that is not a ``SagaStepHandler``, a step whose
+    context type does not fit the saga's, duplicate step names..."""
+
+
+class SagaNotFoundError(SagaError, LookupError):
+    """No saga with this id exists in the storage."""
+
+    def __init__(self, saga_id: Any) -> None:
+        self.saga_id = saga_id
+        super().__init__(f"No saga {saga_id} in the saga storage")
+
+
+class SagaAlreadyExistsError(SagaError):
+    """A saga with this id already exists in the storage."""
+
+    def __init__(self, saga_id: Any) -> None:
+        self.saga_id = saga_id
+        super().__init__(f"Saga {saga_id} already exists in the saga storage")
+
+
+class SagaConcurrencyError(SagaError, ConcurrencyError):
+    """Another writer updated the saga first: this writer's version is stale.
+
+    Nothing was written. The saga now belongs to whoever wrote last (usually
+    a recovery worker); stop working on it.
+    """
+
+    def __init__(self, saga_id: Any, expected_version: int) -> None:
+        self.saga_id = saga_id
+        self.expected_version = expected_version
+        super().__init__(
+            f"Saga {saga_id} was modified concurrently: expected version "
+            f"{expected_version}; nothing was written"
+        )
+
+
+class SagaStateError(SagaError):
+    """The saga is not in a state that allows the operation (e.g. resuming a
+    COMPENSATING saga through ``stream``; use ``recover`` instead)."""
 
 
 class BrokerDeliveryError(BrokerError):

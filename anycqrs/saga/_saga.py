@@ -1,0 +1,309 @@
+"""Saga definitions: contexts, steps, fallbacks and the ``Saga`` class."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from uuid import UUID
+
+import attrs
+from typing_extensions import TypeVar as DefaultTypeVar
+
+from .._handlers import EventSource, declared_args
+from ..errors import SagaDefinitionError
+from ._types import RetryPolicy
+
+__all__ = [
+    "CircuitBreakerLike",
+    "Fallback",
+    "Saga",
+    "SagaContext",
+    "SagaStepHandler",
+    "Slot",
+]
+
+CtxT = TypeVar("CtxT", bound="SagaContext")
+CtxT_contra = DefaultTypeVar("CtxT_contra", bound="SagaContext", contravariant=True)
+RespT = DefaultTypeVar("RespT", default=Any, covariant=True)
+
+
+class SagaContext:
+    """Base class of saga contexts: the mutable state a saga's steps share.
+
+    Derive a mutable attrs class (``@attrs.define``) or a dataclass from it. The
+    context is persisted through the converter (``to_dict``) after every step,
+    so keep it to plain data (numbers, strings, UUIDs, datetimes, lists, nested
+    attrs classes...).
+
+    Example::
+
+        @attrs.define
+        class OrderContext(anycqrs.SagaContext):
+            order_id: int
+            reservation_id: str | None = None
+    """
+
+    __slots__ = ()
+
+
+class SagaStepHandler(EventSource, abc.ABC, Generic[CtxT_contra, RespT]):
+    """One step of a saga: ``act`` does the work, ``compensate`` undoes it.
+
+    Steps are resolved from the container once per saga run, so ``act`` and
+    ``compensate`` of one run see the same instance. Events the step
+    :meth:`emit`s during ``act`` are dispatched before the step's result is
+    yielded.
+
+    Class attributes a step may set:
+
+    * ``step_name``: its stable identity in the step log (default: the class
+      name). Set it explicitly before renaming the class, or recovery of sagas
+      logged under the old name will not find the step.
+    * ``timeout``: seconds one ``act`` attempt may take (a timeout is a failure).
+    * ``retry_policy``: a :class:`RetryPolicy` for ``act``.
+
+    While a step runs, :attr:`saga_id` and :attr:`idempotency_key`
+    (``"<saga id>:<step name>"``) tell it which saga it acts for, so a re-run
+    after a crash can detect that it already acted.
+
+    Example::
+
+        class ReserveStep(anycqrs.SagaStepHandler[OrderContext, Reserved]):
+            def __init__(self, stock: Stock) -> None:
+                self.stock = stock
+
+            async def act(self, context: OrderContext) -> Reserved:
+                context.reservation_id = await self.stock.reserve(
+                    context.order_id, key=self.idempotency_key
+                )
+                return Reserved(context.reservation_id)
+
+            async def compensate(self, context: OrderContext) -> None:
+                await self.stock.release(context.reservation_id)
+    """
+
+    step_name: ClassVar[str] = "SagaStepHandler"
+    timeout: ClassVar[float | None] = None
+    retry_policy: ClassVar[RetryPolicy | None] = None
+
+    _anycqrs_saga_id: UUID | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "step_name" not in cls.__dict__:
+            cls.step_name = cls.__name__
+        elif not isinstance(cls.__dict__["step_name"], str) or not cls.step_name:
+            raise SagaDefinitionError(f"{cls.__qualname__}.step_name must be a non-empty string")
+
+    @abc.abstractmethod
+    async def act(self, context: CtxT_contra, /) -> RespT | None:
+        """Do the step's work; mutate ``context`` to pass data on."""
+
+    async def compensate(self, context: CtxT_contra, /) -> None:
+        """Undo what :meth:`act` did (default: nothing to undo)."""
+
+    @property
+    def saga_id(self) -> UUID:
+        """The id of the saga this step is running for."""
+        saga_id = self._anycqrs_saga_id
+        if saga_id is None:
+            raise RuntimeError(f"{type(self).__qualname__} is not running inside a saga")
+        return saga_id
+
+    @property
+    def idempotency_key(self) -> str:
+        """``"<saga id>:<step name>"``: stable across re-runs of this step."""
+        return f"{self.saga_id}:{self.step_name}"
+
+
+@runtime_checkable
+class CircuitBreakerLike(Protocol):
+    """What a saga :class:`Fallback` needs from a circuit breaker.
+
+    :class:`anycqrs.CircuitBreaker` fits; so does any object with these methods.
+    """
+
+    def is_open(self, key: str, /) -> bool:
+        """Whether calls protected under ``key`` should be skipped now."""
+        ...
+
+    def record_success(self, key: str, /) -> None:
+        """A protected call succeeded."""
+        ...
+
+    def record_failure(self, key: str, error: BaseException, /) -> None:
+        """A protected call failed with ``error``."""
+        ...
+
+
+def _step_class(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not (isinstance(value, type) and issubclass(value, SagaStepHandler)):
+        raise SagaDefinitionError(
+            f"Fallback.{attribute.name} must be a SagaStepHandler subclass, got {value!r}"
+        )
+
+
+def _exceptions(value: Any) -> tuple[type[BaseException], ...]:
+    if isinstance(value, type):
+        value = (value,)
+    return tuple(value)
+
+
+@attrs.frozen
+class Fallback:
+    """A saga step with a fallback: ``fallback`` acts when ``step`` fails.
+
+    ``fallback`` runs when ``step.act`` raises one of ``failure_exceptions``
+    (any exception when empty) or when ``circuit_breaker`` is open for
+    ``step``; the context is restored to its state before ``step`` first. Only
+    the handler that succeeded is compensated later.
+
+    Args:
+        step: the primary step class.
+        fallback: the step class to run instead.
+        failure_exceptions: exceptions that trigger the fallback (empty: any).
+        circuit_breaker: optional breaker guarding ``step`` (e.g.
+            :class:`anycqrs.CircuitBreaker`).
+
+    Example::
+
+        class OrderSaga(anycqrs.Saga[OrderContext]):
+            steps = [ReserveStep, Fallback(step=CardPay, fallback=InvoicePay)]
+    """
+
+    step: type[SagaStepHandler[Any, Any]] = attrs.field(validator=_step_class)
+    fallback: type[SagaStepHandler[Any, Any]] = attrs.field(validator=_step_class)
+    failure_exceptions: tuple[type[BaseException], ...] = attrs.field(
+        default=(), converter=_exceptions
+    )
+    circuit_breaker: Any = None
+
+
+@attrs.frozen
+class Slot:
+    """One position in a saga's step list (internal): a step or a fallback pair."""
+
+    index: int
+    primary: type[SagaStepHandler[Any, Any]]
+    fallback: Fallback | None
+
+    @property
+    def handlers(self) -> tuple[type[SagaStepHandler[Any, Any]], ...]:
+        """The handler classes that may act in this slot."""
+        if self.fallback is None:
+            return (self.primary,)
+        return (self.primary, self.fallback.fallback)
+
+
+def _context_of(step: type) -> Any:
+    args = declared_args(step, SagaStepHandler)
+    return args[0] if args else None
+
+
+def _fits(step_context: Any, saga_context: type) -> bool:
+    if step_context is None or isinstance(step_context, TypeVar) or step_context is Any:
+        return True
+    if isinstance(step_context, str):  # unresolved forward reference: trust the user
+        return True
+    return isinstance(step_context, type) and issubclass(saga_context, step_context)
+
+
+def _is_context_class(value: Any) -> bool:
+    return isinstance(value, type) and (
+        attrs.has(value) or dataclasses.is_dataclass(value) or issubclass(value, SagaContext)
+    )
+
+
+class Saga(Generic[CtxT]):
+    """An orchestrated saga: an ordered list of steps over one context type.
+
+    The class is checked when it is defined: every entry of ``steps`` must be
+    a :class:`SagaStepHandler` subclass or a :class:`Fallback`, whose declared
+    context type accepts the saga's context, and step names must be unique.
+
+    ``saga_name`` (default: the class name) identifies the saga in storage;
+    recovery finds the class by it, so keep it stable.
+
+    Example::
+
+        class OrderSaga(anycqrs.Saga[OrderContext]):
+            steps = [ReserveStep, PayStep, Fallback(step=ShipFast, fallback=ShipSlow)]
+    """
+
+    steps: ClassVar[Sequence[type[SagaStepHandler[Any, Any]] | Fallback]] = ()
+    saga_name: ClassVar[str] = "Saga"
+    context_type: ClassVar[type[Any]] = SagaContext
+    slots: ClassVar[tuple[Slot, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "saga_name" not in cls.__dict__:
+            cls.saga_name = cls.__name__
+        args = declared_args(cls, Saga)
+        if args and isinstance(args[0], type):
+            cls.context_type = args[0]
+        if "steps" in cls.__dict__:
+            cls.slots = _validate(cls)
+
+    @classmethod
+    def step_names(cls) -> tuple[str, ...]:
+        """Every step identity this saga may log, in order (fallbacks after their step)."""
+        return tuple(h.step_name for slot in cls.slots for h in slot.handlers)
+
+
+def _validate(saga: type[Saga[Any]]) -> tuple[Slot, ...]:
+    name = saga.__qualname__
+    context = saga.context_type
+    if context is SagaContext and not declared_args(saga, Saga):
+        raise SagaDefinitionError(
+            f"{name} must name its context type: class {saga.__name__}(Saga[MyContext])"
+        )
+    if not _is_context_class(context):
+        raise SagaDefinitionError(
+            f"{name}: the context {context!r} must be an attrs class or a dataclass "
+            "deriving from SagaContext"
+        )
+    steps = saga.__dict__["steps"]
+    if isinstance(steps, (str, bytes)) or not isinstance(steps, Sequence) or not steps:
+        raise SagaDefinitionError(f"{name}.steps must be a non-empty list of steps")
+    slots: list[Slot] = []
+    seen: dict[str, type] = {}
+    for index, entry in enumerate(steps):
+        if isinstance(entry, Fallback):
+            slot = Slot(index, entry.step, entry)
+        elif isinstance(entry, type) and issubclass(entry, SagaStepHandler):
+            slot = Slot(index, entry, None)
+        else:
+            raise SagaDefinitionError(
+                f"{name}.steps[{index}] is {entry!r}: expected a SagaStepHandler subclass "
+                "or a saga Fallback"
+            )
+        for handler in slot.handlers:
+            if inspect_abstract(handler):
+                raise SagaDefinitionError(
+                    f"{name}.steps[{index}]: {handler.__qualname__} does not implement act()"
+                )
+            declared = _context_of(handler)
+            if not _fits(declared, context):
+                raise SagaDefinitionError(
+                    f"{name}.steps[{index}]: {handler.__qualname__} acts on "
+                    f"{getattr(declared, '__qualname__', declared)}, which does not accept "
+                    f"the saga's context {context.__qualname__}"
+                )
+            other = seen.get(handler.step_name)
+            if other is not None:
+                raise SagaDefinitionError(
+                    f"{name}: step name {handler.step_name!r} is used by both "
+                    f"{other.__qualname__} and {handler.__qualname__}; step names must be "
+                    "unique within a saga (set step_name on one of them)"
+                )
+            seen[handler.step_name] = handler
+        slots.append(slot)
+    return tuple(slots)
+
+
+def inspect_abstract(cls: type) -> bool:
+    """Whether ``cls`` still has abstract methods."""
+    return bool(getattr(cls, "__abstractmethods__", None))

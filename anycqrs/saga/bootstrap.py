@@ -1,0 +1,98 @@
+"""``bootstrap()`` builds a :class:`~anycqrs.saga.SagaMediator`.
+
+Example::
+
+    def sagas(saga_map: SagaMap) -> None:
+        saga_map.bind(OrderContext, OrderSaga)
+
+    mediator = anycqrs.saga.bootstrap.bootstrap(
+        di_container=lagom.Container(),
+        sagas_mapper=sagas,
+        saga_storage=SqliteSagaStorage("sagas.db"),
+    )
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .. import _defaults
+from .._bootstrap import Mapper, apply_mapper, run_startup
+from ..brokers import MessageBroker
+from ..container import as_container
+from ..events._map import EventMap
+from ..middlewares import Middleware
+from ._map import SagaMap
+from ._mediator import (
+    COMPENSATION_TIMEOUT,
+    MAX_RECOVERY_ATTEMPTS,
+    RECOVERY_LEASE,
+    SagaMediator,
+)
+from .storage._protocol import SagaStorage
+
+__all__ = ["bootstrap"]
+
+
+def bootstrap(
+    *,
+    di_container: Any = None,
+    message_broker: MessageBroker | None = None,
+    middlewares: Iterable[Middleware] | None = None,
+    sagas_mapper: Mapper[SagaMap] | None = None,
+    domain_events_mapper: Mapper[EventMap] | None = None,
+    events_mapper: Mapper[EventMap] | None = None,
+    saga_storage: SagaStorage | None = None,
+    on_startup: Iterable[Callable[[], object]] | None = None,
+    max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
+    concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
+    compensation_retry_count: int = _defaults.COMPENSATION_RETRY_COUNT,
+    compensation_retry_delay: float = _defaults.COMPENSATION_RETRY_DELAY,
+    compensation_retry_backoff: float = _defaults.COMPENSATION_RETRY_BACKOFF,
+    compensation_timeout: float = COMPENSATION_TIMEOUT,
+    max_recovery_attempts: int = MAX_RECOVERY_ATTEMPTS,
+    recovery_lease: float = RECOVERY_LEASE,
+) -> SagaMediator:
+    """Build a :class:`~anycqrs.saga.SagaMediator`.
+
+    Args:
+        di_container: a ``lagom.Container`` or any :class:`anycqrs.Container`
+            (default: a new lagom container). Step handlers are resolved from it.
+        message_broker: where the steps' notification events go (default: a new
+            :class:`~anycqrs.brokers.InMemoryMessageBroker`).
+        middlewares: wrap every step's ``act``, outermost first (default: none).
+        sagas_mapper: binds context types to sagas on the given ``SagaMap``
+            (a callable or a ready ``SagaMap``).
+        domain_events_mapper: binds the events steps emit on an ``EventMap``.
+        events_mapper: the same (merged with ``domain_events_mapper``).
+        saga_storage: where saga state lives (default: a new
+            :class:`~anycqrs.saga.storage.MemorySagaStorage`).
+        on_startup: callables run once, before the mediator is built.
+        max_concurrent_event_handlers: bound of parallel event dispatch (default 10).
+        concurrent_event_handle_enable: dispatch events in parallel (default ``False``).
+        compensation_retry_count: attempts per compensation (default 3).
+        compensation_retry_delay: seconds before the second attempt (default 0.5).
+        compensation_retry_backoff: delay multiplier per attempt (default 2.0).
+        compensation_timeout: seconds one compensation attempt may take (default 30).
+        max_recovery_attempts: recovery claims before a saga is given up and
+            marked FAILED (default 5).
+        recovery_lease: seconds a recovery worker holds a saga (default 300).
+    """
+    run_startup(on_startup)
+    return SagaMediator(
+        apply_mapper(SagaMap, sagas_mapper),
+        container=as_container(di_container),
+        storage=saga_storage,
+        message_broker=message_broker,
+        event_map=apply_mapper(EventMap, domain_events_mapper, events_mapper),
+        middlewares=middlewares or (),
+        max_concurrent_event_handlers=max_concurrent_event_handlers,
+        concurrent_event_handle_enable=concurrent_event_handle_enable,
+        compensation_retry_count=compensation_retry_count,
+        compensation_retry_delay=compensation_retry_delay,
+        compensation_retry_backoff=compensation_retry_backoff,
+        compensation_timeout=compensation_timeout,
+        max_recovery_attempts=max_recovery_attempts,
+        recovery_lease=recovery_lease,
+    )

@@ -1,0 +1,182 @@
+"""An in-process saga storage (the default; state is lost with the process)."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+from uuid import UUID
+
+from ...errors import SagaAlreadyExistsError, SagaConcurrencyError, SagaNotFoundError
+from .._types import SagaState, SagaStatus, SagaStepEntry, StepRecord
+
+__all__ = ["MemorySagaStorage"]
+
+_UNFINISHED = (SagaStatus.PENDING, SagaStatus.RUNNING, SagaStatus.COMPENSATING)
+
+
+def _utc(at: float) -> datetime:
+    return datetime.fromtimestamp(at, timezone.utc)
+
+
+class _Row:
+    __slots__ = (
+        "attempts",
+        "context",
+        "created",
+        "lease_owner",
+        "lease_until",
+        "log",
+        "name",
+        "status",
+        "updated",
+        "version",
+    )
+
+    def __init__(self, name: str, status: SagaStatus, context: Mapping[str, Any], now: float):
+        self.name = name
+        self.status = status
+        self.context = context
+        self.version = 1
+        self.attempts = 0
+        self.lease_owner: str | None = None
+        self.lease_until = 0.0
+        self.created = now
+        self.updated = now
+        self.log: list[StepRecord] = []
+
+    def state(self, saga_id: UUID) -> SagaState:
+        return SagaState(
+            saga_id=saga_id,
+            saga_name=self.name,
+            status=self.status,
+            context=copy.deepcopy(dict(self.context)),
+            version=self.version,
+            recovery_attempts=self.attempts,
+            created_at=_utc(self.created),
+            updated_at=_utc(self.updated),
+        )
+
+
+class MemorySagaStorage:
+    """Keeps sagas in a dict: fast, for tests, demos and sagas that need not
+    survive the process. Writes are atomic because they never await.
+
+    Example::
+
+        storage = MemorySagaStorage()
+        mediator = anycqrs.saga.bootstrap.bootstrap(sagas_mapper=..., saga_storage=storage)
+    """
+
+    __slots__ = ("_rows",)
+
+    def __init__(self) -> None:
+        self._rows: dict[UUID, _Row] = {}
+
+    async def create_saga(
+        self,
+        saga_id: UUID,
+        saga_name: str,
+        context: Mapping[str, Any],
+        *,
+        status: SagaStatus,
+        entries: Sequence[StepRecord] = (),
+    ) -> int:
+        """Insert a new saga (see :class:`SagaStorage`)."""
+        if saga_id in self._rows:
+            raise SagaAlreadyExistsError(saga_id)
+        row = self._rows[saga_id] = _Row(saga_name, status, context, time.time())
+        if entries:
+            row.log.extend(entries)
+        return 1
+
+    async def save(
+        self,
+        saga_id: UUID,
+        expected_version: int,
+        *,
+        status: SagaStatus | None = None,
+        context: Mapping[str, Any] | None = None,
+        entries: Sequence[StepRecord] = (),
+    ) -> int:
+        """Write atomically with a version check (see :class:`SagaStorage`)."""
+        row = self._rows.get(saga_id)
+        if row is None:
+            raise SagaNotFoundError(saga_id)
+        if row.version != expected_version:
+            raise SagaConcurrencyError(saga_id, expected_version)
+        if status is not None:
+            row.status = status
+        if context is not None:
+            row.context = context
+        if entries:
+            row.log.extend(entries)
+        row.updated = time.time()
+        row.version = version = expected_version + 1
+        return version
+
+    async def load_saga_state(self, saga_id: UUID) -> SagaState:
+        """The saga's state (see :class:`SagaStorage`)."""
+        row = self._rows.get(saga_id)
+        if row is None:
+            raise SagaNotFoundError(saga_id)
+        return row.state(saga_id)
+
+    async def get_step_history(self, saga_id: UUID) -> list[SagaStepEntry]:
+        """The step log, oldest first (see :class:`SagaStorage`)."""
+        row = self._rows.get(saga_id)
+        if row is None:
+            return []
+        return [
+            SagaStepEntry(
+                step_name=r.step_name,
+                action=r.action,
+                status=r.status,
+                details=copy.deepcopy(dict(r.details)) if r.details is not None else None,
+                created_at=_utc(r.at),
+            )
+            for r in row.log
+        ]
+
+    async def claim(
+        self,
+        *,
+        owner: str,
+        lease_seconds: float,
+        saga_id: UUID | None = None,
+        stale_after: float = 0.0,
+        limit: int = 1,
+    ) -> list[SagaState]:
+        """Lease sagas for recovery (see :class:`SagaStorage`)."""
+        now = time.time()
+        if saga_id is not None:
+            row = self._rows.get(saga_id)
+            candidates = [] if row is None else [(saga_id, row)]
+        else:
+            candidates = sorted(
+                ((key, row) for key, row in self._rows.items() if row.updated <= now - stale_after),
+                key=lambda item: item[1].updated,
+            )
+        claimed: list[SagaState] = []
+        for key, row in candidates:
+            if len(claimed) >= limit:
+                break
+            if row.status not in _UNFINISHED:
+                continue
+            if row.lease_owner is not None and row.lease_until > now:
+                continue
+            row.lease_owner = owner
+            row.lease_until = now + lease_seconds
+            row.attempts += 1
+            row.version += 1
+            claimed.append(row.state(key))
+        return claimed
+
+    async def release(self, saga_id: UUID, owner: str) -> None:
+        """Drop ``owner``'s lease (see :class:`SagaStorage`)."""
+        row = self._rows.get(saga_id)
+        if row is not None and row.lease_owner == owner:
+            row.lease_owner = None
+            row.lease_until = 0.0

@@ -1,0 +1,365 @@
+"""Saga storage on PostgreSQL (psycopg 3 sync connections in worker threads)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+from uuid import UUID
+
+import anyio.to_thread
+
+from ...errors import SagaAlreadyExistsError, SagaConcurrencyError, SagaNotFoundError
+from .._types import SagaState, SagaStatus, SagaStepEntry, SagaStepStatus, StepAction, StepRecord
+from ._sql import dumps, identifier
+
+__all__ = ["PostgresSagaStorage"]
+
+T = TypeVar("T")
+
+_COLUMNS = "saga_id, saga_name, status, context, version, recovery_attempts, created_at, updated_at"
+_VALUE = "(%s::text, %s::text, %s::text, %s::jsonb, to_timestamp(%s::float8))"
+
+
+class PostgresSagaStorage:
+    """Saga state in PostgreSQL.
+
+    Blocking psycopg 3 connections from a small internal pool are used in
+    worker threads. Every write (status + context + step-log entries +
+    version check) is **one SQL statement** (data-modifying CTEs), so one
+    network round trip and one thread hop per step. Recovery claims use
+    ``FOR UPDATE SKIP LOCKED`` plus a lease column, so many workers in many
+    processes never recover one saga at once.
+
+    The schema is created on first use (under an advisory lock)::
+
+        CREATE TABLE anycqrs_sagas (
+            saga_id uuid PRIMARY KEY, saga_name text, status text, context jsonb,
+            version bigint, recovery_attempts integer, lease_owner text,
+            lease_until timestamptz, created_at timestamptz, updated_at timestamptz)
+        CREATE TABLE anycqrs_saga_log (
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, saga_id uuid,
+            step_name text, action text, status text, details jsonb,
+            created_at timestamptz)
+
+    Args:
+        dsn: a libpq connection string, e.g. ``postgresql://user@host:5432/db``.
+        sagas_table: name of the saga table (may be schema-qualified).
+        log_table: name of the step-log table.
+        max_connections: size of the connection pool.
+
+    Example::
+
+        storage = PostgresSagaStorage("postgresql://postgres@127.0.0.1:5432/app")
+        mediator = anycqrs.saga.bootstrap.bootstrap(sagas_mapper=..., saga_storage=storage)
+        ...
+        storage.close()
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        sagas_table: str = "anycqrs_sagas",
+        log_table: str = "anycqrs_saga_log",
+        max_connections: int = 8,
+    ) -> None:
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {max_connections}")
+        self._dsn = dsn
+        self._sagas = identifier(sagas_table, "sagas_table")
+        self._log = identifier(log_table, "log_table")
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._lock = threading.Lock()
+        self._idle: list[Any] = []
+        self._ready = False
+        self._save_sql: dict[int, str] = {}
+        self._create_sql: dict[int, str] = {}
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    # -- connections ------------------------------------------------------
+
+    def _setup(self, conn: Any) -> None:
+        key = f"anycqrs_saga_schema:{self._sagas}"
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
+            conn.execute(
+                f"""
+                CREATE TABLE IF NOT EXISTS {self._sagas} (
+                    saga_id uuid PRIMARY KEY,
+                    saga_name text NOT NULL,
+                    status text NOT NULL,
+                    context jsonb NOT NULL,
+                    version bigint NOT NULL,
+                    recovery_attempts integer NOT NULL DEFAULT 0,
+                    lease_owner text,
+                    lease_until timestamptz,
+                    created_at timestamptz NOT NULL,
+                    updated_at timestamptz NOT NULL
+                )"""
+            )
+            conn.execute(
+                f"CREATE INDEX IF NOT EXISTS {self._sagas.replace('.', '_')}_pending "
+                f"ON {self._sagas} (updated_at) "
+                "WHERE status IN ('PENDING', 'RUNNING', 'COMPENSATING')"
+            )
+            conn.execute(
+                f"""
+                CREATE TABLE IF NOT EXISTS {self._log} (
+                    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    saga_id uuid NOT NULL,
+                    step_name text NOT NULL,
+                    action text NOT NULL,
+                    status text NOT NULL,
+                    details jsonb,
+                    created_at timestamptz NOT NULL
+                )"""
+            )
+            conn.execute(
+                f"CREATE INDEX IF NOT EXISTS {self._log.replace('.', '_')}_saga "
+                f"ON {self._log} (saga_id, seq)"
+            )
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        import psycopg
+
+        self._slots.acquire()
+        try:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                conn = psycopg.connect(self._dsn, autocommit=True)
+                if not self._ready:
+                    self._setup(conn)
+                    self._ready = True
+            try:
+                yield conn
+            finally:
+                if conn.closed or conn.broken:
+                    conn.close()
+                else:
+                    with self._lock:
+                        self._idle.append(conn)
+        finally:
+            self._slots.release()
+
+    def _call(self, work: Callable[[Any], T]) -> T:
+        with self._connection() as conn:
+            return work(conn)
+
+    async def _run(self, work: Callable[[Any], T]) -> T:
+        return await anyio.to_thread.run_sync(self._call, work)
+
+    # -- statements -------------------------------------------------------
+
+    def _log_cte(self, source: str, count: int) -> str:
+        values = ", ".join([_VALUE] * count)
+        return (
+            f", l AS (INSERT INTO {self._log} "
+            "(saga_id, step_name, action, status, details, created_at) "
+            f"SELECT {source}.saga_id, v.* FROM {source} CROSS JOIN (VALUES {values}) "
+            "AS v(step_name, action, status, details, created_at))"
+        )
+
+    def _save_statement(self, count: int) -> str:
+        sql = self._save_sql.get(count)
+        if sql is None:
+            sql = (
+                f"WITH u AS (UPDATE {self._sagas} SET version = version + 1, "
+                "updated_at = now(), status = COALESCE(%s::text, status), "
+                "context = COALESCE(%s::jsonb, context) "
+                "WHERE saga_id = %s AND version = %s RETURNING saga_id, version)"
+                + (self._log_cte("u", count) if count else "")
+                + " SELECT version FROM u"
+            )
+            self._save_sql[count] = sql
+        return sql
+
+    def _create_statement(self, count: int) -> str:
+        sql = self._create_sql.get(count)
+        if sql is None:
+            sql = (
+                f"WITH s AS (INSERT INTO {self._sagas} (saga_id, saga_name, status, context, "
+                "version, created_at, updated_at) VALUES (%s, %s, %s, %s::jsonb, 1, now(), now()) "
+                "ON CONFLICT (saga_id) DO NOTHING RETURNING saga_id)"
+                + (self._log_cte("s", count) if count else "")
+                + " SELECT count(*) FROM s"
+            )
+            self._create_sql[count] = sql
+        return sql
+
+    @staticmethod
+    def _log_params(entries: Sequence[StepRecord]) -> list[Any]:
+        params: list[Any] = []
+        for e in entries:
+            params += (
+                e.step_name,
+                e.action.value,
+                e.status.value,
+                None if e.details is None else dumps(e.details),
+                e.at,
+            )
+        return params
+
+    # -- protocol ---------------------------------------------------------
+
+    async def create_saga(
+        self,
+        saga_id: UUID,
+        saga_name: str,
+        context: Mapping[str, Any],
+        *,
+        status: SagaStatus,
+        entries: Sequence[StepRecord] = (),
+    ) -> int:
+        """Insert a new saga (see :class:`SagaStorage`): one statement."""
+        sql = self._create_statement(len(entries))
+        params = [saga_id, saga_name, status.value, dumps(context), *self._log_params(entries)]
+
+        def work(conn: Any) -> int:
+            row = conn.execute(sql, params).fetchone()
+            return int(row[0])
+
+        if await self._run(work) != 1:
+            raise SagaAlreadyExistsError(saga_id)
+        return 1
+
+    async def save(
+        self,
+        saga_id: UUID,
+        expected_version: int,
+        *,
+        status: SagaStatus | None = None,
+        context: Mapping[str, Any] | None = None,
+        entries: Sequence[StepRecord] = (),
+    ) -> int:
+        """Write atomically with a version check (see :class:`SagaStorage`): one statement."""
+        sql = self._save_statement(len(entries))
+        params = [
+            None if status is None else status.value,
+            None if context is None else dumps(context),
+            saga_id,
+            expected_version,
+            *self._log_params(entries),
+        ]
+
+        def work(conn: Any) -> Any:
+            row = conn.execute(sql, params).fetchone()
+            if row is not None:
+                return int(row[0])
+            exists = conn.execute(
+                f"SELECT 1 FROM {self._sagas} WHERE saga_id = %s", (saga_id,)
+            ).fetchone()
+            return exists is not None
+
+        result = await self._run(work)
+        if result is True:
+            raise SagaConcurrencyError(saga_id, expected_version)
+        if result is False:
+            raise SagaNotFoundError(saga_id)
+        return int(result)
+
+    @staticmethod
+    def _state(row: Sequence[Any]) -> SagaState:
+        return SagaState(
+            saga_id=row[0],
+            saga_name=row[1],
+            status=SagaStatus(row[2]),
+            context=row[3],
+            version=row[4],
+            recovery_attempts=row[5],
+            created_at=row[6],
+            updated_at=row[7],
+        )
+
+    async def load_saga_state(self, saga_id: UUID) -> SagaState:
+        """The saga's state (see :class:`SagaStorage`)."""
+
+        def work(conn: Any) -> Any:
+            return conn.execute(
+                f"SELECT {_COLUMNS} FROM {self._sagas} WHERE saga_id = %s", (saga_id,)
+            ).fetchone()
+
+        row = await self._run(work)
+        if row is None:
+            raise SagaNotFoundError(saga_id)
+        return self._state(row)
+
+    async def get_step_history(self, saga_id: UUID) -> list[SagaStepEntry]:
+        """The step log, oldest first (see :class:`SagaStorage`)."""
+
+        def work(conn: Any) -> list[Any]:
+            rows: list[Any] = conn.execute(
+                f"SELECT step_name, action, status, details, created_at FROM {self._log} "
+                "WHERE saga_id = %s ORDER BY seq",
+                (saga_id,),
+            ).fetchall()
+            return rows
+
+        return [
+            SagaStepEntry(
+                step_name=name,
+                action=StepAction(action),
+                status=SagaStepStatus(status),
+                details=details,
+                created_at=at,
+            )
+            for name, action, status, details, at in await self._run(work)
+        ]
+
+    async def claim(
+        self,
+        *,
+        owner: str,
+        lease_seconds: float,
+        saga_id: UUID | None = None,
+        stale_after: float = 0.0,
+        limit: int = 1,
+    ) -> list[SagaState]:
+        """Lease sagas for recovery (see :class:`SagaStorage`): ``FOR UPDATE SKIP LOCKED``."""
+        where = (
+            "status IN ('PENDING', 'RUNNING', 'COMPENSATING') "
+            "AND (lease_until IS NULL OR lease_until <= now())"
+        )
+        params: list[Any] = [owner, float(lease_seconds)]
+        if saga_id is not None:
+            where += " AND saga_id = %s"
+            params.append(saga_id)
+        else:
+            where += " AND updated_at <= now() - make_interval(secs => %s)"
+            params.append(float(stale_after))
+        params.append(limit)
+        sql = (
+            f"UPDATE {self._sagas} SET lease_owner = %s, "
+            "lease_until = now() + make_interval(secs => %s), "
+            "recovery_attempts = recovery_attempts + 1, version = version + 1 "
+            f"WHERE saga_id IN (SELECT saga_id FROM {self._sagas} WHERE {where} "
+            f"ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING {_COLUMNS}"
+        )
+
+        def work(conn: Any) -> list[Any]:
+            rows: list[Any] = conn.execute(sql, params).fetchall()
+            return rows
+
+        rows = sorted(await self._run(work), key=lambda row: row[7])
+        return [self._state(row) for row in rows]
+
+    async def release(self, saga_id: UUID, owner: str) -> None:
+        """Drop ``owner``'s lease (see :class:`SagaStorage`)."""
+
+        def work(conn: Any) -> None:
+            conn.execute(
+                f"UPDATE {self._sagas} SET lease_owner = NULL, lease_until = NULL "
+                "WHERE saga_id = %s AND lease_owner = %s",
+                (saga_id, owner),
+            )
+
+        await self._run(work)

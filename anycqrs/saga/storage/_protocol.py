@@ -1,0 +1,96 @@
+"""The saga storage protocol every storage implements."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+from uuid import UUID
+
+from .._types import SagaState, SagaStatus, SagaStepEntry, StepRecord
+
+__all__ = ["SagaStorage"]
+
+
+@runtime_checkable
+class SagaStorage(Protocol):
+    """Durable state of sagas: status, context, ordered step log, version, leases.
+
+    Every write checks the saga's version (optimistic concurrency): a writer
+    whose ``expected_version`` is stale gets
+    :class:`~anycqrs.errors.SagaConcurrencyError` and nothing is written. A
+    write (status + context + log entries + version) is one atomic operation,
+    ideally one round trip.
+
+    Implementations: :class:`MemorySagaStorage`, :class:`SqliteSagaStorage`,
+    :class:`PostgresSagaStorage`.
+    """
+
+    async def create_saga(
+        self,
+        saga_id: UUID,
+        saga_name: str,
+        context: Mapping[str, Any],
+        *,
+        status: SagaStatus,
+        entries: Sequence[StepRecord] = (),
+    ) -> int:
+        """Insert a new saga (version 1) with its first log entries.
+
+        Raises:
+            SagaAlreadyExistsError: ``saga_id`` exists.
+        """
+        ...
+
+    async def save(
+        self,
+        saga_id: UUID,
+        expected_version: int,
+        *,
+        status: SagaStatus | None = None,
+        context: Mapping[str, Any] | None = None,
+        entries: Sequence[StepRecord] = (),
+    ) -> int:
+        """Atomically append ``entries``, set ``status`` / ``context`` when given,
+        and increment the version. Returns the new version.
+
+        Raises:
+            SagaConcurrencyError: the stored version is not ``expected_version``.
+            SagaNotFoundError: no such saga.
+        """
+        ...
+
+    async def load_saga_state(self, saga_id: UUID) -> SagaState:
+        """The saga's current state.
+
+        Raises:
+            SagaNotFoundError: no such saga.
+        """
+        ...
+
+    async def get_step_history(self, saga_id: UUID) -> list[SagaStepEntry]:
+        """The saga's step log, oldest first (empty for an unknown saga)."""
+        ...
+
+    async def claim(
+        self,
+        *,
+        owner: str,
+        lease_seconds: float,
+        saga_id: UUID | None = None,
+        stale_after: float = 0.0,
+        limit: int = 1,
+    ) -> list[SagaState]:
+        """Lease sagas to ``owner`` for recovery.
+
+        Takes unfinished sagas (PENDING, RUNNING, COMPENSATING) whose lease is
+        free or expired: the one ``saga_id`` if given, else up to ``limit``
+        sagas not written for ``stale_after`` seconds, oldest first. Each
+        claimed saga gets its ``recovery_attempts`` and ``version`` incremented
+        (so a still-running stale writer is fenced off). Concurrent claimers
+        never get the same saga.
+        """
+        ...
+
+    async def release(self, saga_id: UUID, owner: str) -> None:
+        """Drop ``owner``'s lease on ``saga_id`` (no-op if it holds none)."""
+        ...

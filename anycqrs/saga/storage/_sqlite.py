@@ -1,0 +1,330 @@
+"""Saga storage on SQLite (stdlib ``sqlite3``, called in worker threads)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+from uuid import UUID
+
+import anyio.to_thread
+
+from ...errors import SagaAlreadyExistsError, SagaConcurrencyError, SagaNotFoundError
+from .._types import SagaState, SagaStatus, SagaStepEntry, SagaStepStatus, StepAction, StepRecord
+from ._sql import dumps, identifier, loads, utc
+
+__all__ = ["SqliteSagaStorage"]
+
+T = TypeVar("T")
+
+_COLUMNS = "saga_id, saga_name, status, context, version, recovery_attempts, created_at, updated_at"
+
+
+class SqliteSagaStorage:
+    """Saga state in a SQLite database (a file, or ``":memory:"``).
+
+    One connection, used from worker threads one call at a time; every write
+    (status + context + step-log entries + version check) is one transaction
+    in one thread hop. Several processes may share a database file:
+    recovery claims take SQLite's write lock (``BEGIN IMMEDIATE``), so a saga
+    is leased to one worker at a time.
+
+    The schema is created on first use::
+
+        CREATE TABLE anycqrs_sagas (
+            saga_id TEXT PRIMARY KEY, saga_name TEXT, status TEXT, context TEXT (JSON),
+            version INTEGER, recovery_attempts INTEGER, lease_owner TEXT,
+            lease_until REAL, created_at REAL, updated_at REAL)
+        CREATE TABLE anycqrs_saga_log (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, saga_id TEXT, step_name TEXT,
+            action TEXT, status TEXT, details TEXT (JSON), created_at REAL)
+
+    Args:
+        path: the database file, or ``":memory:"`` (default).
+        sagas_table: name of the saga table.
+        log_table: name of the step-log table.
+        busy_timeout: seconds to wait for another process's write lock.
+
+    Example::
+
+        storage = SqliteSagaStorage("sagas.db")
+        mediator = anycqrs.saga.bootstrap.bootstrap(sagas_mapper=..., saga_storage=storage)
+        ...
+        storage.close()
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ":memory:",
+        *,
+        sagas_table: str = "anycqrs_sagas",
+        log_table: str = "anycqrs_saga_log",
+        busy_timeout: float = 30.0,
+    ) -> None:
+        self._path = os.fspath(path)
+        self._sagas = identifier(sagas_table, "sagas_table")
+        self._log = identifier(log_table, "log_table")
+        self._busy_timeout = busy_timeout
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._insert_log = (
+            f"INSERT INTO {self._log} (saga_id, step_name, action, status, details, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)"
+        )
+
+    @property
+    def path(self) -> str:
+        """The database path."""
+        return self._path
+
+    def close(self) -> None:
+        """Close the connection (a later call reopens it)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._path,
+            timeout=self._busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        if self._path != ":memory:":
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(
+            f"""
+            CREATE TABLE IF NOT EXISTS {self._sagas} (
+                saga_id TEXT PRIMARY KEY,
+                saga_name TEXT NOT NULL,
+                status TEXT NOT NULL,
+                context TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                recovery_attempts INTEGER NOT NULL DEFAULT 0,
+                lease_owner TEXT,
+                lease_until REAL,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS {self._sagas.replace(".", "_")}_pending
+                ON {self._sagas} (status, updated_at);
+            CREATE TABLE IF NOT EXISTS {self._log} (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                saga_id TEXT NOT NULL,
+                step_name TEXT NOT NULL,
+                action TEXT NOT NULL,
+                status TEXT NOT NULL,
+                details TEXT,
+                created_at REAL NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS {self._log.replace(".", "_")}_saga
+                ON {self._log} (saga_id, seq);
+            """
+        )
+        return conn
+
+    def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                conn = self._conn = self._connect()
+            return work(conn)
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await anyio.to_thread.run_sync(self._call, work)
+
+    def _log_rows(self, saga_id: str, entries: Sequence[StepRecord]) -> list[tuple[Any, ...]]:
+        return [
+            (
+                saga_id,
+                e.step_name,
+                e.action.value,
+                e.status.value,
+                None if e.details is None else dumps(e.details),
+                e.at,
+            )
+            for e in entries
+        ]
+
+    async def create_saga(
+        self,
+        saga_id: UUID,
+        saga_name: str,
+        context: Mapping[str, Any],
+        *,
+        status: SagaStatus,
+        entries: Sequence[StepRecord] = (),
+    ) -> int:
+        """Insert a new saga (see :class:`SagaStorage`)."""
+        key = str(saga_id)
+        payload = dumps(context)
+        rows = self._log_rows(key, entries)
+
+        def work(conn: sqlite3.Connection) -> int:
+            now = time.time()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    f"INSERT INTO {self._sagas} (saga_id, saga_name, status, context, version, "
+                    "created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?)",
+                    (key, saga_name, status.value, payload, now, now),
+                )
+                if rows:
+                    conn.executemany(self._insert_log, rows)
+            except sqlite3.IntegrityError:
+                conn.execute("ROLLBACK")
+                raise SagaAlreadyExistsError(saga_id) from None
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return 1
+
+        return await self._run(work)
+
+    async def save(
+        self,
+        saga_id: UUID,
+        expected_version: int,
+        *,
+        status: SagaStatus | None = None,
+        context: Mapping[str, Any] | None = None,
+        entries: Sequence[StepRecord] = (),
+    ) -> int:
+        """Write atomically with a version check (see :class:`SagaStorage`)."""
+        key = str(saga_id)
+        payload = None if context is None else dumps(context)
+        status_value = None if status is None else status.value
+        rows = self._log_rows(key, entries)
+
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                updated = conn.execute(
+                    f"UPDATE {self._sagas} SET version = version + 1, updated_at = ?, "
+                    "status = COALESCE(?, status), context = COALESCE(?, context) "
+                    "WHERE saga_id = ? AND version = ?",
+                    (time.time(), status_value, payload, key, expected_version),
+                ).rowcount
+                if updated != 1:
+                    exists = conn.execute(
+                        f"SELECT 1 FROM {self._sagas} WHERE saga_id = ?", (key,)
+                    ).fetchone()
+                    if exists is None:
+                        raise SagaNotFoundError(saga_id)
+                    raise SagaConcurrencyError(saga_id, expected_version)
+                if rows:
+                    conn.executemany(self._insert_log, rows)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return expected_version + 1
+
+        return await self._run(work)
+
+    @staticmethod
+    def _state(row: Sequence[Any]) -> SagaState:
+        return SagaState(
+            saga_id=UUID(row[0]),
+            saga_name=row[1],
+            status=SagaStatus(row[2]),
+            context=loads(row[3]),
+            version=row[4],
+            recovery_attempts=row[5],
+            created_at=utc(row[6]),
+            updated_at=utc(row[7]),
+        )
+
+    async def load_saga_state(self, saga_id: UUID) -> SagaState:
+        """The saga's state (see :class:`SagaStorage`)."""
+
+        def work(conn: sqlite3.Connection) -> Any:
+            return conn.execute(
+                f"SELECT {_COLUMNS} FROM {self._sagas} WHERE saga_id = ?", (str(saga_id),)
+            ).fetchone()
+
+        row = await self._run(work)
+        if row is None:
+            raise SagaNotFoundError(saga_id)
+        return self._state(row)
+
+    async def get_step_history(self, saga_id: UUID) -> list[SagaStepEntry]:
+        """The step log, oldest first (see :class:`SagaStorage`)."""
+
+        def work(conn: sqlite3.Connection) -> list[Any]:
+            return conn.execute(
+                f"SELECT step_name, action, status, details, created_at FROM {self._log} "
+                "WHERE saga_id = ? ORDER BY seq",
+                (str(saga_id),),
+            ).fetchall()
+
+        return [
+            SagaStepEntry(
+                step_name=name,
+                action=StepAction(action),
+                status=SagaStepStatus(status),
+                details=None if details is None else loads(details),
+                created_at=utc(at),
+            )
+            for name, action, status, details, at in await self._run(work)
+        ]
+
+    async def claim(
+        self,
+        *,
+        owner: str,
+        lease_seconds: float,
+        saga_id: UUID | None = None,
+        stale_after: float = 0.0,
+        limit: int = 1,
+    ) -> list[SagaState]:
+        """Lease sagas for recovery (see :class:`SagaStorage`)."""
+
+        def work(conn: sqlite3.Connection) -> list[Any]:
+            now = time.time()
+            where = (
+                "status IN ('PENDING', 'RUNNING', 'COMPENSATING') "
+                "AND (lease_until IS NULL OR lease_until <= ?)"
+            )
+            params: list[Any] = [owner, now + lease_seconds, now]
+            if saga_id is not None:
+                where += " AND saga_id = ?"
+                params.append(str(saga_id))
+            else:
+                where += " AND updated_at <= ?"
+                params.append(now - stale_after)
+            params.append(limit)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = conn.execute(
+                    f"UPDATE {self._sagas} SET lease_owner = ?, lease_until = ?, "
+                    "recovery_attempts = recovery_attempts + 1, version = version + 1 "
+                    f"WHERE saga_id IN (SELECT saga_id FROM {self._sagas} WHERE {where} "
+                    f"ORDER BY updated_at LIMIT ?) RETURNING {_COLUMNS}",
+                    params,
+                ).fetchall()
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return sorted(rows, key=lambda row: row[7])
+
+        return [self._state(row) for row in await self._run(work)]
+
+    async def release(self, saga_id: UUID, owner: str) -> None:
+        """Drop ``owner``'s lease (see :class:`SagaStorage`)."""
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"UPDATE {self._sagas} SET lease_owner = NULL, lease_until = NULL "
+                "WHERE saga_id = ? AND lease_owner = ?",
+                (str(saga_id), owner),
+            )
+
+        await self._run(work)

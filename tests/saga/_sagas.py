@@ -1,0 +1,94 @@
+"""Sagas shared by the saga tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+import anycqrs.saga as saga
+from anycqrs.messages import DomainEvent
+
+
+@attrs.define
+class OrderContext(saga.SagaContext):
+    order_id: int
+    items: list[str] = attrs.Factory(list)
+    reserved: bool = False
+    paid: int = 0
+    shipped_by: str | None = None
+    fail_at: str | None = None
+
+
+@attrs.frozen
+class Reserved(DomainEvent):
+    order_id: int
+
+
+class Journal:
+    """What the steps did, in order, with the handler instance ids."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, int]] = []
+
+    def add(self, what: str, step: Any) -> None:
+        self.calls.append((what, step.step_name, id(step)))
+
+    def names(self) -> list[str]:
+        return [f"{what}:{name}" for what, name, _ in self.calls]
+
+
+class Boom(Exception):
+    pass
+
+
+class Step(saga.SagaStepHandler[OrderContext, Any]):
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    async def act(self, context: OrderContext) -> Any:
+        self.journal.add("act", self)
+        if context.fail_at == self.step_name:
+            raise Boom(self.step_name)
+        return await self.work(context)
+
+    async def work(self, context: OrderContext) -> Any:
+        return None
+
+    async def compensate(self, context: OrderContext) -> None:
+        self.journal.add("compensate", self)
+
+
+class Reserve(Step):
+    async def work(self, context: OrderContext) -> Any:
+        context.reserved = True
+        context.items.append("book")
+        self.emit(Reserved(order_id=context.order_id))
+        return "reserved"
+
+
+class Pay(Step):
+    async def work(self, context: OrderContext) -> Any:
+        context.paid += 10
+        return context.paid
+
+
+class Ship(Step):
+    async def work(self, context: OrderContext) -> Any:
+        context.shipped_by = "fast"
+        return "shipped"
+
+
+class ShipSlow(Step):
+    async def work(self, context: OrderContext) -> Any:
+        context.shipped_by = "slow"
+        return "slow"
+
+
+class OrderSaga(saga.Saga[OrderContext]):
+    steps = [Reserve, Pay, Ship]
+
+
+class FallbackSaga(saga.Saga[OrderContext]):
+    saga_name = "FallbackOrderSaga"
+    steps = [Reserve, saga.Fallback(step=Ship, fallback=ShipSlow)]

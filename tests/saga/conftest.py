@@ -1,0 +1,64 @@
+"""Saga storages for the shared contract suite: memory, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from anycqrs.saga.storage import (
+    MemorySagaStorage,
+    PostgresSagaStorage,
+    SagaStorage,
+    SqliteSagaStorage,
+)
+
+
+def drop_tables(dsn: str, *tables: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for table in tables:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def storage_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_storage(
+    storage_kind: str, request: pytest.FixtureRequest, tmp_path: Path, unique: str
+) -> Iterator[object]:
+    """A factory of storages sharing one database (several workers, one DB)."""
+    made: list[SagaStorage] = []
+    dsn = request.getfixturevalue("postgres_dsn") if storage_kind == "postgres" else ""
+    memory = MemorySagaStorage()
+    sagas, log = f"sagas_{unique}", f"saga_log_{unique}"
+
+    def make() -> SagaStorage:
+        storage: SagaStorage
+        if storage_kind == "memory":
+            storage = memory
+        elif storage_kind == "sqlite":
+            storage = SqliteSagaStorage(tmp_path / "sagas.db", sagas_table=sagas, log_table=log)
+        else:
+            storage = PostgresSagaStorage(dsn, sagas_table=sagas, log_table=log)
+        made.append(storage)
+        return storage
+
+    yield make
+    for storage in made:
+        close = getattr(storage, "close", None)
+        if close is not None:
+            close()
+    if dsn:
+        drop_tables(dsn, sagas, log)
+
+
+@pytest.fixture
+def storage(make_storage: object) -> SagaStorage:
+    result: SagaStorage = make_storage()  # type: ignore[operator]
+    return result
