@@ -1,29 +1,29 @@
 """Talking to the circuit breaker of a saga ``Fallback``.
 
-Any object with ``is_open(key)``, ``record_success(key)`` and
-``record_failure(key, error)`` works (see :class:`CircuitBreakerLike`); the
-key is the primary step's ``step_name``, so one breaker may guard several steps.
+:class:`anycqrs.CircuitBreaker` is the built-in one; any object with its
+async ``is_open(name)``, ``record_success(name)`` and
+``record_failure(name, error)`` works. The circuit is named after the primary
+step class (``module.QualName``, as for request fallbacks), so one breaker may
+guard several steps.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-
-def _key(step: type) -> str:
-    return str(getattr(step, "step_name", step.__name__))
+from .._breaker import protected_name
 
 
-def breaker_allows(breaker: Any, step: type) -> bool:
+async def breaker_allows(breaker: Any, step: type) -> bool:
     """Whether ``breaker`` lets ``step`` run now."""
-    return not breaker.is_open(_key(step))
+    return not await breaker.is_open(protected_name(step))
 
 
-def breaker_success(breaker: Any, step: type) -> None:
+async def breaker_success(breaker: Any, step: type) -> None:
     """Tell ``breaker`` that ``step`` succeeded."""
-    breaker.record_success(_key(step))
+    await breaker.record_success(protected_name(step))
 
 
-def breaker_failure(breaker: Any, step: type, error: BaseException) -> None:
+async def breaker_failure(breaker: Any, step: type, error: BaseException) -> None:
     """Tell ``breaker`` that ``step`` failed with ``error``."""
-    breaker.record_failure(_key(step), error)
+    await breaker.record_failure(protected_name(step), error)

@@ -256,12 +256,12 @@ class SagaEngine:
         assert fallback is not None
         breaker = fallback.circuit_breaker
         name = handler.step_name
-        if breaker is None or breaker_allows(breaker, slot.primary):
+        if breaker is None or await breaker_allows(breaker, slot.primary):
             try:
                 response = await self._act(run, handler)
             except Exception as error:
                 if breaker is not None:
-                    breaker_failure(breaker, slot.primary, error)
+                    await breaker_failure(breaker, slot.primary, error)
                 if fallback.failure_exceptions and not isinstance(
                     error, fallback.failure_exceptions
                 ):
@@ -269,7 +269,7 @@ class SagaEngine:
                 details: dict[str, Any] = {"error": describe(error), "fallback": True}
             else:
                 if breaker is not None:
-                    breaker_success(breaker, slot.primary)
+                    await breaker_success(breaker, slot.primary)
                 return handler, response
         else:
             details = {"error": "circuit breaker open", "fallback": True}

@@ -122,20 +122,29 @@ class SagaStepHandler(EventSource, abc.ABC, Generic[CtxT_contra, RespT]):
 class CircuitBreakerLike(Protocol):
     """What a saga :class:`Fallback` needs from a circuit breaker.
 
-    :class:`anycqrs.CircuitBreaker` fits; so does any object with these methods.
+    :class:`anycqrs.CircuitBreaker` fits; so does any object with these
+    methods. ``name`` is the primary step class's ``module.QualName``.
     """
 
-    def is_open(self, key: str, /) -> bool:
-        """Whether calls protected under ``key`` should be skipped now."""
+    async def is_open(self, name: str, /) -> bool:
+        """Whether calls protected under ``name`` should be skipped now."""
         ...
 
-    def record_success(self, key: str, /) -> None:
+    async def record_success(self, name: str, /) -> None:
         """A protected call succeeded."""
         ...
 
-    def record_failure(self, key: str, error: BaseException, /) -> None:
+    async def record_failure(self, name: str, error: BaseException, /) -> Any:
         """A protected call failed with ``error``."""
         ...
+
+
+def _breaker(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not isinstance(value, CircuitBreakerLike):
+        raise SagaDefinitionError(
+            "Fallback.circuit_breaker must be an anycqrs.CircuitBreaker (or have its "
+            f"is_open / record_success / record_failure methods), got {value!r}"
+        )
 
 
 def _step_class(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -178,7 +187,7 @@ class Fallback:
     failure_exceptions: tuple[type[BaseException], ...] = attrs.field(
         default=(), converter=_exceptions
     )
-    circuit_breaker: Any = None
+    circuit_breaker: Any = attrs.field(default=None, validator=_breaker)
 
 
 @attrs.frozen

@@ -432,14 +432,14 @@ class Breaker:
         self.open = open_
         self.events: list[str] = []
 
-    def is_open(self, key: str) -> bool:
+    async def is_open(self, key: str) -> bool:
         return self.open
 
-    def record_success(self, key: str) -> None:
-        self.events.append(f"ok:{key}")
+    async def record_success(self, key: str) -> None:
+        self.events.append(f"ok:{key.rsplit('.', 1)[-1]}")
 
-    def record_failure(self, key: str, error: BaseException) -> None:
-        self.events.append(f"fail:{key}:{type(error).__name__}")
+    async def record_failure(self, key: str, error: BaseException) -> None:
+        self.events.append(f"fail:{key.rsplit('.', 1)[-1]}:{type(error).__name__}")
 
 
 async def test_fallback_restores_context_and_compensates_only_the_winner(
@@ -472,7 +472,7 @@ async def test_fallback_restores_context_and_compensates_only_the_winner(
             if result.step_type is ShipSlow:
                 assert context.paid == 0 and context.items == ["book"]
                 assert context.shipped_by == "slow"
-    assert breaker.events == ["fail:Ship:Boom"]
+    assert breaker.events == ["fail:Dirty:Boom"]
     assert journal.names() == [
         "act:Reserve",
         "act:Ship",
@@ -791,3 +791,28 @@ def test_bad_settings() -> None:
     with pytest.raises(ValueError, match="attempts"):
         saga.RetryPolicy(attempts=0)
     assert SagaStatus.COMPLETED.terminal and not SagaStatus.RUNNING.terminal
+
+
+async def test_fallback_with_the_builtin_circuit_breaker() -> None:
+    from anycqrs._breaker import CircuitBreaker
+
+    class Down(Ship):
+        step_name = "Ship"
+        calls = 0
+
+        async def work(self, context: OrderContext) -> Any:
+            type(self).calls += 1
+            raise Boom("down")
+
+    breaker = CircuitBreaker(fail_max=1, reset_timeout=60)
+
+    class BreakerSaga(saga.Saga[OrderContext]):
+        steps = [saga.Fallback(step=Down, fallback=ShipSlow, circuit_breaker=breaker)]
+
+    mediator = make_mediator(Journal(), saga_type=BreakerSaga)
+    for n in range(3):
+        results = await mediator.run(OrderContext(order_id=n))
+        assert [r.step_type for r in results] == [ShipSlow]
+    assert Down.calls == 1  # the open circuit skipped the primary afterwards
+    with pytest.raises(SagaDefinitionError, match="circuit_breaker"):
+        saga.Fallback(step=Ship, fallback=ShipSlow, circuit_breaker=object())
