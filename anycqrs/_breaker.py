@@ -270,7 +270,7 @@ def _exceptions(value: Any) -> tuple[type[BaseException], ...]:
     return tuple(value)
 
 
-@attrs.define
+@attrs.define(eq=False)
 class CircuitBreaker:
     """Stops calling a failing handler for a while, so a fallback takes over.
 

@@ -173,7 +173,9 @@ async def test_redis_store_accepts_a_client(redis_url: str, unique: str) -> None
 
     client = redis.Redis.from_url(redis_url)
     try:
-        store = RedisBreakerStore(client, prefix=f"test:{unique}:", limiter=anyio.CapacityLimiter(2))
+        store = RedisBreakerStore(
+            client, prefix=f"test:{unique}:", limiter=anyio.CapacityLimiter(2)
+        )
         assert store.client is client
         breaker = CircuitBreaker(fail_max=1, reset_timeout=60, store=store)
         await fail(breaker, "x", 1, RuntimeError())

@@ -39,7 +39,7 @@ def _endpoint(target: Any, resolve: Resolve) -> EventEndpoint:
     return endpoint
 
 
-@attrs.frozen
+@attrs.frozen(eq=False)
 class EventHandlerFallback:
     """Bind an event handler with a fallback that runs when it fails.
 

@@ -86,7 +86,7 @@ def _request_endpoint(target: Any, resolve: Resolve) -> RequestEndpoint:
     return endpoint
 
 
-@attrs.frozen
+@attrs.frozen(eq=False)
 class RequestHandlerFallback:
     """Bind a primary handler with a fallback that runs when it fails.
 
@@ -186,7 +186,7 @@ def _stream_source(target: Any, resolve: Resolve) -> StreamSource:
     return source
 
 
-@attrs.frozen
+@attrs.frozen(eq=False)
 class StreamingRequestHandlerFallback:
     """A fallback for :class:`~anycqrs.StreamingRequestHandler`\\ s.
 

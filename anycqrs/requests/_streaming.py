@@ -31,7 +31,7 @@ from typing_extensions import TypeVar
 
 from .. import _defaults
 from .._handlers import EventSource, declared_args, take_events
-from .._routing import Route
+from .._routing import Resolver, Route
 from ..brokers import InMemoryMessageBroker, MessageBroker
 from ..container import Container, as_container, factory_for, is_sync
 from ..errors import BindingError, RequestHandlerDoesNotExist
@@ -432,13 +432,9 @@ class StreamingRequestMediator:
                 factory_for(self._container, binding), not is_sync(self._container)
             )
         else:
-            source = binding.build(self._resolve)
+            source = binding.build(Resolver(self._container))
         self._sources[request_type] = source
         return source
-
-    async def _resolve(self, handler_type: type) -> Any:
-        instance = factory_for(self._container, handler_type)()
-        return instance if is_sync(self._container) else await instance
 
     async def _dispatch(self, item: Any, events: Sequence[Event]) -> None:
         await self._events.dispatch_after(item, events)
