@@ -42,7 +42,9 @@ def mediator_for(journal: Journal, storage: SagaStorage, **kwargs: Any) -> saga.
     )
 
 
-async def leave_running(mediator: saga.SagaMediator, context: OrderContext, steps: int) -> uuid.UUID:
+async def leave_running(
+    mediator: saga.SagaMediator, context: OrderContext, steps: int
+) -> uuid.UUID:
     sid = uuid.uuid4()
     seen = 0
     async for _ in mediator.stream(context, saga_id=sid):
@@ -116,10 +118,14 @@ async def test_compensating_saga_finishes_compensation_never_runs_forward(
         sid, "OrderSaga", to_dict(context), status=SagaStatus.COMPENSATING, entries=entries
     )
     assert await mediator.recover_pending(stale_after=0) == 1
-    expected = ["compensate:Reserve"] if already_compensated else [
-        "compensate:Pay",
-        "compensate:Reserve",
-    ]
+    expected = (
+        ["compensate:Reserve"]
+        if already_compensated
+        else [
+            "compensate:Pay",
+            "compensate:Reserve",
+        ]
+    )
     assert journal.names() == expected
     assert (await storage.load_saga_state(sid)).status is SagaStatus.FAILED
     history = log(await storage.get_step_history(sid))
