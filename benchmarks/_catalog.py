@@ -194,7 +194,8 @@ def request_workloads() -> list[Workload]:
         ),
         Workload(
             "stream/100-items",
-            "StreamingRequestMediator.stream, 100 items, no events, one middleware",
+            "StreamingRequestMediator.stream, 100 items, no events, no middleware "
+            "(python-cqrs's streaming skips its middlewares)",
             (*anycqrs_impls(lambda: a.stream(events=False)), py(lambda m: m.stream(events=False))),
             items_per_op=100,
             targets=(
@@ -202,6 +203,13 @@ def request_workloads() -> list[Workload]:
                 Target("max_item_overhead_us", 0.5, "trio", ISSUE3, "bound/stream-gen-100"),
                 *shared_targets(5),
             ),
+        ),
+        Workload(
+            "stream/100-items-1-middleware",
+            "the same with a LoggingMiddleware around every item (anycqrs only)",
+            anycqrs_impls(lambda: a.stream(events=False, middleware=True)),
+            items_per_op=100,
+            targets=(Target("max_ratio", 1.5, source=ISSUE6),),
         ),
         Workload(
             "stream/100-items-events",
@@ -222,6 +230,7 @@ def request_workloads() -> list[Workload]:
 REQUEST_NAMES = [
     ("bound/stream-gen-100", "lower bound: bare async for over the streaming generator"),
     ("stream/100-items", "StreamingRequestMediator.stream, 100 items, no events"),
+    ("stream/100-items-1-middleware", "the same with a middleware per item"),
     ("stream/100-items-events", "the same with 1 domain event per item"),
     ("cor/chain-4-link-3", "4-link chain of responsibility matched at link 3"),
 ]
