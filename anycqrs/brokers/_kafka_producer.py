@@ -135,7 +135,7 @@ class KafkaProducerCore(Generic[T]):
         self._stopping.clear()
         try:
             self._producer = await anyio.to_thread.run_sync(Producer, self._config)
-        except KafkaException as exc:
+        except (KafkaException, ValueError, TypeError) as exc:
             raise BrokerError(f"Cannot create the Kafka producer: {exc}") from exc
         self._thread = threading.Thread(
             target=self._poll_loop, name=f"anycqrs-{self._name}-delivery", daemon=True

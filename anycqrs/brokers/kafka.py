@@ -336,7 +336,7 @@ class KafkaEventConsumer:
         finally:
             with anyio.CancelScope(shield=True):
                 with anyio.move_on_after(self._close_timeout) as scope:
-                    await anyio.to_thread.run_sync(self._close, consumer, self._take_commits())
+                    await anyio.to_thread.run_sync(self._close, consumer, self._final_commits())
                 if scope.cancelled_caught:  # pragma: no cover - needs a hung broker
                     logger.warning("Kafka consumer did not close within %.1fs", self._close_timeout)
                 self._dead_letters = None
@@ -354,7 +354,7 @@ class KafkaEventConsumer:
                 on_revoke=self._on_revoke,
                 on_lost=self._on_lost,
             )
-        except KafkaException as exc:
+        except (KafkaException, ValueError, TypeError) as exc:
             raise BrokerError(f"Cannot start the Kafka consumer: {exc}") from exc
         return consumer
 
@@ -443,7 +443,7 @@ class KafkaEventConsumer:
             if part is None:
                 continue
             part.revoked = True
-            if part.committable > part.committed:
+            if part.committable >= 0:  # again: an async commit may be in flight
                 commits.append(TopicPartition(part.topic, part.partition, part.committable))
         return commits
 
@@ -465,6 +465,16 @@ class KafkaEventConsumer:
                 part.committed = part.committable
         dirty.clear()
         return commits
+
+    def _final_commits(self) -> list[TopicPartition]:
+        # Asynchronous commits may still be in flight (or be dropped by
+        # close()): commit every position again, synchronously.
+        self._dirty.clear()
+        return [
+            TopicPartition(part.topic, part.partition, part.committable)
+            for part in self._partitions.values()
+            if not part.revoked and part.committable >= 0
+        ]
 
     def stale(self, item: Inbound) -> bool:
         """Whether the message's partition was revoked (internal)."""

@@ -3,7 +3,8 @@ plain confluent-kafka clients (run in worker threads) for interop checks."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -186,3 +187,13 @@ def _create_topic(bootstrap: str, topic: str, partitions: int) -> None:
 
 async def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
     await anyio.to_thread.run_sync(_create_topic, bootstrap, topic, partitions)
+
+
+@contextlib.asynccontextmanager
+async def running(service: Any) -> AsyncIterator[None]:
+    """Run ``service.run`` in a task group; cancel it (gracefully) on exit."""
+    async with anyio.create_task_group() as group:
+        with anyio.fail_after(30):
+            await group.start(service.run)
+        yield
+        group.cancel_scope.cancel()
