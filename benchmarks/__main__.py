@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ._catalog import all_workloads
 from ._harness import Settings, run_suite
-from ._report import document, machine_facts, print_table
+from ._report import document, machine_facts, markdown, print_table
 
 
 def _matches(name: str, patterns: list[str]) -> bool:
@@ -39,6 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--plain", action="store_true", help="plain-text table even if rich is installed"
+    )
+    parser.add_argument(
+        "--markdown", type=Path, metavar="PATH", help="also write the table as Markdown"
+    )
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        metavar="PATH",
+        help="do not measure: print (and convert) the results of an earlier --json run",
     )
     parser.add_argument("--list", action="store_true", help="list the workloads and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="print progress to stderr")
@@ -69,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         for w in workloads:
             print(f"{w.name:32} {w.description}")
         return 0
+    if args.from_json:
+        doc = json.loads(args.from_json.read_text(encoding="utf-8"))
+        print_table(doc, use_rich=False if args.plain else None)
+        if args.markdown:
+            args.markdown.write_text(markdown(doc), encoding="utf-8")
+        return 0
     meta = machine_facts()
 
     def progress(message: str) -> None:
@@ -82,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         print(f"results written to {args.json}")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown(doc), encoding="utf-8")
     return 0
 
 

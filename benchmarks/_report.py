@@ -218,3 +218,49 @@ def print_table(doc: dict[str, Any], *, use_rich: bool | None = None) -> None:
     ]
     for name, key, reason in na:
         print(f"n/a {name} [{key}]: {reason}")
+
+
+def _md_cell(impl: dict[str, Any] | None, items: int) -> str:
+    if impl is None:
+        return "–"
+    if impl["status"] != "ok":
+        return "n/a"
+    text = f"{_fmt_us(impl['median_us'])} ({_fmt_us(impl['min_us'])}–{_fmt_us(impl['max_us'])})"
+    if items > 1:
+        text += f"<br>{_fmt_us(impl['median_us_per_item'])}/item, {_fmt_rate(impl['items_per_s'])}"
+    else:
+        text += f"<br>{_fmt_rate(impl['ops_per_s'])}"
+    return text
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The results as a Markdown table (for ``docs/benchmarks.md``)."""
+    columns = _used_columns(doc)
+    lines = [
+        "| workload | " + " | ".join(HEADERS[c] for c in columns) + " | python-cqrs ÷ anycqrs"
+        " (median of rounds) | trio ÷ asyncio | targets |",
+        "|---" * (len(columns) + 4) + "|",
+    ]
+    for wl in doc["workloads"]:
+        if wl["status"] != "ok":
+            lines.append(
+                f"| `{wl['name']}` | "
+                + " | ".join("n/a" for _ in columns)
+                + f" | {wl['reason']} | | |"
+            )
+            continue
+        ratios = wl["ratios"]
+        speed = " / ".join(
+            f"×{ratios[k]['median']:.1f} {k.split('/')[1]}"
+            for k in ("python-cqrs/asyncio", "python-cqrs/trio")
+            if k in ratios
+        )
+        trio = f"{ratios['trio/asyncio']['median']:.2f}" if "trio/asyncio" in ratios else "–"
+        targets = "<br>".join(
+            f"{ {True: '✅', False: '❌', None: '–'}[t['ok']] } {t['target']}"
+            + ("" if t["measured"] is None else f" ({t['measured']:g})")
+            for t in wl["targets"]
+        )
+        cells = " | ".join(_md_cell(wl["impls"].get(c), wl["items_per_op"]) for c in columns)
+        lines.append(f"| `{wl['name']}` | {cells} | {speed or '–'} | {trio} | {targets or '–'} |")
+    return "\n".join(lines) + "\n"
