@@ -1,0 +1,19 @@
+"""Mermaid diagrams of chains of responsibility and sagas.
+
+Each diagram class has ``.sequence()`` and ``.class_diagram()``, returning
+Mermaid text to paste in a Markdown ```` ```mermaid ```` block.
+
+Example::
+
+    from anycqrs.diagrams import CoRMermaid
+
+    print(CoRMermaid([CardHandler, WalletHandler, InvoiceHandler]).sequence())
+"""
+
+from .requests._mermaid import CoRMermaid
+
+# Sagas: the saga engineer adds ``SagaMermaid`` here, from ``anycqrs/saga/_mermaid.py``:
+#     from .saga._mermaid import SagaMermaid
+# and "SagaMermaid" to __all__.
+
+__all__ = ["CoRMermaid"]
