@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 import anyio
 import attrs
@@ -17,13 +18,13 @@ from ..container import Container, factory_for, is_sync
 from ..errors import EventDispatchError
 from ..events._dispatcher import EventDispatcher
 from ..middlewares import MiddlewareChain
-from ..serialization import from_dict, to_dict
+from ..serialization import converter, from_dict, to_dict
 from ._breakers import breaker_allows, breaker_failure, breaker_success
 from ._saga import Saga, SagaStepHandler, Slot
 from ._types import SagaStatus, SagaStepResult, SagaStepStatus, StepAction, StepRecord
 from .storage._protocol import SagaStorage
 
-__all__ = ["Run", "SagaEngine", "describe", "record", "restore"]
+__all__ = ["Run", "SagaEngine", "describe", "new_saga_id", "record", "restore", "snapshot_of"]
 
 logger = logging.getLogger("anycqrs.saga")
 
@@ -44,6 +45,28 @@ def record(
 ) -> StepRecord:
     """A step-log entry stamped now."""
     return StepRecord(name, action, status, details, time.time())
+
+
+def new_saga_id() -> UUID:
+    """A random (version 4) UUID, built without ``UUID.__init__``'s checks
+    (``uuid.uuid4()`` costs several microseconds, most of a saga's budget)."""
+    value = int.from_bytes(os.urandom(16), "big") & _UUID_CLEAR | _UUID_V4
+    saga_id = object.__new__(UUID)
+    object.__setattr__(saga_id, "int", value)
+    object.__setattr__(saga_id, "is_safe", SafeUUID.unknown)
+    return saga_id
+
+
+_UUID_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_UUID_V4 = (0x8000 << 48) | (0x4000 << 64)
+
+
+def snapshot_of(context: Any) -> Any:
+    """``to_dict(context)`` through the converter's cached hook for its class."""
+    try:
+        return converter.get_unstructure_hook(type(context))(context)
+    except Exception:  # noqa: BLE001 - the slow path names the problem
+        return to_dict(context)
 
 
 def describe(error: BaseException) -> str:
@@ -171,15 +194,26 @@ class SagaEngine:
         saga_id = run.saga_id
         context = run.context
         plain = not len(self._chain)
+        makers = self._makers
+        sync = self._sync
+        save = storage.save
         for index in range(start, count):
             slot = slots[index]
             primary = slot.primary
-            handler = await self.make(primary, saga_id)
+            maker = makers.get(primary)
+            if sync and maker is not None:
+                handler = maker()
+                handler._anycqrs_saga_id = saga_id
+            else:
+                handler = await self.make(primary, saga_id)
             try:
                 if slot.fallback is not None:
                     handler, response = await self._act_fallback(run, slot, handler)
-                elif plain and primary.timeout is None and primary.retry_policy is None:
-                    response = await handler.act(context)
+                elif primary.timeout is None and primary.retry_policy is None:
+                    if plain:
+                        response = await handler.act(context)
+                    else:
+                        response = await self._chain.wrap(handler.act)(context)
                 else:
                     response = await self._act(run, handler)
             except _StepFailed as failed:
@@ -200,17 +234,18 @@ class SagaEngine:
                     )
                     await self.fail(run, handler.step_name, wrapped, acted=True)
                     raise wrapped from error
-            run.snapshot = snapshot = to_dict(context)
+            run.snapshot = snapshot = snapshot_of(context)
+            now = time.time()
             if index + 1 < count:
                 entries: tuple[StepRecord, ...] = (
-                    record(handler.step_name, ACT, COMPLETED),
-                    record(slots[index + 1].primary.step_name, ACT, STARTED),
+                    StepRecord(handler.step_name, ACT, COMPLETED, None, now),
+                    StepRecord(slots[index + 1].primary.step_name, ACT, STARTED, None, now),
                 )
                 status = None
             else:
-                entries = (record(handler.step_name, ACT, COMPLETED),)
+                entries = (StepRecord(handler.step_name, ACT, COMPLETED, None, now),)
                 status = SagaStatus.COMPLETED
-            run.version = await storage.save(
+            run.version = await save(
                 saga_id, run.version, status=status, context=snapshot, entries=entries
             )
             if status is not None:
@@ -296,16 +331,15 @@ class SagaEngine:
         details: dict[str, Any] = {"error": describe(error)}
         if acted:
             details["stage"] = "events"
-            run.snapshot = to_dict(run.context)
+            run.snapshot = snapshot_of(run.context)
         else:
             restore(run.context, run.snapshot)
-        logger.warning("saga %s: step %s failed: %s", run.saga_id, name, details["error"])
-        with anyio.CancelScope(shield=True):
-            await self.compensate(
-                run,
-                (record(name, ACT, FAILED, details),),
-                context=run.snapshot if acted else None,
-            )
+        logger.info("saga %s: step %s failed: %s", run.saga_id, name, details["error"])
+        await self.compensate(
+            run,
+            (record(name, ACT, FAILED, details),),
+            context=run.snapshot if acted else None,
+        )
 
     async def compensate(
         self,
@@ -315,9 +349,32 @@ class SagaEngine:
         context: Any = None,
     ) -> None:
         """Compensate ``run.done`` in reverse order, each with retries, then
-        mark the saga FAILED. Call inside a shielded cancel scope."""
+        mark the saga FAILED.
+
+        Runs in a cancel scope shielded from the caller's cancellation, with
+        its own deadline (``compensation_timeout`` for the whole phase). If
+        the deadline passes, the saga stays COMPENSATING for recovery to finish.
+        """
         pending = list(reversed(run.done))
         run.done = []
+        deadline = anyio.current_time() + self.compensation_timeout
+        with anyio.CancelScope(shield=True, deadline=deadline) as scope:
+            await self._compensate_all(run, pending, entries, context)
+        if scope.cancelled_caught:
+            logger.error(
+                "saga %s: compensation did not finish within %s s; the saga stays "
+                "COMPENSATING and recovery will finish it",
+                run.saga_id,
+                self.compensation_timeout,
+            )
+
+    async def _compensate_all(
+        self,
+        run: Run,
+        pending: list[Handler],
+        entries: Sequence[StepRecord],
+        context: Any,
+    ) -> None:
         storage = self.storage
         first: tuple[StepRecord, ...] = tuple(entries)
         if pending:
@@ -348,9 +405,13 @@ class SagaEngine:
         count = self.compensation_retry_count
         error: Exception | None = None
         for attempt in range(1, count + 1):
+            timeout = handler.timeout
             try:
-                with anyio.fail_after(self.compensation_timeout):
+                if timeout is None:
                     await handler.compensate(run.context)
+                else:
+                    with anyio.fail_after(timeout):
+                        await handler.compensate(run.context)
             except Exception as exc:  # noqa: BLE001 - logged, retried, recorded FAILED
                 error = exc
                 take_events(handler)

@@ -19,8 +19,18 @@ from ..errors import SagaAlreadyExistsError, SagaError, SagaStateError
 from ..events._dispatcher import EventDispatcher
 from ..events._map import EventMap
 from ..middlewares import Middleware, MiddlewareChain
-from ..serialization import from_dict, to_dict
-from ._engine import ACT, STARTED, Run, SagaEngine, describe, record, restore
+from ..serialization import from_dict
+from ._engine import (
+    ACT,
+    STARTED,
+    Run,
+    SagaEngine,
+    describe,
+    new_saga_id,
+    record,
+    restore,
+    snapshot_of,
+)
 from ._map import SagaMap
 from ._recovery import rebuild
 from ._saga import Saga
@@ -37,8 +47,9 @@ __all__ = [
 
 logger = logging.getLogger("anycqrs.saga")
 
-COMPENSATION_TIMEOUT = 30.0
-"""Seconds one compensation attempt may take before it counts as failed."""
+COMPENSATION_TIMEOUT = 60.0
+"""Seconds the whole compensation phase of a saga may take (its own deadline,
+shielded from the caller's cancellation)."""
 
 MAX_RECOVERY_ATTEMPTS = 5
 """Recovery claims of one saga before it is given up (marked FAILED)."""
@@ -182,8 +193,8 @@ class SagaMediator:
 
     async def _begin(self, context: Any, saga_id: UUID | str | None) -> tuple[Run, int] | None:
         saga = self._saga_for(type(context))
-        sid = uuid4() if saga_id is None else _as_uuid(saga_id)
-        snapshot = to_dict(context)
+        sid = new_saga_id() if saga_id is None else _as_uuid(saga_id)
+        snapshot = snapshot_of(context)
         try:
             version = await self._engine.storage.create_saga(
                 sid,
@@ -310,8 +321,7 @@ class SagaMediator:
         run.status = state.status
         start = await rebuild(engine, run, await engine.storage.get_step_history(state.saga_id))
         if state.status is SagaStatus.COMPENSATING:
-            with anyio.CancelScope(shield=True):
-                await engine.compensate(run)
+            await engine.compensate(run)
             return
         try:
             async for _ in engine.forward(functools.partial(self._restart, run, start)):

@@ -61,7 +61,8 @@ class SagaStepHandler(EventSource, abc.ABC, Generic[CtxT_contra, RespT]):
     * ``step_name``: its stable identity in the step log (default: the class
       name). Set it explicitly before renaming the class, or recovery of sagas
       logged under the old name will not find the step.
-    * ``timeout``: seconds one ``act`` attempt may take (a timeout is a failure).
+    * ``timeout``: seconds one ``act`` (or ``compensate``) attempt may take;
+      a timeout is a failure.
     * ``retry_policy``: a :class:`RetryPolicy` for ``act``.
 
     While a step runs, :attr:`saga_id` and :attr:`idempotency_key`

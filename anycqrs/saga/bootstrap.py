@@ -74,7 +74,8 @@ def bootstrap(
         compensation_retry_count: attempts per compensation (default 3).
         compensation_retry_delay: seconds before the second attempt (default 0.5).
         compensation_retry_backoff: delay multiplier per attempt (default 2.0).
-        compensation_timeout: seconds one compensation attempt may take (default 30).
+        compensation_timeout: deadline in seconds of a saga's whole compensation
+            phase (default 60); past it the saga stays COMPENSATING for recovery.
         max_recovery_attempts: recovery claims before a saga is given up and
             marked FAILED (default 5).
         recovery_lease: seconds a recovery worker holds a saga (default 300).

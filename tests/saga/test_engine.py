@@ -187,31 +187,63 @@ async def test_compensation_retries_and_failed_compensation_does_not_stop_others
 
 class SlowCompensation(Reserve):
     step_name = "Reserve"
+    timeout = 0.01
+    slow = True
 
     async def compensate(self, context: OrderContext) -> None:
         await super().compensate(context)
-        await anyio.sleep(10)
+        if type(self).slow:
+            await anyio.sleep(10)
 
 
 class SlowCompensationSaga(saga.Saga[OrderContext]):
     steps = [SlowCompensation, Pay]
 
 
-async def test_compensation_attempt_has_its_own_deadline() -> None:
+async def test_step_timeout_bounds_each_compensation_attempt() -> None:
+    SlowCompensation.slow = True
     journal = Journal()
     storage = MemorySagaStorage()
-    mediator = make_mediator(
-        journal,
-        storage,
-        SlowCompensationSaga,
-        compensation_retry_count=2,
-        compensation_timeout=0.01,
-    )
+    mediator = make_mediator(journal, storage, SlowCompensationSaga, compensation_retry_count=2)
     sid = uuid.uuid4()
     with anyio.fail_after(5), pytest.raises(Boom):
         await mediator.run(OrderContext(order_id=5, fail_at="Pay"), saga_id=sid)
+    assert journal.names().count("compensate:Reserve") == 2
     last = (await storage.get_step_history(sid))[-1]
     assert last.status is SagaStepStatus.FAILED and "TimeoutError" in str(last.details)
+    assert (await storage.load_saga_state(sid)).status is SagaStatus.FAILED
+
+
+class Hanging(Reserve):
+    step_name = "Reserve"
+    hang = True
+
+    async def compensate(self, context: OrderContext) -> None:
+        await super().compensate(context)
+        if type(self).hang:
+            await anyio.sleep(10)
+
+
+class HangingSaga(saga.Saga[OrderContext]):
+    steps = [Hanging, Pay]
+
+
+async def test_compensation_phase_deadline_leaves_saga_compensating(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    Hanging.hang = True
+    journal = Journal()
+    storage = MemorySagaStorage()
+    mediator = make_mediator(journal, storage, HangingSaga, compensation_timeout=0.05)
+    sid = uuid.uuid4()
+    with anyio.fail_after(5), pytest.raises(Boom):
+        await mediator.run(OrderContext(order_id=5, fail_at="Pay"), saga_id=sid)
+    assert (await storage.load_saga_state(sid)).status is SagaStatus.COMPENSATING
+    assert "did not finish within" in caplog.text
+    Hanging.hang = False
+    assert await mediator.recover(sid) == 1
+    assert (await storage.load_saga_state(sid)).status is SagaStatus.FAILED
+    assert journal.names()[-1] == "compensate:Reserve"
 
 
 class Gate:
