@@ -73,7 +73,7 @@ class MemorySagaStorage:
     __slots__ = ("_rows",)
 
     def __init__(self) -> None:
-        self._rows: dict[UUID, _Row] = {}
+        self._rows: dict[int, _Row] = {}  # keyed by UUID.int: hashing a UUID is slow
 
     async def create_saga(
         self,
@@ -85,9 +85,10 @@ class MemorySagaStorage:
         entries: Sequence[StepRecord] = (),
     ) -> int:
         """Insert a new saga (see :class:`SagaStorage`)."""
-        if saga_id in self._rows:
+        key = saga_id.int
+        if key in self._rows:
             raise SagaAlreadyExistsError(saga_id)
-        row = self._rows[saga_id] = _Row(saga_name, status, context, time.time())
+        row = self._rows[key] = _Row(saga_name, status, context, time.time())
         if entries:
             row.log.extend(entries)
         return 1
@@ -102,7 +103,7 @@ class MemorySagaStorage:
         entries: Sequence[StepRecord] = (),
     ) -> int:
         """Write atomically with a version check (see :class:`SagaStorage`)."""
-        row = self._rows.get(saga_id)
+        row = self._rows.get(saga_id.int)
         if row is None:
             raise SagaNotFoundError(saga_id)
         if row.version != expected_version:
@@ -119,14 +120,14 @@ class MemorySagaStorage:
 
     async def load_saga_state(self, saga_id: UUID) -> SagaState:
         """The saga's state (see :class:`SagaStorage`)."""
-        row = self._rows.get(saga_id)
+        row = self._rows.get(saga_id.int)
         if row is None:
             raise SagaNotFoundError(saga_id)
         return row.state(saga_id)
 
     async def get_step_history(self, saga_id: UUID) -> list[SagaStepEntry]:
         """The step log, oldest first (see :class:`SagaStorage`)."""
-        row = self._rows.get(saga_id)
+        row = self._rows.get(saga_id.int)
         if row is None:
             return []
         return [
@@ -152,8 +153,8 @@ class MemorySagaStorage:
         """Lease sagas for recovery (see :class:`SagaStorage`)."""
         now = time.time()
         if saga_id is not None:
-            row = self._rows.get(saga_id)
-            candidates = [] if row is None else [(saga_id, row)]
+            row = self._rows.get(saga_id.int)
+            candidates = [] if row is None else [(saga_id.int, row)]
         else:
             candidates = sorted(
                 ((key, row) for key, row in self._rows.items() if row.updated <= now - stale_after),
@@ -171,12 +172,12 @@ class MemorySagaStorage:
             row.lease_until = now + lease_seconds
             row.attempts += 1
             row.version += 1
-            claimed.append(row.state(key))
+            claimed.append(row.state(UUID(int=key)))
         return claimed
 
     async def release(self, saga_id: UUID, owner: str) -> None:
         """Drop ``owner``'s lease (see :class:`SagaStorage`)."""
-        row = self._rows.get(saga_id)
+        row = self._rows.get(saga_id.int)
         if row is not None and row.lease_owner == owner:
             row.lease_owner = None
             row.lease_until = 0.0
