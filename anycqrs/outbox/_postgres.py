@@ -149,12 +149,15 @@ class PostgresOutbox:
     def ensure_schema(self) -> None:
         """Create the table and index if missing (idempotent, safe to race).
 
-        Runs on the caller's connection: inside an open transaction it uses a
-        savepoint and becomes part of that transaction.
+        Runs on the caller's connection: when no transaction is open it commits
+        on its own; inside an open transaction it uses a savepoint and becomes
+        part of that transaction.
         """
-        row = self._connection.execute("SELECT to_regclass(%s)", (self._table,)).fetchone()
-        if row is None or row[0] is None:
-            _create_schema(self._connection, self._table)
+        connection = self._connection
+        with connection.transaction():
+            row = connection.execute("SELECT to_regclass(%s)", (self._table,)).fetchone()
+            if row is None or row[0] is None:
+                _create_schema(connection, self._table)
         self._schema_ready = True
 
     @staticmethod

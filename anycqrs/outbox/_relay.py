@@ -223,12 +223,20 @@ class OutboxRelay:
             return 0, 0
         for row_id, error in batch.undecodable:
             logger.error("Outbox row %s dead-lettered: %s", row_id, error)
-        # The batch is claimed: finish it even if we are cancelled meanwhile.
-        with anyio.CancelScope(shield=True):
-            errors = await self._publish([message for _, message in batch.messages])
-            settlement = self._settlement(batch, errors)
-            with anyio.fail_after(self._settle_timeout):
-                await anyio.to_thread.run_sync(self._settle, settlement, limiter=self._limiter)
+        # The batch is claimed: finish it even if we are cancelled meanwhile,
+        # within publish_timeout (one shielded scope with a deadline).
+        messages = [message for _, message in batch.messages]
+        errors: dict[int, str] = {}
+        progress = [0]
+        deadline = anyio.current_time() + self._publish_timeout
+        with anyio.CancelScope(shield=True, deadline=deadline) as scope:
+            await self._publish(messages, errors, progress)
+        if scope.cancelled_caught:
+            timeout = f"TimeoutError: publish did not finish within {self._publish_timeout}s"
+            errors.update({index: timeout for index in range(progress[0], len(messages))})
+        settlement = self._settlement(batch, errors)
+        with anyio.CancelScope(shield=True), anyio.fail_after(self._settle_timeout):
+            await anyio.to_thread.run_sync(self._settle, settlement, limiter=self._limiter)
         return len(batch.records), len(settlement.sent)
 
     def _settle(self, settlement: OutboxSettlement) -> None:
@@ -266,31 +274,27 @@ class OutboxRelay:
                 retry.append((record.id, self._retry.next_attempt(failures, now), error))
         return OutboxSettlement(sent=sent, retry=retry, dead=dead)
 
-    async def _publish(self, messages: Sequence[Message]) -> dict[int, str]:
-        """Publish ``messages``; returns ``{index: error}`` for those that failed."""
-        if not messages:
-            return {}
+    async def _publish(
+        self, messages: Sequence[Message], errors: dict[int, str], progress: list[int]
+    ) -> None:
+        """Publish ``messages``, recording ``{index: error}`` for those that
+        failed and in ``progress[0]`` how many were attempted (for timeouts)."""
         broker = self._broker
-        errors: dict[int, str] = {}
-        done = 0
-        with anyio.move_on_after(self._publish_timeout) as scope:
-            if getattr(broker, "send_many", None) is not None and len(messages) > 1:
-                try:
-                    await publish_many(broker, messages)
-                    return {}
-                except Exception as exc:  # noqa: BLE001 - isolated below
-                    logger.warning(
-                        "Batch publish of %d outbox messages failed (%s); retrying one by one",
-                        len(messages),
-                        _describe(exc),
-                    )
-            for index, message in enumerate(messages):
-                try:
-                    await broker.send_message(message)
-                except Exception as exc:  # noqa: BLE001 - recorded on the row
-                    errors[index] = _describe(exc)
-                done = index + 1
-        if scope.cancelled_caught:
-            timeout = f"TimeoutError: publish did not finish within {self._publish_timeout}s"
-            errors.update({index: timeout for index in range(done, len(messages))})
-        return errors
+        if getattr(broker, "send_many", None) is not None and len(messages) > 1:
+            try:
+                await publish_many(broker, messages)
+            except Exception as exc:  # noqa: BLE001 - isolated below
+                logger.warning(
+                    "Batch publish of %d outbox messages failed (%s); retrying one by one",
+                    len(messages),
+                    _describe(exc),
+                )
+            else:
+                progress[0] = len(messages)
+                return
+        for index, message in enumerate(messages):
+            try:
+                await broker.send_message(message)
+            except Exception as exc:  # noqa: BLE001 - recorded on the row
+                errors[index] = _describe(exc)
+            progress[0] = index + 1

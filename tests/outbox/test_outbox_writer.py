@@ -1,0 +1,164 @@
+"""Writers bound to the caller's transaction: atomicity with domain rows, on a
+real SQLite file and the real PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import anyio
+import pytest
+from outbox_helpers import Harness, event
+
+from anycqrs.brokers import Message
+from anycqrs.errors import SerializationError
+from anycqrs.outbox import OutboxStatus, OutboxWriter
+
+
+class Boom(Exception):
+    pass
+
+
+def _insert_order(db: Harness, connection: Any, order_id: int) -> None:
+    connection.execute(f"INSERT INTO {db.orders} (id) VALUES ({db.ph()})", (order_id,))
+
+
+def test_commit_stores_domain_row_and_event(db: Harness) -> None:
+    connection = db.connect()
+    outbox = db.writer(connection)
+    assert isinstance(outbox, OutboxWriter)
+
+    def place() -> None:
+        _insert_order(db, connection, 1)
+        outbox.add(event(1, key="k1", headers={"tenant": "t"}))
+
+    outbox.transaction(place)
+    connection.close()
+    assert db.order_ids() == [1]
+    with db.store() as store:
+        [record] = store.fetch()
+    assert record.status is OutboxStatus.PENDING
+    assert record.attempts == 0
+    assert record.topic == "orders" and record.key == "k1"
+    message = record.to_message()
+    assert message.message_name == "OrderPlaced"
+    assert message.headers == {"tenant": "t"}
+    assert message.payload["payload"] == {"order_id": 1}
+
+
+def test_rollback_drops_domain_row_and_event(db: Harness) -> None:
+    connection = db.connect()
+    outbox = db.writer(connection)
+    outbox.ensure_schema()
+    connection.commit()  # psycopg opened a transaction for the DDL
+
+    def place() -> None:
+        _insert_order(db, connection, 7)
+        outbox.add(event(7))
+        raise Boom
+
+    with pytest.raises(Boom):
+        outbox.transaction(place)
+    connection.close()
+    assert db.order_ids() == []
+    with db.store() as store:
+        assert store.fetch() == []
+        assert store.counts() == dict.fromkeys(OutboxStatus, 0)
+
+
+@pytest.mark.anyio
+async def test_run_in_transaction_is_atomic(db: Harness) -> None:
+    connection = db.connect()
+    outbox = db.writer(connection)
+
+    def place(order_id: int, fail: bool) -> int:
+        _insert_order(db, connection, order_id)
+        outbox.add(event(order_id))
+        if fail:
+            raise Boom
+        return order_id
+
+    assert await outbox.run_in_transaction(place, 1, False) == 1
+    with pytest.raises(Boom):
+        await outbox.run_in_transaction(place, 2, True)
+    assert await outbox.run_in_transaction(place, 3, False) == 3
+    connection.close()
+    assert db.order_ids() == [1, 3]
+    with db.store() as store:
+        records = store.fetch()
+    assert [r.to_message().payload["payload"]["order_id"] for r in records] == [1, 3]
+
+
+@pytest.mark.anyio
+async def test_caller_transaction_in_worker_thread(db: Harness) -> None:
+    """The documented pattern: the caller owns the transaction, in a worker thread."""
+    connection = db.connect()
+    outbox = db.writer(connection)
+
+    def place_order_tx(order_id: int) -> None:
+        if db.kind == "sqlite":
+            with connection:
+                _insert_order(db, connection, order_id)
+                outbox.add(event(order_id))
+        else:
+            with connection.transaction():
+                _insert_order(db, connection, order_id)
+                outbox.add(event(order_id))
+
+    await anyio.to_thread.run_sync(place_order_tx, 5)
+    connection.close()
+    assert db.order_ids() == [5]
+    with db.store() as store:
+        assert store.counts()[OutboxStatus.PENDING] == 1
+
+
+def test_messages_and_duplicates(db: Harness) -> None:
+    message_id = uuid.uuid4()
+    message = Message(
+        message_name="Raw", topic="raw", payload={"x": [1, 2]}, message_id=message_id, key="a"
+    )
+    first = event(1)
+    db.add(first, message, event(2))
+    db.add(first, message)  # same ids again: ignored
+    connection = db.connect()
+    db.writer(connection).transaction(db.writer(connection).add_many, [])
+    connection.close()
+    with db.store() as store:
+        records = store.fetch()
+        assert store.fetch(limit=1, after_id=records[0].id)[0].id == records[1].id
+    assert [r.message_name for r in records] == ["OrderPlaced", "Raw", "OrderPlaced"]
+    decoded = records[1].to_message()
+    assert decoded == message
+    assert records[0].to_message().message_id == first.event_id
+
+
+def test_add_rejects_what_it_cannot_store(db: Harness) -> None:
+    connection = db.connect()
+    outbox = db.writer(connection)
+    with pytest.raises(TypeError, match=r"NotificationEvent or anycqrs\.brokers\.Message"):
+        outbox.add(object())  # type: ignore[arg-type]
+    with pytest.raises(SerializationError):
+        outbox.add(Message(message_name="X", topic="t", payload={"bad": object()}))
+    connection.close()
+
+
+def test_create_schema_false_needs_an_existing_table(db: Harness) -> None:
+    connection = db.connect()
+    outbox = db.writer(connection, create_schema=False)
+    assert outbox.table == db.table and outbox.connection is connection
+    with pytest.raises(Exception, match=db.table):
+        outbox.transaction(outbox.add, event(1))
+    outbox.ensure_schema()
+    outbox.ensure_schema()  # idempotent
+    outbox.transaction(outbox.add, event(1))
+    connection.close()
+    with db.store() as store:
+        assert store.counts()[OutboxStatus.PENDING] == 1
+
+
+def test_invalid_table_names_are_rejected(db: Harness) -> None:
+    connection = db.connect()
+    for name in ("Outbox", "1x", "a-b", 'x"; DROP TABLE y; --', "x" * 49, ""):
+        with pytest.raises(ValueError, match="Invalid outbox table name"):
+            db.writer(connection).__class__(connection, table=name)
+    connection.close()
