@@ -11,9 +11,6 @@ Example::
 """
 
 from .requests._mermaid import CoRMermaid
+from .saga._mermaid import SagaMermaid
 
-# Sagas: the saga engineer adds ``SagaMermaid`` here, from ``anycqrs/saga/_mermaid.py``:
-#     from .saga._mermaid import SagaMermaid
-# and "SagaMermaid" to __all__.
-
-__all__ = ["CoRMermaid"]
+__all__ = ["CoRMermaid", "SagaMermaid"]
