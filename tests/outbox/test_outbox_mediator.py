@@ -83,3 +83,22 @@ async def test_command_handler_writes_events_through_the_outbox(tmp_path: Path) 
     assert [m.payload["payload"] for m in broker.messages] == [{"order_id": 1}]
     assert connection.execute("SELECT id FROM orders").fetchall() == [(1,)]
     connection.close()
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_sqlite_example_runs(backend: str) -> None:
+    import subprocess
+    import sys
+
+    example = Path(__file__).parent.parent.parent / "examples" / "outbox_sqlite.py"
+    result = subprocess.run(
+        [sys.executable, str(example), backend],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "orders in the database: [1, 3]" in result.stdout
+    assert "relay published 2 message(s):" in result.stdout
+    assert "{'pending': 0, 'sent': 2, 'dead': 0}" in result.stdout
