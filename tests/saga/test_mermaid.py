@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 import anycqrs.saga as saga
-from anycqrs.errors import SagaDefinitionError
 from anycqrs.diagrams import SagaMermaid
+from anycqrs.errors import SagaDefinitionError
 
 from ._sagas import FallbackSaga, OrderContext, OrderSaga, Reserve, Ship, ShipSlow
 
