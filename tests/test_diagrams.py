@@ -93,7 +93,10 @@ def check_class_diagram(text: str) -> None:
             depth -= 1
             continue
         if depth:
-            assert body == "<<abstract>>" or re.fullmatch(r"\+\w+\(\w+ \w+\) \w+", body), line
+            # an annotation, a method (return type optional) or an attribute
+            assert re.fullmatch(r"<<\w+>>|[+\-#~]\w+\([^()]*\)( \w+)?|[+\-#~]?\w+( \w+)?", body), (
+                line
+            )
             continue
         if body.startswith("class "):
             name = body.split()[1]
