@@ -1,14 +1,18 @@
 """anycqrs: CQRS and event-driven application core on anyio (asyncio and trio).
 
 The public API is re-exported here; everything in ``_private`` modules may
-change without notice.
+change without notice. Subpackages: :mod:`anycqrs.requests`,
+:mod:`anycqrs.events`, :mod:`anycqrs.saga`, :mod:`anycqrs.brokers`,
+:mod:`anycqrs.outbox`, :mod:`anycqrs.diagrams`, :mod:`anycqrs.errors`.
 """
 
 from . import errors as errors
+from ._breaker import CircuitBreaker as CircuitBreaker
 from .container import Container as Container
 from .container import LagomContainer as LagomContainer
 from .errors import AnyCQRSError as AnyCQRSError
 from .events import EventHandler as EventHandler
+from .events import EventHandlerFallback as EventHandlerFallback
 from .events import EventMap as EventMap
 from .events import EventMediator as EventMediator
 from .messages import DomainEvent as DomainEvent
@@ -19,9 +23,19 @@ from .messages import Response as Response
 from .middlewares import LoggingMiddleware as LoggingMiddleware
 from .middlewares import Middleware as Middleware
 from .middlewares import MiddlewareChain as MiddlewareChain
+from .requests import CORRequestHandler as CORRequestHandler
 from .requests import RequestHandler as RequestHandler
+from .requests import RequestHandlerFallback as RequestHandlerFallback
 from .requests import RequestMap as RequestMap
 from .requests import RequestMediator as RequestMediator
+from .requests import StreamingRequestHandler as StreamingRequestHandler
+from .requests import StreamingRequestMediator as StreamingRequestMediator
+from .saga import Saga as Saga
+from .saga import SagaContext as SagaContext
+from .saga import SagaMap as SagaMap
+from .saga import SagaMediator as SagaMediator
+from .saga import SagaStepHandler as SagaStepHandler
+from .saga import SagaStepResult as SagaStepResult
 from .serialization import from_dict as from_dict
 from .serialization import to_dict as to_dict
 
@@ -29,10 +43,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnyCQRSError",
+    "CORRequestHandler",
+    "CircuitBreaker",
     "Container",
     "DomainEvent",
     "Event",
     "EventHandler",
+    "EventHandlerFallback",
     "EventMap",
     "EventMediator",
     "LagomContainer",
@@ -42,9 +59,18 @@ __all__ = [
     "NotificationEvent",
     "Request",
     "RequestHandler",
+    "RequestHandlerFallback",
     "RequestMap",
     "RequestMediator",
     "Response",
+    "Saga",
+    "SagaContext",
+    "SagaMap",
+    "SagaMediator",
+    "SagaStepHandler",
+    "SagaStepResult",
+    "StreamingRequestHandler",
+    "StreamingRequestMediator",
     "errors",
     "from_dict",
     "to_dict",

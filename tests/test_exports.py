@@ -1,0 +1,103 @@
+"""The public surface is pinned: what DESIGN.md documents exists, nothing private leaks."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import pytest
+
+import anycqrs
+
+TOP_LEVEL = {
+    "AnyCQRSError",
+    "CORRequestHandler",
+    "CircuitBreaker",
+    "Container",
+    "DomainEvent",
+    "Event",
+    "EventHandler",
+    "EventHandlerFallback",
+    "EventMap",
+    "EventMediator",
+    "LagomContainer",
+    "LoggingMiddleware",
+    "Middleware",
+    "MiddlewareChain",
+    "NotificationEvent",
+    "Request",
+    "RequestHandler",
+    "RequestHandlerFallback",
+    "RequestMap",
+    "RequestMediator",
+    "Response",
+    "Saga",
+    "SagaContext",
+    "SagaMap",
+    "SagaMediator",
+    "SagaStepHandler",
+    "SagaStepResult",
+    "StreamingRequestHandler",
+    "StreamingRequestMediator",
+    "errors",
+    "from_dict",
+    "to_dict",
+}
+
+DOCUMENTED_PATHS = [
+    ("anycqrs.requests.bootstrap", "bootstrap"),
+    ("anycqrs.requests.bootstrap", "bootstrap_streaming"),
+    ("anycqrs.events.bootstrap", "bootstrap"),
+    ("anycqrs.saga.bootstrap", "bootstrap"),
+    ("anycqrs.errors", "RequestHandlerDoesNotExist"),
+    ("anycqrs.errors", "EventDispatchError"),
+    ("anycqrs.diagrams", "CoRMermaid"),
+    ("anycqrs.diagrams", "SagaMermaid"),
+    ("anycqrs.saga", "Fallback"),
+    ("anycqrs.saga", "SagaStatus"),
+    ("anycqrs.saga", "SagaStepStatus"),
+    ("anycqrs.saga.storage", "MemorySagaStorage"),
+    ("anycqrs.saga.storage", "SqliteSagaStorage"),
+    ("anycqrs.saga.storage", "PostgresSagaStorage"),
+    ("anycqrs.brokers", "Message"),
+    ("anycqrs.brokers", "MessageBroker"),
+    ("anycqrs.brokers", "InMemoryMessageBroker"),
+    ("anycqrs.brokers", "DevnullMessageBroker"),
+    ("anycqrs.brokers", "KafkaMessageBroker"),
+    ("anycqrs.brokers", "RabbitMQMessageBroker"),
+    ("anycqrs.brokers.kafka", "KafkaMessageBroker"),
+    ("anycqrs.brokers.kafka", "KafkaEventConsumer"),
+    ("anycqrs.brokers.rabbitmq", "RabbitMQMessageBroker"),
+]
+
+
+def test_top_level_all_is_the_documented_api() -> None:
+    assert set(anycqrs.__all__) == TOP_LEVEL
+    assert sorted(anycqrs.__all__) == list(anycqrs.__all__)
+
+
+def test_every_exported_name_exists_and_is_documented() -> None:
+    for name in anycqrs.__all__:
+        obj = getattr(anycqrs, name)
+        assert inspect.getdoc(obj), f"anycqrs.{name} has no docstring"
+
+
+def test_nothing_private_leaks() -> None:
+    public = {n for n in dir(anycqrs) if not n.startswith("_")}
+    subpackages = {"brokers", "container", "events", "messages", "middlewares", "requests"}
+    subpackages |= {"saga", "serialization", "diagrams", "outbox", "errors"}
+    assert public - set(anycqrs.__all__) <= subpackages
+
+
+@pytest.mark.parametrize(("module", "name"), DOCUMENTED_PATHS)
+def test_documented_import_paths(module: str, name: str) -> None:
+    obj = getattr(importlib.import_module(module), name)
+    assert inspect.getdoc(obj), f"{module}.{name} has no docstring"
+
+
+def test_every_error_derives_from_the_root() -> None:
+    from anycqrs import errors
+
+    for name in errors.__all__:
+        error = getattr(errors, name)
+        assert issubclass(error, anycqrs.AnyCQRSError), name
