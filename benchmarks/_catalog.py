@@ -125,7 +125,7 @@ def core_workloads() -> list[Workload]:
         ),
         Workload(
             "events/mediator-1-handler",
-            "EventMediator.send, 1 handler, one middleware",
+            "EventMediator.send, 1 handler (no middleware: python-cqrs never runs them here)",
             (
                 *anycqrs_impls(lambda: a.event_mediator(1)),
                 pycqrs_impl(lambda m: m.event_mediator(1)),
@@ -134,7 +134,7 @@ def core_workloads() -> list[Workload]:
         ),
         Workload(
             "events/mediator-5-handlers",
-            "EventMediator.send, 5 handlers, one middleware",
+            "EventMediator.send, 5 handlers (no middleware, as above)",
             (
                 *anycqrs_impls(lambda: a.event_mediator(5)),
                 pycqrs_impl(lambda m: m.event_mediator(5)),
