@@ -49,7 +49,7 @@ def plot(doc: dict[str, Any], out: Path, *, include_bounds: bool = False) -> Pat
     ]
     series = [s for s in SERIES if any(_rate(wl["impls"].get(s[0])) for wl in workloads)]
     height = 0.8 / max(len(series), 1)
-    fig, ax = plt.subplots(figsize=(11, 0.62 * len(workloads) * max(len(series), 2) / 2 + 1.6))
+    fig, ax = plt.subplots(figsize=(11, 0.4 * len(workloads) + 1.6))
     for index, (key, label, color) in enumerate(series):
         ys, xs = [], []
         for row, wl in enumerate(workloads):
