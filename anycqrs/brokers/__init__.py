@@ -19,6 +19,7 @@ from ._message import MessageBroker as MessageBroker
 from ._message import publish_many as publish_many
 
 __all__ = [
+    "ConsumerRetryPolicy",
     "DevnullMessageBroker",
     "InMemoryMessageBroker",
     "KafkaEventConsumer",
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "ConsumerRetryPolicy": "anycqrs.brokers._consumer",
     "KafkaMessageBroker": "anycqrs.brokers.kafka",
     "KafkaEventConsumer": "anycqrs.brokers.kafka",
     "RabbitMQMessageBroker": "anycqrs.brokers.rabbitmq",
