@@ -7,7 +7,7 @@ import anyio
 import anyio.abc
 
 from .._exc import BaseExceptionGroup, real_errors
-from .._handlers import take_events
+from .._handlers import EventSource, take_events
 from .._routing import Resolve
 from ..brokers import Message, MessageBroker, publish_many
 from ..container import Container, factory_for, is_sync
@@ -39,6 +39,7 @@ class EventDispatcher:
         "_concurrent",
         "_container",
         "_endpoints",
+        "_fast",
         "_inline",
         "_limiter",
         "_map",
@@ -67,6 +68,7 @@ class EventDispatcher:
         self._limiter: anyio.CapacityLimiter | None = None
         self._endpoints: dict[Any, EventEndpoint] = {}
         self._inline: dict[Any, Callable[[], Any]] = {}
+        self._fast: dict[Any, Callable[[], Any]] = {}
 
         async def resolve(handler_type: type) -> Any:
             instance = factory_for(container, handler_type)()
@@ -110,7 +112,11 @@ class EventDispatcher:
         if endpoint is None:
             endpoint = self._endpoints[target] = self._chain.wrap(self._build(target))
             if isinstance(target, type) and not len(self._chain) and is_sync(self._container):
-                self._inline[target] = factory_for(self._container, target)
+                make = factory_for(self._container, target)
+                if getattr(target, "events", None) is EventSource.events:
+                    self._fast[target] = make
+                else:
+                    self._inline[target] = make
         return endpoint
 
     def _build(self, target: Any) -> EventEndpoint:
@@ -153,27 +159,61 @@ class EventDispatcher:
         else:
             await self._dispatch_sequential(events, publish)
 
+    async def dispatch_one(self, event: Event, *, publish: bool = True) -> None:
+        """:meth:`dispatch` for a single event, with a fast path for the common
+        case of one plain handler (what ``EventMediator.send`` calls)."""
+        if not self._concurrent and not (publish and isinstance(event, NotificationEvent)):
+            targets = self._map.lookup(event)
+            if len(targets) == 1:
+                make = self._fast.get(targets[0])
+                if make is not None:
+                    handler = make()
+                    await handler.handle(event)
+                    produced = handler._anycqrs_events
+                    if produced:
+                        followups = tuple(produced)
+                        produced.clear()
+                        await self._dispatch_sequential(followups, True)
+                    return
+        await self.dispatch((event,), publish=publish)
+
     async def _dispatch_sequential(self, events: Sequence[Event], publish: bool) -> None:
-        lookup = self._map.lookup
-        endpoints = self._endpoints
+        bound = self._map.bound
+        fast = self._fast
         inline = self._inline
         while events:
             followups: list[Event] | None = None
             notifications: list[Message] | None = None
             for event in events:
-                for target in lookup(event):
-                    make = inline.get(target)
-                    if make is not None:  # a plain handler class, no middleware: no extra frame
+                kind = type(event)
+                if kind is NotificationEvent:
+                    targets = bound.get((kind, type(event.payload)), ())
+                else:
+                    targets = bound.get(kind, ())
+                for target in targets:
+                    make = fast.get(target)
+                    if make is not None:  # plain EventSource handler, no middleware
                         handler = make()
                         await handler.handle(event)
-                        produced = take_events(handler) if handler.events else ()
-                    else:
-                        endpoint = endpoints.get(target) or self._endpoint(target)
-                        produced = await endpoint(event)
-                    if produced:
+                        produced = handler._anycqrs_events
+                        if not produced:
+                            continue
                         if followups is None:
                             followups = []
                         followups.extend(produced)
+                        produced.clear()
+                        continue
+                    make = inline.get(target)
+                    if make is not None:  # a plain handler class, no middleware
+                        handler = make()
+                        await handler.handle(event)
+                        found = take_events(handler) if handler.events else ()
+                    else:
+                        found = await self._endpoint(target)(event)
+                    if found:
+                        if followups is None:
+                            followups = []
+                        followups.extend(found)
                 if publish and isinstance(event, NotificationEvent):
                     if notifications is None:
                         notifications = []
@@ -185,12 +225,32 @@ class EventDispatcher:
             events = followups
             publish = True
 
+    def _limiter_now(self) -> anyio.CapacityLimiter:
+        limiter = self._limiter
+        if limiter is None:
+            limiter = self._limiter = anyio.CapacityLimiter(self._max_concurrent)
+        return limiter
+
     async def _dispatch_parallel(self, events: Sequence[Event], publish: bool) -> None:
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self._max_concurrent)
+        jobs = [(target, event) for event in events for target in self._map.lookup(event)]
+        notifications = [
+            Message.from_event(event)
+            for event in events
+            if publish and isinstance(event, NotificationEvent)
+        ]
+        if not notifications and len(jobs) <= 1:  # nothing to run side by side: no task
+            if jobs:
+                target, event = jobs[0]
+                produced = await self._limited(target, event)
+                if produced:
+                    await self._dispatch_parallel(produced, True)
+            return
         try:
             async with anyio.create_task_group() as group:
-                self._spawn(group, events, publish)
+                for target, event in jobs:
+                    group.start_soon(self._run, group, target, event)
+                if notifications:
+                    group.start_soon(self._publish, notifications)
         except BaseExceptionGroup as failure:
             errors = real_errors(failure)
             if not errors:
@@ -199,29 +259,33 @@ class EventDispatcher:
                 raise errors[0] from None
             raise EventDispatchError(None, errors) from failure
 
-    def _spawn(self, group: anyio.abc.TaskGroup, events: Sequence[Event], publish: bool) -> None:
-        notifications: list[Message] = []
-        for event in events:
-            for target in self._map.lookup(event):
-                group.start_soon(self._run, group, target, event)
-            if publish and isinstance(event, NotificationEvent):
-                notifications.append(Message.from_event(event))
-        if notifications:
-            group.start_soon(self._publish, notifications)
+    async def _limited(self, target: Any, event: Event) -> Sequence[Event]:
+        limiter = self._limiter_now()
+        try:
+            limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            await limiter.acquire()
+        try:
+            return await self._endpoint(target)(event)
+        finally:
+            limiter.release()
 
     async def _publish(self, messages: list[Message]) -> None:
-        limiter = self._limiter
-        assert limiter is not None
-        async with limiter:
+        async with self._limiter_now():
             await publish_many(self._broker, messages)
 
     async def _run(self, group: anyio.abc.TaskGroup, target: Any, event: Event) -> None:
-        limiter = self._limiter
-        assert limiter is not None
-        async with limiter:
-            produced = await self._endpoint(target)(event)
-        if produced:
-            self._spawn(group, produced, True)
+        produced = await self._limited(target, event)
+        if not produced:
+            return
+        notifications: list[Message] = []
+        for follow in produced:
+            for follow_target in self._map.lookup(follow):
+                group.start_soon(self._run, group, follow_target, follow)
+            if isinstance(follow, NotificationEvent):
+                notifications.append(Message.from_event(follow))
+        if notifications:
+            group.start_soon(self._publish, notifications)
 
     async def dispatch_after(self, response: Any, events: Sequence[Event]) -> None:
         """Dispatch the events of a handler that returned ``response``.

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, get_args, get_origin
 
 from .._handlers import declared_args
@@ -102,6 +102,11 @@ class EventMap:
                     f"{handler.__qualname__} handles {_describe(expected)}, "
                     f"not {_describe(event_type)}"
                 )
+
+    @property
+    def bound(self) -> Mapping[Any, tuple[Any, ...]]:
+        """Handlers by routing key, for dispatchers (do not mutate: use :meth:`bind`)."""
+        return self._handlers
 
     def lookup(self, event: Any) -> Sequence[Any]:
         """The handlers bound to ``event``'s type, in bind order."""

@@ -80,7 +80,7 @@ class EventMediator:
             Exception: a handler's exception, unchanged.
             EventDispatchError: several parallel handlers failed at once.
         """
-        await self._dispatcher.dispatch((event,), publish=False)
+        await self._dispatcher.dispatch_one(event, publish=False)
 
     async def send_many(self, events: Iterable[Event]) -> None:
         """Like :meth:`send` for several events, dispatched as one generation."""

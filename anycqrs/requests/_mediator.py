@@ -4,7 +4,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from .. import _defaults
-from .._handlers import take_events
+from .._handlers import EventSource, take_events
 from .._routing import Resolver
 from ..brokers import InMemoryMessageBroker, MessageBroker
 from ..container import Container, as_container, factory_for, is_sync
@@ -132,6 +132,20 @@ class RequestMediator:
             return composite
 
         make = factory_for(self._container, binding)
+        if is_sync(self._container) and getattr(binding, "events", None) is EventSource.events:
+
+            async def fast(request: Any) -> Any:
+                handler = make()
+                response = await handler.handle(request)
+                events = handler._anycqrs_events
+                if events:
+                    taken = tuple(events)
+                    events.clear()
+                    await dispatch_after(response, taken)
+                return response
+
+            return fast
+
         if is_sync(self._container):
 
             async def endpoint(request: Any) -> Any:
