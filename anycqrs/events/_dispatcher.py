@@ -187,7 +187,7 @@ class EventDispatcher:
             for event in events:
                 kind = type(event)
                 if kind is NotificationEvent:
-                    targets = bound.get((kind, type(event.payload)), ())
+                    targets = bound.get((kind, type(event.payload)), ())  # type: ignore[attr-defined]
                 else:
                     targets = bound.get(kind, ())
                 for target in targets:
