@@ -10,7 +10,7 @@ Example::
     print(CoRMermaid([CardHandler, WalletHandler, InvoiceHandler]).sequence())
 """
 
-from .requests._mermaid import CoRMermaid as CoRMermaid
-from .saga._mermaid import SagaMermaid as SagaMermaid
+from .requests._mermaid import CoRMermaid
+from .saga._mermaid import SagaMermaid
 
 __all__ = ["CoRMermaid", "SagaMermaid"]

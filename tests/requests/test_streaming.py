@@ -497,3 +497,16 @@ async def test_no_scope_leaks_into_the_consumer_under_parallel_dispatch() -> Non
                     await anyio.sleep(1)
                 assert inner.cancelled_caught
     assert journal.entries[-1] == "finished 3"
+
+
+def test_bootstrap_streaming_mirrors_bootstrap() -> None:
+    import inspect
+
+    from anycqrs.requests.bootstrap import bootstrap
+
+    plain = inspect.signature(bootstrap).parameters
+    streaming = inspect.signature(bootstrap_streaming).parameters
+    assert [(p.name, p.kind, p.default) for p in plain.values()] == [
+        (p.name, p.kind, p.default) for p in streaming.values()
+    ]
+    assert isinstance(bootstrap_streaming(), StreamingRequestMediator)
