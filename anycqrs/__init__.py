@@ -3,11 +3,16 @@
 The public API is re-exported here; everything in ``_private`` modules may
 change without notice. Subpackages: :mod:`anycqrs.requests`,
 :mod:`anycqrs.events`, :mod:`anycqrs.saga`, :mod:`anycqrs.brokers`,
-:mod:`anycqrs.outbox`, :mod:`anycqrs.diagrams`, :mod:`anycqrs.errors`.
+:mod:`anycqrs.outbox`, :mod:`anycqrs.diagrams`, :mod:`anycqrs.sse`,
+:mod:`anycqrs.errors`.
 """
 
 from . import errors as errors
+from ._breaker import BreakerState as BreakerState
+from ._breaker import BreakerStore as BreakerStore
 from ._breaker import CircuitBreaker as CircuitBreaker
+from ._breaker import MemoryBreakerStore as MemoryBreakerStore
+from ._breaker import RedisBreakerStore as RedisBreakerStore
 from .container import Container as Container
 from .container import LagomContainer as LagomContainer
 from .errors import AnyCQRSError as AnyCQRSError
@@ -29,6 +34,7 @@ from .requests import RequestHandlerFallback as RequestHandlerFallback
 from .requests import RequestMap as RequestMap
 from .requests import RequestMediator as RequestMediator
 from .requests import StreamingRequestHandler as StreamingRequestHandler
+from .requests import StreamingRequestHandlerFallback as StreamingRequestHandlerFallback
 from .requests import StreamingRequestMediator as StreamingRequestMediator
 from .saga import Saga as Saga
 from .saga import SagaContext as SagaContext
@@ -43,6 +49,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnyCQRSError",
+    "BreakerState",
+    "BreakerStore",
     "CORRequestHandler",
     "CircuitBreaker",
     "Container",
@@ -54,9 +62,11 @@ __all__ = [
     "EventMediator",
     "LagomContainer",
     "LoggingMiddleware",
+    "MemoryBreakerStore",
     "Middleware",
     "MiddlewareChain",
     "NotificationEvent",
+    "RedisBreakerStore",
     "Request",
     "RequestHandler",
     "RequestHandlerFallback",
@@ -70,6 +80,7 @@ __all__ = [
     "SagaStepHandler",
     "SagaStepResult",
     "StreamingRequestHandler",
+    "StreamingRequestHandlerFallback",
     "StreamingRequestMediator",
     "errors",
     "from_dict",

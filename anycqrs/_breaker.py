@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import anyio
 import attrs
 
-from .errors import AnyCQRSError
+from .errors import CircuitBreakerOpen
 
 __all__ = [
     "BreakerState",
@@ -32,18 +32,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-class CircuitBreakerOpen(AnyCQRSError):
-    """:meth:`CircuitBreaker.call` refused a call: the circuit is open.
-
-    Attributes:
-        name: the protected name whose circuit is open.
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        super().__init__(f"the circuit of {name} is open; calls are refused until it resets")
 
 
 class BreakerState(str, enum.Enum):
@@ -277,7 +265,7 @@ class CircuitBreaker:
     One breaker may protect several handlers: it keeps one circuit per
     protected name (a fallback uses its primary handler's qualified name).
 
-    Args:
+    Attributes:
         fail_max: failures in a row that open a circuit (default 5).
         reset_timeout: seconds a circuit stays open before letting a trial
             call through (half-open; default 60).

@@ -11,11 +11,10 @@ __all__ = [
     "BindingError",
     "BrokerDeliveryError",
     "BrokerError",
+    "CircuitBreakerOpen",
     "ConcurrencyError",
     "DeserializationError",
     "EventDispatchError",
-    "EventHandlerDoesNotExist",
-    "HandlerResolutionError",
     "MessageHandlingError",
     "RequestHandlerDoesNotExist",
     "SagaAlreadyExistsError",
@@ -53,14 +52,6 @@ class RequestHandlerDoesNotExist(AnyCQRSError, LookupError):
             f"No handler bound for {request_type.__qualname__}; bind one in a RequestMap "
             "(commands_mapper or queries_mapper)"
         )
-
-
-class EventHandlerDoesNotExist(AnyCQRSError, LookupError):
-    """Raised by lookups that require at least one handler for an event."""
-
-
-class HandlerResolutionError(AnyCQRSError):
-    """The DI container could not build a handler or one of its dependencies."""
 
 
 class SerializationError(AnyCQRSError, ValueError):
@@ -216,3 +207,15 @@ class MessageHandlingError(BrokerError):
             f"({type(error).__name__}: {error}); configure a dead-letter destination "
             "to skip such messages"
         )
+
+
+class CircuitBreakerOpen(AnyCQRSError):
+    """:meth:`anycqrs.CircuitBreaker.call` refused a call: the circuit is open.
+
+    Attributes:
+        name: the protected name whose circuit is open.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"the circuit of {name} is open; calls are refused until it resets")

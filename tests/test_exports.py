@@ -11,6 +11,11 @@ import anycqrs
 
 TOP_LEVEL = {
     "AnyCQRSError",
+    "BreakerState",
+    "BreakerStore",
+    "MemoryBreakerStore",
+    "RedisBreakerStore",
+    "StreamingRequestHandlerFallback",
     "CORRequestHandler",
     "CircuitBreaker",
     "Container",
@@ -68,6 +73,13 @@ DOCUMENTED_PATHS = [
     ("anycqrs.brokers.kafka", "KafkaMessageBroker"),
     ("anycqrs.brokers.kafka", "KafkaEventConsumer"),
     ("anycqrs.brokers.rabbitmq", "RabbitMQMessageBroker"),
+    ("anycqrs.brokers.rabbitmq", "RabbitMQEventConsumer"),
+    ("anycqrs.brokers", "ConsumerRetryPolicy"),
+    ("anycqrs.errors", "CircuitBreakerOpen"),
+    ("anycqrs.sse", "SSEResponse"),
+    ("anycqrs.outbox", "OutboxRelay"),
+    ("anycqrs.outbox", "SqliteOutbox"),
+    ("anycqrs.outbox", "PostgresOutbox"),
 ]
 
 
@@ -85,7 +97,7 @@ def test_every_exported_name_exists_and_is_documented() -> None:
 def test_nothing_private_leaks() -> None:
     public = {n for n in dir(anycqrs) if not n.startswith("_")}
     subpackages = {"brokers", "container", "events", "messages", "middlewares", "requests"}
-    subpackages |= {"saga", "serialization", "diagrams", "outbox", "errors"}
+    subpackages |= {"saga", "serialization", "diagrams", "outbox", "errors", "sse"}
     assert public - set(anycqrs.__all__) <= subpackages
 
 

@@ -53,7 +53,7 @@ class EventHandlerFallback:
     that does not fit the bound event) are rejected with
     :class:`~anycqrs.errors.BindingError`.
 
-    Args:
+    Attributes:
         primary: the ``EventHandler`` class normally used.
         fallback: the ``EventHandler`` class used instead.
         failure_exceptions: exception types that trigger the fallback.

@@ -103,7 +103,7 @@ class RequestHandlerFallback:
     bound: the two must handle related request types, and the fallback's
     response type must be the primary's (or a subclass of it).
 
-    Args:
+    Attributes:
         primary: the handler normally used.
         fallback: the handler used instead.
         failure_exceptions: exception types that trigger the fallback.
