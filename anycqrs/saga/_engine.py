@@ -13,7 +13,7 @@ from uuid import UUID, SafeUUID
 import anyio
 import attrs
 
-from .._handlers import take_events
+from .._handlers import EventSource, take_events
 from ..container import Container, factory_for, is_sync
 from ..errors import EventDispatchError
 from ..events._dispatcher import EventDispatcher
@@ -33,8 +33,15 @@ COMPENSATE = StepAction.COMPENSATE
 STARTED = SagaStepStatus.STARTED
 COMPLETED = SagaStepStatus.COMPLETED
 FAILED = SagaStepStatus.FAILED
+RUNNING = SagaStatus.RUNNING
 
 Handler = SagaStepHandler[Any, Any]
+
+
+def _record(fields: tuple[str, StepAction, SagaStepStatus, Any, float], /) -> StepRecord:
+    """A :class:`StepRecord` from its fields, without the namedtuple's
+    Python-level ``__new__``."""
+    return tuple.__new__(StepRecord, fields)
 
 
 def record(
@@ -44,7 +51,7 @@ def record(
     details: Mapping[str, Any] | None = None,
 ) -> StepRecord:
     """A step-log entry stamped now."""
-    return StepRecord(name, action, status, details, time.time())
+    return _record((name, action, status, details, time.time()))
 
 
 def new_saga_id() -> UUID:
@@ -53,8 +60,11 @@ def new_saga_id() -> UUID:
     value = int.from_bytes(os.urandom(16), "big") & _UUID_CLEAR | _UUID_V4
     saga_id = object.__new__(UUID)
     object.__setattr__(saga_id, "int", value)
-    object.__setattr__(saga_id, "is_safe", SafeUUID.unknown)
+    object.__setattr__(saga_id, "is_safe", _UNKNOWN)
     return saga_id
+
+
+_UNKNOWN = SafeUUID.unknown  # an enum.property lookup on every access otherwise
 
 
 _UUID_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
@@ -119,12 +129,222 @@ class _StepFailed(Exception):
         self.error = error
 
 
+class _Step:
+    """One slot of a saga, prepared for running (internal)."""
+
+    __slots__ = ("maker", "name", "plain", "primary", "slot")
+
+    def __init__(
+        self,
+        slot: Slot,
+        primary: type[Handler],
+        name: str,
+        maker: Callable[[], Any],
+        plain: bool,
+    ) -> None:
+        self.slot = slot
+        self.primary = primary
+        self.name = name
+        self.maker = maker
+        # no fallback, no timeout, no retry policy, and the stock ``events``
+        # property (so the events list can be read directly)
+        self.plain = plain
+
+
+def unstructure_hook(context_type: type) -> Callable[[Any], Any]:
+    """The converter's unstructure hook for ``context_type`` (``to_dict`` if
+    the converter cannot say)."""
+    try:
+        return converter.get_unstructure_hook(context_type)
+    except Exception:  # noqa: BLE001 - to_dict names the problem when called
+        return to_dict
+
+
+_NEW, _READY, _BUSY, _DONE = 0, 1, 2, 3
+
+
+class _Forward:
+    """What :meth:`SagaEngine.forward` returns: an async iterator running one
+    step per ``__anext__`` (internal).
+
+    Not an async generator: no per-run generator hooks, nothing to finalize
+    when a consumer stops early (the saga simply stays RUNNING), and nothing
+    ever awaits between a step's result and the consumer.
+    """
+
+    __slots__ = (
+        "_act",
+        "_begin",
+        "_context",
+        "_dump",
+        "_engine",
+        "_handler",
+        "_index",
+        "_plan",
+        "_run",
+        "_saga_for",
+        "_state",
+    )
+
+    def __init__(
+        self,
+        engine: SagaEngine,
+        begin: Callable[[], Awaitable[tuple[Run, int] | None]] | None,
+        context: Any = None,
+        saga_for: Callable[[type], type[Saga[Any]]] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._begin = begin  # None: a new saga of ``saga_for(type(context))``
+        self._context = context
+        self._saga_for = saga_for
+        self._state = _NEW
+        self._run: Run | None = None
+        self._index = 0
+        self._plan: tuple[_Step, ...] = ()
+        self._act: Callable[[Any], Awaitable[Any]] | None = None
+        self._handler: Any = None
+        self._dump: Callable[[Any], Any] = to_dict
+
+    def __aiter__(self) -> _Forward:
+        return self
+
+    async def aclose(self) -> None:
+        """Stop iterating; an unfinished saga stays RUNNING (resumable)."""
+        if self._state == _BUSY:
+            raise RuntimeError("aclose(): the saga stream is running a step")
+        self._state = _DONE
+
+    async def _create(self) -> Run:
+        """Store a new saga (RUNNING, its first step STARTED)."""
+        context = self._context
+        assert self._saga_for is not None
+        saga = self._saga_for(type(context))
+        self._dump = dump = unstructure_hook(type(context))
+        try:
+            snapshot = dump(context)
+        except Exception:  # noqa: BLE001 - the slow path names the problem
+            snapshot = to_dict(context)
+        saga_id = new_saga_id()
+        version = await self._engine.storage.create_saga(
+            saga_id,
+            saga.saga_name,
+            snapshot,
+            status=RUNNING,
+            entries=(_record((saga.slots[0].primary.step_name, ACT, STARTED, None, time.time())),),
+        )
+        self._context = None
+        return Run(saga_id, saga, context, version, snapshot)
+
+    def _endpoint(self, context: Any) -> Awaitable[Any]:
+        """The innermost link of the run's middleware chain: the current step's ``act``."""
+        return self._handler.act(context)  # type: ignore[no-any-return]
+
+    async def __anext__(self) -> SagaStepResult[Any]:
+        state = self._state
+        if state != _READY:
+            if state == _DONE:
+                raise StopAsyncIteration
+            if state == _BUSY:
+                raise RuntimeError("anext(): the saga stream is already running a step")
+        self._state = _BUSY
+        try:
+            run = self._run
+            engine = self._engine
+            if run is None:
+                begin = self._begin
+                if begin is None:
+                    run = await self._create()
+                else:
+                    started = await begin()
+                    if started is None:
+                        raise StopAsyncIteration
+                    run, self._index = started
+                    self._dump = unstructure_hook(type(run.context))
+                self._run = run
+                self._plan = engine.plan(run.saga)
+                if engine._chain:
+                    self._act = engine._chain.wrap(self._endpoint)
+            plan = self._plan
+            index = self._index
+            count = len(plan)
+            if index >= count:
+                raise StopAsyncIteration
+            step = plan[index]
+            saga_id = run.saga_id
+            context = run.context
+            handler: Handler = step.maker() if engine._sync else await step.maker()
+            handler._anycqrs_saga_id = saga_id
+            try:
+                if step.plain:
+                    act = self._act
+                    if act is None:
+                        response = await handler.act(context)
+                    else:
+                        self._handler = handler
+                        response = await act(context)
+                elif step.slot.fallback is not None:
+                    handler, response = await engine._act_fallback(run, step.slot, handler)
+                else:
+                    response = await engine._act(run, handler)
+            except _StepFailed as failed:
+                await engine.fail(run, failed.name, failed.error, acted=False)
+                raise failed.error from None
+            except Exception as error:
+                await engine.fail(run, step.name, error, acted=False)
+                raise
+            finally:
+                self._handler = None
+            run.done.append(handler)
+            events = handler._anycqrs_events if step.plain else handler.events
+            if events:
+                events = take_events(handler)
+                try:
+                    await engine.dispatcher.dispatch(events)
+                except Exception as error:
+                    wrapped = EventDispatchError(
+                        response,
+                        error.exceptions if isinstance(error, EventDispatchError) else (error,),
+                    )
+                    await engine.fail(run, handler.step_name, wrapped, acted=True)
+                    raise wrapped from error
+            try:
+                snapshot = self._dump(context)
+            except Exception:  # noqa: BLE001 - the slow path names the problem
+                snapshot = to_dict(context)
+            run.snapshot = snapshot
+            now = time.time()
+            name = handler.step_name
+            if index + 1 < count:
+                entries: tuple[StepRecord, ...] = (
+                    _record((name, ACT, COMPLETED, None, now)),
+                    _record((plan[index + 1].name, ACT, STARTED, None, now)),
+                )
+                status = None
+            else:
+                entries = (_record((name, ACT, COMPLETED, None, now)),)
+                status = SagaStatus.COMPLETED
+            run.version = await engine.storage.save(
+                saga_id, run.version, status=status, context=snapshot, entries=entries
+            )
+        except BaseException:
+            self._state = _DONE
+            raise
+        if status is None:
+            self._index = index + 1
+            self._state = _READY
+        else:
+            run.status = status
+            self._state = _DONE
+        return SagaStepResult(type(handler), response, saga_id)
+
+
 class SagaEngine:
     """Runs sagas against a storage (internal; the public face is SagaMediator)."""
 
     __slots__ = (
         "_chain",
         "_makers",
+        "_plans",
         "_sync",
         "compensation_retry_backoff",
         "compensation_retry_count",
@@ -161,6 +381,7 @@ class SagaEngine:
         self.compensation_timeout = compensation_timeout
         self._sync = is_sync(container)
         self._makers: dict[type, Callable[[], Any]] = {}
+        self._plans: dict[type, tuple[_Step, ...]] = {}
 
     # -- handlers ---------------------------------------------------------
 
@@ -175,82 +396,44 @@ class SagaEngine:
 
     # -- forward ----------------------------------------------------------
 
-    async def forward(
+    def plan(self, saga: type[Saga[Any]]) -> tuple[_Step, ...]:
+        """The saga's steps, prepared once per saga class: handler factory,
+        step name, whether the plain fast path applies."""
+        plan = self._plans.get(saga)
+        if plan is None:
+            steps: list[_Step] = []
+            for slot in saga.slots:
+                primary = slot.primary
+                maker = self._makers.get(primary)
+                if maker is None:
+                    maker = self._makers[primary] = factory_for(self.container, primary)
+                plain = (
+                    slot.fallback is None
+                    and primary.timeout is None
+                    and primary.retry_policy is None
+                    and getattr(primary, "events", None) is EventSource.events
+                )
+                steps.append(_Step(slot, primary, primary.step_name, maker, plain))
+            plan = self._plans[saga] = tuple(steps)
+        return plan
+
+    def forward(
         self, begin: Callable[[], Awaitable[tuple[Run, int] | None]]
     ) -> AsyncIterator[SagaStepResult[Any]]:
         """Run the steps from the one ``begin`` says (its STARTED entry is
         already logged), yielding a result after each one is persisted.
 
-        Nothing is awaited around the ``yield``: a consumer may stop at any
-        result, leaving the saga RUNNING and resumable.
+        Nothing is awaited between a result and the consumer: a consumer may
+        stop at any result, leaving the saga RUNNING and resumable.
         """
-        started = await begin()
-        if started is None:
-            return
-        run, start = started
-        slots = run.saga.slots
-        count = len(slots)
-        storage = self.storage
-        saga_id = run.saga_id
-        context = run.context
-        plain = not len(self._chain)
-        makers = self._makers
-        sync = self._sync
-        save = storage.save
-        for index in range(start, count):
-            slot = slots[index]
-            primary = slot.primary
-            maker = makers.get(primary)
-            if sync and maker is not None:
-                handler = maker()
-                handler._anycqrs_saga_id = saga_id
-            else:
-                handler = await self.make(primary, saga_id)
-            try:
-                if slot.fallback is not None:
-                    handler, response = await self._act_fallback(run, slot, handler)
-                elif primary.timeout is None and primary.retry_policy is None:
-                    if plain:
-                        response = await handler.act(context)
-                    else:
-                        response = await self._chain.wrap(handler.act)(context)
-                else:
-                    response = await self._act(run, handler)
-            except _StepFailed as failed:
-                await self.fail(run, failed.name, failed.error, acted=False)
-                raise failed.error from None
-            except Exception as error:
-                await self.fail(run, primary.step_name, error, acted=False)
-                raise
-            run.done.append(handler)
-            if handler.events:
-                events = take_events(handler)
-                try:
-                    await self.dispatcher.dispatch(events)
-                except Exception as error:
-                    wrapped = EventDispatchError(
-                        response,
-                        error.exceptions if isinstance(error, EventDispatchError) else (error,),
-                    )
-                    await self.fail(run, handler.step_name, wrapped, acted=True)
-                    raise wrapped from error
-            run.snapshot = snapshot = snapshot_of(context)
-            now = time.time()
-            if index + 1 < count:
-                entries: tuple[StepRecord, ...] = (
-                    StepRecord(handler.step_name, ACT, COMPLETED, None, now),
-                    StepRecord(slots[index + 1].primary.step_name, ACT, STARTED, None, now),
-                )
-                status = None
-            else:
-                entries = (StepRecord(handler.step_name, ACT, COMPLETED, None, now),)
-                status = SagaStatus.COMPLETED
-            run.version = await save(
-                saga_id, run.version, status=status, context=snapshot, entries=entries
-            )
-            if status is not None:
-                run.status = status
-            yield SagaStepResult(type(handler), response, saga_id)
+        return _Forward(self, begin)
+
+    def start(
+        self, context: Any, saga_for: Callable[[type], type[Saga[Any]]]
+    ) -> AsyncIterator[SagaStepResult[Any]]:
+        """:meth:`forward` for a new saga of ``saga_for(type(context))`` with a
+        fresh id (looked up and stored on the first ``__anext__``)."""
+        return _Forward(self, None, context, saga_for)
 
     async def _act(self, run: Run, handler: Handler) -> Any:
         """``act`` with the middlewares, the step's timeout and retry policy."""

@@ -174,6 +174,8 @@ class SagaMediator:
             SagaStateError: ``saga_id`` names a saga that is compensating.
             Exception: the failing step's error, unchanged.
         """
+        if saga_id is None:
+            return self._engine.start(context, self._saga_for)
         return self._engine.forward(functools.partial(self._begin, context, saga_id))
 
     async def run(
