@@ -334,9 +334,8 @@ async def run_demo(backend: str, database: str) -> None:
 
     for placed in (ada, grace):
         view = await ordering.send(GetOrder(placed.order_id))
-        console.say(
-            f"order {str(view.order_id)[:8]}: {view.customer}, {view.total_cents} cents, {view.status}"
-        )
+        short = str(view.order_id)[:8]
+        console.say(f"order {short}: {view.customer}, {view.total_cents} cents, {view.status}")
     shop.connection.close()
     console.say("done")
 

@@ -31,6 +31,10 @@ def test_order_service_demo(backend: str, tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert all(line.startswith(f"[{backend}] ") for line in lines)
     assert any("placed for ada: 3600 cents" in line for line in lines)
-    assert any("stock reserved for book, pen" in line for line in lines)
-    assert sum("shipping confirmed order" in line for line in lines) == 2
+    assert any("thank-you note queued for grace" in line for line in lines)
+    assert any("outbox relay published 2 message(s)" in line for line in lines)
+    assert sum("saga step Ship" in line for line in lines) == 1
+    assert any("compensated: stock released" in line for line in lines)
+    assert any(line.endswith("ada, 3600 cents, shipped") for line in lines)
+    assert any(line.endswith("grace, 99000 cents, cancelled") for line in lines)
     assert lines[-1] == f"[{backend}] done"
