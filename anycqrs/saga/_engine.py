@@ -22,6 +22,7 @@ from ..serialization import converter, from_dict, to_dict
 from ._breakers import breaker_allows, breaker_failure, breaker_success
 from ._saga import Saga, SagaStepHandler, Slot
 from ._types import SagaStatus, SagaStepResult, SagaStepStatus, StepAction, StepRecord
+from .storage._memory import MemorySagaStorage
 from .storage._protocol import SagaStorage
 
 __all__ = ["Run", "SagaEngine", "describe", "new_saga_id", "record", "restore", "snapshot_of"]
@@ -36,6 +37,10 @@ FAILED = SagaStepStatus.FAILED
 RUNNING = SagaStatus.RUNNING
 
 Handler = SagaStepHandler[Any, Any]
+_SaveNow = Callable[
+    [UUID, int, "SagaStatus | None", "Mapping[str, Any] | None", Sequence[StepRecord], float], int
+]
+_CreateNow = Callable[[UUID, str, Mapping[str, Any], SagaStatus, Sequence[StepRecord], float], int]
 
 
 def _record(fields: tuple[str, StepAction, SagaStepStatus, Any, float], /) -> StepRecord:
@@ -87,15 +92,17 @@ def describe(error: BaseException) -> str:
 def restore(context: Any, data: Any) -> None:
     """Put ``context`` (in place) back to the persisted ``data``."""
     fresh: Any = from_dict(type(context), data)
-    cls = type(context)
-    if attrs.has(cls):
-        names = [f.name for f in attrs.fields(cls)]
-    elif dataclasses.is_dataclass(cls):
-        names = [f.name for f in dataclasses.fields(cls)]
-    else:  # pragma: no cover - contexts are attrs classes or dataclasses
-        names = list(vars(fresh))
-    for name in names:
+    for name in _field_names(type(context)) or tuple(vars(fresh)):
         object.__setattr__(context, name, getattr(fresh, name))
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    """The fields of an attrs class or a dataclass (``()`` for anything else)."""
+    if attrs.has(cls):
+        return tuple(f.name for f in attrs.fields(cls))
+    if dataclasses.is_dataclass(cls):
+        return tuple(f.name for f in dataclasses.fields(cls))
+    return ()  # pragma: no cover - contexts are attrs classes or dataclasses
 
 
 class Run:
@@ -225,13 +232,16 @@ class _Forward:
         except Exception:  # noqa: BLE001 - the slow path names the problem
             snapshot = to_dict(context)
         saga_id = new_saga_id()
-        version = await self._engine.storage.create_saga(
-            saga_id,
-            saga.saga_name,
-            snapshot,
-            status=RUNNING,
-            entries=(_record((saga.slots[0].primary.step_name, ACT, STARTED, None, time.time())),),
-        )
+        now = time.time()
+        entries = (_record((saga.slots[0].primary.step_name, ACT, STARTED, None, now)),)
+        engine = self._engine
+        create_now = engine._create_now
+        if create_now is None:
+            version = await engine.storage.create_saga(
+                saga_id, saga.saga_name, snapshot, status=RUNNING, entries=entries
+            )
+        else:
+            version = create_now(saga_id, saga.saga_name, snapshot, RUNNING, entries, now)
         self._context = None
         return Run(saga_id, saga, context, version, snapshot)
 
@@ -286,11 +296,13 @@ class _Forward:
                     handler, response = await engine._act_fallback(run, step.slot, handler)
                 else:
                     response = await engine._act(run, handler)
-            except _StepFailed as failed:
-                await engine.fail(run, failed.name, failed.error, acted=False)
-                raise failed.error from None
+            except _StepFailed as failure:
+                logged, saved = engine.failed(run, failure.name, failure.error, acted=False)
+                await engine.compensate(run, logged, context=saved)
+                raise failure.error from None
             except Exception as error:
-                await engine.fail(run, step.name, error, acted=False)
+                logged, saved = engine.failed(run, step.name, error, acted=False)
+                await engine.compensate(run, logged, context=saved)
                 raise
             finally:
                 self._handler = None
@@ -323,9 +335,13 @@ class _Forward:
             else:
                 entries = (_record((name, ACT, COMPLETED, None, now)),)
                 status = SagaStatus.COMPLETED
-            run.version = await engine.storage.save(
-                saga_id, run.version, status=status, context=snapshot, entries=entries
-            )
+            save_now = engine._save_now
+            if save_now is None:
+                run.version = await engine.storage.save(
+                    saga_id, run.version, status=status, context=snapshot, entries=entries
+                )
+            else:
+                run.version = save_now(saga_id, run.version, status, snapshot, entries, now)
         except BaseException:
             self._state = _DONE
             raise
@@ -343,8 +359,11 @@ class SagaEngine:
 
     __slots__ = (
         "_chain",
+        "_create_now",
         "_makers",
         "_plans",
+        "_restorers",
+        "_save_now",
         "_sync",
         "compensation_retry_backoff",
         "compensation_retry_count",
@@ -382,6 +401,18 @@ class SagaEngine:
         self._sync = is_sync(container)
         self._makers: dict[type, Callable[[], Any]] = {}
         self._plans: dict[type, tuple[_Step, ...]] = {}
+        self._restorers: dict[type, tuple[Callable[[Any, Any], Any], tuple[str, ...]]] = {}
+        # A MemorySagaStorage never awaits: write through its synchronous
+        # methods (same effect, no coroutine per write) unless a subclass
+        # overrides the public ones.
+        self._save_now: _SaveNow | None = None
+        self._create_now: _CreateNow | None = None
+        if isinstance(storage, MemorySagaStorage):
+            cls = type(storage)
+            if cls.save is MemorySagaStorage.save:
+                self._save_now = storage._save_now
+            if cls.create_saga is MemorySagaStorage.create_saga:
+                self._create_now = storage._create_now
 
     # -- handlers ---------------------------------------------------------
 
@@ -463,7 +494,7 @@ class SagaEngine:
                     attempts,
                     describe(error),
                 )
-            restore(run.context, run.snapshot)
+            self.restore(run.context, run.snapshot)
             take_events(handler)
             await anyio.sleep(delay)
             delay *= policy.backoff
@@ -492,7 +523,7 @@ class SagaEngine:
         else:
             details = {"error": "circuit breaker open", "fallback": True}
         take_events(handler)
-        restore(run.context, run.snapshot)
+        self.restore(run.context, run.snapshot)
         other = fallback.fallback
         run.version = await self.storage.save(
             run.saga_id,
@@ -507,22 +538,44 @@ class SagaEngine:
 
     # -- failure and compensation ---------------------------------------
 
-    async def fail(self, run: Run, name: str, error: Exception, *, acted: bool) -> None:
-        """Log the failed step, then compensate every step that acted
-        (shielded from cancellation). ``acted``: the failing step's ``act``
-        succeeded (its events failed), so it is compensated too."""
+    def failed(
+        self, run: Run, name: str, error: Exception, *, acted: bool
+    ) -> tuple[tuple[StepRecord, ...], Any]:
+        """Log the failed step and get its compensation ready: returns the
+        log entries and the context (``None``: unchanged) that
+        :meth:`compensate` writes first. ``acted``: the failing step's
+        ``act`` succeeded (its events failed), so it is compensated too and
+        the context it left is persisted; otherwise the context is put back
+        to its state before the step."""
         details: dict[str, Any] = {"error": describe(error)}
         if acted:
             details["stage"] = "events"
             run.snapshot = snapshot_of(run.context)
         else:
-            restore(run.context, run.snapshot)
+            self.restore(run.context, run.snapshot)
         logger.info("saga %s: step %s failed: %s", run.saga_id, name, details["error"])
-        await self.compensate(
-            run,
-            (record(name, ACT, FAILED, details),),
-            context=run.snapshot if acted else None,
-        )
+        entry = _record((name, ACT, FAILED, details, time.time()))
+        return (entry,), run.snapshot if acted else None
+
+    async def fail(self, run: Run, name: str, error: Exception, *, acted: bool) -> None:
+        """Log the failed step, then compensate every step that acted
+        (shielded from cancellation); see :meth:`failed`."""
+        entries, context = self.failed(run, name, error, acted=acted)
+        await self.compensate(run, entries, context=context)
+
+    def restore(self, context: Any, data: Any) -> None:
+        """Put ``context`` (in place) back to the persisted ``data``."""
+        cls = type(context)
+        cached = self._restorers.get(cls)
+        if cached is None:
+            cached = self._restorers[cls] = (converter.get_structure_hook(cls), _field_names(cls))
+        hook, names = cached
+        try:
+            fresh = hook(data, cls)
+        except Exception:  # noqa: BLE001 - from_dict raises the descriptive error
+            fresh = from_dict(cls, data)
+        for name in names:
+            object.__setattr__(context, name, getattr(fresh, name))
 
     async def compensate(
         self,
@@ -532,17 +585,58 @@ class SagaEngine:
         context: Any = None,
     ) -> None:
         """Compensate ``run.done`` in reverse order, each with retries, then
-        mark the saga FAILED.
+        mark the saga FAILED. ``entries`` and ``context`` go with the first
+        write (status COMPENSATING).
 
         Runs in a cancel scope shielded from the caller's cancellation, with
         its own deadline (``compensation_timeout`` for the whole phase). If
         the deadline passes, the saga stays COMPENSATING for recovery to finish.
         """
-        pending = list(reversed(run.done))
+        pending = run.done[::-1]
         run.done = []
+        saga_id = run.saga_id
+        storage = self.storage
+        save_now = self._save_now
         deadline = anyio.current_time() + self.compensation_timeout
         with anyio.CancelScope(shield=True, deadline=deadline) as scope:
-            await self._compensate_all(run, pending, entries, context)
+            now = time.time()
+            first: tuple[StepRecord, ...] = tuple(entries)
+            if pending:
+                first += (_record((pending[0].step_name, COMPENSATE, STARTED, None, now)),)
+                status: SagaStatus | None = SagaStatus.COMPENSATING
+            else:
+                status = SagaStatus.FAILED
+            if save_now is None:
+                run.version = await storage.save(
+                    saga_id, run.version, status=status, context=context, entries=first
+                )
+            else:
+                run.version = save_now(saga_id, run.version, status, context, first, now)
+            run.status = SagaStatus.COMPENSATING
+            last = len(pending) - 1
+            for position, handler in enumerate(pending):
+                ok, details = await self._compensate_one(run, handler)
+                now = time.time()
+                done = _record(
+                    (handler.step_name, COMPENSATE, COMPLETED if ok else FAILED, details, now)
+                )
+                if position < last:
+                    following = pending[position + 1].step_name
+                    batch: tuple[StepRecord, ...] = (
+                        done,
+                        _record((following, COMPENSATE, STARTED, None, now)),
+                    )
+                    status = None
+                else:
+                    batch = (done,)
+                    status = SagaStatus.FAILED
+                if save_now is None:
+                    run.version = await storage.save(
+                        saga_id, run.version, status=status, entries=batch
+                    )
+                else:
+                    run.version = save_now(saga_id, run.version, status, None, batch, now)
+            run.status = SagaStatus.FAILED
         if scope.cancelled_caught:
             logger.error(
                 "saga %s: compensation did not finish within %s s; the saga stays "
@@ -550,38 +644,6 @@ class SagaEngine:
                 run.saga_id,
                 self.compensation_timeout,
             )
-
-    async def _compensate_all(
-        self,
-        run: Run,
-        pending: list[Handler],
-        entries: Sequence[StepRecord],
-        context: Any,
-    ) -> None:
-        storage = self.storage
-        first: tuple[StepRecord, ...] = tuple(entries)
-        if pending:
-            first += (record(pending[0].step_name, COMPENSATE, STARTED),)
-        run.version = await storage.save(
-            run.saga_id,
-            run.version,
-            status=SagaStatus.COMPENSATING if pending else SagaStatus.FAILED,
-            context=context,
-            entries=first,
-        )
-        run.status = SagaStatus.COMPENSATING
-        for position, handler in enumerate(pending):
-            ok, details = await self._compensate_one(run, handler)
-            done = record(handler.step_name, COMPENSATE, COMPLETED if ok else FAILED, details)
-            if position + 1 < len(pending):
-                following = pending[position + 1].step_name
-                batch: tuple[StepRecord, ...] = (done, record(following, COMPENSATE, STARTED))
-                status = None
-            else:
-                batch = (done,)
-                status = SagaStatus.FAILED
-            run.version = await storage.save(run.saga_id, run.version, status=status, entries=batch)
-        run.status = SagaStatus.FAILED
 
     async def _compensate_one(self, run: Run, handler: Handler) -> tuple[bool, dict[str, Any]]:
         delay = self.compensation_retry_delay

@@ -85,10 +85,24 @@ class MemorySagaStorage:
         entries: Sequence[StepRecord] = (),
     ) -> int:
         """Insert a new saga (see :class:`SagaStorage`)."""
+        return self._create_now(saga_id, saga_name, context, status, entries, time.time())
+
+    def _create_now(  # noqa: PLR0917 - positional: the engine's hot path
+        self,
+        saga_id: UUID,
+        saga_name: str,
+        context: Mapping[str, Any],
+        status: SagaStatus,
+        entries: Sequence[StepRecord],
+        now: float,
+    ) -> int:
+        """:meth:`create_saga` without the coroutine, stamped ``now`` (the
+        engine's fast path: this storage never awaits)."""
         key = saga_id.int
-        if key in self._rows:
+        rows = self._rows
+        if key in rows:
             raise SagaAlreadyExistsError(saga_id)
-        row = self._rows[key] = _Row(saga_name, status, context, time.time())
+        row = rows[key] = _Row(saga_name, status, context, now)
         if entries:
             row.log.extend(entries)
         return 1
@@ -103,6 +117,19 @@ class MemorySagaStorage:
         entries: Sequence[StepRecord] = (),
     ) -> int:
         """Write atomically with a version check (see :class:`SagaStorage`)."""
+        return self._save_now(saga_id, expected_version, status, context, entries, time.time())
+
+    def _save_now(  # noqa: PLR0917 - positional: the engine's hot path
+        self,
+        saga_id: UUID,
+        expected_version: int,
+        status: SagaStatus | None,
+        context: Mapping[str, Any] | None,
+        entries: Sequence[StepRecord],
+        now: float,
+    ) -> int:
+        """:meth:`save` without the coroutine, stamped ``now`` (the engine's
+        fast path: this storage never awaits)."""
         row = self._rows.get(saga_id.int)
         if row is None:
             raise SagaNotFoundError(saga_id)
@@ -114,7 +141,7 @@ class MemorySagaStorage:
             row.context = context
         if entries:
             row.log.extend(entries)
-        row.updated = time.time()
+        row.updated = now
         row.version = version = expected_version + 1
         return version
 
