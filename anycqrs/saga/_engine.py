@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 from uuid import UUID, SafeUUID
 
 import anyio
@@ -17,7 +18,7 @@ from .._handlers import EventSource, take_events
 from ..container import Container, factory_for, is_sync
 from ..errors import EventDispatchError
 from ..events._dispatcher import EventDispatcher
-from ..middlewares import MiddlewareChain
+from ..middlewares import Middleware, MiddlewareChain
 from ..serialization import converter, from_dict, to_dict
 from ._breakers import breaker_allows, breaker_failure, breaker_success
 from ._saga import Saga, SagaStepHandler, Slot
@@ -43,10 +44,20 @@ _SaveNow = Callable[
 _CreateNow = Callable[[UUID, str, Mapping[str, Any], SagaStatus, Sequence[StepRecord], float], int]
 
 
-def _record(fields: tuple[str, StepAction, SagaStepStatus, Any, float], /) -> StepRecord:
-    """A :class:`StepRecord` from its fields, without the namedtuple's
-    Python-level ``__new__``."""
-    return tuple.__new__(StepRecord, fields)
+_record = cast(
+    "Callable[[tuple[str, StepAction, SagaStepStatus, Any, float]], StepRecord]",
+    functools.partial(tuple.__new__, StepRecord),
+)
+"""A :class:`StepRecord` from a tuple of its fields, built in C (the
+namedtuple's own ``__new__`` is a Python function)."""
+
+# SagaStepResult(step_type, response, saga_id) without its Python-level
+# __init__ (frozen attrs, slots, no validators): the hot path sets the three
+# slots directly.
+_new_result = functools.partial(object.__new__, SagaStepResult)
+_set_step_type = SagaStepResult.__dict__["step_type"].__set__
+_set_response = SagaStepResult.__dict__["response"].__set__
+_set_saga_id = SagaStepResult.__dict__["saga_id"].__set__
 
 
 def record(
@@ -208,7 +219,7 @@ class _Forward:
         self._run: Run | None = None
         self._index = 0
         self._plan: tuple[_Step, ...] = ()
-        self._act: Callable[[Any], Awaitable[Any]] | None = None
+        self._act: Callable[[Any], Awaitable[Any]] = self._endpoint
         self._handler: Any = None
         self._dump: Callable[[Any], Any] = to_dict
 
@@ -272,8 +283,8 @@ class _Forward:
                     self._dump = unstructure_hook(type(run.context))
                 self._run = run
                 self._plan = engine.plan(run.saga)
-                if engine._chain:
-                    self._act = engine._chain.wrap(self._endpoint)
+                if engine._outer is not None and engine._inner:
+                    self._act = engine._inner.wrap(self._endpoint)
             plan = self._plan
             index = self._index
             count = len(plan)
@@ -286,12 +297,12 @@ class _Forward:
             handler._anycqrs_saga_id = saga_id
             try:
                 if step.plain:
-                    act = self._act
-                    if act is None:
+                    outer = engine._outer
+                    if outer is None:
                         response = await handler.act(context)
-                    else:
+                    else:  # the middleware chain, its outermost link called directly
                         self._handler = handler
-                        response = await act(context)
+                        response = await outer(context, self._act)
                 elif step.slot.fallback is not None:
                     handler, response = await engine._act_fallback(run, step.slot, handler)
                 else:
@@ -351,7 +362,11 @@ class _Forward:
         else:
             run.status = status
             self._state = _DONE
-        return SagaStepResult(type(handler), response, saga_id)
+        result = _new_result()
+        _set_step_type(result, type(handler))
+        _set_response(result, response)
+        _set_saga_id(result, saga_id)
+        return result
 
 
 class SagaEngine:
@@ -360,7 +375,9 @@ class SagaEngine:
     __slots__ = (
         "_chain",
         "_create_now",
+        "_inner",
         "_makers",
+        "_outer",
         "_plans",
         "_restorers",
         "_save_now",
@@ -394,6 +411,12 @@ class SagaEngine:
         self.storage = storage
         self.dispatcher = dispatcher
         self._chain = middlewares
+        links = tuple(middlewares)
+        # The outermost middleware and the chain inside it: the hot path calls
+        # ``outer(context, inner_chain_around_act)``, which is what
+        # ``middlewares.wrap(act)(context)`` does, minus one closure call.
+        self._outer: Middleware | None = links[0] if links else None
+        self._inner = MiddlewareChain(links[1:])
         self.compensation_retry_count = compensation_retry_count
         self.compensation_retry_delay = compensation_retry_delay
         self.compensation_retry_backoff = compensation_retry_backoff
@@ -458,13 +481,6 @@ class SagaEngine:
         stop at any result, leaving the saga RUNNING and resumable.
         """
         return _Forward(self, begin)
-
-    def start(
-        self, context: Any, saga_for: Callable[[type], type[Saga[Any]]]
-    ) -> AsyncIterator[SagaStepResult[Any]]:
-        """:meth:`forward` for a new saga of ``saga_for(type(context))`` with a
-        fresh id (looked up and stored on the first ``__anext__``)."""
-        return _Forward(self, None, context, saga_for)
 
     async def _act(self, run: Run, handler: Handler) -> Any:
         """``act`` with the middlewares, the step's timeout and retry policy."""

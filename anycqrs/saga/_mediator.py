@@ -25,6 +25,7 @@ from ._engine import (
     STARTED,
     Run,
     SagaEngine,
+    _Forward,
     describe,
     new_saga_id,
     record,
@@ -175,7 +176,7 @@ class SagaMediator:
             Exception: the failing step's error, unchanged.
         """
         if saga_id is None:
-            return self._engine.start(context, self._saga_for)
+            return _Forward(self._engine, None, context, self._saga_for)
         return self._engine.forward(functools.partial(self._begin, context, saga_id))
 
     async def run(
