@@ -32,7 +32,7 @@ from .._exc import BaseExceptionGroup, real_errors
 from ..errors import BrokerError, DeserializationError
 from ..events import EventMediator
 from ..serialization import _dumps
-from ._consumer import ConsumerRetryPolicy, Inbound, Lanes, decode_event
+from ._consumer import ConsumerRetryPolicy, EventDecoder, Inbound, Lanes
 from ._kafka_producer import Headers, KafkaProducerCore, Record
 from ._message import Message
 
@@ -176,12 +176,15 @@ def _producer_config(config: Mapping[str, Any]) -> dict[str, Any]:
 class _Partition:
     """Offset bookkeeping of one assigned partition."""
 
-    __slots__ = ("committable", "committed", "partition", "pending", "revoked", "topic")
+    __slots__ = ("committable", "committed", "lane", "partition", "pending", "revoked", "topic")
 
     def __init__(self, topic: str, partition: int) -> None:
         self.topic = topic
         self.partition = partition
-        self.pending: deque[list[Any]] = deque()  # [offset, done, self], in fetch order
+        self.pending: deque[Inbound] = deque()
+        """Fetched messages not yet committable, in offset order."""
+        self.lane = hash((topic, partition))
+        """Ordering hash of the partition's keyless messages."""
         self.committable = -1
         self.committed = -1
         self.revoked = False
@@ -270,7 +273,7 @@ class KafkaEventConsumer:
         self._config.setdefault("on_commit", self._on_commit)
         self._topics = list(topics)
         self._mediator = mediator
-        self._event_map = mediator.event_map
+        self._decode = EventDecoder(mediator.event_map)
         self._max_concurrency = max_concurrency
         self._retry = retry if retry is not None else ConsumerRetryPolicy()
         self._dead_letter_topic = dead_letter_topic
@@ -367,40 +370,39 @@ class KafkaEventConsumer:
         messages = consumer.consume(self._batch_size, self._poll_timeout)
         if not messages:
             return []
-        event_map, partitions = self._event_map, self._partitions
+        decode, partitions = self._decode, self._partitions
         items: list[Inbound] = []
+        part: _Partition | None = None
         for msg in messages:
             error = msg.error()
             if error is not None:
                 self._fetch_error(error)
                 continue
             topic, partition = msg.topic(), msg.partition()
-            assert topic is not None and partition is not None
+            if part is None or part.partition != partition or part.topic != topic:
+                assert topic is not None and partition is not None
+                part = partitions.get((topic, partition))
+                if part is None:
+                    part = partitions[topic, partition] = _Partition(topic, partition)
             key = msg.key()
             name: str | None = None
             item_error: Exception | None = None
             event: Any = None
             try:
-                for header, value in _header_pairs(msg):
-                    if header == "event_name" and value is not None:
-                        name = bytes(value).decode()
-                key_text = bytes(key).decode() if key is not None else None
-                event = decode_event(
-                    event_map, msg.value(), name, {"topic": topic, "key": key_text}
-                )
+                headers: Any = msg.headers()  # consumed: [(name, bytes | None)]
+                if headers:
+                    for header, value in headers:
+                        if header == "event_name" and value is not None:
+                            name = value.decode()
+                event = decode(msg.value(), name, topic, key.decode() if key is not None else None)
             except DeserializationError as exc:
                 item_error = exc
             except UnicodeDecodeError as exc:
                 item_error = DeserializationError("NotificationEvent", [f"{exc} @ headers"])
             item = Inbound(
-                event, item_error, hash(key) if key is not None else hash((topic, partition)), msg
+                event, item_error, hash(key) if key is not None else part.lane, msg, part
             )
-            part = partitions.get((topic, partition))
-            if part is None:
-                part = partitions[topic, partition] = _Partition(topic, partition)
-            entry = [msg.offset(), False, part]
-            part.pending.append(entry)
-            item.ticket = entry
+            part.pending.append(item)
             items.append(item)
         return items
 
@@ -478,7 +480,7 @@ class KafkaEventConsumer:
 
     def stale(self, item: Inbound) -> bool:
         """Whether the message's partition was revoked (internal)."""
-        revoked: bool = item.ticket[2].revoked
+        revoked: bool = item.ticket.revoked
         return revoked
 
     def done(self, items: Sequence[Inbound]) -> None:
@@ -486,9 +488,8 @@ class KafkaEventConsumer:
         last: _Partition | None = None
         touched: list[_Partition] = []
         for item in items:
-            entry = item.ticket
-            entry[1] = True
-            part = entry[2]
+            item.handled = True
+            part = item.ticket
             if part is not last:
                 touched.append(part)
                 last = part
@@ -497,11 +498,11 @@ class KafkaEventConsumer:
             if part.revoked:
                 continue
             pending = part.pending
-            offset = None
-            while pending and pending[0][1]:
-                offset = pending.popleft()[0]
-            if offset is not None:
-                part.committable = offset + 1
+            head: Inbound | None = None
+            while pending and pending[0].handled:
+                head = pending.popleft()
+            if head is not None:
+                part.committable = head.raw.offset() + 1
                 dirty.add(part)
 
     def location(self, item: Inbound) -> str:
