@@ -181,6 +181,20 @@ def unstructure_hook(context_type: type) -> Callable[[Any], Any]:
 _NEW, _READY, _BUSY, _DONE = 0, 1, 2, 3
 
 
+class _Endpoint:
+    """The innermost link of a run's middleware chain: the current step's
+    ``act`` (internal). It holds no reference back to the run's iterator,
+    so a finished run is freed at once, not by the cycle collector."""
+
+    __slots__ = ("handler",)
+
+    def __init__(self) -> None:
+        self.handler: Any = None
+
+    def __call__(self, context: Any) -> Awaitable[Any]:
+        return self.handler.act(context)  # type: ignore[no-any-return]
+
+
 class _Forward:
     """What :meth:`SagaEngine.forward` returns: an async iterator running one
     step per ``__anext__`` (internal).
@@ -191,12 +205,12 @@ class _Forward:
     """
 
     __slots__ = (
-        "_act",
         "_begin",
+        "_cell",
+        "_chained",
         "_context",
         "_dump",
         "_engine",
-        "_handler",
         "_index",
         "_plan",
         "_run",
@@ -219,8 +233,8 @@ class _Forward:
         self._run: Run | None = None
         self._index = 0
         self._plan: tuple[_Step, ...] = ()
-        self._act: Callable[[Any], Awaitable[Any]] = self._endpoint
-        self._handler: Any = None
+        self._cell: _Endpoint | None = None
+        self._chained: Callable[[Any], Awaitable[Any]] | None = None
         self._dump: Callable[[Any], Any] = to_dict
 
     def __aiter__(self) -> _Forward:
@@ -256,10 +270,6 @@ class _Forward:
         self._context = None
         return Run(saga_id, saga, context, version, snapshot)
 
-    def _endpoint(self, context: Any) -> Awaitable[Any]:
-        """The innermost link of the run's middleware chain: the current step's ``act``."""
-        return self._handler.act(context)  # type: ignore[no-any-return]
-
     async def __anext__(self) -> SagaStepResult[Any]:
         state = self._state
         if state != _READY:
@@ -284,7 +294,8 @@ class _Forward:
                 self._run = run
                 self._plan = engine.plan(run.saga)
                 if engine._outer is not None and engine._inner:
-                    self._act = engine._inner.wrap(self._endpoint)
+                    self._cell = cell = _Endpoint()
+                    self._chained = engine._inner.wrap(cell)
             plan = self._plan
             index = self._index
             count = len(plan)
@@ -297,12 +308,18 @@ class _Forward:
             handler._anycqrs_saga_id = saga_id
             try:
                 if step.plain:
+                    # the middleware chain, its outermost link called directly:
+                    # outer(context, inner links around act)
                     outer = engine._outer
                     if outer is None:
                         response = await handler.act(context)
-                    else:  # the middleware chain, its outermost link called directly
-                        self._handler = handler
-                        response = await outer(context, self._act)
+                    elif self._chained is None:
+                        response = await outer(context, handler.act)
+                    else:
+                        endpoint = self._cell
+                        assert endpoint is not None
+                        endpoint.handler = handler
+                        response = await outer(context, self._chained)
                 elif step.slot.fallback is not None:
                     handler, response = await engine._act_fallback(run, step.slot, handler)
                 else:
@@ -315,8 +332,6 @@ class _Forward:
                 logged, saved = engine.failed(run, step.name, error, acted=False)
                 await engine.compensate(run, logged, context=saved)
                 raise
-            finally:
-                self._handler = None
             run.done.append(handler)
             events = handler._anycqrs_events if step.plain else handler.events
             if events:
