@@ -628,8 +628,7 @@ class SagaEngine:
         saga_id = run.saga_id
         storage = self.storage
         save_now = self._save_now
-        deadline = anyio.current_time() + self.compensation_timeout
-        with anyio.CancelScope(shield=True, deadline=deadline) as scope:
+        with anyio.move_on_after(self.compensation_timeout, shield=True) as scope:
             now = time.time()
             first: tuple[StepRecord, ...] = tuple(entries)
             if pending:
@@ -645,8 +644,20 @@ class SagaEngine:
                 run.version = save_now(saga_id, run.version, status, context, first, now)
             run.status = SagaStatus.COMPENSATING
             last = len(pending) - 1
+            target = run.context
             for position, handler in enumerate(pending):
-                ok, details = await self._compensate_one(run, handler)
+                # the common case inline: no timeout, the first attempt succeeds
+                if handler.timeout is None:
+                    try:
+                        await handler.compensate(target)
+                    except Exception as error:  # noqa: BLE001 - retried, logged, recorded
+                        ok, details = await self._compensate_one(run, handler, error)
+                    else:
+                        ok, details = True, {"attempts": 1}
+                        if handler.events:
+                            await self._compensation_events(run, handler)
+                else:
+                    ok, details = await self._compensate_one(run, handler, None)
                 now = time.time()
                 done = _record(
                     (handler.step_name, COMPENSATE, COMPLETED if ok else FAILED, details, now)
@@ -676,45 +687,45 @@ class SagaEngine:
                 self.compensation_timeout,
             )
 
-    async def _compensate_one(self, run: Run, handler: Handler) -> tuple[bool, dict[str, Any]]:
+    async def _compensate_one(
+        self, run: Run, handler: Handler, failed: Exception | None
+    ) -> tuple[bool, dict[str, Any]]:
+        """Compensate ``handler`` with retries (``failed``: its first attempt
+        already failed with this error)."""
         delay = self.compensation_retry_delay
         count = self.compensation_retry_count
-        error: Exception | None = None
-        for attempt in range(1, count + 1):
-            timeout = handler.timeout
-            try:
-                if timeout is None:
-                    await handler.compensate(run.context)
-                else:
-                    with anyio.fail_after(timeout):
-                        await handler.compensate(run.context)
-            except Exception as exc:  # noqa: BLE001 - logged, retried, recorded FAILED
-                error = exc
-                take_events(handler)
-                logger.warning(
-                    "saga %s: compensation of %s, attempt %d/%d failed: %s",
-                    run.saga_id,
-                    handler.step_name,
-                    attempt,
-                    count,
-                    describe(exc),
-                )
-                if attempt < count:
-                    await anyio.sleep(delay)
-                    delay *= self.compensation_retry_backoff
-                continue
-            if handler.events:
+        error = failed
+        attempt = 1
+        while True:
+            if error is None:
+                timeout = handler.timeout
                 try:
-                    await self.dispatcher.dispatch(take_events(handler))
-                except Exception as exc:  # noqa: BLE001 - compensation stands; logged
-                    logger.error(
-                        "saga %s: events of the compensation of %s failed: %s",
-                        run.saga_id,
-                        handler.step_name,
-                        describe(exc),
-                    )
-            return True, {"attempts": attempt}
-        assert error is not None
+                    if timeout is None:
+                        await handler.compensate(run.context)
+                    else:
+                        with anyio.fail_after(timeout):
+                            await handler.compensate(run.context)
+                except Exception as exc:  # noqa: BLE001 - logged, retried, recorded FAILED
+                    error = exc
+                else:
+                    if handler.events:
+                        await self._compensation_events(run, handler)
+                    return True, {"attempts": attempt}
+            take_events(handler)
+            logger.warning(
+                "saga %s: compensation of %s, attempt %d/%d failed: %s",
+                run.saga_id,
+                handler.step_name,
+                attempt,
+                count,
+                describe(error),
+            )
+            if attempt >= count:
+                break
+            await anyio.sleep(delay)
+            delay *= self.compensation_retry_backoff
+            attempt += 1
+            error = None
         logger.error(
             "saga %s: compensation of %s failed after %d attempts: %s",
             run.saga_id,
@@ -723,3 +734,16 @@ class SagaEngine:
             describe(error),
         )
         return False, {"attempts": count, "error": describe(error)}
+
+    async def _compensation_events(self, run: Run, handler: Handler) -> None:
+        """Dispatch the events a compensation emitted (a failure is logged:
+        the compensation stands)."""
+        try:
+            await self.dispatcher.dispatch(take_events(handler))
+        except Exception as exc:  # noqa: BLE001 - compensation stands; logged
+            logger.error(
+                "saga %s: events of the compensation of %s failed: %s",
+                run.saga_id,
+                handler.step_name,
+                describe(exc),
+            )
