@@ -22,19 +22,15 @@ CURRENT = f"{sys.version_info.major}.{sys.version_info.minor}"
 BENCH_EXTRA = ["python-cqrs==5.3.0", "pyinstrument", "matplotlib", "rich"]
 
 
-def _expose_pyenv_versions() -> None:
-    """Let nox find python3.X through pyenv's shims (which hide non-global versions)."""
+def _interpreter(version: str) -> str:
+    """An interpreter for ``version``: pyenv's when there is one (its shims hide
+    the versions that aren't selected), else whatever nox finds on PATH."""
     root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    if "PYENV_VERSION" in os.environ or not root.is_dir():
-        return
-    installed = sorted(p.name for p in root.iterdir() if (p / "bin" / "python").exists())
-    if installed:
-        preferred = [v for v in installed if v.startswith(CURRENT + ".")]
-        rest = [v for v in installed if v not in preferred]
-        os.environ["PYENV_VERSION"] = ":".join(preferred + rest)
-
-
-_expose_pyenv_versions()
+    for candidate in sorted(root.glob(f"{version}.*"), reverse=True):
+        executable = candidate / "bin" / f"python{version}"
+        if executable.exists():
+            return str(executable)
+    return version
 
 
 def _install(session: nox.Session, *extra: str) -> None:
@@ -62,7 +58,7 @@ def tests(session: nox.Session) -> None:
 
 
 for _version in VERSIONS:
-    nox.session(python=_version, name=f"tests-{_version}")(_pytest)
+    nox.session(python=_interpreter(_version), name=f"tests-{_version}")(_pytest)
 
 
 @nox.session
