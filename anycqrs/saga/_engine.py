@@ -293,7 +293,7 @@ class _Forward:
                     self._dump = unstructure_hook(type(run.context))
                 self._run = run
                 self._plan = engine.plan(run.saga)
-                if engine._outer is not None and engine._inner:
+                if engine._inner is not None:
                     self._cell = cell = _Endpoint()
                     self._chained = engine._inner.wrap(cell)
             plan = self._plan
@@ -431,7 +431,7 @@ class SagaEngine:
         # ``outer(context, inner_chain_around_act)``, which is what
         # ``middlewares.wrap(act)(context)`` does, minus one closure call.
         self._outer: Middleware | None = links[0] if links else None
-        self._inner = MiddlewareChain(links[1:])
+        self._inner = MiddlewareChain(links[1:]) if len(links) > 1 else None
         self.compensation_retry_count = compensation_retry_count
         self.compensation_retry_delay = compensation_retry_delay
         self.compensation_retry_backoff = compensation_retry_backoff
