@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import nox
@@ -18,7 +17,6 @@ nox.options.sessions = ["tests", "lint", "typecheck"]
 
 ROOT = Path(__file__).parent
 VERSIONS = ("3.10", "3.11", "3.12", "3.13")
-CURRENT = f"{sys.version_info.major}.{sys.version_info.minor}"
 BENCH_EXTRA = ["python-cqrs==5.3.0", "pyinstrument", "matplotlib", "rich"]
 
 
