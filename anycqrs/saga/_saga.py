@@ -170,7 +170,7 @@ class Fallback:
     ``step``; the context is restored to its state before ``step`` first. Only
     the handler that succeeded is compensated later.
 
-    Args:
+    Attributes:
         step: the primary step class.
         fallback: the step class to run instead.
         failure_exceptions: exceptions that trigger the fallback (empty: any).
