@@ -459,6 +459,30 @@ async def test_middlewares_wrap_each_step() -> None:
     ]
 
 
+async def test_several_middlewares_nest_in_order_and_can_replace_results() -> None:
+    calls: list[str] = []
+
+    class Named:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def __call__(self, message: Any, call_next: Any) -> Any:
+            calls.append(f"{self.name}>")
+            result = await call_next(message)
+            calls.append(f"<{self.name}")
+            return result
+
+    class Upper:
+        async def __call__(self, message: Any, call_next: Any) -> Any:
+            result = await call_next(message)
+            return result.upper() if isinstance(result, str) else result
+
+    mediator = make_mediator(Journal(), middlewares=[Named("a"), Upper(), Named("b")])
+    results = await mediator.run(OrderContext(order_id=14))
+    assert [r.response for r in results] == ["RESERVED", 10, "SHIPPED"]
+    assert calls == ["a>", "b>", "<b", "<a"] * 3
+
+
 class Breaker:
     def __init__(self, open_: bool = False) -> None:
         self.open = open_
