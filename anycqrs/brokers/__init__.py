@@ -10,6 +10,7 @@ on first access, so the client libraries are only needed when used.
 from __future__ import annotations
 
 import importlib
+from types import MappingProxyType
 from typing import Any
 
 from ._memory import DevnullMessageBroker as DevnullMessageBroker
@@ -31,13 +32,15 @@ __all__ = [
     "publish_many",
 ]
 
-_LAZY = {
-    "ConsumerRetryPolicy": "anycqrs.brokers._consumer",
-    "KafkaMessageBroker": "anycqrs.brokers.kafka",
-    "KafkaEventConsumer": "anycqrs.brokers.kafka",
-    "RabbitMQMessageBroker": "anycqrs.brokers.rabbitmq",
-    "RabbitMQEventConsumer": "anycqrs.brokers.rabbitmq",
-}
+_LAZY = MappingProxyType(
+    {
+        "ConsumerRetryPolicy": "anycqrs.brokers._consumer",
+        "KafkaMessageBroker": "anycqrs.brokers.kafka",
+        "KafkaEventConsumer": "anycqrs.brokers.kafka",
+        "RabbitMQMessageBroker": "anycqrs.brokers.rabbitmq",
+        "RabbitMQEventConsumer": "anycqrs.brokers.rabbitmq",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -11,7 +11,7 @@ from ._saga import Saga, SagaStepHandler
 
 __all__ = ["SagaMermaid"]
 
-_RESERVED = {"Client", "Mediator", "Storage", "SagaStepHandler", "Saga"}
+_RESERVED = frozenset({"Client", "Mediator", "Storage", "SagaStepHandler", "Saga"})
 
 
 def _name(value: Any, default: str) -> str:
