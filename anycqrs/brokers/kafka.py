@@ -26,6 +26,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import anyio.to_thread
+from anyio.streams.memory import MemoryObjectSendStream
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from .._exc import BaseExceptionGroup, real_errors
@@ -190,6 +191,10 @@ class _Partition:
         self.revoked = False
 
 
+_Run = tuple[_Partition, list[Any]]
+"""Consecutive fetched messages of one partition."""
+
+
 class KafkaEventConsumer:
     """Consumes notification events from Kafka topics and feeds them to an
     :class:`~anycqrs.EventMediator`, at least once.
@@ -326,11 +331,16 @@ class KafkaEventConsumer:
             async with anyio.create_task_group() as group:
                 await group.start(lanes.run)
                 task_status.started()
-                fetch, take_commits = self._fetch, self._take_commits
-                while True:
-                    items = await anyio.to_thread.run_sync(fetch, consumer, take_commits())
-                    if items:
-                        await lanes.submit(items)
+                # One batch is fetched ahead while the previous one is decoded
+                # and handed to the lanes.
+                send, receive = anyio.create_memory_object_stream[list[_Run]](1)
+                group.start_soon(self._fetcher, consumer, send)
+                inbound = self._inbound
+                async with receive:
+                    async for runs in receive:
+                        items = inbound(runs)
+                        if items:
+                            await lanes.submit(items)
         except BaseExceptionGroup as failure:
             errors = real_errors(failure)
             if len(errors) == 1:
@@ -345,6 +355,14 @@ class KafkaEventConsumer:
                 self._dead_letters = None
                 if dead_letters is not None:
                     await dead_letters.stop()
+
+    async def _fetcher(self, consumer: Consumer, send: MemoryObjectSendStream[list[_Run]]) -> None:
+        fetch, take_commits = self._fetch, self._take_commits
+        async with send:
+            while True:
+                runs = await anyio.to_thread.run_sync(fetch, consumer, take_commits())
+                if runs:
+                    await send.send(runs)
 
     # -- worker-thread side ------------------------------------------------------
 
@@ -361,7 +379,10 @@ class KafkaEventConsumer:
             raise BrokerError(f"Cannot start the Kafka consumer: {exc}") from exc
         return consumer
 
-    def _fetch(self, consumer: Consumer, commits: list[TopicPartition]) -> list[Inbound]:
+    def _fetch(self, consumer: Consumer, commits: list[TopicPartition]) -> list[_Run]:
+        """Commit, fetch a batch and split it into runs of one partition
+        (worker thread: the partition objects are looked up here, next to the
+        rebalance callbacks that revoke them)."""
         if commits:
             try:
                 consumer.commit(offsets=commits, asynchronous=True)
@@ -370,9 +391,10 @@ class KafkaEventConsumer:
         messages = consumer.consume(self._batch_size, self._poll_timeout)
         if not messages:
             return []
-        decode, partitions = self._decode, self._partitions
-        items: list[Inbound] = []
+        partitions = self._partitions
+        runs: list[_Run] = []
         part: _Partition | None = None
+        run: list[Any] = []
         for msg in messages:
             error = msg.error()
             if error is not None:
@@ -384,26 +406,42 @@ class KafkaEventConsumer:
                 part = partitions.get((topic, partition))
                 if part is None:
                     part = partitions[topic, partition] = _Partition(topic, partition)
-            key = msg.key()
-            name: str | None = None
-            item_error: Exception | None = None
-            event: Any = None
-            try:
-                headers: Any = msg.headers()  # consumed: [(name, bytes | None)]
-                if headers:
-                    for header, value in headers:
-                        if header == "event_name" and value is not None:
-                            name = value.decode()
-                event = decode(msg.value(), name, topic, key.decode() if key is not None else None)
-            except DeserializationError as exc:
-                item_error = exc
-            except UnicodeDecodeError as exc:
-                item_error = DeserializationError("NotificationEvent", [f"{exc} @ headers"])
-            item = Inbound(
-                event, item_error, hash(key) if key is not None else part.lane, msg, part
-            )
-            part.pending.append(item)
-            items.append(item)
+                run = []
+                runs.append((part, run))
+            run.append(msg)
+        return runs
+
+    def _inbound(self, runs: list[_Run]) -> list[Inbound]:
+        """Decode fetched messages (event loop: decoding holds the GIL either
+        way, and objects built here stay on the loop's core)."""
+        decode = self._decode
+        items: list[Inbound] = []
+        append = items.append
+        for part, messages in runs:
+            if part.revoked:  # revoked since the fetch: the new owner reads them
+                continue
+            topic, lane, pend = part.topic, part.lane, part.pending.append
+            for msg in messages:
+                key = msg.key()
+                name: str | None = None
+                item_error: Exception | None = None
+                event: Any = None
+                try:
+                    headers: Any = msg.headers()  # consumed: [(name, bytes | None)]
+                    if headers:
+                        for header, value in headers:
+                            if header == "event_name" and value is not None:
+                                name = value.decode()
+                    event = decode(
+                        msg.value(), name, topic, key.decode() if key is not None else None
+                    )
+                except DeserializationError as exc:
+                    item_error = exc
+                except UnicodeDecodeError as exc:
+                    item_error = DeserializationError("NotificationEvent", [f"{exc} @ headers"])
+                item = Inbound(event, item_error, hash(key) if key is not None else lane, msg, part)
+                pend(item)
+                append(item)
         return items
 
     @staticmethod
