@@ -173,8 +173,13 @@ async def _anycqrs_consume(bootstrap: str, topic: str, count: int, concurrency: 
             await _Count.done.wait()
         end = time.perf_counter()
         group.cancel_scope.cancel()
-    assert _Count.first is not None
-    return end - _Count.first
+    first = _first_seen()
+    assert first is not None
+    return end - first
+
+
+def _first_seen() -> float | None:
+    return _Count.first
 
 
 def anycqrs_consume(
