@@ -6,13 +6,13 @@ from typing import Any, TypeVar
 from .. import _defaults
 from .._handlers import EventSource, take_events
 from .._routing import Resolver
-from ..brokers import InMemoryMessageBroker, MessageBroker
-from ..container import Container, as_container, factory_for, is_sync
+from ..brokers import MessageBroker
+from ..container import factory_for, is_sync
 from ..errors import RequestHandlerDoesNotExist
-from ..events._dispatcher import EventDispatcher
 from ..events._map import EventMap
 from ..messages import Event, Request
-from ..middlewares import Middleware, MiddlewareChain
+from ..middlewares import Middleware
+from ._base import RequestMediatorBase
 from ._map import RequestMap
 
 R = TypeVar("R")
@@ -20,7 +20,7 @@ R = TypeVar("R")
 Pipeline = Callable[[Any], Awaitable[Any]]
 
 
-class RequestMediator:
+class RequestMediator(RequestMediatorBase):
     """Sends commands and queries to their handlers.
 
     For each ``send``: the middlewares run (outermost first), the handler is
@@ -37,7 +37,7 @@ class RequestMediator:
     Build one with :func:`anycqrs.requests.bootstrap.bootstrap`.
     """
 
-    __slots__ = ("_chain", "_container", "_events", "_pipelines", "_requests")
+    __slots__ = ("_pipelines",)
 
     def __init__(
         self,
@@ -50,48 +50,19 @@ class RequestMediator:
         max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
         concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
     ) -> None:
-        self._requests = request_map
-        self._container = as_container(container)
-        self._chain = (
-            middlewares
-            if isinstance(middlewares, MiddlewareChain)
-            else MiddlewareChain(middlewares)
-        )
-        self._events = EventDispatcher(
-            event_map if event_map is not None else EventMap(),
-            self._container,
-            message_broker if message_broker is not None else InMemoryMessageBroker(),
-            MiddlewareChain(),
-            concurrent=concurrent_event_handle_enable,
-            max_concurrent=max_concurrent_event_handlers,
+        super().__init__(
+            request_map,
+            event_map=event_map,
+            container=container,
+            message_broker=message_broker,
+            middlewares=middlewares,
+            max_concurrent_event_handlers=max_concurrent_event_handlers,
+            concurrent_event_handle_enable=concurrent_event_handle_enable,
         )
         self._pipelines: dict[type, Pipeline] = {}
 
-    @property
-    def request_map(self) -> RequestMap:
-        """The request bindings."""
-        return self._requests
-
-    @property
-    def event_dispatcher(self) -> EventDispatcher:
-        """The dispatcher of the events handlers emit."""
-        return self._events
-
-    @property
-    def message_broker(self) -> MessageBroker:
-        """Where notification events are published."""
-        return self._events.message_broker
-
-    def with_container(self, container: Container | Any) -> RequestMediator:
-        """A mediator sharing this one's bindings and settings but resolving
-        handlers from ``container`` (e.g. a per-request child container)."""
-        clone = type(self).__new__(type(self))
-        clone._requests = self._requests
-        clone._container = as_container(container)
-        clone._chain = self._chain
-        clone._events = self._events.with_container(clone._container)
-        clone._pipelines = {}
-        return clone
+    def _adopt(self, original: Any) -> None:
+        self._pipelines = {}
 
     async def send(self, request: Request[R]) -> R:
         """Handle ``request`` and return its handler's response.
@@ -165,7 +136,3 @@ class RequestMediator:
                 return response
 
         return endpoint
-
-    async def _events_resolve(self, handler_type: type) -> Any:
-        instance = factory_for(self._container, handler_type)()
-        return instance if is_sync(self._container) else await instance

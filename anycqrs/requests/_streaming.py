@@ -32,13 +32,13 @@ from typing_extensions import TypeVar
 from .. import _defaults
 from .._handlers import EventSource, declared_args, take_events
 from .._routing import Resolver, Route
-from ..brokers import InMemoryMessageBroker, MessageBroker
-from ..container import Container, as_container, factory_for, is_sync
+from ..brokers import MessageBroker
+from ..container import factory_for, is_sync
 from ..errors import BindingError, RequestHandlerDoesNotExist
-from ..events._dispatcher import EventDispatcher
 from ..events._map import EventMap
 from ..messages import Event, Request
-from ..middlewares import Middleware, MiddlewareChain
+from ..middlewares import Middleware
+from ._base import RequestMediatorBase
 from ._map import RequestMap
 
 __all__ = ["RequestStream", "StreamingRequestHandler", "StreamingRequestMediator"]
@@ -305,7 +305,7 @@ class _HandlerSource:
         self.awaitable = awaitable
 
 
-class StreamingRequestMediator:
+class StreamingRequestMediator(RequestMediatorBase):
     """Streams the results of requests bound to :class:`StreamingRequestHandler`\\ s.
 
     ``stream(request)`` returns a :class:`RequestStream`, used directly with
@@ -333,7 +333,7 @@ class StreamingRequestMediator:
                 print(row)
     """
 
-    __slots__ = ("_chain", "_container", "_events", "_requests", "_sources", "_wrap")
+    __slots__ = ("_sources", "_wrap")
 
     def __init__(
         self,
@@ -348,23 +348,21 @@ class StreamingRequestMediator:
     ) -> None:
         for request_type, binding in request_map.items():
             check_streaming_binding(request_type, binding)
-        self._requests = request_map
-        self._container = as_container(container)
-        self._chain = (
-            middlewares
-            if isinstance(middlewares, MiddlewareChain)
-            else MiddlewareChain(middlewares)
-        )
-        self._events = EventDispatcher(
-            event_map if event_map is not None else EventMap(),
-            self._container,
-            message_broker if message_broker is not None else InMemoryMessageBroker(),
-            MiddlewareChain(),
-            concurrent=concurrent_event_handle_enable,
-            max_concurrent=max_concurrent_event_handlers,
+        super().__init__(
+            request_map,
+            event_map=event_map,
+            container=container,
+            message_broker=message_broker,
+            middlewares=middlewares,
+            max_concurrent_event_handlers=max_concurrent_event_handlers,
+            concurrent_event_handle_enable=concurrent_event_handle_enable,
         )
         self._sources: dict[type, Any] = {}
         self._wrap = self._build_wrap()
+
+    def _adopt(self, original: Any) -> None:
+        self._sources = {}
+        self._wrap = original._wrap
 
     def _build_wrap(self) -> Callable[[Any], Awaitable[Any]] | None:
         if not len(self._chain):
@@ -374,33 +372,6 @@ class StreamingRequestMediator:
             return item
 
         return self._chain.wrap(deliver)
-
-    @property
-    def request_map(self) -> RequestMap:
-        """The request bindings."""
-        return self._requests
-
-    @property
-    def event_dispatcher(self) -> EventDispatcher:
-        """The dispatcher of the events handlers emit."""
-        return self._events
-
-    @property
-    def message_broker(self) -> MessageBroker:
-        """Where notification events are published."""
-        return self._events.message_broker
-
-    def with_container(self, container: Container | Any) -> StreamingRequestMediator:
-        """A mediator sharing this one's bindings and settings but resolving
-        handlers from ``container`` (e.g. a per-request child container)."""
-        clone = type(self).__new__(type(self))
-        clone._requests = self._requests
-        clone._container = as_container(container)
-        clone._chain = self._chain
-        clone._events = self._events.with_container(clone._container)
-        clone._sources = {}
-        clone._wrap = self._wrap
-        return clone
 
     def stream(self, request: Request[R]) -> RequestStream[R]:
         """Stream the results of ``request``.
@@ -456,5 +427,5 @@ async def stream_handler(
 
 
 _TRAILER: Any = object()
-_EVENTS = EventSource.__dict__["events"]
 """An item that carries only the trailing events of a stream (never delivered)."""
+_EVENTS = EventSource.__dict__["events"]
