@@ -7,6 +7,12 @@ the connection); the thread runs the jobs after each
 ``process_data_events`` and reports every job that finished in that round
 with one ``anyio.from_thread.run_sync`` hop. The same thread serves
 heartbeats, so an idle connection stays open.
+
+An ``AmqpThread`` is one connection: when the connection (or its channel) is
+lost the thread ends, every pending call fails with :class:`ConnectionLost`
+and ``on_exit`` runs. Reconnecting is the owner's business (``start`` again,
+or a new ``AmqpThread``), so that backoff waits happen on the event loop,
+where cancellation is immediate.
 """
 
 from __future__ import annotations
@@ -29,6 +35,18 @@ from ..errors import BrokerError
 logger = logging.getLogger("anycqrs.brokers.rabbitmq")
 
 Job = Callable[[Any], Any]
+
+#: pika errors after which the connection or its channel is unusable.
+LOST_ERRORS: tuple[type[Exception], ...] = (
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.ChannelClosed,
+    pika.exceptions.ChannelWrongStateError,
+)
+
+
+class ConnectionLost(BrokerError):
+    """The AMQP connection or its channel is gone (or was never opened); a call
+    that failed with it may or may not have reached the broker."""
 
 
 class _Call:
@@ -53,6 +71,8 @@ class AmqpThread:
         on_exit: called in the connection thread when it ends after having
             connected.
         poll_interval: most seconds one ``process_data_events`` may block.
+        client_properties: AMQP client properties (``connection_name``
+            shows in the management UI and ``rabbitmqctl list_connections``).
     """
 
     def __init__(
@@ -64,6 +84,7 @@ class AmqpThread:
         on_exit: Callable[[], None] | None = None,
         poll_interval: float = 0.5,
         name: str = "rabbitmq",
+        client_properties: dict[str, Any] | None = None,
     ) -> None:
         self._url = url
         self._setup = setup
@@ -71,17 +92,21 @@ class AmqpThread:
         self._on_exit = on_exit
         self._poll_interval = poll_interval
         self._name = name
+        self._client_properties = client_properties
         self._jobs: deque[_Call] = deque()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._connection: Any = None
         self._token: anyio.lowlevel.EventLoopToken | None = None
+        # guards ``_closed`` against ``call`` queueing a job the thread never runs
+        self._lock = threading.Lock()
+        self._closed = True
         self.failure: BaseException | None = None
         """Why the connection thread ended, if it ended on its own."""
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and self.failure is None
+        return not self._closed and self._thread is not None and self._thread.is_alive()
 
     async def start(self) -> None:
         """Connect and run ``setup``; raises :class:`BrokerError` on failure."""
@@ -89,22 +114,39 @@ class AmqpThread:
         self._stopping.clear()
         self.failure = None
         started = _Call(lambda _channel: None)
-        self._jobs.append(started)
+        with self._lock:
+            self._closed = False
+            self._jobs.append(started)
         self._thread = threading.Thread(
             target=self._main, name=f"anycqrs-{self._name}", daemon=True
         )
         self._thread.start()
-        await started.event.wait()
+        try:
+            await started.event.wait()
+        except BaseException:  # cancelled while connecting: end the thread, re-raise
+            await self.stop()
+            raise
         if started.error is not None:
             await self.stop()
-            raise BrokerError(f"Cannot connect to RabbitMQ: {started.error}") from started.error
+            error = started.error
+            if isinstance(error, ConnectionLost) and error.__cause__ is not None:
+                error = error.__cause__
+            raise ConnectionLost(f"Cannot connect to RabbitMQ: {error}") from error
 
     async def call(self, job: Job) -> Any:
-        """Run ``job(channel)`` in the connection thread and return its result."""
-        if not self.alive:
-            raise BrokerError(f"{self._name}: not connected ({self.failure or 'not started'})")
+        """Run ``job(channel)`` in the connection thread and return its result.
+
+        Raises:
+            ConnectionLost: not connected, or the connection was lost before
+                the job finished (the job may have run partly).
+        """
         call = _Call(job)
-        self._jobs.append(call)
+        with self._lock:
+            if self._closed:
+                raise ConnectionLost(
+                    f"{self._name}: not connected ({self.failure or 'not started'})"
+                )
+            self._jobs.append(call)
         self.wake()
         await call.event.wait()
         if call.error is not None:
@@ -134,28 +176,31 @@ class AmqpThread:
     # -- connection thread ------------------------------------------------------
 
     def _main(self) -> None:
+        connection: Any = None
         try:
-            connection = pika.BlockingConnection(pika.URLParameters(self._url))
+            parameters = pika.URLParameters(self._url)
+            if self._client_properties is not None:
+                parameters.client_properties = dict(self._client_properties)
+            connection = pika.BlockingConnection(parameters)
             channel = connection.channel()
             self._setup(channel)
         except Exception as exc:  # noqa: BLE001 - reported to start()
             self.failure = exc
-            self._fail_all(exc)
+            _close_quietly(connection)
+            self._close(ConnectionLost(f"{self._name}: cannot connect: {exc}"), exc)
             return
         self._connection = connection
         try:
             self._loop(connection, channel)
         except Exception as exc:  # noqa: BLE001 - reported to every waiter
-            logger.error("%s: connection failed: %s", self._name, exc)
+            logger.warning("%s: connection lost: %r", self._name, exc)
             self.failure = exc
-            self._fail_all(BrokerError(f"{self._name}: connection failed: {exc}"))
+            self._close(ConnectionLost(f"{self._name}: connection lost: {exc!r}"), exc)
+        else:
+            self._close(ConnectionLost(f"{self._name}: connection closed"), None)
         finally:
             self._connection = None
-            try:
-                if connection.is_open:
-                    connection.close()
-            except pika.exceptions.AMQPError:  # pragma: no cover - already broken
-                pass
+            _close_quietly(connection)
             if self._on_exit is not None:
                 self._on_exit()
 
@@ -168,8 +213,16 @@ class AmqpThread:
                 call = jobs.popleft()
                 try:
                     call.result = call.job(channel)
-                except (pika.exceptions.AMQPConnectionError, pika.exceptions.ConnectionClosed):
+                except pika.exceptions.ChannelClosedByBroker as exc:
+                    # a protocol error (404, 403...): the caller's, not worth a
+                    # retry; the channel is gone, so the connection ends too
+                    call.error = BrokerError(f"{self._name}: channel closed by the broker: {exc}")
+                    self._report([*finished, call])
+                    raise
+                except LOST_ERRORS:
                     jobs.appendleft(call)
+                    if finished:
+                        self._report(finished)
                     raise
                 except Exception as exc:  # noqa: BLE001 - handed to the caller
                     call.error = exc
@@ -188,18 +241,29 @@ class AmqpThread:
         except anyio.RunFinishedError:  # pragma: no cover - the loop is gone
             pass
 
-    def _fail_all(self, error: BaseException) -> None:
-        calls = []
-        while self._jobs:
-            call = self._jobs.popleft()
+    def _close(self, error: ConnectionLost, cause: BaseException | None) -> None:
+        """No more calls: fail the pending ones with ``error``."""
+        with self._lock:
+            self._closed = True
+            calls = list(self._jobs)
+            self._jobs.clear()
+        for call in calls:
             call.error = error
-            calls.append(call)
         if calls:
+            error.__cause__ = cause
             self._report(calls)
 
 
 def _noop() -> None:
     pass
+
+
+def _close_quietly(connection: Any) -> None:
+    try:
+        if connection is not None and connection.is_open:
+            connection.close()
+    except pika.exceptions.AMQPError:  # pragma: no cover - already broken
+        pass
 
 
 def _set_all(calls: list[_Call]) -> None:
