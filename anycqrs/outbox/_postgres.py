@@ -16,9 +16,19 @@ from ._model import (
     OutboxRecord,
     OutboxSettlement,
     OutboxStatus,
-    encode,
     table_identifier,
     utcnow,
+)
+from ._sql import (
+    COLUMNS,
+    RELEASE,
+    Transitions,
+    as_is,
+    fetch_query,
+    insert_rows,
+    record,
+    schema,
+    tally,
 )
 
 if TYPE_CHECKING:
@@ -30,34 +40,16 @@ T = TypeVar("T")
 
 Connect = Callable[[], "psycopg.Connection[Any]"]
 
-_COLUMNS = (
-    "id, message_id, message_name, topic, key, headers, payload, status, attempts, "
-    "created_at, next_attempt_at, last_error, sent_at"
-)
+_SET = Transitions.using("%s")
 
 
 def _schema(table: str) -> tuple[str, ...]:
-    quoted = table_identifier(table)
-    return (
-        f"""CREATE TABLE IF NOT EXISTS {quoted} (
-            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            message_id UUID NOT NULL UNIQUE,
-            message_name TEXT NOT NULL,
-            topic TEXT NOT NULL,
-            key TEXT,
-            headers TEXT NOT NULL,
-            payload TEXT NOT NULL,
-            status TEXT NOT NULL DEFAULT 'pending'
-                CHECK (status IN ('pending', 'sent', 'dead')),
-            attempts INTEGER NOT NULL DEFAULT 0,
-            created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-            next_attempt_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-            claimed_until TIMESTAMPTZ,
-            claim_token TEXT,
-            sent_at TIMESTAMPTZ,
-            last_error TEXT
-        )""",
-        f"CREATE INDEX IF NOT EXISTS \"{table}_pending\" ON {quoted} (id) WHERE status = 'pending'",
+    return schema(
+        table,
+        id_column="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        uuid="UUID",
+        timestamp="TIMESTAMPTZ",
+        default_now=" DEFAULT now()",
     )
 
 
@@ -70,24 +62,6 @@ def _create_schema(connection: psycopg.Connection[Any], table: str) -> None:
         )
         for statement in _schema(table):
             connection.execute(statement.encode())
-
-
-def _record(row: Sequence[Any]) -> OutboxRecord:
-    return OutboxRecord(
-        id=row[0],
-        message_id=str(row[1]),
-        message_name=row[2],
-        topic=row[3],
-        key=row[4],
-        headers=row[5],
-        payload=row[6],
-        status=OutboxStatus(row[7]),
-        attempts=row[8],
-        created_at=row[9],
-        next_attempt_at=row[10],
-        last_error=row[11],
-        sent_at=row[12],
-    )
 
 
 class PostgresOutbox:
@@ -162,20 +136,7 @@ class PostgresOutbox:
 
     @staticmethod
     def _rows(items: Iterable[OutboxItem]) -> list[tuple[Any, ...]]:
-        rows = []
-        for item in items:
-            encoded = encode(item)
-            rows.append(
-                (
-                    encoded.message_id,
-                    encoded.message_name,
-                    encoded.topic,
-                    encoded.key,
-                    encoded.headers,
-                    encoded.payload,
-                )
-            )
-        return rows
+        return insert_rows(items, as_is)
 
     def add(self, item: OutboxItem, /) -> None:
         """Stage ``item`` (a ``NotificationEvent`` or a broker ``Message``) in
@@ -316,7 +277,7 @@ class PostgresOutboxStore:
             "ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
             f"UPDATE {self._quoted} AS o SET claimed_until = %(until)s, claim_token = %(token)s "
             f"FROM due WHERE o.id = due.id RETURNING "
-            + ", ".join(f"o.{column.strip()}" for column in _COLUMNS.split(","))
+            + ", ".join(f"o.{column.strip()}" for column in COLUMNS.split(","))
         ).encode()
         params = {
             "now": now,
@@ -327,38 +288,36 @@ class PostgresOutboxStore:
 
         def claim(connection: psycopg.Connection[Any]) -> list[OutboxRecord]:
             rows = connection.execute(sql, params).fetchall()
-            return sorted((_record(row) for row in rows), key=lambda record: record.id)
+            return sorted((record(row, as_is) for row in rows), key=lambda claimed: claimed.id)
 
         return self._run(claim)
 
     def settle(self, token: str, settlement: OutboxSettlement, *, now: datetime) -> None:
         """Apply a batch's outcome in one transaction (see :class:`OutboxStore`)."""
         table = self._quoted
-        release = "claimed_until = NULL, claim_token = NULL"
+        held = "WHERE id = %s AND claim_token = %s"
 
         def settle(connection: psycopg.Connection[Any]) -> None:
             with connection.transaction(), connection.cursor() as cursor:
                 if settlement.sent:
                     cursor.execute(
-                        f"UPDATE {table} SET status = 'sent', attempts = attempts + 1, "
-                        f"sent_at = %s, {release} WHERE id = ANY(%s) AND claim_token = %s".encode(),
+                        f"UPDATE {table} SET {_SET.sent} "
+                        "WHERE id = ANY(%s) AND claim_token = %s".encode(),
                         (now, list(settlement.sent), token),
                     )
                 if settlement.retry:
                     cursor.executemany(
-                        f"UPDATE {table} SET attempts = attempts + 1, next_attempt_at = %s, "
-                        f"last_error = %s, {release} WHERE id = %s AND claim_token = %s".encode(),
+                        f"UPDATE {table} SET {_SET.retry} {held}".encode(),
                         [(when, error, row_id, token) for row_id, when, error in settlement.retry],
                     )
                 if settlement.dead:
                     cursor.executemany(
-                        f"UPDATE {table} SET status = 'dead', attempts = attempts + 1, "
-                        f"last_error = %s, {release} WHERE id = %s AND claim_token = %s".encode(),
+                        f"UPDATE {table} SET {_SET.dead} {held}".encode(),
                         [(error, row_id, token) for row_id, error in settlement.dead],
                     )
                 if settlement.release:
                     cursor.execute(
-                        f"UPDATE {table} SET {release} "
+                        f"UPDATE {table} SET {RELEASE} "
                         "WHERE id = ANY(%s) AND claim_token = %s".encode(),
                         (list(settlement.release), token),
                     )
@@ -369,28 +328,21 @@ class PostgresOutboxStore:
         self, *, status: OutboxStatus | None = None, limit: int = 100, after_id: int = 0
     ) -> list[OutboxRecord]:
         """Rows in id order (optionally of one ``status``), for inspection."""
-        where = "id > %s" + ("" if status is None else " AND status = %s")
-        params: tuple[Any, ...] = (after_id,) if status is None else (after_id, status.value)
-        sql = f"SELECT {_COLUMNS} FROM {self._quoted} WHERE {where} ORDER BY id LIMIT %s".encode()
-        rows = self._run(lambda connection: connection.execute(sql, (*params, limit)).fetchall())
-        return [_record(row) for row in rows]
+        sql, params = fetch_query(self._quoted, "%s", status=status, limit=limit, after_id=after_id)
+        query = sql.encode()
+        rows = self._run(lambda connection: connection.execute(query, params).fetchall())
+        return [record(row, as_is) for row in rows]
 
     def counts(self) -> dict[OutboxStatus, int]:
         """How many rows are in each status."""
         sql = f"SELECT status, COUNT(*) FROM {self._quoted} GROUP BY status".encode()
-        rows = self._run(lambda connection: connection.execute(sql).fetchall())
-        counts = dict.fromkeys(OutboxStatus, 0)
-        counts.update({OutboxStatus(status): count for status, count in rows})
-        return counts
+        return tally(self._run(lambda connection: connection.execute(sql).fetchall()))
 
     def retry_dead(self, ids: Iterable[int] | None = None, *, now: datetime | None = None) -> int:
         """Put dead rows (all, or those in ``ids``) back to pending with a fresh
         attempt budget; returns how many. ``last_error`` is kept."""
         at = now or utcnow()
-        sql = (
-            f"UPDATE {self._quoted} SET status = 'pending', attempts = 0, next_attempt_at = %s, "
-            "claimed_until = NULL, claim_token = NULL WHERE status = 'dead'"
-        )
+        sql = f"UPDATE {self._quoted} SET {_SET.revive} WHERE status = 'dead'"
         params: tuple[Any, ...]
         if ids is None:
             query, params = sql.encode(), (at,)

@@ -19,66 +19,26 @@ from ._model import (
     OutboxRecord,
     OutboxSettlement,
     OutboxStatus,
-    encode,
     table_identifier,
     utcnow,
 )
+from ._sql import COLUMNS, RELEASE, Transitions, fetch_query, insert_rows, record, schema, tally
 
 __all__ = ["SqliteOutbox", "SqliteOutboxStore"]
 
 T = TypeVar("T")
 
-_COLUMNS = (
-    "id, message_id, message_name, topic, key, headers, payload, status, attempts, "
-    "created_at, next_attempt_at, last_error, sent_at"
-)
+_SET = Transitions.using("?")
 
 
 def _schema(table: str) -> tuple[str, ...]:
-    quoted = table_identifier(table)
-    return (
-        f"""CREATE TABLE IF NOT EXISTS {quoted} (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            message_id TEXT NOT NULL UNIQUE,
-            message_name TEXT NOT NULL,
-            topic TEXT NOT NULL,
-            key TEXT,
-            headers TEXT NOT NULL,
-            payload TEXT NOT NULL,
-            status TEXT NOT NULL DEFAULT 'pending'
-                CHECK (status IN ('pending', 'sent', 'dead')),
-            attempts INTEGER NOT NULL DEFAULT 0,
-            created_at REAL NOT NULL,
-            next_attempt_at REAL NOT NULL,
-            claimed_until REAL,
-            claim_token TEXT,
-            sent_at REAL,
-            last_error TEXT
-        )""",
-        f"CREATE INDEX IF NOT EXISTS \"{table}_pending\" ON {quoted} (id) WHERE status = 'pending'",
+    return schema(
+        table, id_column="INTEGER PRIMARY KEY AUTOINCREMENT", uuid="TEXT", timestamp="REAL"
     )
 
 
 def _dt(value: float) -> datetime:
     return datetime.fromtimestamp(value, timezone.utc)
-
-
-def _record(row: Sequence[Any]) -> OutboxRecord:
-    return OutboxRecord(
-        id=row[0],
-        message_id=row[1],
-        message_name=row[2],
-        topic=row[3],
-        key=row[4],
-        headers=row[5],
-        payload=row[6],
-        status=OutboxStatus(row[7]),
-        attempts=row[8],
-        created_at=_dt(row[9]),
-        next_attempt_at=_dt(row[10]),
-        last_error=row[11],
-        sent_at=None if row[12] is None else _dt(row[12]),
-    )
 
 
 class SqliteOutbox:
@@ -151,22 +111,7 @@ class SqliteOutbox:
 
     def _rows(self, items: Iterable[OutboxItem]) -> list[tuple[Any, ...]]:
         now = time.time()
-        rows = []
-        for item in items:
-            encoded = encode(item)
-            rows.append(
-                (
-                    str(encoded.message_id),
-                    encoded.message_name,
-                    encoded.topic,
-                    encoded.key,
-                    encoded.headers,
-                    encoded.payload,
-                    now,
-                    now,
-                )
-            )
-        return rows
+        return insert_rows(items, str, now, now)
 
     def add(self, item: OutboxItem, /) -> None:
         """Stage ``item`` (a ``NotificationEvent`` or a broker ``Message``) in
@@ -325,7 +270,7 @@ class SqliteOutboxStore:
 
         def claim(connection: sqlite3.Connection) -> list[OutboxRecord]:
             rows = connection.execute(
-                f"SELECT {_COLUMNS} FROM {self._quoted} WHERE status = 'pending' "
+                f"SELECT {COLUMNS} FROM {self._quoted} WHERE status = 'pending' "
                 "AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until <= ?) "
                 "ORDER BY id LIMIT ?",
                 (at, at, limit),
@@ -335,7 +280,7 @@ class SqliteOutboxStore:
                     f"UPDATE {self._quoted} SET claimed_until = ?, claim_token = ? WHERE id = ?",
                     [(at + lease, token, row[0]) for row in rows],
                 )
-            return [_record(row) for row in rows]
+            return [record(row, _dt) for row in rows]
 
         return self._write(claim)
 
@@ -343,19 +288,17 @@ class SqliteOutboxStore:
         """Apply a batch's outcome in one transaction (see :class:`OutboxStore`)."""
         at = now.timestamp()
         table = self._quoted
-        release = "claimed_until = NULL, claim_token = NULL"
+        held = "WHERE id = ? AND claim_token = ?"
 
         def settle(connection: sqlite3.Connection) -> None:
             if settlement.sent:
                 connection.executemany(
-                    f"UPDATE {table} SET status = 'sent', attempts = attempts + 1, "
-                    f"sent_at = ?, {release} WHERE id = ? AND claim_token = ?",
+                    f"UPDATE {table} SET {_SET.sent} {held}",
                     [(at, row_id, token) for row_id in settlement.sent],
                 )
             if settlement.retry:
                 connection.executemany(
-                    f"UPDATE {table} SET attempts = attempts + 1, next_attempt_at = ?, "
-                    f"last_error = ?, {release} WHERE id = ? AND claim_token = ?",
+                    f"UPDATE {table} SET {_SET.retry} {held}",
                     [
                         (when.timestamp(), error, row_id, token)
                         for row_id, when, error in settlement.retry
@@ -363,13 +306,12 @@ class SqliteOutboxStore:
                 )
             if settlement.dead:
                 connection.executemany(
-                    f"UPDATE {table} SET status = 'dead', attempts = attempts + 1, "
-                    f"last_error = ?, {release} WHERE id = ? AND claim_token = ?",
+                    f"UPDATE {table} SET {_SET.dead} {held}",
                     [(error, row_id, token) for row_id, error in settlement.dead],
                 )
             if settlement.release:
                 connection.executemany(
-                    f"UPDATE {table} SET {release} WHERE id = ? AND claim_token = ?",
+                    f"UPDATE {table} SET {RELEASE} {held}",
                     [(row_id, token) for row_id in settlement.release],
                 )
 
@@ -379,18 +321,10 @@ class SqliteOutboxStore:
         self, *, status: OutboxStatus | None = None, limit: int = 100, after_id: int = 0
     ) -> list[OutboxRecord]:
         """Rows in id order (optionally of one ``status``), for inspection."""
-        where = "id > ?" + ("" if status is None else " AND status = ?")
-        params: tuple[Any, ...] = (after_id,) if status is None else (after_id, status.value)
+        sql, params = fetch_query(self._quoted, "?", status=status, limit=limit, after_id=after_id)
         with self._lock:
-            rows = (
-                self._conn()
-                .execute(
-                    f"SELECT {_COLUMNS} FROM {self._quoted} WHERE {where} ORDER BY id LIMIT ?",
-                    (*params, limit),
-                )
-                .fetchall()
-            )
-        return [_record(row) for row in rows]
+            rows = self._conn().execute(sql, params).fetchall()
+        return [record(row, _dt) for row in rows]
 
     def counts(self) -> dict[OutboxStatus, int]:
         """How many rows are in each status."""
@@ -400,18 +334,13 @@ class SqliteOutboxStore:
                 .execute(f"SELECT status, COUNT(*) FROM {self._quoted} GROUP BY status")
                 .fetchall()
             )
-        counts = dict.fromkeys(OutboxStatus, 0)
-        counts.update({OutboxStatus(status): count for status, count in rows})
-        return counts
+        return tally(rows)
 
     def retry_dead(self, ids: Iterable[int] | None = None, *, now: datetime | None = None) -> int:
         """Put dead rows (all, or those in ``ids``) back to pending with a fresh
         attempt budget; returns how many. ``last_error`` is kept."""
         at = (now or utcnow()).timestamp()
-        sql = (
-            f"UPDATE {self._quoted} SET status = 'pending', attempts = 0, next_attempt_at = ?, "
-            "claimed_until = NULL, claim_token = NULL WHERE status = 'dead'"
-        )
+        sql = f"UPDATE {self._quoted} SET {_SET.revive} WHERE status = 'dead'"
 
         def revive(connection: sqlite3.Connection) -> int:
             if ids is None:
