@@ -5,20 +5,16 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
 
 from ...errors import SagaAlreadyExistsError, SagaConcurrencyError, SagaNotFoundError
 from .._types import SagaState, SagaStatus, SagaStepEntry, StepRecord
+from ._sql import utc
 
 __all__ = ["MemorySagaStorage"]
 
 _UNFINISHED = (SagaStatus.PENDING, SagaStatus.RUNNING, SagaStatus.COMPENSATING)
-
-
-def _utc(at: float) -> datetime:
-    return datetime.fromtimestamp(at, timezone.utc)
 
 
 class _Row:
@@ -55,8 +51,8 @@ class _Row:
             context=copy.deepcopy(dict(self.context)),
             version=self.version,
             recovery_attempts=self.attempts,
-            created_at=_utc(self.created),
-            updated_at=_utc(self.updated),
+            created_at=utc(self.created),
+            updated_at=utc(self.updated),
         )
 
 
@@ -163,7 +159,7 @@ class MemorySagaStorage:
                 action=r.action,
                 status=r.status,
                 details=copy.deepcopy(dict(r.details)) if r.details is not None else None,
-                created_at=_utc(r.at),
+                created_at=utc(r.at),
             )
             for r in row.log
         ]

@@ -5,20 +5,29 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import chain
 from typing import Any, TypeVar
 from uuid import UUID
 
 import anyio.to_thread
 
-from ...errors import SagaAlreadyExistsError, SagaConcurrencyError, SagaNotFoundError
-from .._types import SagaState, SagaStatus, SagaStepEntry, SagaStepStatus, StepAction, StepRecord
-from ._sql import dumps, identifier
+from ...errors import SagaAlreadyExistsError, SagaNotFoundError
+from .._types import SagaState, SagaStatus, SagaStepEntry, StepRecord
+from ._sql import (
+    COLUMNS,
+    UNFINISHED,
+    as_is,
+    dumps,
+    identifier,
+    log_values,
+    stale_write,
+    state,
+    step_entries,
+)
 
 __all__ = ["PostgresSagaStorage"]
 
 T = TypeVar("T")
-
-_COLUMNS = "saga_id, saga_name, status, context, version, recovery_attempts, created_at, updated_at"
 _VALUE = "(%s::text, %s::text, %s::text, %s::jsonb, to_timestamp(%s::float8))"
 
 
@@ -108,7 +117,7 @@ class PostgresSagaStorage:
             conn.execute(
                 f"CREATE INDEX IF NOT EXISTS {self._sagas.replace('.', '_')}_pending "
                 f"ON {self._sagas} (updated_at) "
-                "WHERE status IN ('PENDING', 'RUNNING', 'COMPENSATING')"
+                f"WHERE {UNFINISHED}"
             )
             conn.execute(
                 f"""
@@ -197,17 +206,8 @@ class PostgresSagaStorage:
         return sql
 
     @staticmethod
-    def _log_params(entries: Sequence[StepRecord]) -> list[Any]:
-        params: list[Any] = []
-        for e in entries:
-            params += (
-                e.step_name,
-                e.action.value,
-                e.status.value,
-                None if e.details is None else dumps(e.details),
-                e.at,
-            )
-        return params
+    def _log_params(records: Sequence[StepRecord]) -> list[Any]:
+        return list(chain.from_iterable(log_values(records)))
 
     # -- protocol ---------------------------------------------------------
 
@@ -251,41 +251,27 @@ class PostgresSagaStorage:
             *self._log_params(entries),
         ]
 
-        def work(conn: Any) -> Any:
+        def work(conn: Any) -> int:
             row = conn.execute(sql, params).fetchone()
             if row is not None:
                 return int(row[0])
             exists = conn.execute(
                 f"SELECT 1 FROM {self._sagas} WHERE saga_id = %s", (saga_id,)
             ).fetchone()
-            return exists is not None
+            raise stale_write(saga_id, expected_version, exists=exists is not None)
 
-        result = await self._run(work)
-        if result is True:
-            raise SagaConcurrencyError(saga_id, expected_version)
-        if result is False:
-            raise SagaNotFoundError(saga_id)
-        return int(result)
+        return await self._run(work)
 
     @staticmethod
     def _state(row: Sequence[Any]) -> SagaState:
-        return SagaState(
-            saga_id=row[0],
-            saga_name=row[1],
-            status=SagaStatus(row[2]),
-            context=row[3],
-            version=row[4],
-            recovery_attempts=row[5],
-            created_at=row[6],
-            updated_at=row[7],
-        )
+        return state(row, as_is, as_is, as_is)
 
     async def load_saga_state(self, saga_id: UUID) -> SagaState:
         """The saga's state (see :class:`SagaStorage`)."""
 
         def work(conn: Any) -> Any:
             return conn.execute(
-                f"SELECT {_COLUMNS} FROM {self._sagas} WHERE saga_id = %s", (saga_id,)
+                f"SELECT {COLUMNS} FROM {self._sagas} WHERE saga_id = %s", (saga_id,)
             ).fetchone()
 
         row = await self._run(work)
@@ -304,16 +290,7 @@ class PostgresSagaStorage:
             ).fetchall()
             return rows
 
-        return [
-            SagaStepEntry(
-                step_name=name,
-                action=StepAction(action),
-                status=SagaStepStatus(status),
-                details=details,
-                created_at=at,
-            )
-            for name, action, status, details, at in await self._run(work)
-        ]
+        return step_entries(await self._run(work), as_is, as_is)
 
     async def claim(
         self,
@@ -325,10 +302,7 @@ class PostgresSagaStorage:
         limit: int = 1,
     ) -> list[SagaState]:
         """Lease sagas for recovery (see :class:`SagaStorage`): ``FOR UPDATE SKIP LOCKED``."""
-        where = (
-            "status IN ('PENDING', 'RUNNING', 'COMPENSATING') "
-            "AND (lease_until IS NULL OR lease_until <= now())"
-        )
+        where = f"{UNFINISHED} AND (lease_until IS NULL OR lease_until <= now())"
         params: list[Any] = [owner, float(lease_seconds)]
         if saga_id is not None:
             where += " AND saga_id = %s"
@@ -342,7 +316,7 @@ class PostgresSagaStorage:
             "lease_until = now() + make_interval(secs => %s), "
             "recovery_attempts = recovery_attempts + 1, version = version + 1 "
             f"WHERE saga_id IN (SELECT saga_id FROM {self._sagas} WHERE {where} "
-            f"ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING {_COLUMNS}"
+            f"ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING {COLUMNS}"
         )
 
         def work(conn: Any) -> list[Any]:

@@ -1,14 +1,40 @@
-"""Helpers shared by the SQL saga storages."""
+"""Helpers shared by the SQL saga storages: identifiers, JSON, the columns and
+how rows become states and log entries, and what a failed version check means.
+Each storage keeps its own connections, locking and SQL text."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
+from uuid import UUID
 
-__all__ = ["dumps", "identifier", "loads", "utc"]
+from ...errors import SagaConcurrencyError, SagaError, SagaNotFoundError
+from .._types import SagaState, SagaStatus, SagaStepEntry, SagaStepStatus, StepAction, StepRecord
+
+__all__ = [
+    "COLUMNS",
+    "UNFINISHED",
+    "as_is",
+    "dumps",
+    "identifier",
+    "loads",
+    "log_values",
+    "stale_write",
+    "state",
+    "step_entries",
+    "utc",
+]
+
+T = TypeVar("T")
+
+COLUMNS = "saga_id, saga_name, status, context, version, recovery_attempts, created_at, updated_at"
+"""The columns of a :class:`SagaState`, in the order :func:`state` reads them."""
+
+UNFINISHED = "status IN ('PENDING', 'RUNNING', 'COMPENSATING')"
+"""Sagas recovery may claim."""
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
 
@@ -42,3 +68,69 @@ def identifier(name: str, what: str) -> str:
 def utc(at: float) -> datetime:
     """An aware UTC datetime from epoch seconds."""
     return datetime.fromtimestamp(at, timezone.utc)
+
+
+def as_is(value: T) -> T:
+    """A value the driver already returns as wanted."""
+    return value
+
+
+def log_values(records: Sequence[StepRecord], *prefix: Any) -> list[tuple[Any, ...]]:
+    """``(*prefix, step_name, action, status, details JSON, at)`` per log entry."""
+    return [
+        (
+            *prefix,
+            e.step_name,
+            e.action.value,
+            e.status.value,
+            None if e.details is None else dumps(e.details),
+            e.at,
+        )
+        for e in records
+    ]
+
+
+def state(
+    row: Sequence[Any],
+    saga_id: Callable[[Any], UUID],
+    json_data: Callable[[Any], Any],
+    moment: Callable[[Any], datetime],
+) -> SagaState:
+    """A :class:`SagaState` from a row of :data:`COLUMNS`, the id, context and
+    times converted by the given functions."""
+    return SagaState(
+        saga_id=saga_id(row[0]),
+        saga_name=row[1],
+        status=SagaStatus(row[2]),
+        context=json_data(row[3]),
+        version=row[4],
+        recovery_attempts=row[5],
+        created_at=moment(row[6]),
+        updated_at=moment(row[7]),
+    )
+
+
+def step_entries(
+    rows: Iterable[Sequence[Any]],
+    json_data: Callable[[Any], Any],
+    moment: Callable[[Any], datetime],
+) -> list[SagaStepEntry]:
+    """Step-log entries from ``(step_name, action, status, details, created_at)`` rows."""
+    return [
+        SagaStepEntry(
+            step_name=name,
+            action=StepAction(action),
+            status=SagaStepStatus(status),
+            details=None if details is None else json_data(details),
+            created_at=moment(at),
+        )
+        for name, action, status, details, at in rows
+    ]
+
+
+def stale_write(saga_id: UUID, expected_version: int, *, exists: bool) -> SagaError:
+    """The error of a write whose version check failed: the saga moved on
+    (:class:`SagaConcurrencyError`) or is not there (:class:`SagaNotFoundError`)."""
+    if exists:
+        return SagaConcurrencyError(saga_id, expected_version)
+    return SagaNotFoundError(saga_id)

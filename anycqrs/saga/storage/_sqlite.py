@@ -12,15 +12,24 @@ from uuid import UUID
 
 import anyio.to_thread
 
-from ...errors import SagaAlreadyExistsError, SagaConcurrencyError, SagaNotFoundError
-from .._types import SagaState, SagaStatus, SagaStepEntry, SagaStepStatus, StepAction, StepRecord
-from ._sql import dumps, identifier, loads, utc
+from ...errors import SagaAlreadyExistsError, SagaNotFoundError
+from .._types import SagaState, SagaStatus, SagaStepEntry, StepRecord
+from ._sql import (
+    COLUMNS,
+    UNFINISHED,
+    dumps,
+    identifier,
+    loads,
+    log_values,
+    stale_write,
+    state,
+    step_entries,
+    utc,
+)
 
 __all__ = ["SqliteSagaStorage"]
 
 T = TypeVar("T")
-
-_COLUMNS = "saga_id, saga_name, status, context, version, recovery_attempts, created_at, updated_at"
 
 
 class SqliteSagaStorage:
@@ -138,19 +147,6 @@ class SqliteSagaStorage:
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         return await anyio.to_thread.run_sync(self._call, work)
 
-    def _log_rows(self, saga_id: str, entries: Sequence[StepRecord]) -> list[tuple[Any, ...]]:
-        return [
-            (
-                saga_id,
-                e.step_name,
-                e.action.value,
-                e.status.value,
-                None if e.details is None else dumps(e.details),
-                e.at,
-            )
-            for e in entries
-        ]
-
     async def create_saga(
         self,
         saga_id: UUID,
@@ -163,7 +159,7 @@ class SqliteSagaStorage:
         """Insert a new saga (see :class:`SagaStorage`)."""
         key = str(saga_id)
         payload = dumps(context)
-        rows = self._log_rows(key, entries)
+        rows = log_values(entries, key)
 
         def work(conn: sqlite3.Connection) -> int:
             now = time.time()
@@ -200,7 +196,7 @@ class SqliteSagaStorage:
         key = str(saga_id)
         payload = None if context is None else dumps(context)
         status_value = None if status is None else status.value
-        rows = self._log_rows(key, entries)
+        rows = log_values(entries, key)
 
         def work(conn: sqlite3.Connection) -> int:
             conn.execute("BEGIN IMMEDIATE")
@@ -215,9 +211,7 @@ class SqliteSagaStorage:
                     exists = conn.execute(
                         f"SELECT 1 FROM {self._sagas} WHERE saga_id = ?", (key,)
                     ).fetchone()
-                    if exists is None:
-                        raise SagaNotFoundError(saga_id)
-                    raise SagaConcurrencyError(saga_id, expected_version)
+                    raise stale_write(saga_id, expected_version, exists=exists is not None)
                 if rows:
                     conn.executemany(self._insert_log, rows)
             except BaseException:
@@ -230,23 +224,14 @@ class SqliteSagaStorage:
 
     @staticmethod
     def _state(row: Sequence[Any]) -> SagaState:
-        return SagaState(
-            saga_id=UUID(row[0]),
-            saga_name=row[1],
-            status=SagaStatus(row[2]),
-            context=loads(row[3]),
-            version=row[4],
-            recovery_attempts=row[5],
-            created_at=utc(row[6]),
-            updated_at=utc(row[7]),
-        )
+        return state(row, UUID, loads, utc)
 
     async def load_saga_state(self, saga_id: UUID) -> SagaState:
         """The saga's state (see :class:`SagaStorage`)."""
 
         def work(conn: sqlite3.Connection) -> Any:
             return conn.execute(
-                f"SELECT {_COLUMNS} FROM {self._sagas} WHERE saga_id = ?", (str(saga_id),)
+                f"SELECT {COLUMNS} FROM {self._sagas} WHERE saga_id = ?", (str(saga_id),)
             ).fetchone()
 
         row = await self._run(work)
@@ -264,16 +249,7 @@ class SqliteSagaStorage:
                 (str(saga_id),),
             ).fetchall()
 
-        return [
-            SagaStepEntry(
-                step_name=name,
-                action=StepAction(action),
-                status=SagaStepStatus(status),
-                details=None if details is None else loads(details),
-                created_at=utc(at),
-            )
-            for name, action, status, details, at in await self._run(work)
-        ]
+        return step_entries(await self._run(work), loads, utc)
 
     async def claim(
         self,
@@ -288,10 +264,7 @@ class SqliteSagaStorage:
 
         def work(conn: sqlite3.Connection) -> list[Any]:
             now = time.time()
-            where = (
-                "status IN ('PENDING', 'RUNNING', 'COMPENSATING') "
-                "AND (lease_until IS NULL OR lease_until <= ?)"
-            )
+            where = f"{UNFINISHED} AND (lease_until IS NULL OR lease_until <= ?)"
             params: list[Any] = [owner, now + lease_seconds, now]
             if saga_id is not None:
                 where += " AND saga_id = ?"
@@ -306,7 +279,7 @@ class SqliteSagaStorage:
                     f"UPDATE {self._sagas} SET lease_owner = ?, lease_until = ?, "
                     "recovery_attempts = recovery_attempts + 1, version = version + 1 "
                     f"WHERE saga_id IN (SELECT saga_id FROM {self._sagas} WHERE {where} "
-                    f"ORDER BY updated_at LIMIT ?) RETURNING {_COLUMNS}",
+                    f"ORDER BY updated_at LIMIT ?) RETURNING {COLUMNS}",
                     params,
                 ).fetchall()
             except BaseException:
