@@ -25,7 +25,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn
 
 from .errors import DeserializationError, SerializationError
-from .messages import NotificationEvent, _aware
+from .messages import NotificationEvent
 
 __all__ = ["converter", "from_dict", "from_json", "make_converter", "to_dict", "to_json"]
 
@@ -156,24 +156,6 @@ def _plain_hook(hook: Any, cls: Any) -> Any:
         return hook
 
 
-def _plain_envelope() -> bool:
-    """Whether ``NotificationEvent.__init__`` is attrs' generated one that only
-    assigns the fields (no validators, setattr hooks or post-init; the only
-    converter makes ``event_timestamp`` timezone-aware)."""
-    init = NotificationEvent.__init__
-    fields = attrs.fields(NotificationEvent)
-    timestamp_converter: Any = fields[-1].converter
-    return (
-        init.__code__.co_filename.startswith("<attrs generated")
-        and [field.name for field in fields] == list(_NOTIFICATION_FIELDS)
-        and all(field.validator is None and field.on_setattr is None for field in fields)
-        and all(field.converter is None for field in fields[:-1])
-        and timestamp_converter is _aware
-        and not hasattr(NotificationEvent, "__attrs_pre_init__")
-        and not hasattr(NotificationEvent, "__attrs_post_init__")
-    )
-
-
 def _notification_hook(cls: Any) -> Callable[[dict[str, Any]], Any] | None:
     """A faster equivalent of ``converter.get_structure_hook(cls)`` for a
     ``NotificationEvent[P]``, or ``None`` when ``cls`` is not eligible.
@@ -212,7 +194,6 @@ def _notification_hook(cls: Any) -> Callable[[dict[str, Any]], Any] | None:
         or getattr(defaults["__c_structure_headers"], "__name__", "") != "structure_mapping"
         or defaults["__c_structure_event_id"] is not _parse_uuid
         or defaults["__c_structure_event_timestamp"] is not _parse_datetime
-        or not _plain_envelope()
     ):
         return None
     payload_type = defaults["__c_type_payload"]
@@ -237,18 +218,15 @@ def _notification_hook(cls: Any) -> Callable[[dict[str, Any]], Any] | None:
         for name, value in headers.items():
             if type(name) is not str or type(value) is not str:
                 raise TypeError("not the plain wire shape")
-        # What the attrs __init__ does (see _plain_envelope), minus its calls:
-        # _parse_datetime's result is aware, so _aware would return it as is.
-        payload = structure_payload(data["payload"], payload_type)
-        event = _new(NotificationEvent)
-        _set(event, "payload", payload)
-        _set(event, "topic", topic)
-        _set(event, "event_name", event_name)
-        _set(event, "key", key)
-        _set(event, "headers", dict(headers))
-        _set(event, "event_id", _uuid(event_id))
-        _set(event, "event_timestamp", _parse_datetime(timestamp, datetime))
-        return event
+        return NotificationEvent(
+            payload=structure_payload(data["payload"], payload_type),
+            topic=topic,
+            event_name=event_name,
+            key=key,
+            headers=dict(headers),
+            event_id=_uuid(event_id),
+            event_timestamp=_parse_datetime(timestamp, datetime),
+        )
 
     return structure
 
