@@ -24,7 +24,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .._exc import BaseExceptionGroup, real_errors
 from ..errors import DeserializationError, MessageHandlingError
-from ..serialization import _notification_hook, converter, from_dict, loads
+from ..serialization import converter, from_dict, loads
 
 if TYPE_CHECKING:
     from ..events import EventMap, EventMediator
@@ -142,7 +142,7 @@ class EventDecoder:
 
     def __init__(self, event_map: EventMap) -> None:
         self._event_map = event_map
-        self._hooks: dict[str, tuple[Any, Callable[[Any], Any]]] = {}
+        self._hooks: dict[str, tuple[Any, Callable[[Any, Any], Any]]] = {}
 
     def __call__(
         self, value: bytes | None, event_name: str | None, topic: str | None, key: str | None
@@ -169,19 +169,12 @@ class EventDecoder:
         cls = self._event_map.notification_type(event_name)
         entry = self._hooks.get(event_name)
         if entry is None or entry[0] is not cls:
-            entry = self._hooks[event_name] = (cls, self._hook(cls))
+            entry = self._hooks[event_name] = (cls, converter.get_structure_hook(cls))
+        hook = entry[1]
         try:
-            return entry[1](data)
+            return hook(data, cls)
         except Exception:  # noqa: BLE001 - from_dict raises the descriptive error
             return from_dict(cls, data)
-
-    @staticmethod
-    def _hook(event_type: Any) -> Callable[[Any], Any]:
-        fast = _notification_hook(event_type)
-        if fast is not None:
-            return fast
-        hook = converter.get_structure_hook(event_type)
-        return lambda data: hook(data, event_type)
 
 
 class Inbound:
