@@ -8,7 +8,7 @@ import anyio.abc
 
 from .._exc import BaseExceptionGroup, real_errors
 from .._handlers import EventSource, take_events
-from .._routing import Resolve
+from .._routing import Resolver
 from ..brokers import Message, MessageBroker, publish_many
 from ..container import Container, factory_for, is_sync
 from ..errors import EventDispatchError
@@ -69,12 +69,7 @@ class EventDispatcher:
         self._endpoints: dict[Any, EventEndpoint] = {}
         self._inline: dict[Any, Callable[[], Any]] = {}
         self._fast: dict[Any, Callable[[], Any]] = {}
-
-        async def resolve(handler_type: type) -> Any:
-            instance = factory_for(container, handler_type)()
-            return await instance if not is_sync(container) else instance
-
-        self._resolve: Resolve = resolve
+        self._resolve = Resolver(container)
 
     @property
     def event_map(self) -> EventMap:
