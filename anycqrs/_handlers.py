@@ -7,7 +7,7 @@ from typing import Any
 
 from .messages import Event
 
-__all__ = ["EventSource", "take_events"]
+__all__ = ["EventSource", "declared_args", "keeps_events_list", "take_events"]
 
 
 class EventSource:
@@ -40,6 +40,13 @@ class EventSource:
             self._anycqrs_events = list(events)
         else:
             current.extend(events)
+
+
+def keeps_events_list(handler_type: type) -> bool:
+    """Whether ``handler_type`` keeps :class:`EventSource`'s own ``events``, so
+    hot paths may read (and clear) ``handler._anycqrs_events`` directly instead
+    of calling :func:`take_events`."""
+    return getattr(handler_type, "events", None) is EventSource.events
 
 
 def take_events(handler: Any) -> Sequence[Event]:

@@ -7,7 +7,7 @@ import anyio
 import anyio.abc
 
 from .._exc import BaseExceptionGroup, real_errors
-from .._handlers import EventSource, take_events
+from .._handlers import keeps_events_list, take_events
 from .._routing import Resolver
 from ..brokers import Message, MessageBroker, publish_many
 from ..container import Container, factory_for, is_sync
@@ -108,7 +108,7 @@ class EventDispatcher:
             endpoint = self._endpoints[target] = self._chain.wrap(self._build(target))
             if isinstance(target, type) and not len(self._chain) and is_sync(self._container):
                 make = factory_for(self._container, target)
-                if getattr(target, "events", None) is EventSource.events:
+                if keeps_events_list(target):
                     self._fast[target] = make
                 else:
                     self._inline[target] = make

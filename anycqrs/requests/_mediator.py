@@ -4,7 +4,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from .. import _defaults
-from .._handlers import EventSource, take_events
+from .._handlers import keeps_events_list, take_events
 from .._routing import Resolver
 from ..brokers import MessageBroker
 from ..container import factory_for, is_sync
@@ -103,7 +103,7 @@ class RequestMediator(RequestMediatorBase):
             return composite
 
         make = factory_for(self._container, binding)
-        if is_sync(self._container) and getattr(binding, "events", None) is EventSource.events:
+        if is_sync(self._container) and keeps_events_list(binding):
 
             async def fast(request: Any) -> Any:
                 handler = make()

@@ -30,7 +30,7 @@ import anyio
 from typing_extensions import TypeVar
 
 from .. import _defaults
-from .._handlers import EventSource, declared_args, take_events
+from .._handlers import EventSource, declared_args, keeps_events_list, take_events
 from .._routing import Resolver, Route
 from ..brokers import MessageBroker
 from ..container import factory_for, is_sync
@@ -176,7 +176,7 @@ class RequestStream(Generic[R]):
             if source.awaitable:
                 handler = await handler
             self._agen = handler.handle(self._request)
-            if getattr(type(handler), "events", None) is _EVENTS:
+            if keeps_events_list(type(handler)):
                 self._fast = handler
             else:
                 self._handler = handler
@@ -428,4 +428,3 @@ async def stream_handler(
 
 _TRAILER: Any = object()
 """An item that carries only the trailing events of a stream (never delivered)."""
-_EVENTS = EventSource.__dict__["events"]

@@ -14,7 +14,7 @@ from uuid import UUID, SafeUUID
 import anyio
 import attrs
 
-from .._handlers import EventSource, take_events
+from .._handlers import keeps_events_list, take_events
 from ..container import Container, factory_for, is_sync
 from ..errors import EventDispatchError
 from ..events._dispatcher import EventDispatcher
@@ -480,7 +480,7 @@ class SagaEngine:
                     slot.fallback is None
                     and primary.timeout is None
                     and primary.retry_policy is None
-                    and getattr(primary, "events", None) is EventSource.events
+                    and keeps_events_list(primary)
                 )
                 steps.append(_Step(slot, primary, primary.step_name, maker, plain))
             plan = self._plans[saga] = tuple(steps)
