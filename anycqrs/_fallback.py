@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import attrs
+
 from ._breaker import CircuitBreaker, protected_name
+from ._routing import Route
 from .errors import BindingError
 
 T = TypeVar("T")
@@ -26,6 +29,29 @@ def check_breaker(value: Any) -> None:
     """Raise :class:`BindingError` unless ``value`` is ``None`` or a breaker."""
     if value is not None and not isinstance(value, CircuitBreaker):
         raise BindingError(f"circuit_breaker must be an anycqrs.CircuitBreaker, got {value!r}")
+
+
+@attrs.frozen(eq=False)
+class FallbackBinding:
+    """The options every fallback binding has (request, streaming, event), and
+    the list of handler classes it may run. Subclasses add the checks and the
+    endpoint."""
+
+    primary: Any
+    fallback: Any
+    failure_exceptions: tuple[type[BaseException], ...] = attrs.field(
+        default=(), converter=exception_types
+    )
+    circuit_breaker: CircuitBreaker | None = attrs.field(
+        default=None, validator=lambda _self, _attribute, value: check_breaker(value)
+    )
+
+    def handler_types(self) -> Sequence[type]:
+        """The primary's and the fallback's handler classes."""
+        types: list[type] = []
+        for target in (self.primary, self.fallback):
+            types.extend(target.handler_types() if isinstance(target, Route) else (target,))
+        return types
 
 
 def name_of(obj: Any) -> str:

@@ -7,8 +7,7 @@ from typing import Any
 
 import attrs
 
-from .._breaker import CircuitBreaker
-from .._fallback import check_breaker, exception_types, guarded, name_of
+from .._fallback import FallbackBinding, guarded, name_of
 from .._handlers import declared_args, take_events
 from .._routing import Resolve, Route
 from ..errors import BindingError
@@ -40,7 +39,7 @@ def _endpoint(target: Any, resolve: Resolve) -> EventEndpoint:
 
 
 @attrs.frozen(eq=False)
-class EventHandlerFallback:
+class EventHandlerFallback(FallbackBinding):
     """Bind an event handler with a fallback that runs when it fails.
 
     The fallback handles the event when the primary raises one of
@@ -69,15 +68,7 @@ class EventHandlerFallback:
         )
     """
 
-    primary: Any
-    fallback: Any
-    failure_exceptions: tuple[type[BaseException], ...] = attrs.field(
-        default=(), converter=exception_types
-    )
-    circuit_breaker: CircuitBreaker | None = None
-
     def __attrs_post_init__(self) -> None:
-        check_breaker(self.circuit_breaker)
         for target in (self.primary, self.fallback):
             if isinstance(target, Route):
                 continue
@@ -96,13 +87,6 @@ class EventHandlerFallback:
                 f"{_describe(primary)} but the fallback {name_of(self.fallback)} handles "
                 f"{_describe(fallback)}"
             )
-
-    def handler_types(self) -> Sequence[type]:
-        """The primary's and the fallback's handler classes."""
-        types: list[type] = []
-        for target in (self.primary, self.fallback):
-            types.extend(target.handler_types() if isinstance(target, Route) else (target,))
-        return types
 
     def validate(self, message_type: Any) -> None:
         """Both handlers must accept ``message_type``."""

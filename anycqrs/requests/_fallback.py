@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 
 from .._breaker import CircuitBreaker, protected_name
-from .._fallback import check_breaker, exception_types, guarded, name_of
+from .._fallback import FallbackBinding, guarded, name_of
 from .._handlers import declared_args, take_events
 from .._routing import Resolve, Route
 from ..errors import BindingError
@@ -87,7 +87,7 @@ def _request_endpoint(target: Any, resolve: Resolve) -> RequestEndpoint:
 
 
 @attrs.frozen(eq=False)
-class RequestHandlerFallback:
+class RequestHandlerFallback(FallbackBinding):
     """Bind a primary handler with a fallback that runs when it fails.
 
     The fallback runs when the primary raises one of ``failure_exceptions``
@@ -122,15 +122,7 @@ class RequestHandlerFallback:
 
     streaming = False
 
-    primary: Any
-    fallback: Any
-    failure_exceptions: tuple[type[BaseException], ...] = attrs.field(
-        default=(), converter=exception_types
-    )
-    circuit_breaker: CircuitBreaker | None = None
-
     def __attrs_post_init__(self) -> None:
-        check_breaker(self.circuit_breaker)
         owner = type(self).__name__
         for target in (self.primary, self.fallback):
             if isinstance(target, Route):
@@ -144,10 +136,6 @@ class RequestHandlerFallback:
                     f"{owner}: {target.__name__} streams; use StreamingRequestHandlerFallback"
                 )
         _check_pair(owner, self.primary, self.fallback, RequestHandler)
-
-    def handler_types(self) -> Sequence[type]:
-        """The primary's and the fallback's handler classes."""
-        return _types(self.primary) + _types(self.fallback)
 
     def validate(self, message_type: Any) -> None:
         """Both handlers must accept ``message_type``."""
@@ -166,12 +154,6 @@ class RequestHandlerFallback:
         )
 
 
-def _types(target: Any) -> tuple[type, ...]:
-    if isinstance(target, Route):
-        return tuple(target.handler_types())
-    return (target,)
-
-
 StreamSource = Callable[[Any], AsyncGenerator[tuple[Any, Sequence[Event]], None]]
 
 
@@ -187,7 +169,7 @@ def _stream_source(target: Any, resolve: Resolve) -> StreamSource:
 
 
 @attrs.frozen(eq=False)
-class StreamingRequestHandlerFallback:
+class StreamingRequestHandlerFallback(FallbackBinding):
     """A fallback for :class:`~anycqrs.StreamingRequestHandler`\\ s.
 
     Same options and checks as :class:`RequestHandlerFallback`. What the
@@ -211,15 +193,7 @@ class StreamingRequestHandlerFallback:
 
     streaming = True
 
-    primary: Any
-    fallback: Any
-    failure_exceptions: tuple[type[BaseException], ...] = attrs.field(
-        default=(), converter=exception_types
-    )
-    circuit_breaker: CircuitBreaker | None = None
-
     def __attrs_post_init__(self) -> None:
-        check_breaker(self.circuit_breaker)
         owner = type(self).__name__
         for target in (self.primary, self.fallback):
             if isinstance(target, Route):
@@ -232,10 +206,6 @@ class StreamingRequestHandlerFallback:
                     "StreamingRequestHandler class"
                 )
         _check_pair(owner, self.primary, self.fallback, StreamingRequestHandler)
-
-    def handler_types(self) -> Sequence[type]:
-        """The primary's and the fallback's handler classes."""
-        return _types(self.primary) + _types(self.fallback)
 
     def validate(self, message_type: Any) -> None:
         """Both handlers must accept ``message_type``."""
