@@ -24,7 +24,16 @@ import cattrs
 
 from .errors import DeserializationError, SerializationError
 
-__all__ = ["converter", "from_dict", "from_json", "make_converter", "to_dict", "to_json"]
+__all__ = [
+    "converter",
+    "dumps",
+    "from_dict",
+    "from_json",
+    "loads",
+    "make_converter",
+    "to_dict",
+    "to_json",
+]
 
 T = TypeVar("T")
 
@@ -102,13 +111,15 @@ def from_dict(cls: type[T] | Any, data: Any) -> T:
         raise DeserializationError(cls, _describe(exc)) from exc
 
 
-_dumps: Callable[[Any], bytes]
+dumps: Callable[[Any], bytes]
+"""Compact UTF-8 JSON of plain data (what :func:`to_dict` returns, or a broker
+``Message.payload``); orjson when installed."""
 if _orjson is not None:
-    _dumps = _orjson.dumps
+    dumps = _orjson.dumps
     _loads: Callable[[bytes | str], Any] = _orjson.loads
 else:  # pragma: no cover
 
-    def _dumps(data: Any) -> bytes:
+    def dumps(data: Any) -> bytes:
         return json.dumps(data, separators=(",", ":")).encode()
 
     _loads = json.loads
@@ -118,7 +129,7 @@ def to_json(obj: Any) -> bytes:
     """Serialize a message to UTF-8 JSON bytes (``to_dict`` then JSON)."""
     data = to_dict(obj)
     try:
-        return _dumps(data)
+        return dumps(data)
     except Exception as exc:
         raise SerializationError(f"Cannot encode {type(obj).__qualname__} as JSON: {exc}") from exc
 

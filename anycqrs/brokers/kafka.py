@@ -32,7 +32,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from .._exc import BaseExceptionGroup, real_errors
 from ..errors import BrokerError, DeserializationError
 from ..events import EventMediator
-from ..serialization import _dumps
+from ..serialization import dumps
 from ._consumer import ConsumerRetryPolicy, EventDecoder, Inbound, Lanes
 from ._kafka_producer import Headers, KafkaProducerCore, Record
 from ._message import Message
@@ -64,7 +64,7 @@ def encode_message(message: Message) -> Record:
     key = message.key
     return (
         message.topic,
-        _dumps(message.payload),
+        dumps(message.payload),
         key.encode() if key is not None else None,
         headers,
     )

@@ -36,7 +36,7 @@ import pika.exceptions
 from .._exc import BaseExceptionGroup, real_errors
 from ..errors import BrokerDeliveryError, BrokerError, DeserializationError
 from ..events import EventMediator
-from ..serialization import _dumps
+from ..serialization import dumps
 from ._amqp import AmqpThread, ConnectionLost
 from ._consumer import ConsumerRetryPolicy, Inbound, Lanes, decode_event
 from ._message import Message
@@ -333,7 +333,7 @@ class RabbitMQMessageBroker:
                 channel.basic_publish(
                     exchange,
                     message.topic,
-                    _dumps(message.payload),
+                    dumps(message.payload),
                     _properties(message),
                     mandatory=mandatory,
                 )
