@@ -23,7 +23,6 @@ from ..serialization import converter, from_dict, to_dict
 from ._breakers import breaker_allows, breaker_failure, breaker_success
 from ._saga import Saga, SagaStepHandler, Slot
 from ._types import SagaStatus, SagaStepResult, SagaStepStatus, StepAction, StepRecord
-from .storage._memory import MemorySagaStorage
 from .storage._protocol import SagaStorage
 
 __all__ = ["Run", "SagaEngine", "describe", "new_saga_id", "record", "restore", "snapshot_of"]
@@ -440,17 +439,13 @@ class SagaEngine:
         self._makers: dict[type, Callable[[], Any]] = {}
         self._plans: dict[type, tuple[_Step, ...]] = {}
         self._restorers: dict[type, tuple[Callable[[Any, Any], Any], tuple[str, ...]]] = {}
-        # A MemorySagaStorage never awaits: write through its synchronous
-        # methods (same effect, no coroutine per write) unless a subclass
-        # overrides the public ones.
-        self._save_now: _SaveNow | None = None
+        # A storage that never awaits may offer synchronous writers (same
+        # effect, no coroutine per write); see MemorySagaStorage.
         self._create_now: _CreateNow | None = None
-        if isinstance(storage, MemorySagaStorage):
-            cls = type(storage)
-            if cls.save is MemorySagaStorage.save:
-                self._save_now = storage._save_now
-            if cls.create_saga is MemorySagaStorage.create_saga:
-                self._create_now = storage._create_now
+        self._save_now: _SaveNow | None = None
+        writers = getattr(storage, "synchronous_writers", None)
+        if writers is not None:
+            self._create_now, self._save_now = writers()
 
     # -- handlers ---------------------------------------------------------
 

@@ -71,6 +71,17 @@ class MemorySagaStorage:
     def __init__(self) -> None:
         self._rows: dict[int, _Row] = {}  # keyed by UUID.int: hashing a UUID is slow
 
+    def synchronous_writers(self) -> tuple[Any, Any]:
+        """``(create_now, save_now)``: :meth:`create_saga` and :meth:`save`
+        without their coroutines (each ``None`` where a subclass overrides the
+        public method). The saga engine writes through them: this storage
+        never awaits."""
+        cls = type(self)
+        return (
+            self._create_now if cls.create_saga is MemorySagaStorage.create_saga else None,
+            self._save_now if cls.save is MemorySagaStorage.save else None,
+        )
+
     async def create_saga(
         self,
         saga_id: UUID,
