@@ -143,11 +143,18 @@ class SqliteOutbox:
 
         Begins a transaction if none is open, commits when ``fn`` returns and
         rolls back if it raises. Calls on one ``SqliteOutbox`` are serialized.
+
+        The transaction starts with ``BEGIN IMMEDIATE``: it takes SQLite's
+        write lock up front. A deferred ``BEGIN`` would read first and then
+        try to upgrade to a write lock while the relay commits, a lock cycle
+        that SQLite breaks by failing at once with "database is locked"
+        instead of waiting. If you open the transaction yourself, open it
+        with ``BEGIN IMMEDIATE`` for the same reason.
         """
         with self._lock:
             connection = self._connection
             if not connection.in_transaction:
-                connection.execute("BEGIN")
+                connection.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(*args)
             except BaseException:

@@ -3,16 +3,19 @@ real SQLite file and the real PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
 import uuid
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from outbox_helpers import Harness, event
+from outbox_helpers import Harness, SqliteHarness, event
 
 from anycqrs.brokers import Message
 from anycqrs.errors import SerializationError
-from anycqrs.outbox import OutboxStatus, OutboxWriter
+from anycqrs.outbox import OutboxSettlement, OutboxStatus, OutboxWriter
 
 
 class Boom(Exception):
@@ -162,3 +165,35 @@ def test_invalid_table_names_are_rejected(db: Harness) -> None:
         with pytest.raises(ValueError, match="Invalid outbox table name"):
             db.writer(connection).__class__(connection, table=name)
     connection.close()
+
+
+def test_sqlite_writer_and_relay_store_write_concurrently(tmp_path: Path, unique: str) -> None:
+    """Application transactions and relay claims on one SQLite file, in two
+    threads: neither fails with "database is locked" (a deferred ``BEGIN``
+    in the writer would deadlock against the store's commit)."""
+    db = SqliteHarness(tmp_path / "app.db", unique)
+    with db.store() as store:
+        store.ensure_schema()
+        done = threading.Event()
+        errors: list[BaseException] = []
+
+        def relay() -> None:
+            try:
+                while not done.is_set():
+                    now = datetime.now(timezone.utc)
+                    claimed = store.claim(limit=10, now=now, lease=60.0, token="t")
+                    ids = [record.id for record in claimed]
+                    store.settle("t", OutboxSettlement(sent=ids), now=now)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        thread = threading.Thread(target=relay)
+        thread.start()
+        try:
+            for i in range(200):
+                db.add(event(i))
+        finally:
+            done.set()
+            thread.join()
+    assert errors == []
+    assert sum(store.counts().values()) == 200
