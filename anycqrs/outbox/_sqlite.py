@@ -57,7 +57,8 @@ class SqliteOutbox:
 
     Example::
 
-        conn = sqlite3.connect("app.db", check_same_thread=False)
+        # IMMEDIATE: ``with conn:`` takes the write lock when it begins
+        conn = sqlite3.connect("app.db", isolation_level="IMMEDIATE", check_same_thread=False)
         outbox = SqliteOutbox(conn)
 
         def place_order(order_id: int) -> None:
