@@ -9,6 +9,11 @@ counts the reports of each batch and, after every ``poll``, wakes the event
 loop once for all the batches that finished (``anyio.from_thread.run_sync``
 with the loop's token): one hop per poll, never one per message.
 
+A batch too large to produce inline goes to a worker thread that serves
+delivery reports itself while it produces, then flushes until the batch is
+confirmed (no ``linger.ms`` wait: nothing more is coming). The delivery
+thread stands down meanwhile, so the two don't trade the GIL per report.
+
 A full local queue (``BufferError``) is backpressure: the producing thread
 serves delivery reports until there is room again; nothing is dropped.
 """
@@ -32,7 +37,7 @@ from ..errors import BrokerDeliveryError, BrokerError
 logger = logging.getLogger("anycqrs.brokers.kafka")
 
 Headers = list[tuple[str, str | bytes | None]]
-Record = tuple[str, bytes | None, bytes | None, Headers | None]
+Record = tuple[str, bytes | None, str | bytes | None, Headers | None]
 """``(topic, value, key, headers)`` as handed to ``Producer.produce``."""
 
 T = TypeVar("T")
@@ -122,6 +127,7 @@ class KafkaProducerCore(Generic[T]):
         self._stopping = threading.Event()
         self._done: deque[_Batch] = deque()
         self._pending: set[_Batch] = set()
+        self._producers = 0  # threads producing a large batch (they poll themselves)
         self._token: anyio.lowlevel.EventLoopToken | None = None
 
     @property
@@ -176,7 +182,10 @@ class KafkaProducerCore(Generic[T]):
         poll, stopping, done = producer.poll, self._stopping, self._done
         interval = self._poll_interval
         while not stopping.is_set():
-            poll(interval)
+            if self._producers:
+                stopping.wait(0.005)
+            else:
+                poll(interval)
             if done:
                 batches = self._drain()
                 try:
@@ -198,10 +207,16 @@ class KafkaProducerCore(Generic[T]):
 
     def _produce(self, batch: _Batch, items: Sequence[T], start: int, block: bool) -> int:
         """Produce ``items[start:]``; returns where it stopped (``len(items)``
-        unless ``block`` is false and the local queue filled up)."""
+        unless ``block`` is false and the local queue filled up).
+
+        Blocking (in a worker thread), it serves delivery reports itself as
+        it goes, the way a plain producer loop does: cheaper than handing
+        the GIL back and forth with the delivery thread, which stands down
+        meanwhile."""
         producer = self._producer
         assert producer is not None
-        produce, encode, on_delivery = producer.produce, self._encode, batch.on_delivery
+        produce, poll = producer.produce, producer.poll
+        encode, on_delivery = self._encode, batch.on_delivery
         i = start
         n = len(items)
         while i < n:
@@ -212,15 +227,30 @@ class KafkaProducerCore(Generic[T]):
                 if not block:
                     return i
                 # Backpressure: serve delivery reports until there is room.
-                producer.poll(0.01)
+                poll(0.01)
                 continue
             except (KafkaException, TypeError, ValueError) as exc:
                 message_id = _header_text(headers, "message_id")
                 if batch.not_produced(n - i, f"rejected by the client: {exc}", message_id):
                     self._done.append(batch)
                 return n
+            if block and not i & 7:
+                poll(0)
             i += 1
         return n
+
+    def _produce_and_flush(self, batch: _Batch, items: Sequence[T], start: int) -> None:
+        """Produce ``items[start:]`` in a worker thread, then flush until the
+        batch is confirmed: the whole batch is queued, so waiting out
+        ``linger.ms`` for more would only add latency. Returns early when the
+        producer stops or the caller is cancelled (delivery is still awaited
+        or flushed on exit)."""
+        self._produce(batch, items, start, True)
+        producer = self._producer
+        assert producer is not None
+        while batch.remaining and not self._stopping.is_set():
+            producer.flush(self._poll_interval)
+            anyio.from_thread.check_cancelled()
 
     async def produce(self, items: Sequence[T]) -> None:
         """Produce ``items`` in order and return once all were confirmed.
@@ -239,7 +269,11 @@ class KafkaProducerCore(Generic[T]):
         if len(items) <= INLINE_RECORDS:
             start = self._produce(batch, items, 0, block=False)
         if start < len(items):
-            await anyio.to_thread.run_sync(self._produce, batch, items, start, True)
+            self._producers += 1
+            try:
+                await anyio.to_thread.run_sync(self._produce_and_flush, batch, items, start)
+            finally:
+                self._producers -= 1
         if batch.remaining == 0 and not batch.event.is_set():
             # Everything finished (or failed) before we waited: no wake-up is
             # needed, but the delivery thread may still report the batch.

@@ -47,27 +47,23 @@ _RESERVED_HEADERS = frozenset({"event_name", "message_id"})
 def encode_message(message: Message) -> Record:
     """The ``(topic, value, key, headers)`` a :class:`Message` is produced as.
 
+    Key and header values stay ``str``: librdkafka stores them UTF-8 encoded.
+
     Example::
 
         topic, value, key, headers = encode_message(Message.from_event(event))
     """
     headers: Headers = [
-        ("event_name", message.message_name.encode()),
-        ("message_id", str(message.message_id).encode()),
+        ("event_name", message.message_name),
+        ("message_id", str(message.message_id)),
     ]
     if message.headers:
         headers = [
-            (name, str(value).encode())
+            (name, value if type(value) is str else str(value))
             for name, value in message.headers.items()
             if name not in _RESERVED_HEADERS
         ] + headers
-    key = message.key
-    return (
-        message.topic,
-        dumps(message.payload),
-        key.encode() if key is not None else None,
-        headers,
-    )
+    return message.topic, dumps(message.payload), message.key, headers
 
 
 class KafkaMessageBroker:

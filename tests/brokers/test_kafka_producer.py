@@ -48,6 +48,31 @@ async def test_send_many_keeps_per_key_order(kafka_bootstrap: str, unique: str) 
         assert ids == sorted(ids) and len(ids) == 100
 
 
+async def test_send_many_does_not_wait_out_linger(kafka_bootstrap: str, unique: str) -> None:
+    """A whole batch is queued at once, so ``send_many`` sends it without
+    waiting for ``linger.ms`` to collect more (here far longer than the
+    deadline)."""
+    topic = f"linger-{unique}"
+    config = {"bootstrap.servers": kafka_bootstrap, "linger.ms": 60_000}
+    async with KafkaMessageBroker(config) as broker:
+        with anyio.fail_after(20):
+            await broker.send_many([Message.from_event(paid(i, topic)) for i in range(200)])
+    got = await plain_consume(kafka_bootstrap, topic, 200)
+    assert sorted(json.loads(m.value())["payload"]["order_id"] for m in got) == list(range(200))
+
+
+async def test_cancelled_send_many_returns_while_delivery_hangs(unique: str) -> None:
+    """A large batch flushes in a worker thread; cancelling the caller ends
+    that wait at once even though the broker never answers."""
+    config = {"bootstrap.servers": "127.0.0.1:1", "message.timeout.ms": 60_000}
+    messages = [Message.from_event(paid(i, f"t-{unique}")) for i in range(500)]
+    with anyio.fail_after(15):
+        async with KafkaMessageBroker(config, flush_timeout=0.2) as broker:
+            with anyio.move_on_after(0.5) as scope:
+                await broker.send_many(messages)
+    assert scope.cancelled_caught
+
+
 async def test_full_local_queue_is_backpressure_not_loss(kafka_bootstrap: str, unique: str) -> None:
     topic = f"bp-{unique}"
     config = {"bootstrap.servers": kafka_bootstrap, "queue.buffering.max.messages": 5}
@@ -115,4 +140,4 @@ def test_encode_message_without_key_or_headers() -> None:
     message = Message(message_name="N", topic="t", payload={"a": 1})
     topic, value, key, headers = encode_message(message)
     assert (topic, value, key) == ("t", b'{"a":1}', None)
-    assert headers == [("event_name", b"N"), ("message_id", str(message.message_id).encode())]
+    assert headers == [("event_name", "N"), ("message_id", str(message.message_id))]
