@@ -8,12 +8,13 @@ from .._handlers import keeps_events_list, take_events
 from .._routing import Resolver
 from ..brokers import MessageBroker
 from ..container import factory_for, is_sync
-from ..errors import RequestHandlerDoesNotExist
+from ..errors import BindingError, RequestHandlerDoesNotExist
 from ..events._map import EventMap
 from ..messages import Event, Request
 from ..middlewares import Middleware
 from ._base import RequestMediatorBase
 from ._map import RequestMap
+from ._streaming import is_streaming_handler
 
 R = TypeVar("R")
 
@@ -69,6 +70,7 @@ class RequestMediator(RequestMediatorBase):
 
         Raises:
             RequestHandlerDoesNotExist: nothing is bound to the request's type.
+            BindingError: a streaming handler is bound to it.
             EventDispatchError: the handler succeeded, its events failed.
             Exception: whatever the handler raised, unchanged.
         """
@@ -82,6 +84,12 @@ class RequestMediator(RequestMediatorBase):
         binding = self._requests.get(request_type)
         if binding is None:
             raise RequestHandlerDoesNotExist(request_type)
+        if is_streaming_handler(binding) or getattr(binding, "streaming", False):
+            raise BindingError(
+                f"{request_type.__qualname__} is bound to a streaming handler "
+                f"({getattr(binding, '__qualname__', binding)!r}): stream it with a "
+                "StreamingRequestMediator (bootstrap_streaming), not RequestMediator.send"
+            )
         endpoint = self._endpoint(binding)
         pipeline = self._chain.wrap(endpoint) if len(self._chain) else endpoint
         self._pipelines[request_type] = pipeline

@@ -396,6 +396,14 @@ def test_streaming_handler_for_other_request_rejected() -> None:
         StreamingRequestMediator(requests)
 
 
+async def test_plain_mediator_rejects_a_streaming_handler() -> None:
+    requests = anycqrs.RequestMap()
+    requests.bind(Export, ExportHandler)
+    mediator = anycqrs.RequestMediator(requests)
+    with pytest.raises(BindingError, match="streaming handler .*StreamingRequestMediator"):
+        await mediator.send(Export(3))
+
+
 class DuckStreamer:
     """Not a StreamingRequestHandler subclass, but ``handle`` is an async generator."""
 
