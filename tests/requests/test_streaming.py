@@ -400,7 +400,7 @@ async def test_plain_mediator_rejects_a_streaming_handler() -> None:
     requests = anycqrs.RequestMap()
     requests.bind(Export, ExportHandler)
     mediator = anycqrs.RequestMediator(requests)
-    with pytest.raises(BindingError, match="streaming handler .*StreamingRequestMediator"):
+    with pytest.raises(BindingError, match=r"streaming handler .*StreamingRequestMediator"):
         await mediator.send(Export(3))
 
 
