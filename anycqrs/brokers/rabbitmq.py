@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -67,7 +67,8 @@ def _attempts(_inst: Any, attr: attrs.Attribute[int | None], value: int | None) 
 class ReconnectPolicy:
     """How a RabbitMQ producer or consumer reconnects after losing its
     connection (broker restart, ``rabbitmqctl close_connection``, network
-    error).
+    error), and how it retries its first connection to a broker that is not
+    up yet. Authentication and access failures are never retried.
 
     Before reconnect attempt *n* it waits
     ``min(initial_delay * multiplier ** (n - 1), max_delay)`` seconds; after
@@ -106,6 +107,53 @@ class ReconnectPolicy:
 PRODUCER_RECONNECT = ReconnectPolicy(max_attempts=8)
 #: The consumer's default: reconnect forever, at most 30 s apart.
 CONSUMER_RECONNECT = ReconnectPolicy()
+
+_NOT_RETRIED = (
+    pika.exceptions.ProbableAuthenticationError,
+    pika.exceptions.ProbableAccessDeniedError,
+    pika.exceptions.AuthenticationError,
+)
+"""Connection failures another attempt cannot fix (credentials, vhost)."""
+
+
+def _retryable(error: BaseException) -> bool:
+    return isinstance(error, ConnectionLost) and not isinstance(error.__cause__, _NOT_RETRIED)
+
+
+async def _connect_with_backoff(
+    policy: ReconnectPolicy,
+    name: str,
+    error: BaseException,
+    connect: Callable[[], Awaitable[None]],
+    *,
+    what: str = "connection lost",
+) -> None:
+    """Call ``connect`` after each of ``policy``'s delays until it succeeds;
+    raise :class:`BrokerError` when the policy gives up or the failure is
+    not worth retrying (bad credentials or vhost)."""
+    attempt = 0
+    for delay in policy.delays():
+        attempt += 1
+        logger.warning(
+            "%s: %s (%s); reconnecting in %.3gs (attempt %d%s)",
+            name,
+            what,
+            error,
+            delay,
+            attempt,
+            f" of {policy.max_attempts}" if policy.max_attempts is not None else "",
+        )
+        await anyio.sleep(delay)
+        try:
+            await connect()
+        except ConnectionLost as exc:
+            error = exc
+            if not _retryable(exc):
+                break
+            continue
+        logger.warning("%s: reconnected (attempt %d)", name, attempt)
+        return
+    raise BrokerError(f"{name}: cannot reconnect after {attempt} attempt(s): {error}") from error
 
 
 class _Batch:
@@ -212,7 +260,15 @@ class RabbitMQMessageBroker:
 
     async def __aenter__(self) -> RabbitMQMessageBroker:
         self._lock = anyio.Lock()
-        await self._thread.start()
+        try:
+            await self._thread.start()
+        except ConnectionLost as error:
+            # a broker that is not up yet: the same backoff as a lost connection
+            if self._reconnect is None or not _retryable(error):
+                raise
+            await _connect_with_backoff(
+                self._reconnect, self._name, error, self._thread.start, what="cannot connect"
+            )
         self._entered = True
         return self
 
@@ -294,32 +350,14 @@ class RabbitMQMessageBroker:
             if self._generation != generation and self._thread.alive:
                 return
             await self._thread.stop()
-            attempt = 0
-            error: BaseException = lost
-            for delay in policy.delays():
-                attempt += 1
-                logger.warning(
-                    "%s: connection lost (%s); reconnecting in %.3gs (attempt %d%s)",
-                    self._name,
-                    error,
-                    delay,
-                    attempt,
-                    f" of {policy.max_attempts}" if policy.max_attempts is not None else "",
-                )
-                await anyio.sleep(delay)
+
+            async def connect() -> None:
                 if not self._entered:
-                    raise BrokerError(f"{self._name}: closed while reconnecting") from error
-                try:
-                    await self._thread.start()
-                except ConnectionLost as exc:
-                    error = exc
-                    continue
+                    raise BrokerError(f"{self._name}: closed while reconnecting") from lost
+                await self._thread.start()
                 self._generation += 1
-                logger.warning("%s: reconnected (attempt %d)", self._name, attempt)
-                return
-            raise BrokerError(
-                f"{self._name}: cannot reconnect after {attempt} attempt(s): {error}"
-            ) from error
+
+            await _connect_with_backoff(policy, self._name, lost, connect)
 
     def _publish(self, channel: Any, batch: _Batch) -> None:
         # ``batch.next`` moves past a message once the broker answered for it,
@@ -459,7 +497,15 @@ class RabbitMQEventConsumer:
         self._token = anyio.lowlevel.current_token()
         self._wakeup = anyio.Event()
         try:
-            await self._connect()
+            try:
+                await self._connect()
+            except ConnectionLost as error:
+                # a broker that is not up yet: the same backoff as a lost connection
+                if self._reconnect is None or not _retryable(error):
+                    raise
+                await _connect_with_backoff(
+                    self._reconnect, self._name, error, self._connect, what="cannot connect"
+                )
             lanes = Lanes(self._mediator, self, concurrency=self._concurrency, retry=self._retry)
             async with anyio.create_task_group() as group:
                 await group.start(lanes.run)
@@ -516,35 +562,14 @@ class RabbitMQEventConsumer:
         """The connection is gone: reconnect with backoff, or raise."""
         thread = self._thread
         assert thread is not None
-        lost: BaseException | None = thread.failure
+        lost: BaseException = thread.failure or ConnectionLost("the connection closed")
         self._live = None
         await thread.stop()
         self._thread = None
         policy = self._reconnect
         if policy is None:
             raise BrokerError(f"{self._name}: RabbitMQ connection lost: {lost}") from lost
-        attempt = 0
-        for delay in policy.delays():
-            attempt += 1
-            logger.warning(
-                "%s: connection lost (%s); reconnecting in %.3gs (attempt %d%s)",
-                self._name,
-                lost,
-                delay,
-                attempt,
-                f" of {policy.max_attempts}" if policy.max_attempts is not None else "",
-            )
-            await anyio.sleep(delay)
-            try:
-                await self._connect()
-            except ConnectionLost as exc:
-                lost = exc
-                continue
-            logger.warning("%s: reconnected (attempt %d)", self._name, attempt)
-            return
-        raise BrokerError(
-            f"{self._name}: cannot reconnect after {attempt} attempt(s): {lost}"
-        ) from lost
+        await _connect_with_backoff(policy, self._name, lost, self._connect)
 
     # -- connection thread ------------------------------------------------------
 

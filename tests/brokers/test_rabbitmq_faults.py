@@ -4,11 +4,14 @@ the real broker on 127.0.0.1:5672. The server itself is never stopped."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+import socket
 import subprocess
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -282,6 +285,120 @@ async def test_cancel_during_backoff_is_prompt(
             await reconnects.attempting.wait()  # now waiting an hour to reconnect
             group.cancel_scope.cancel()
     assert any("reconnecting in 3.6e+03s" in m for m in reconnects.messages())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _forward(port: int, target: tuple[str, int], *, task_status: Any) -> None:
+    """A loopback TCP forwarder to the real broker: it "comes up" when started."""
+
+    async def pipe(source: Any, sink: Any) -> None:
+        with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+            async for chunk in source:
+                await sink.send(chunk)
+        with contextlib.suppress(Exception):
+            await sink.send_eof()
+
+    async def serve(client: Any) -> None:
+        async with client, await anyio.connect_tcp(*target) as upstream:
+            async with anyio.create_task_group() as group:
+                group.start_soon(pipe, client, upstream)
+                group.start_soon(pipe, upstream, client)
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
+    task_status.started()
+    await listener.serve(serve)
+
+
+def _via(url: str, port: int) -> str:
+    parsed = urllib.parse.urlsplit(url)
+    netloc = f"{parsed.username or 'guest'}:{parsed.password or 'guest'}@127.0.0.1:{port}"
+    return urllib.parse.urlunsplit(parsed._replace(netloc=netloc))
+
+
+def _target(url: str) -> tuple[str, int]:
+    parsed = urllib.parse.urlsplit(url)
+    return parsed.hostname or "127.0.0.1", parsed.port or 5672
+
+
+async def test_consumer_waits_for_a_broker_that_is_not_up_yet(
+    rabbitmq_url: str,
+    names: Names,
+    mediator: EventMediator,
+    recorder: Recorder,
+    reconnects: Reconnects,
+) -> None:
+    port = _free_port()  # nothing listens there yet
+    consumer = RabbitMQEventConsumer(
+        _via(rabbitmq_url, port),
+        names.queue,
+        mediator,
+        bindings=[(names.exchange, "#")],
+        reconnect=FAST,
+        connection_name=names.consumer,
+    )
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as group:
+            started = anyio.Event()
+
+            async def run_consumer() -> None:
+                await group.start(consumer.run)
+                started.set()
+
+            group.start_soon(run_consumer)
+            await reconnects.attempting.wait()  # refused, backing off
+            assert not started.is_set()
+            await group.start(_forward, port, _target(rabbitmq_url))  # the broker comes up
+            await started.wait()
+            async with RabbitMQMessageBroker(rabbitmq_url, exchange=names.exchange) as broker:
+                await broker.send_message(Message.from_event(paid(1, "o")))
+            await recorder.wait_for(lambda: 1 in recorder.ids())
+            group.cancel_scope.cancel()
+    assert any("cannot connect" in m for m in reconnects.messages())
+
+
+async def test_producer_waits_for_a_broker_that_is_not_up_yet(
+    rabbitmq_url: str, names: Names, reconnects: Reconnects
+) -> None:
+    await anyio.to_thread.run_sync(
+        _admin, rabbitmq_url, lambda channel: channel.queue_declare(names.queue, durable=True)
+    )
+    port = _free_port()
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as group:
+
+            async def broker_comes_up() -> None:
+                await reconnects.attempting.wait()
+                await group.start(_forward, port, _target(rabbitmq_url))
+
+            group.start_soon(broker_comes_up)
+            async with RabbitMQMessageBroker(_via(rabbitmq_url, port), reconnect=FAST) as broker:
+                await broker.send_message(Message.from_event(paid(1, names.queue)))
+            group.cancel_scope.cancel()
+    bodies = await anyio.to_thread.run_sync(_drain, rabbitmq_url, names.queue)
+    assert [json.loads(body)["payload"]["order_id"] for body in bodies] == [1]
+    assert any("cannot connect" in m for m in reconnects.messages())
+
+
+async def test_bad_credentials_are_not_retried(
+    rabbitmq_url: str, names: Names, mediator: EventMediator, reconnects: Reconnects
+) -> None:
+    parsed = urllib.parse.urlsplit(rabbitmq_url)
+    wrong = urllib.parse.urlunsplit(
+        parsed._replace(netloc=f"nobody:wrong@{parsed.hostname}:{parsed.port or 5672}")
+    )
+    with anyio.fail_after(20):
+        with pytest.raises(BrokerError, match="Cannot connect"):
+            async with RabbitMQMessageBroker(wrong):
+                pass
+        consumer = RabbitMQEventConsumer(wrong, names.queue, mediator)
+        with pytest.raises(BrokerError, match="Cannot connect"):
+            await consumer.run()
+    assert not any("reconnecting in" in m for m in reconnects.messages())
 
 
 def test_reconnect_policy() -> None:
