@@ -3,6 +3,7 @@ PostgreSQL), a settable clock and a recording broker."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
@@ -91,7 +92,8 @@ class SqliteHarness(Harness):
         return SqliteOutboxStore(self.path, table=self.table)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(self.path) as connection:
+        # ``with connection`` only commits; closing() closes it too
+        with contextlib.closing(sqlite3.connect(self.path)) as connection, connection:
             return connection.execute(sql, tuple(params)).fetchall()
 
     def close(self) -> None:
