@@ -84,7 +84,12 @@ class RequestMediator(RequestMediatorBase):
         binding = self._requests.get(request_type)
         if binding is None:
             raise RequestHandlerDoesNotExist(request_type)
-        if is_streaming_handler(binding) or getattr(binding, "streaming", False):
+        streams = (
+            is_streaming_handler(binding)
+            if isinstance(binding, type)
+            else getattr(binding, "streaming", False)  # a route: chain or fallback
+        )
+        if streams:
             raise BindingError(
                 f"{request_type.__qualname__} is bound to a streaming handler "
                 f"({getattr(binding, '__qualname__', binding)!r}): stream it with a "

@@ -396,12 +396,21 @@ def test_streaming_handler_for_other_request_rejected() -> None:
         StreamingRequestMediator(requests)
 
 
+@attrs.frozen
+class ExportAgain(Export):
+    pass
+
+
 async def test_plain_mediator_rejects_a_streaming_handler() -> None:
     requests = anycqrs.RequestMap()
     requests.bind(Export, ExportHandler)
+    requests.bind(
+        ExportAgain, anycqrs.StreamingRequestHandlerFallback(ExportHandler, ExportHandler)
+    )
     mediator = anycqrs.RequestMediator(requests)
-    with pytest.raises(BindingError, match=r"streaming handler .*StreamingRequestMediator"):
-        await mediator.send(Export(3))
+    for request in (Export(3), ExportAgain(3)):
+        with pytest.raises(BindingError, match=r"streaming handler .*StreamingRequestMediator"):
+            await mediator.send(request)
 
 
 class DuckStreamer:
