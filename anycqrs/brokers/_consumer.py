@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -87,50 +87,15 @@ class ConsumerRetryPolicy:
 NO_RETRY = ConsumerRetryPolicy(attempts=1)
 
 
-def decode_event(
-    event_map: EventMap,
-    value: bytes | None,
-    event_name: str | None,
-    defaults: Mapping[str, Any] | None = None,
-) -> Any:
-    """Build the ``NotificationEvent[P]`` a wire message carries.
-
-    ``event_name`` comes from the transport headers; when absent the JSON's
-    own ``event_name`` field is used. ``defaults`` fill fields the JSON
-    lacks (``topic``, ``key``).
-
-    Raises:
-        DeserializationError: empty or malformed JSON, no event name, or a
-            payload that does not fit the bound class.
-        UnknownEventName: nothing is bound under the name.
-    """
-    if value is None:
-        raise DeserializationError("NotificationEvent", ["empty message value @ $"])
-    data = loads(value)
-    if not isinstance(data, dict):
-        raise DeserializationError(
-            "NotificationEvent", [f"expected a JSON object, got {type(data).__name__} @ $"]
-        )
-    if event_name is None:
-        event_name = data.get("event_name")
-        if not isinstance(event_name, str):
-            raise DeserializationError(
-                "NotificationEvent", ["no event_name header and no event_name field @ $"]
-            )
-    if defaults:
-        for field, default in defaults.items():
-            if default is not None and field not in data:
-                data[field] = default
-    return from_dict(event_map.notification_type(event_name), data)
-
-
 class EventDecoder:
-    """:func:`decode_event` for a consumer's hot path: the bound class and its
-    converter structure hook are looked up once per event name (the generic
-    ``from_dict`` dispatch on ``NotificationEvent[P]`` costs about as much as
-    the structuring itself). Errors are the same as :func:`decode_event`'s:
-    a payload that does not fit is re-run through ``from_dict`` so the
-    :class:`DeserializationError` names the offending fields.
+    """Builds the ``NotificationEvent[P]`` a wire message carries, routed by
+    its event name; one per consumer.
+
+    The bound class and its converter structure hook are looked up once per
+    event name (the generic ``from_dict`` dispatch on ``NotificationEvent[P]``
+    costs about as much as the structuring itself). A payload that does not
+    fit is re-run through ``from_dict`` so the :class:`DeserializationError`
+    names the offending fields.
 
     Example::
 
@@ -147,8 +112,17 @@ class EventDecoder:
     def __call__(
         self, value: bytes | None, event_name: str | None, topic: str | None, key: str | None
     ) -> Any:
-        """Decode one message (see :func:`decode_event`; ``topic`` and ``key``
-        fill the JSON's missing fields)."""
+        """Decode one message.
+
+        ``event_name`` comes from the transport headers; when absent the
+        JSON's own ``event_name`` field is used. ``topic`` and ``key`` fill
+        the JSON's missing fields.
+
+        Raises:
+            DeserializationError: empty or malformed JSON, no event name, or
+                a payload that does not fit the bound class.
+            UnknownEventName: nothing is bound under the name.
+        """
         if value is None:
             raise DeserializationError("NotificationEvent", ["empty message value @ $"])
         data = loads(value)

@@ -38,7 +38,7 @@ from ..errors import BrokerDeliveryError, BrokerError, DeserializationError
 from ..events import EventMediator
 from ..serialization import dumps
 from ._amqp import AmqpThread, ConnectionLost
-from ._consumer import ConsumerRetryPolicy, Inbound, Lanes, decode_event
+from ._consumer import ConsumerRetryPolicy, EventDecoder, Inbound, Lanes
 from ._message import Message
 
 __all__ = [
@@ -459,7 +459,7 @@ class RabbitMQEventConsumer:
         self._url = url
         self._queue = queue
         self._mediator = mediator
-        self._event_map = mediator.event_map
+        self._decode = EventDecoder(mediator.event_map)
         self._bindings = list(bindings)
         self._declare_queue = declare_queue
         self._prefetch = prefetch
@@ -596,11 +596,11 @@ class RabbitMQEventConsumer:
         error: Exception | None = None
         event: Any = None
         try:
-            event = decode_event(
-                self._event_map,
+            event = self._decode(
                 body,
                 name if isinstance(name, str) else None,
-                {"topic": method.routing_key, "key": key if isinstance(key, str) else None},
+                method.routing_key,
+                key if isinstance(key, str) else None,
             )
         except DeserializationError as exc:
             error = exc
