@@ -31,6 +31,7 @@ class RequestMediatorBase:
         max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
         concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
     ) -> None:
+        self._validate(request_map)
         self._requests = request_map
         self._container = as_container(container)
         self._chain = (
@@ -46,6 +47,7 @@ class RequestMediatorBase:
             concurrent=concurrent_event_handle_enable,
             max_concurrent=max_concurrent_event_handlers,
         )
+        self._setup(None)
 
     @property
     def request_map(self) -> RequestMap:
@@ -70,9 +72,13 @@ class RequestMediatorBase:
         clone._container = as_container(container)
         clone._chain = self._chain
         clone._events = self._events.with_container(clone._container)
-        clone._adopt(self)
+        clone._setup(self)
         return clone
 
-    def _adopt(self, original: Any) -> None:
-        """Set up a clone's own state (caches) from the ``original`` mediator."""
+    def _validate(self, request_map: RequestMap) -> None:
+        """Reject, at construction, bindings this kind of mediator cannot run."""
+
+    def _setup(self, original: Any) -> None:
+        """Set up this mediator's own state (caches): when constructed
+        (``original`` is ``None``) and for a clone of ``original``."""
         raise NotImplementedError

@@ -1,19 +1,14 @@
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from .. import _defaults
 from .._handlers import keeps_events_list, take_events
 from .._routing import Resolver
-from ..brokers import MessageBroker
 from ..container import factory_for, is_sync
 from ..errors import BindingError, RequestHandlerDoesNotExist
-from ..events._map import EventMap
 from ..messages import Event, Request
-from ..middlewares import Middleware
 from ._base import RequestMediatorBase
-from ._map import RequestMap
 from ._streaming import is_streaming_handler
 
 R = TypeVar("R")
@@ -40,30 +35,8 @@ class RequestMediator(RequestMediatorBase):
 
     __slots__ = ("_pipelines",)
 
-    def __init__(
-        self,
-        request_map: RequestMap,
-        *,
-        event_map: EventMap | None = None,
-        container: Any = None,
-        message_broker: MessageBroker | None = None,
-        middlewares: Iterable[Middleware] = (),
-        max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
-        concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
-    ) -> None:
-        super().__init__(
-            request_map,
-            event_map=event_map,
-            container=container,
-            message_broker=message_broker,
-            middlewares=middlewares,
-            max_concurrent_event_handlers=max_concurrent_event_handlers,
-            concurrent_event_handle_enable=concurrent_event_handle_enable,
-        )
+    def _setup(self, original: Any) -> None:
         self._pipelines: dict[type, Pipeline] = {}
-
-    def _adopt(self, original: Any) -> None:
-        self._pipelines = {}
 
     async def send(self, request: Request[R]) -> R:
         """Handle ``request`` and return its handler's response.

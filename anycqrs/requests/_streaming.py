@@ -22,22 +22,18 @@ from __future__ import annotations
 import abc
 import inspect
 import warnings
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Generic
 
 import anyio
 from typing_extensions import TypeVar
 
-from .. import _defaults
 from .._handlers import EventSource, declared_args, keeps_events_list, take_events
 from .._routing import Resolver, Route
-from ..brokers import MessageBroker
 from ..container import factory_for, is_sync
 from ..errors import BindingError, RequestHandlerDoesNotExist
-from ..events._map import EventMap
 from ..messages import Event, Request
-from ..middlewares import Middleware
 from ._base import RequestMediatorBase
 from ._map import RequestMap
 
@@ -335,34 +331,13 @@ class StreamingRequestMediator(RequestMediatorBase):
 
     __slots__ = ("_sources", "_wrap")
 
-    def __init__(
-        self,
-        request_map: RequestMap,
-        *,
-        event_map: EventMap | None = None,
-        container: Any = None,
-        message_broker: MessageBroker | None = None,
-        middlewares: Iterable[Middleware] = (),
-        max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
-        concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
-    ) -> None:
+    def _validate(self, request_map: RequestMap) -> None:
         for request_type, binding in request_map.items():
             check_streaming_binding(request_type, binding)
-        super().__init__(
-            request_map,
-            event_map=event_map,
-            container=container,
-            message_broker=message_broker,
-            middlewares=middlewares,
-            max_concurrent_event_handlers=max_concurrent_event_handlers,
-            concurrent_event_handle_enable=concurrent_event_handle_enable,
-        )
-        self._sources: dict[type, Any] = {}
-        self._wrap = self._build_wrap()
 
-    def _adopt(self, original: Any) -> None:
-        self._sources = {}
-        self._wrap = original._wrap
+    def _setup(self, original: Any) -> None:
+        self._sources: dict[type, Any] = {}
+        self._wrap = self._build_wrap() if original is None else original._wrap
 
     def _build_wrap(self) -> Callable[[Any], Awaitable[Any]] | None:
         if not len(self._chain):
