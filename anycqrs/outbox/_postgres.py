@@ -8,8 +8,6 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, Union
 
-import anyio.to_thread
-
 from ._model import (
     DEFAULT_TABLE,
     OutboxItem,
@@ -30,6 +28,7 @@ from ._sql import (
     schema,
     tally,
 )
+from ._writer import TransactionalWriter
 
 if TYPE_CHECKING:
     import psycopg
@@ -64,7 +63,7 @@ def _create_schema(connection: psycopg.Connection[Any], table: str) -> None:
             connection.execute(statement.encode())
 
 
-class PostgresOutbox:
+class PostgresOutbox(TransactionalWriter["psycopg.Connection[Any]"]):
     """Writes outbox rows on the caller's psycopg 3 connection, inside the
     caller's transaction; it never commits (except in
     :meth:`run_in_transaction`, which you ask for explicitly).
@@ -90,7 +89,7 @@ class PostgresOutbox:
         await anyio.to_thread.run_sync(place_order, 42)
     """
 
-    __slots__ = ("_connection", "_create_schema", "_insert", "_lock", "_schema_ready", "_table")
+    __slots__ = ()
 
     def __init__(
         self,
@@ -99,26 +98,16 @@ class PostgresOutbox:
         table: str = DEFAULT_TABLE,
         create_schema: bool = True,
     ) -> None:
-        quoted = table_identifier(table)
-        self._connection = connection
-        self._table = table
-        self._create_schema = create_schema
-        self._schema_ready = False
-        self._lock = threading.RLock()
-        self._insert = (
-            f"INSERT INTO {quoted} (message_id, message_name, topic, key, headers, payload) "
-            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (message_id) DO NOTHING"
-        ).encode()
-
-    @property
-    def connection(self) -> psycopg.Connection[Any]:
-        """The caller's connection."""
-        return self._connection
-
-    @property
-    def table(self) -> str:
-        """The outbox table's name."""
-        return self._table
+        super().__init__(
+            connection,
+            table=table,
+            create_schema=create_schema,
+            insert=(
+                f"INSERT INTO {table_identifier(table)} (message_id, message_name, topic, key, "
+                "headers, payload) VALUES (%s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (message_id) DO NOTHING"
+            ).encode(),
+        )
 
     def ensure_schema(self) -> None:
         """Create the table and index if missing (idempotent, safe to race).
@@ -138,26 +127,7 @@ class PostgresOutbox:
     def _rows(items: Iterable[OutboxItem]) -> list[tuple[Any, ...]]:
         return insert_rows(items, as_is)
 
-    def add(self, item: OutboxItem, /) -> None:
-        """Stage ``item`` (a ``NotificationEvent`` or a broker ``Message``) in
-        the current transaction. A message id already in the outbox is ignored.
-
-        Raises:
-            TypeError: ``item`` is neither a notification event nor a message.
-            SerializationError: the event can't be serialized.
-        """
-        rows = self._rows((item,))
-        if self._create_schema and not self._schema_ready:
-            self.ensure_schema()
-        self._connection.execute(self._insert, rows[0])
-
-    def add_many(self, items: Iterable[OutboxItem], /) -> None:
-        """Stage several messages in the current transaction, in order."""
-        rows = self._rows(items)
-        if not rows:
-            return
-        if self._create_schema and not self._schema_ready:
-            self.ensure_schema()
+    def _insert_many(self, rows: list[tuple[Any, ...]]) -> None:
         with self._connection.cursor() as cursor:
             cursor.executemany(self._insert, rows)
 
@@ -168,20 +138,6 @@ class PostgresOutbox:
         are serialized."""
         with self._lock, self._connection.transaction():
             return fn(*args)
-
-    async def run_in_transaction(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` in a worker thread, in one transaction (see
-        :meth:`transaction`).
-
-        Example::
-
-            def place_order(order_id: int) -> None:
-                conn.execute("INSERT INTO orders (id) VALUES (%s)", (order_id,))
-                outbox.add(NotificationEvent(payload=OrderPlaced(order_id), topic="orders"))
-
-            await outbox.run_in_transaction(place_order, 42)
-        """
-        return await anyio.to_thread.run_sync(self.transaction, fn, *args)
 
 
 class PostgresOutboxStore:

@@ -11,8 +11,6 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-import anyio.to_thread
-
 from ._model import (
     DEFAULT_TABLE,
     OutboxItem,
@@ -23,6 +21,7 @@ from ._model import (
     utcnow,
 )
 from ._sql import COLUMNS, RELEASE, Transitions, fetch_query, insert_rows, record, schema, tally
+from ._writer import TransactionalWriter
 
 __all__ = ["SqliteOutbox", "SqliteOutboxStore"]
 
@@ -41,7 +40,7 @@ def _dt(value: float) -> datetime:
     return datetime.fromtimestamp(value, timezone.utc)
 
 
-class SqliteOutbox:
+class SqliteOutbox(TransactionalWriter[sqlite3.Connection]):
     """Writes outbox rows on the caller's ``sqlite3`` connection, inside the
     caller's transaction; it never commits (except in
     :meth:`run_in_transaction`, which you ask for explicitly).
@@ -69,7 +68,7 @@ class SqliteOutbox:
         await anyio.to_thread.run_sync(place_order, 42)
     """
 
-    __slots__ = ("_connection", "_create_schema", "_insert", "_lock", "_schema_ready", "_table")
+    __slots__ = ()
 
     def __init__(
         self,
@@ -78,27 +77,16 @@ class SqliteOutbox:
         table: str = DEFAULT_TABLE,
         create_schema: bool = True,
     ) -> None:
-        quoted = table_identifier(table)
-        self._connection = connection
-        self._table = table
-        self._create_schema = create_schema
-        self._schema_ready = False
-        self._lock = threading.RLock()
-        self._insert = (
-            f"INSERT INTO {quoted} (message_id, message_name, topic, key, headers, payload, "
-            "created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (message_id) DO NOTHING"
+        super().__init__(
+            connection,
+            table=table,
+            create_schema=create_schema,
+            insert=(
+                f"INSERT INTO {table_identifier(table)} (message_id, message_name, topic, key, "
+                "headers, payload, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (message_id) DO NOTHING"
+            ),
         )
-
-    @property
-    def connection(self) -> sqlite3.Connection:
-        """The caller's connection."""
-        return self._connection
-
-    @property
-    def table(self) -> str:
-        """The outbox table's name."""
-        return self._table
 
     def ensure_schema(self) -> None:
         """Create the table and its index if missing (idempotent).
@@ -114,29 +102,7 @@ class SqliteOutbox:
         now = time.time()
         return insert_rows(items, str, now, now)
 
-    def add(self, item: OutboxItem, /) -> None:
-        """Stage ``item`` (a ``NotificationEvent`` or a broker ``Message``) in
-        the current transaction.
-
-        A message whose id is already in the outbox is ignored, so retrying a
-        transaction that adds the same event is harmless.
-
-        Raises:
-            TypeError: ``item`` is neither a notification event nor a message.
-            SerializationError: the event can't be serialized.
-        """
-        rows = self._rows((item,))
-        if self._create_schema and not self._schema_ready:
-            self.ensure_schema()
-        self._connection.execute(self._insert, rows[0])
-
-    def add_many(self, items: Iterable[OutboxItem], /) -> None:
-        """Stage several messages in the current transaction, in order."""
-        rows = self._rows(items)
-        if not rows:
-            return
-        if self._create_schema and not self._schema_ready:
-            self.ensure_schema()
+    def _insert_many(self, rows: list[tuple[Any, ...]]) -> None:
         self._connection.executemany(self._insert, rows)
 
     def transaction(self, fn: Callable[..., T], *args: Any) -> T:
@@ -163,21 +129,6 @@ class SqliteOutbox:
                 raise
             connection.commit()
             return result
-
-    async def run_in_transaction(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` in a worker thread, in one transaction (see
-        :meth:`transaction`): the async way to write domain rows and events
-        atomically. The connection needs ``check_same_thread=False``.
-
-        Example::
-
-            def place_order(order_id: int) -> None:
-                conn.execute("INSERT INTO orders (id) VALUES (?)", (order_id,))
-                outbox.add(NotificationEvent(payload=OrderPlaced(order_id), topic="orders"))
-
-            await outbox.run_in_transaction(place_order, 42)
-        """
-        return await anyio.to_thread.run_sync(self.transaction, fn, *args)
 
 
 class SqliteOutboxStore:
