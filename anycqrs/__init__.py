@@ -13,6 +13,7 @@ from ._breaker import BreakerStore as BreakerStore
 from ._breaker import CircuitBreaker as CircuitBreaker
 from ._breaker import MemoryBreakerStore as MemoryBreakerStore
 from ._breaker import RedisBreakerStore as RedisBreakerStore
+from ._retry import RetryPolicy as RetryPolicy
 from .container import Container as Container
 from .container import LagomContainer as LagomContainer
 from .errors import AnyCQRSError as AnyCQRSError
@@ -73,6 +74,7 @@ __all__ = [
     "RequestMap",
     "RequestMediator",
     "Response",
+    "RetryPolicy",
     "Saga",
     "SagaContext",
     "SagaMap",

@@ -26,7 +26,7 @@ from ._saga import Fallback as Fallback
 from ._saga import Saga as Saga
 from ._saga import SagaContext as SagaContext
 from ._saga import SagaStepHandler as SagaStepHandler
-from ._types import RetryPolicy as RetryPolicy
+from .._retry import RetryPolicy as RetryPolicy
 from ._types import SagaState as SagaState
 from ._types import SagaStatus as SagaStatus
 from ._types import SagaStepEntry as SagaStepEntry

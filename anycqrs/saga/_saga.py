@@ -13,7 +13,7 @@ from typing_extensions import TypeVar as DefaultTypeVar
 
 from .._handlers import EventSource, declared_args
 from ..errors import SagaDefinitionError
-from ._types import RetryPolicy
+from .._retry import RetryPolicy
 
 __all__ = [
     "CircuitBreakerLike",

@@ -12,7 +12,6 @@ import attrs
 from typing_extensions import TypeVar
 
 __all__ = [
-    "RetryPolicy",
     "SagaState",
     "SagaStatus",
     "SagaStepEntry",
@@ -166,32 +165,3 @@ class SagaStepResult(Generic[RespT]):
     saga_id: UUID
 
 
-def _positive(_instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be >= 1, got {value}")
-
-
-@attrs.frozen
-class RetryPolicy:
-    """How a step's ``act`` is retried before the step counts as failed.
-
-    Declare it on a step class: ``retry_policy = RetryPolicy(attempts=3, delay=0.1)``.
-    Between attempts the context is restored to what it was before the step.
-
-    Attributes:
-        attempts: total attempts (1 = no retry).
-        delay: seconds before the second attempt.
-        backoff: multiplier of the delay after each attempt.
-        retry_on: exception types worth retrying (others fail at once).
-
-    Example::
-
-        class PayStep(SagaStepHandler[OrderContext, None]):
-            retry_policy = RetryPolicy(attempts=3, delay=0.2, retry_on=(ConnectionError,))
-            timeout = 5.0
-    """
-
-    attempts: int = attrs.field(default=3, validator=_positive)
-    delay: float = 0.1
-    backoff: float = 2.0
-    retry_on: tuple[type[BaseException], ...] = (Exception,)
