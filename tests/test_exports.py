@@ -36,6 +36,7 @@ TOP_LEVEL = {
     "RequestMap",
     "RequestMediator",
     "Response",
+    "RetryPolicy",
     "Saga",
     "SagaContext",
     "SagaMap",
