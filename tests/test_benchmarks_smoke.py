@@ -108,9 +108,32 @@ def test_targets_are_reported(quick_run: tuple[dict[str, Any], str]) -> None:
     kinds = {t["kind"] for t in send["targets"]}
     assert {"max_us", "min_speedup", "max_ratio"} <= kinds
     for target in send["targets"]:
-        assert target["ok"] in {True, False, None}
+        assert_verdict(target)
         if target["kind"] == "max_us":
             assert target["measured"] is not None
+    for wl in doc["workloads"]:
+        for target in wl.get("targets", ()):
+            assert_verdict(target)
+
+
+UPPER_BOUNDS = {"max_us", "max_ratio", "max_item_overhead_us"}
+LOWER_BOUNDS = {"min_speedup", "min_baseline_fraction", "min_items_per_s"}
+
+
+def assert_verdict(target: dict[str, Any]) -> None:
+    """A target's verdict follows from what was measured: n/a when nothing
+    was, otherwise the comparison its kind names (rounded as reported)."""
+    measured, limit, ok = target["measured"], target["limit"], target["ok"]
+    assert target["kind"] in UPPER_BOUNDS | LOWER_BOUNDS, target
+    if measured is None:
+        assert ok is None, target
+        return
+    assert isinstance(ok, bool), target
+    tolerance = 0.0005 * max(1.0, abs(limit))  # "measured" is rounded to 3 places
+    if abs(measured - limit) <= tolerance:
+        return  # too close to call after rounding
+    expected = measured <= limit if target["kind"] in UPPER_BOUNDS else measured >= limit
+    assert ok is expected, target
 
 
 def test_table_printed(quick_run: tuple[dict[str, Any], str]) -> None:
