@@ -88,7 +88,11 @@ class NotificationEvent(Event, Generic[PayloadT]):
 
     ``NotificationEvent[OrderPaid]`` bound in an ``EventMap`` receives every
     notification whose payload is an ``OrderPaid``, whether sent in-process or
-    consumed from a broker (routed there by :attr:`event_name`).
+    consumed from a broker (routed there by `event_name`).
+
+    Events are hashable by `event_id` alone (as in python-cqrs), so a
+    consumer can deduplicate redeliveries in a set; equality still compares
+    every field, which is consistent: equal events have equal ids.
 
     Example::
 
@@ -96,19 +100,20 @@ class NotificationEvent(Event, Generic[PayloadT]):
         assert event.event_name == "OrderPaid"
     """
 
-    payload: PayloadT
+    payload: PayloadT = attrs.field(hash=False)
     """The event's data (an attrs class or dataclass)."""
-    topic: str = ""
+    topic: str = attrs.field(default="", hash=False)
     """Destination topic (Kafka) or routing key (RabbitMQ)."""
     event_name: str = attrs.field(
-        default=attrs.Factory(lambda self: event_name_of(type(self.payload)), takes_self=True)
+        default=attrs.Factory(lambda self: event_name_of(type(self.payload)), takes_self=True),
+        hash=False,
     )
     """Wire name used for routing; defaults to the payload class's name."""
-    key: str | None = None
+    key: str | None = attrs.field(default=None, hash=False)
     """Partition / ordering key: events with one key stay in order."""
-    headers: Mapping[str, str] = attrs.field(factory=dict)
+    headers: Mapping[str, str] = attrs.field(factory=dict, hash=False)
     """Extra transport headers."""
     event_id: UUID = attrs.field(factory=uuid4)
-    """Unique id of this event (deduplication key)."""
-    event_timestamp: datetime = attrs.field(factory=_utcnow, converter=_aware)
+    """Unique id of this event (deduplication key; the event's hash)."""
+    event_timestamp: datetime = attrs.field(factory=_utcnow, converter=_aware, hash=False)
     """When the event was created, timezone-aware (UTC by default)."""

@@ -5,6 +5,14 @@ The converter is a :mod:`cattrs` converter (the orjson-flavoured one when
 It handles attrs classes, dataclasses, nested messages, lists, dicts,
 optionals and generics such as ``NotificationEvent[OrderPaid]``.
 
+Decoding is strict, the same for application code (``from_dict``) and for
+messages consumed from a broker: a value must already have its field's type.
+The only conversions made are the lossless ones JSON needs: an integer for a
+``float`` field, an ISO 8601 string for a ``datetime`` (naive means UTC), a
+UUID string for a ``UUID``, a list for a tuple or set. ``"42"`` for an ``int``,
+``1.9`` for an ``int``, ``true`` for an ``int`` or ``12345`` for a ``str`` are
+refused with a ``DeserializationError`` naming the field.
+
 Example::
 
     data = anycqrs.to_dict(event)          # plain dict, JSON-ready
@@ -15,12 +23,13 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, MutableMapping
 from datetime import datetime, timezone
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, get_args, get_origin
 from uuid import UUID
 
 import cattrs
+from cattrs.v import format_exception
 
 from .errors import DeserializationError, SerializationError
 
@@ -55,7 +64,77 @@ def _parse_datetime(value: Any, _type: Any) -> datetime:
 
 
 def _parse_uuid(value: Any, _type: Any) -> UUID:
-    return value if isinstance(value, UUID) else UUID(value)
+    if isinstance(value, UUID):
+        return value
+    if isinstance(value, str):
+        return UUID(value)
+    raise TypeError(f"expected a UUID string, got {_kind(value)}")
+
+
+def _strict_int(value: Any, _type: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise TypeError(f"expected an integer, got {_kind(value)}")
+
+
+def _strict_float(value: Any, _type: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(f"expected a number, got {_kind(value)}")
+
+
+def _strict_str(value: Any, _type: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"expected a string, got {_kind(value)}")
+
+
+def _strict_bool(value: Any, _type: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise TypeError(f"expected true or false, got {_kind(value)}")
+
+
+def _number_key(key: Any, key_type: type) -> Any:
+    """A JSON object key for an ``int`` / ``float`` keyed mapping (JSON keys are
+    strings; ``to_dict`` writes them with ``str``)."""
+    if isinstance(key, key_type) and not isinstance(key, bool):
+        return key
+    if isinstance(key, str):
+        try:
+            return key_type(key)
+        except ValueError:
+            pass
+    what = "an integer" if key_type is int else "a number"
+    raise TypeError(f"expected {what} key, got {_kind(key)}")
+
+
+def _is_number_keyed(type_: Any) -> bool:
+    args = get_args(type_)
+    return (
+        get_origin(type_) in (dict, Mapping, MutableMapping)
+        and len(args) == 2
+        and args[0] in (int, float)
+    )
+
+
+def _number_keyed_hook(conv: cattrs.Converter) -> Callable[[Any], Any]:
+    def factory(type_: Any) -> Callable[[Any, Any], Any]:
+        key_type, value_type = get_args(type_)
+        value_hook = conv.get_structure_hook(value_type)
+
+        def structure(value: Any, _type: Any) -> dict[Any, Any]:
+            if not isinstance(value, Mapping):
+                raise TypeError(f"expected an object, got {_kind(value)}")
+            return {_number_key(k, key_type): value_hook(v, value_type) for k, v in value.items()}
+
+        return structure
+
+    return factory
+
+
+def _kind(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}" if len(repr(value)) <= 40 else type(value).__name__
 
 
 def make_converter() -> cattrs.Converter:
@@ -69,6 +148,13 @@ def make_converter() -> cattrs.Converter:
         from cattrs.preconf.json import make_converter as make_json_converter
 
         conv = make_json_converter()
+    # Strict scalars: no silent coercion ("42" -> 42, 1.9 -> 1, true -> 1, 12345 -> "12345").
+    # The one widening allowed is an integer for a float field.
+    conv.register_structure_hook(int, _strict_int)
+    conv.register_structure_hook(float, _strict_float)
+    conv.register_structure_hook(str, _strict_str)
+    conv.register_structure_hook(bool, _strict_bool)
+    conv.register_structure_hook_factory(_is_number_keyed, _number_keyed_hook(conv))
     conv.register_unstructure_hook(UUID, str)
     conv.register_structure_hook(UUID, _parse_uuid)
     conv.register_unstructure_hook(datetime, datetime.isoformat)
@@ -92,9 +178,16 @@ def to_dict(obj: Any) -> Any:
         raise SerializationError(f"Cannot serialize {type(obj).__qualname__}: {exc}") from exc
 
 
+def _format(exc: BaseException, type_: Any) -> str:
+    message = str(exc)
+    if isinstance(exc, TypeError) and message.startswith("expected "):
+        return message  # our strict hooks say what they expected and got
+    return format_exception(exc, type_)
+
+
 def _describe(exc: BaseException) -> list[str]:
     if isinstance(exc, cattrs.BaseValidationError):
-        return cattrs.transform_error(exc)
+        return cattrs.transform_error(exc, format_exception=_format)
     return [f"{exc} @ $"]
 
 

@@ -64,3 +64,28 @@ def test_messages_can_be_attrs_or_dataclasses() -> None:
     assert isinstance(E(1), anycqrs.Event)
     assert isinstance(anycqrs.NotificationEvent(payload=1), anycqrs.Event)
     assert not hasattr(A(1), "__dict__")  # slotted bases keep attrs classes slotted
+
+
+class TestNotificationEventHash:
+    """Notification events hash by `event_id`, consistently with equality."""
+
+    def test_hashable_with_headers_and_an_unhashable_payload(self) -> None:
+        @dataclasses.dataclass
+        class Mutable:
+            items: list[int]
+
+        event = anycqrs.NotificationEvent(payload=Mutable([1]), headers={"a": "b"})
+        same = attrs.evolve(event)
+        assert event == same
+        assert (
+            hash(event)
+            == hash(same)
+            == hash(anycqrs.NotificationEvent(payload=Mutable([2]), event_id=event.event_id))
+        )
+        assert len({event, same}) == 1
+
+    def test_redeliveries_deduplicate_in_a_set(self) -> None:
+        event = anycqrs.NotificationEvent(payload=OrderPaid(order_id=1), topic="orders")
+        again = anycqrs.from_dict(anycqrs.NotificationEvent[OrderPaid], anycqrs.to_dict(event))
+        other = anycqrs.NotificationEvent(payload=OrderPaid(order_id=1), topic="orders")
+        assert {event, again, other} == {event, other}

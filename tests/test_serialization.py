@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Generic, TypeVar
 from uuid import UUID, uuid4
@@ -161,3 +162,51 @@ def test_property_round_trip(order: OrderPlaced, key: str | None) -> None:
         anycqrs.from_dict(anycqrs.NotificationEvent[OrderPlaced], anycqrs.to_dict(event)) == event
     )
     assert from_json(anycqrs.NotificationEvent[OrderPlaced], to_json(event)) == event
+
+
+@attrs.frozen
+class Scalars:
+    count: int
+    name: str
+    ratio: float
+    flag: bool
+    ids: dict[int, str] = attrs.Factory(dict)
+
+
+GOOD = {"count": 1, "name": "a", "ratio": 0.5, "flag": True}
+
+
+class TestStrictDecoding:
+    """`from_dict` (and so every broker decoder) never coerces silently."""
+
+    @pytest.mark.parametrize(
+        ("field", "value", "message"),
+        [
+            ("count", 1.9, "expected an integer, got float 1.9 @ $.count"),
+            ("count", "42", "expected an integer, got str '42' @ $.count"),
+            ("count", True, "expected an integer, got bool True @ $.count"),
+            ("count", 123456789012345678901234567890.0, "expected an integer, got float"),
+            ("name", 12345, "expected a string, got int 12345 @ $.name"),
+            ("ratio", "0.5", "expected a number, got str '0.5' @ $.ratio"),
+            ("flag", 1, "expected true or false, got int 1 @ $.flag"),
+            ("ids", {"x": "a"}, "expected an integer key, got str 'x' @ $.ids"),
+        ],
+    )
+    def test_refuses_coercion(self, field: str, value: object, message: str) -> None:
+        with pytest.raises(anycqrs.errors.DeserializationError, match=re.escape(message)):
+            anycqrs.from_dict(Scalars, {**GOOD, field: value})
+
+    def test_a_thirty_digit_integer_from_json_is_refused(self) -> None:
+        raw = b'{"count": 123456789012345678901234567890, "name": "a", "ratio": 1, "flag": false}'
+        with pytest.raises(anycqrs.errors.DeserializationError, match=r"\$\.count"):
+            from_json(Scalars, raw)
+
+    def test_lossless_conversions_are_allowed(self) -> None:
+        value = anycqrs.from_dict(Scalars, {**GOOD, "ratio": 2, "ids": {"7": "seven"}})
+        assert value.ratio == 2.0 and isinstance(value.ratio, float)
+        assert value.ids == {7: "seven"}
+        assert anycqrs.from_dict(Scalars, anycqrs.to_dict(value)) == value
+
+    def test_uuid_needs_a_string(self) -> None:
+        with pytest.raises(anycqrs.errors.DeserializationError, match="expected a UUID string"):
+            anycqrs.from_dict(UUID, 5)
