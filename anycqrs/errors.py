@@ -1,5 +1,36 @@
-"""The anycqrs exception hierarchy: every error the library raises derives from
-:class:`AnyCQRSError`."""
+"""The anycqrs exception hierarchy.
+
+Every error the library raises derives from `AnyCQRSError`; some also derive
+from the built-in exception a Python programmer would expect (`TypeError` for
+bad bindings, `LookupError` for missing things, `ValueError` for bad data):
+
+```
+AnyCQRSError
+├── BindingError (TypeError) ............ a map binding or a definition is invalid
+│   └── SagaDefinitionError (SagaError)
+├── RequestHandlerDoesNotExist (LookupError)
+├── SerializationError (ValueError) ..... an object can't become plain data
+├── DeserializationError (ValueError) ... plain data doesn't fit the type asked for
+│   └── UnknownEventName ................ no NotificationEvent[P] bound under the name
+├── EventDispatchError .................. the handler succeeded, its events failed
+├── CircuitBreakerOpen
+├── ConcurrencyError .................... an optimistic-concurrency check failed
+│   └── SagaConcurrencyError (SagaError)
+├── SagaError
+│   ├── SagaDefinitionError
+│   ├── SagaNotFoundError (LookupError)
+│   ├── SagaAlreadyExistsError
+│   ├── SagaConcurrencyError
+│   └── SagaStateError
+└── BrokerError ......................... a broker refused or failed
+    ├── BrokerDeliveryError ............. some messages of a publish not confirmed
+    ├── ConnectionLost .................. the broker connection went away
+    └── MessageHandlingError ............ a consumed message kept failing, no DLQ
+```
+
+Catch `AnyCQRSError` to handle anything anycqrs raises; a handler's own
+exception always reaches the caller unchanged, never wrapped in these.
+"""
 
 from __future__ import annotations
 
