@@ -8,9 +8,9 @@ transaction as your domain writes, and let a relay publish them to a broker.
 * Relay stores on their own connection: :class:`SqliteOutboxStore`,
   :class:`PostgresOutboxStore` (several relays at once, ``FOR UPDATE SKIP LOCKED``).
 * :class:`OutboxRelay` publishes batches to any
-  :class:`~anycqrs.brokers.MessageBroker`, marks them sent, retries with
-  exponential backoff (:class:`OutboxRetryPolicy`) and dead-letters after
-  ``max_attempts``.
+  `anycqrs.brokers.MessageBroker`, marks them sent, retries with the
+  backoff of an `anycqrs.RetryPolicy` and dead-letters when it gives up
+  (`OutboxRetryPolicy` is a deprecated factory of that policy).
 
 Example::
 

@@ -11,13 +11,13 @@ from uuid import UUID
 
 import attrs
 
-from ._model import OutboxItem, OutboxRecord, OutboxStatus, encode, table_identifier
+from .._persistence import Table
+from ._model import OutboxItem, OutboxRecord, OutboxStatus, encode
 
 __all__ = [
     "COLUMNS",
     "RELEASE",
     "Transitions",
-    "as_is",
     "fetch_query",
     "insert_rows",
     "record",
@@ -37,16 +37,17 @@ RELEASE = "claimed_until = NULL, claim_token = NULL"
 """Drops a row's claim."""
 
 
-def as_is(value: T) -> T:
-    """A value the driver already returns (or accepts) as wanted."""
-    return value
-
-
 def schema(
-    table: str, *, id_column: str, uuid: str, timestamp: str, default_now: str = ""
+    table: Table,
+    *,
+    id_column: str,
+    uuid: str,
+    timestamp: str,
+    default_now: str = "",
+    sqlite: bool = False,
 ) -> tuple[str, ...]:
     """The table and its pending-rows index, with the backend's column types."""
-    quoted = table_identifier(table)
+    quoted = table.quoted
     return (
         f"""CREATE TABLE IF NOT EXISTS {quoted} (
             id {id_column},
@@ -66,7 +67,8 @@ def schema(
             sent_at {timestamp},
             last_error TEXT
         )""",
-        f"CREATE INDEX IF NOT EXISTS \"{table}_pending\" ON {quoted} (id) WHERE status = 'pending'",
+        f"CREATE INDEX IF NOT EXISTS {table.index('_pending', sqlite=sqlite)} (id) "
+        "WHERE status = 'pending'",
     )
 
 
