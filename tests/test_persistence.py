@@ -1,0 +1,186 @@
+"""The shared persistence plumbing: table names, JSON, time, the SQLite
+transaction helper and both backends' connection holders."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from anycqrs import serialization
+from anycqrs._persistence import (
+    PostgresConnections,
+    SqliteConnection,
+    Table,
+    dumps,
+    loads,
+    sqlite_transaction,
+    table_name,
+    utc,
+    utcnow,
+)
+from anycqrs.errors import DeserializationError, SerializationError
+
+
+class Boom(Exception):
+    pass
+
+
+class TestTableName:
+    """One rule for every table name, one error naming the name and the rule."""
+
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            ("outbox", Table("outbox")),
+            ("_a1", Table("_a1")),
+            ("app.sagas", Table("sagas", schema="app")),
+            ("x" * 48, Table("x" * 48)),
+        ],
+    )
+    def test_valid(self, value: str, expected: Table) -> None:
+        assert table_name(value, "table") == expected
+        assert str(expected) == value
+
+    @pytest.mark.parametrize(
+        "value",
+        ["Outbox", "1x", "a-b", 'x"; DROP TABLE y; --', "x" * 49, "", "a.b.c", ".a", "a.", 7],
+    )
+    def test_invalid(self, value: Any) -> None:
+        with pytest.raises(ValueError) as caught:
+            table_name(value, "log_table")
+        message = str(caught.value)
+        assert f"Invalid log_table name {value!r}" in message
+        assert "lowercase letters, digits and '_'" in message
+        assert "at most 48 characters" in message
+
+    def test_quoting_and_index_names(self) -> None:
+        plain, qualified = Table("t"), Table("t", schema="s")
+        assert plain.quoted == '"t"' and qualified.quoted == '"s"."t"'
+        assert plain.index("_i") == '"t_i" ON "t"'
+        assert qualified.index("_i") == '"s_t_i" ON "s"."t"'
+        assert qualified.index("_i", sqlite=True) == '"s"."s_t_i" ON "t"'
+        assert plain.index("_i", sqlite=True) == plain.index("_i")
+
+
+class TestJson:
+    """The codec is the one of anycqrs.serialization, as text."""
+
+    def test_round_trip_is_serialization_codec(self) -> None:
+        data = {"a": [1, 2.5, None, True], "b": {"c": "é"}}
+        assert dumps(data) == serialization.dumps(data).decode()
+        assert loads(dumps(data)) == data
+
+    def test_errors(self) -> None:
+        with pytest.raises(SerializationError, match="dict"):
+            dumps({"bad": object()})
+        with pytest.raises(DeserializationError, match="malformed JSON"):
+            loads("{nope")
+
+
+def test_utc() -> None:
+    moment = utc(86400.5)
+    assert moment == datetime(1970, 1, 2, 0, 0, 0, 500000, tzinfo=timezone.utc)
+    assert utc(moment.timestamp()) == moment
+    now = utcnow()
+    assert now.tzinfo is timezone.utc and abs(now.timestamp() - utcnow().timestamp()) < 60
+
+
+class TestSqliteTransaction:
+    """BEGIN IMMEDIATE, commit on success, roll back on any error."""
+
+    @staticmethod
+    def _connect(path: Path, **kwargs: Any) -> sqlite3.Connection:
+        connection: sqlite3.Connection = sqlite3.connect(path, isolation_level=None, **kwargs)
+        connection.execute("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+        return connection
+
+    def test_commit_and_rollback(self, tmp_path: Path) -> None:
+        connection = self._connect(tmp_path / "db")
+        with sqlite_transaction(connection):
+            connection.execute("INSERT INTO t VALUES (1)")
+        with pytest.raises(Boom), sqlite_transaction(connection):
+            connection.execute("INSERT INTO t VALUES (2)")
+            raise Boom
+        assert not connection.in_transaction
+        assert connection.execute("SELECT x FROM t").fetchall() == [(1,)]
+
+    def test_takes_the_write_lock_up_front(self, tmp_path: Path) -> None:
+        connection = self._connect(tmp_path / "db")
+        other = self._connect(tmp_path / "db", timeout=0)
+        with sqlite_transaction(connection):  # no write yet: the lock is held anyway
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+        other.execute("BEGIN IMMEDIATE")
+        other.rollback()
+
+    def test_joins_an_open_transaction(self, tmp_path: Path) -> None:
+        connection = self._connect(tmp_path / "db")
+        connection.execute("BEGIN")
+        connection.execute("INSERT INTO t VALUES (1)")
+        with pytest.raises(Boom), sqlite_transaction(connection):
+            connection.execute("INSERT INTO t VALUES (2)")
+            raise Boom
+        assert connection.execute("SELECT x FROM t").fetchall() == []  # all rolled back
+
+    def test_connection_writes_and_reopens(self, tmp_path: Path) -> None:
+        setups: list[sqlite3.Connection] = []
+
+        def setup(connection: sqlite3.Connection) -> None:
+            setups.append(connection)
+            connection.execute("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+
+        db = SqliteConnection(tmp_path / "db", timeout=1.0, setup=setup)
+        db.write(lambda c: c.execute("INSERT INTO t VALUES (1)"))
+
+        def insert_then_fail(connection: sqlite3.Connection) -> None:
+            connection.execute("INSERT INTO t VALUES (2)")
+            raise Boom
+
+        with pytest.raises(Boom):
+            db.write(insert_then_fail)
+        db.close()
+        assert db.call(lambda c: c.execute("SELECT x FROM t").fetchall()) == [(1,)]
+        assert len(setups) == 2  # once per connection
+        db.close()
+
+
+class TestPostgresConnections:
+    """Autocommit connections, reused, a broken one replaced; setup runs once."""
+
+    def test_reuse_setup_and_broken_connections(self, postgres_dsn: str) -> None:
+        setups: list[Any] = []
+        db = PostgresConnections(postgres_dsn, size=2, setup=setups.append)
+        try:
+            first = db.call(lambda c: c)
+            assert first.autocommit
+            assert db.call(lambda c: c) is first  # reused
+
+            def close_then_fail(connection: Any) -> None:
+                connection.close()
+                raise Boom
+
+            with pytest.raises(Boom):
+                db.call(close_then_fail)
+            again = db.call(lambda c: c)
+            assert again is not first and not again.closed
+            assert setups == [first]
+            seen: set[int] = set()
+            barrier = threading.Barrier(2)
+
+            def hold(connection: Any) -> None:
+                seen.add(id(connection))
+                barrier.wait(timeout=10)
+
+            threads = [threading.Thread(target=db.call, args=(hold,)) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert len(seen) == 2  # two at once
+        finally:
+            db.close()
