@@ -13,7 +13,9 @@ import pytest
 
 from anycqrs import serialization
 from anycqrs._persistence import (
+    PostgresCaller,
     PostgresConnections,
+    SqliteCaller,
     SqliteConnection,
     Table,
     dumps,
@@ -184,3 +186,63 @@ class TestPostgresConnections:
             assert len(seen) == 2  # two at once
         finally:
             db.close()
+
+
+class TestCallerSchema:
+    """A schema made in the caller's transaction counts once that commits."""
+
+    def test_sqlite(self, tmp_path: Path) -> None:
+        connection = sqlite3.connect(tmp_path / "db", check_same_thread=False)
+        table = Table("things")
+        caller = SqliteCaller(connection, table, ["CREATE TABLE IF NOT EXISTS things (x INTEGER)"])
+
+        def add(fail: bool) -> None:
+            caller.prepare()
+            connection.execute("INSERT INTO things VALUES (1)")
+            if fail:
+                raise Boom
+
+        with pytest.raises(Boom):
+            caller.transaction(add, True)
+        assert not caller._ready
+        caller.transaction(add, False)
+        assert caller._ready  # confirmed by the commit
+        assert connection.execute("SELECT count(*) FROM things").fetchall() == [(1,)]
+        connection.close()
+
+    def test_postgres(self, postgres_dsn: str, unique: str) -> None:
+        import psycopg
+
+        table = Table(f"things_{unique}")
+        connection = psycopg.connect(postgres_dsn)
+        caller = PostgresCaller(
+            connection,
+            table,
+            [f"CREATE TABLE IF NOT EXISTS {table.quoted} (x integer)"],
+            key=f"test:{unique}",
+        )
+
+        def add(fail: bool) -> None:
+            caller.prepare()
+            connection.execute(f"INSERT INTO {table.quoted} VALUES (1)")
+            if fail:
+                raise Boom
+
+        try:
+            with pytest.raises(Boom):
+                caller.transaction(add, True)
+            assert not caller._ready
+            with connection.transaction():  # the caller's own transaction
+                add(False)
+                add(False)  # same transaction: the uncommitted table is used
+                assert not caller._ready
+            add(False)  # asks PostgreSQL: the creation committed
+            assert caller._ready
+            connection.commit()
+            count = connection.execute(f"SELECT count(*) FROM {table.quoted}").fetchone()
+            assert count == (3,)
+        finally:
+            connection.rollback()
+            connection.execute(f"DROP TABLE IF EXISTS {table.quoted}")
+            connection.commit()
+            connection.close()

@@ -19,6 +19,9 @@ T = TypeVar("T")
 
 Connect = Callable[[], "psycopg.Connection[Any]"]
 
+_IDLE = 0
+"""``psycopg.pq.TransactionStatus.IDLE`` (psycopg is imported lazily)."""
+
 
 def connector(conninfo: str | Connect) -> Connect:
     """A zero-argument connect function from a DSN (or the function itself)."""
@@ -116,8 +119,9 @@ class PostgresCaller(Caller["psycopg.Connection[Any]"]):
     """The caller's psycopg connection (see `Caller`).
 
     A creation made inside the caller's open transaction remembers that
-    transaction's id; later checks ask PostgreSQL whether it committed
-    (one round trip per use until it did, or was rolled back and redone).
+    transaction's id; it is confirmed when `transaction` commits it, else
+    later checks ask PostgreSQL whether it committed (one round trip per use
+    until it did, or was rolled back and redone).
     """
 
     __slots__ = ("_created_in", "key")
@@ -128,10 +132,8 @@ class PostgresCaller(Caller["psycopg.Connection[Any]"]):
         self._created_in: int | None = None
 
     def _check(self) -> bool:
-        from psycopg.pq import TransactionStatus
-
         connection = self.connection
-        idle = connection.info.transaction_status == TransactionStatus.IDLE
+        idle = connection.info.transaction_status == _IDLE
         with connection.transaction():  # its own transaction when idle, else a savepoint
             row = connection.execute(
                 "SELECT to_regclass(%s) IS NOT NULL, txid_status(%s::bigint)",
@@ -154,6 +156,13 @@ class PostgresCaller(Caller["psycopg.Connection[Any]"]):
     def transaction(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` inside ``connection.transaction()`` (blocking):
         committed when ``fn`` returns, rolled back if it raises (a savepoint
-        when a transaction is already open). Calls are serialized."""
-        with self.lock, self.connection.transaction():
-            return fn(*args)
+        when a transaction is already open). Calls are serialized. A commit
+        of its own confirms a schema created inside it."""
+        connection = self.connection
+        with self.lock:
+            outermost = connection.info.transaction_status == _IDLE
+            with connection.transaction():
+                result = fn(*args)
+            if outermost and self._created_in is not None:
+                self._created_in, self._ready = None, True
+            return result

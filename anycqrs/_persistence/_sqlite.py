@@ -108,9 +108,9 @@ class SqliteConnection:
 class SqliteCaller(Caller[sqlite3.Connection]):
     """The caller's ``sqlite3`` connection (see `Caller`).
 
-    A creation made inside the caller's transaction is confirmed by the first
-    check that runs outside a transaction; until then each check is one
-    lookup in ``sqlite_master``.
+    A creation made inside the caller's transaction is confirmed when
+    `transaction` commits, or by the first check that runs outside a
+    transaction; until then each check is one lookup in ``sqlite_master``.
     """
 
     __slots__ = ("_created",)
@@ -149,6 +149,11 @@ class SqliteCaller(Caller[sqlite3.Connection]):
 
     def transaction(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` in one `sqlite_transaction` on the caller's
-        connection (blocking); calls are serialized."""
-        with self.lock, sqlite_transaction(self.connection):
-            return fn(*args)
+        connection (blocking); calls are serialized. Its commit confirms a
+        schema created inside it."""
+        with self.lock:
+            with sqlite_transaction(self.connection):
+                result = fn(*args)
+            if self._created:
+                self._created, self._ready = False, True
+            return result
