@@ -45,10 +45,11 @@ class OutboxStatus(str, enum.Enum):
     ``max_attempts`` times or could not be decoded. Rows are never deleted by
     the relay.
 
-    Example::
-
+    Example:
+        ```python
         counts = store.counts()
         assert counts[OutboxStatus.DEAD] == 0
+        ```
     """
 
     PENDING = "pending"
@@ -72,8 +73,8 @@ class EncodedMessage:
 
 
 def encode(item: OutboxItem) -> EncodedMessage:
-    """Encode a notification event (via :meth:`Message.from_event`) or a
-    :class:`~anycqrs.brokers.Message` for storage, with the core converter."""
+    """Encode a notification event (via `Message.from_event`) or a
+    `anycqrs.brokers.Message` for storage, with the core converter."""
     if isinstance(item, NotificationEvent):
         message = Message.from_event(item)
     elif isinstance(item, Message):
@@ -97,14 +98,15 @@ def encode(item: OutboxItem) -> EncodedMessage:
 class OutboxRecord:
     """One outbox row, as stored.
 
-    ``payload`` and ``headers`` are the stored JSON text; :meth:`to_message`
-    decodes the row into the :class:`~anycqrs.brokers.Message` the relay
+    ``payload`` and ``headers`` are the stored JSON text; `to_message`
+    decodes the row into the `anycqrs.brokers.Message` the relay
     publishes.
 
-    Example::
-
+    Example:
+        ```python
         for record in store.fetch(status=OutboxStatus.DEAD):
             print(record.id, record.message_name, record.attempts, record.last_error)
+        ```
     """
 
     id: int
@@ -175,9 +177,10 @@ class OutboxSettlement:
         dead: ``(id, error)`` for rows to dead-letter (row kept, status ``dead``).
         release: ids not attempted (claim dropped, attempts unchanged).
 
-    Example::
-
+    Example:
+        ```python
         store.settle(token, OutboxSettlement(sent=(1, 2)), now=utcnow())
+        ```
     """
 
     sent: Sequence[int] = ()

@@ -47,18 +47,18 @@ def _lock_key(table: Table) -> str:
 class PostgresOutbox(TransactionalWriter["psycopg.Connection[Any]"]):
     """Writes outbox rows on the caller's psycopg 3 connection, inside the
     caller's transaction; it never commits (except in
-    :meth:`run_in_transaction`, which you ask for explicitly).
+    `run_in_transaction`, which you ask for explicitly).
 
     The table is created on first use unless ``create_schema=False`` (then
-    create it with :meth:`ensure_schema`, the relay's startup, or a migration).
+    create it with `ensure_schema`, the relay's startup, or a migration).
 
     Args:
         connection: the application's ``psycopg.Connection``.
         table: table name (lowercase letters, digits, ``_``).
         create_schema: check for the table on first use and create it if missing.
 
-    Example::
-
+    Example:
+        ```python
         conn = psycopg.connect(dsn)
         outbox = PostgresOutbox(conn)
 
@@ -68,6 +68,7 @@ class PostgresOutbox(TransactionalWriter["psycopg.Connection[Any]"]):
                 outbox.add(NotificationEvent(payload=OrderPlaced(order_id), topic="orders"))
 
         await anyio.to_thread.run_sync(place_order, 42)
+        ```
     """
 
     __slots__ = ()
@@ -117,13 +118,14 @@ class PostgresOutboxStore:
     Args:
         conninfo: a libpq DSN/URL, or a zero-argument callable returning a new
             ``psycopg.Connection`` (autocommit is switched on).
-        table: table name (as given to :class:`PostgresOutbox`).
+        table: table name (as given to `PostgresOutbox`).
 
-    Example::
-
+    Example:
+        ```python
         store = PostgresOutboxStore("postgresql://app@db/app")
         async with anyio.create_task_group() as tg:
             await tg.start(OutboxRelay(store, broker).run)
+        ```
     """
 
     __slots__ = ("_db", "_quoted", "_table")
@@ -159,7 +161,7 @@ class PostgresOutboxStore:
         self, *, limit: int, now: datetime, lease: float, token: str
     ) -> Sequence[OutboxRecord]:
         """Claim up to ``limit`` due pending rows with ``FOR UPDATE SKIP LOCKED``
-        (see :class:`OutboxStore`)."""
+        (see `OutboxStore`)."""
         sql = (
             f"WITH due AS (SELECT id FROM {self._quoted} WHERE status = 'pending' "
             "AND next_attempt_at <= %(now)s "
@@ -183,7 +185,7 @@ class PostgresOutboxStore:
         return self._db.call(claim)
 
     def settle(self, token: str, settlement: OutboxSettlement, *, now: datetime) -> None:
-        """Apply a batch's outcome in one transaction (see :class:`OutboxStore`)."""
+        """Apply a batch's outcome in one transaction (see `OutboxStore`)."""
         table = self._quoted
         held = "WHERE id = %s AND claim_token = %s"
 

@@ -64,15 +64,15 @@ class OutboxRelay:
     ``settle_timeout``), so a graceful stop neither loses nor re-sends it.
 
     Args:
-        store: the relay side of an outbox (:class:`SqliteOutboxStore`,
-            :class:`PostgresOutboxStore` or your own :class:`OutboxStore`).
-        broker: any :class:`~anycqrs.brokers.MessageBroker`.
+        store: the relay side of an outbox (`SqliteOutboxStore`,
+            `PostgresOutboxStore` or your own `OutboxStore`).
+        broker: any `anycqrs.brokers.MessageBroker`.
         batch_size: rows claimed per batch.
         retry: attempts, backoff and retryable errors of one row (default:
             10 attempts, 1 s doubling up to 5 minutes).
         max_attempts: attempts before a row is dead-lettered; when given it
             replaces ``retry.attempts``.
-        poll_interval: seconds :meth:`run` waits when nothing is due.
+        poll_interval: seconds `run` waits when nothing is due.
         lease: seconds a claim lasts; must exceed ``publish_timeout`` (a
             relay that dies leaves its rows to others after the lease).
         publish_timeout: bound of one batch's publish; unsent messages of a
@@ -81,13 +81,14 @@ class OutboxRelay:
         clock: the current time (aware UTC); injectable for tests.
         limiter: thread limiter for the blocking store calls (default: anyio's).
 
-    Example::
-
+    Example:
+        ```python
         relay = OutboxRelay(SqliteOutboxStore("app.db"), broker, batch_size=200)
         async with anyio.create_task_group() as tg:
             await tg.start(relay.run)
             ...
             tg.cancel_scope.cancel()  # graceful: the batch in flight finishes
+        ```
     """
 
     __slots__ = (
@@ -165,7 +166,7 @@ class OutboxRelay:
         return self._retry
 
     def wake(self) -> None:
-        """Cut the current idle wait of :meth:`run` short (call it from the
+        """Cut the current idle wait of `run` short (call it from the
         event loop after committing new rows for lower latency)."""
         if self._wakeup is not None:
             self._wakeup.set()
@@ -177,7 +178,7 @@ class OutboxRelay:
 
         Creates the schema if missing, reports readiness (start it with
         ``await task_group.start(relay.run)``), then publishes what is due and
-        waits ``poll_interval`` (or until :meth:`wake`) whenever nothing is left.
+        waits ``poll_interval`` (or until `wake`) whenever nothing is left.
         Store errors (e.g. a lost database connection) are logged and retried
         after ``poll_interval``; the relay keeps running.
         """

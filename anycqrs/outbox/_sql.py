@@ -31,7 +31,7 @@ COLUMNS = (
     "id, message_id, message_name, topic, key, headers, payload, status, attempts, "
     "created_at, next_attempt_at, last_error, sent_at"
 )
-"""The columns of an :class:`OutboxRecord`, in the order :func:`record` reads them."""
+"""The columns of an `OutboxRecord`, in the order `record` reads them."""
 
 RELEASE = "claimed_until = NULL, claim_token = NULL"
 """Drops a row's claim."""
@@ -119,7 +119,7 @@ def insert_rows(
 
 
 def record(row: Sequence[Any], moment: Callable[[Any], datetime]) -> OutboxRecord:
-    """An :class:`OutboxRecord` from a row of :data:`COLUMNS`, the stored times
+    """An `OutboxRecord` from a row of `COLUMNS`, the stored times
     converted by ``moment``."""
     sent_at = row[12]
     return OutboxRecord(

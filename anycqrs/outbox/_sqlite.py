@@ -33,19 +33,19 @@ def _schema(table: Table) -> tuple[str, ...]:
 class SqliteOutbox(TransactionalWriter[sqlite3.Connection]):
     """Writes outbox rows on the caller's ``sqlite3`` connection, inside the
     caller's transaction; it never commits (except in
-    :meth:`run_in_transaction`, which you ask for explicitly).
+    `run_in_transaction`, which you ask for explicitly).
 
     Domain rows and events commit or roll back together. The table is created
     on first use (idempotently) unless ``create_schema=False``.
 
     Args:
-        connection: the application's connection. For :meth:`run_in_transaction`
+        connection: the application's connection. For `run_in_transaction`
             it must be opened with ``check_same_thread=False``.
         table: table name (lowercase letters, digits, ``_``).
         create_schema: create the table on first use.
 
-    Example::
-
+    Example:
+        ```python
         # IMMEDIATE: ``with conn:`` takes the write lock when it begins
         conn = sqlite3.connect("app.db", isolation_level="IMMEDIATE", check_same_thread=False)
         outbox = SqliteOutbox(conn)
@@ -56,6 +56,7 @@ class SqliteOutbox(TransactionalWriter[sqlite3.Connection]):
                 outbox.add(NotificationEvent(payload=OrderPlaced(order_id), topic="orders"))
 
         await anyio.to_thread.run_sync(place_order, 42)
+        ```
     """
 
     __slots__ = ()
@@ -100,14 +101,15 @@ class SqliteOutboxStore:
 
     Args:
         path: the database file.
-        table: table name (as given to :class:`SqliteOutbox`).
+        table: table name (as given to `SqliteOutbox`).
         timeout: seconds to wait for SQLite's write lock.
 
-    Example::
-
+    Example:
+        ```python
         store = SqliteOutboxStore("app.db")
         relay = OutboxRelay(store, broker)
         dead = await anyio.to_thread.run_sync(lambda: store.fetch(status=OutboxStatus.DEAD))
+        ```
     """
 
     __slots__ = ("_db", "_quoted", "_table")
@@ -150,7 +152,7 @@ class SqliteOutboxStore:
     def claim(
         self, *, limit: int, now: datetime, lease: float, token: str
     ) -> Sequence[OutboxRecord]:
-        """Claim up to ``limit`` due pending rows (see :class:`OutboxStore`)."""
+        """Claim up to ``limit`` due pending rows (see `OutboxStore`)."""
         at = now.timestamp()
 
         def claim(connection: sqlite3.Connection) -> list[OutboxRecord]:
@@ -170,7 +172,7 @@ class SqliteOutboxStore:
         return self._db.write(claim)
 
     def settle(self, token: str, settlement: OutboxSettlement, *, now: datetime) -> None:
-        """Apply a batch's outcome in one transaction (see :class:`OutboxStore`)."""
+        """Apply a batch's outcome in one transaction (see `OutboxStore`)."""
         at = now.timestamp()
         table = self._quoted
         held = "WHERE id = ? AND claim_token = ?"

@@ -44,12 +44,13 @@ class PostgresSagaStorage:
         log_table: name of the step-log table.
         max_connections: size of the connection pool.
 
-    Example::
-
+    Example:
+        ```python
         storage = PostgresSagaStorage("postgresql://postgres@127.0.0.1:5432/app")
         mediator = anycqrs.saga.bootstrap.bootstrap(sagas_mapper=..., saga_storage=storage)
         ...
         storage.close()
+        ```
     """
 
     def __init__(
@@ -156,7 +157,7 @@ class PostgresSagaStorage:
         status: SagaStatus,
         entries: Sequence[StepRecord] = (),
     ) -> int:
-        """Insert a new saga (see :class:`SagaStorage`): one statement."""
+        """Insert a new saga (see `SagaStorage`): one statement."""
         sql = self._create_statement(len(entries))
         params = [saga_id, saga_name, status.value, dumps(context), *self._log_params(entries)]
 
@@ -177,7 +178,7 @@ class PostgresSagaStorage:
         context: Mapping[str, Any] | None = None,
         entries: Sequence[StepRecord] = (),
     ) -> int:
-        """Write atomically with a version check (see :class:`SagaStorage`): one statement."""
+        """Write atomically with a version check (see `SagaStorage`): one statement."""
         sql = self._save_statement(len(entries))
         params = [
             None if status is None else status.value,
@@ -203,7 +204,7 @@ class PostgresSagaStorage:
         return state(row, as_is, as_is, as_is)
 
     async def load_saga_state(self, saga_id: UUID) -> SagaState:
-        """The saga's state (see :class:`SagaStorage`)."""
+        """The saga's state (see `SagaStorage`)."""
 
         def work(conn: Any) -> Any:
             return conn.execute(
@@ -216,7 +217,7 @@ class PostgresSagaStorage:
         return self._state(row)
 
     async def get_step_history(self, saga_id: UUID) -> list[SagaStepEntry]:
-        """The step log, oldest first (see :class:`SagaStorage`)."""
+        """The step log, oldest first (see `SagaStorage`)."""
 
         def work(conn: Any) -> list[Any]:
             rows: list[Any] = conn.execute(
@@ -237,7 +238,7 @@ class PostgresSagaStorage:
         stale_after: float = 0.0,
         limit: int = 1,
     ) -> list[SagaState]:
-        """Lease sagas for recovery (see :class:`SagaStorage`): ``FOR UPDATE SKIP LOCKED``."""
+        """Lease sagas for recovery (see `SagaStorage`): ``FOR UPDATE SKIP LOCKED``."""
         where = f"{UNFINISHED} AND (lease_until IS NULL OR lease_until <= now())"
         params: list[Any] = [owner, float(lease_seconds)]
         if saga_id is not None:
@@ -263,7 +264,7 @@ class PostgresSagaStorage:
         return [self._state(row) for row in rows]
 
     async def release(self, saga_id: UUID, owner: str) -> None:
-        """Drop ``owner``'s lease (see :class:`SagaStorage`)."""
+        """Drop ``owner``'s lease (see `SagaStorage`)."""
 
         def work(conn: Any) -> None:
             conn.execute(

@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 COLUMNS = "saga_id, saga_name, status, context, version, recovery_attempts, created_at, updated_at"
-"""The columns of a :class:`SagaState`, in the order :func:`state` reads them."""
+"""The columns of a `SagaState`, in the order `state` reads them."""
 
 UNFINISHED = "status IN ('PENDING', 'RUNNING', 'COMPENSATING')"
 """Sagas recovery may claim."""
@@ -52,7 +52,7 @@ def state(
     json_data: Callable[[Any], Any],
     moment: Callable[[Any], datetime],
 ) -> SagaState:
-    """A :class:`SagaState` from a row of :data:`COLUMNS`, the id, context and
+    """A `SagaState` from a row of `COLUMNS`, the id, context and
     times converted by the given functions."""
     return SagaState(
         saga_id=saga_id(row[0]),
@@ -86,7 +86,7 @@ def step_entries(
 
 def stale_write(saga_id: UUID, expected_version: int, *, exists: bool) -> SagaError:
     """The error of a write whose version check failed: the saga moved on
-    (:class:`SagaConcurrencyError`) or is not there (:class:`SagaNotFoundError`)."""
+    (`SagaConcurrencyError`) or is not there (`SagaNotFoundError`)."""
     if exists:
         return SagaConcurrencyError(saga_id, expected_version)
     return SagaNotFoundError(saga_id)

@@ -49,12 +49,13 @@ class SqliteSagaStorage:
         log_table: name of the step-log table.
         busy_timeout: seconds to wait for another process's write lock.
 
-    Example::
-
+    Example:
+        ```python
         storage = SqliteSagaStorage("sagas.db")
         mediator = anycqrs.saga.bootstrap.bootstrap(sagas_mapper=..., saga_storage=storage)
         ...
         storage.close()
+        ```
     """
 
     def __init__(
@@ -124,7 +125,7 @@ class SqliteSagaStorage:
         status: SagaStatus,
         entries: Sequence[StepRecord] = (),
     ) -> int:
-        """Insert a new saga (see :class:`SagaStorage`)."""
+        """Insert a new saga (see `SagaStorage`)."""
         key = str(saga_id)
         payload = dumps(context)
         rows = log_values(entries, key)
@@ -155,7 +156,7 @@ class SqliteSagaStorage:
         context: Mapping[str, Any] | None = None,
         entries: Sequence[StepRecord] = (),
     ) -> int:
-        """Write atomically with a version check (see :class:`SagaStorage`)."""
+        """Write atomically with a version check (see `SagaStorage`)."""
         key = str(saga_id)
         payload = None if context is None else dumps(context)
         status_value = None if status is None else status.value
@@ -184,7 +185,7 @@ class SqliteSagaStorage:
         return state(row, UUID, loads, utc)
 
     async def load_saga_state(self, saga_id: UUID) -> SagaState:
-        """The saga's state (see :class:`SagaStorage`)."""
+        """The saga's state (see `SagaStorage`)."""
 
         def work(conn: sqlite3.Connection) -> Any:
             return conn.execute(
@@ -197,7 +198,7 @@ class SqliteSagaStorage:
         return self._state(row)
 
     async def get_step_history(self, saga_id: UUID) -> list[SagaStepEntry]:
-        """The step log, oldest first (see :class:`SagaStorage`)."""
+        """The step log, oldest first (see `SagaStorage`)."""
 
         def work(conn: sqlite3.Connection) -> list[Any]:
             return conn.execute(
@@ -217,7 +218,7 @@ class SqliteSagaStorage:
         stale_after: float = 0.0,
         limit: int = 1,
     ) -> list[SagaState]:
-        """Lease sagas for recovery (see :class:`SagaStorage`)."""
+        """Lease sagas for recovery (see `SagaStorage`)."""
 
         def work(conn: sqlite3.Connection) -> list[Any]:
             now = time.time()
@@ -242,7 +243,7 @@ class SqliteSagaStorage:
         return [self._state(row) for row in await self._db.run_write(work)]
 
     async def release(self, saga_id: UUID, owner: str) -> None:
-        """Drop ``owner``'s lease (see :class:`SagaStorage`)."""
+        """Drop ``owner``'s lease (see `SagaStorage`)."""
 
         def work(conn: sqlite3.Connection) -> None:
             conn.execute(
