@@ -18,7 +18,17 @@ from .._persistence import (
 )
 from .._persistence._postgres import Connect
 from ._model import DEFAULT_TABLE, OutboxItem, OutboxRecord, OutboxSettlement, OutboxStatus
-from ._sql import COLUMNS, RELEASE, Transitions, fetch_query, insert_rows, record, schema, tally
+from ._sql import (
+    COLUMNS,
+    RELEASE,
+    RelayStore,
+    Transitions,
+    fetch_query,
+    insert_rows,
+    record,
+    schema,
+    tally,
+)
 from ._writer import TransactionalWriter
 
 if TYPE_CHECKING:
@@ -101,7 +111,7 @@ class PostgresOutbox(TransactionalWriter["psycopg.Connection[Any]"]):
             cursor.executemany(self._insert, rows)
 
 
-class PostgresOutboxStore:
+class PostgresOutboxStore(RelayStore[PostgresConnections]):
     """The relay's side of a PostgreSQL outbox, on its own connection.
 
     Many relays may run at once: a claim is one statement that picks due rows
@@ -128,27 +138,10 @@ class PostgresOutboxStore:
         ```
     """
 
-    __slots__ = ("_db", "_quoted", "_table")
+    __slots__ = ()
 
     def __init__(self, conninfo: Union[str, Connect], *, table: str = DEFAULT_TABLE) -> None:
-        self._table = table_name(table, "outbox table")
-        self._quoted = self._table.quoted
-        self._db = PostgresConnections(conninfo)
-
-    @property
-    def table(self) -> str:
-        """The outbox table's name."""
-        return str(self._table)
-
-    def __enter__(self) -> PostgresOutboxStore:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the store's connection (it reopens on next use)."""
-        self._db.close()
+        super().__init__(table, PostgresConnections(conninfo))
 
     def ensure_schema(self) -> None:
         """Create the table and index if missing (idempotent, safe to race)."""

@@ -6,17 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
 import attrs
 
-from .._persistence import Table
+from .._persistence import Table, table_name
 from ._model import OutboxItem, OutboxRecord, OutboxStatus, encode
 
 __all__ = [
     "COLUMNS",
     "RELEASE",
+    "RelayStore",
     "Transitions",
     "fetch_query",
     "insert_rows",
@@ -26,6 +27,14 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+S = TypeVar("S", bound="RelayStore[Any]")
+
+
+class _Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+D = TypeVar("D", bound=_Closeable)
 
 COLUMNS = (
     "id, message_id, message_name, topic, key, headers, payload, status, attempts, "
@@ -154,3 +163,30 @@ def tally(rows: Iterable[Sequence[Any]]) -> dict[OutboxStatus, int]:
     counts = dict.fromkeys(OutboxStatus, 0)
     counts.update({OutboxStatus(status): count for status, count in rows})
     return counts
+
+
+class RelayStore(Generic[D]):
+    """What both relay stores share: the validated table, the store's own
+    connection holder ``D``, ``close`` and ``with`` support (internal)."""
+
+    __slots__ = ("_db", "_quoted", "_table")
+
+    def __init__(self, table: str, db: D) -> None:
+        self._table = table_name(table, "outbox table")
+        self._quoted = self._table.quoted
+        self._db = db
+
+    @property
+    def table(self) -> str:
+        """The outbox table's name."""
+        return str(self._table)
+
+    def __enter__(self: S) -> S:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the store's connection (it reopens on next use)."""
+        self._db.close()

@@ -12,7 +12,17 @@ from typing import Any
 
 from .._persistence import SqliteCaller, SqliteConnection, Table, table_name, utc, utcnow
 from ._model import DEFAULT_TABLE, OutboxItem, OutboxRecord, OutboxSettlement, OutboxStatus
-from ._sql import COLUMNS, RELEASE, Transitions, fetch_query, insert_rows, record, schema, tally
+from ._sql import (
+    COLUMNS,
+    RELEASE,
+    RelayStore,
+    Transitions,
+    fetch_query,
+    insert_rows,
+    record,
+    schema,
+    tally,
+)
 from ._writer import TransactionalWriter
 
 __all__ = ["SqliteOutbox", "SqliteOutboxStore"]
@@ -86,7 +96,7 @@ class SqliteOutbox(TransactionalWriter[sqlite3.Connection]):
         self._connection.executemany(self._insert, rows)
 
 
-class SqliteOutboxStore:
+class SqliteOutboxStore(RelayStore[SqliteConnection]):
     """The relay's side of a SQLite outbox: its own connection to the database
     file the application writes to.
 
@@ -112,7 +122,7 @@ class SqliteOutboxStore:
         ```
     """
 
-    __slots__ = ("_db", "_quoted", "_table")
+    __slots__ = ()
 
     def __init__(
         self,
@@ -121,24 +131,7 @@ class SqliteOutboxStore:
         table: str = DEFAULT_TABLE,
         timeout: float = 5.0,
     ) -> None:
-        self._table = table_name(table, "outbox table")
-        self._quoted = self._table.quoted
-        self._db = SqliteConnection(path, timeout=timeout)
-
-    @property
-    def table(self) -> str:
-        """The outbox table's name."""
-        return str(self._table)
-
-    def __enter__(self) -> SqliteOutboxStore:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the store's connection (it reopens on next use)."""
-        self._db.close()
+        super().__init__(table, SqliteConnection(path, timeout=timeout))
 
     def ensure_schema(self) -> None:
         """Create the table and index if missing (idempotent)."""
