@@ -103,20 +103,28 @@ class TestSqliteTransaction:
 
     def test_commit_and_rollback(self, tmp_path: Path) -> None:
         connection = self._connect(tmp_path / "db")
-        with sqlite_transaction(connection):
-            connection.execute("INSERT INTO t VALUES (1)")
-        with pytest.raises(Boom), sqlite_transaction(connection):
-            connection.execute("INSERT INTO t VALUES (2)")
-            raise Boom
+
+        def insert(x: int, fail: bool = False) -> int:
+            connection.execute("INSERT INTO t VALUES (?)", (x,))
+            if fail:
+                raise Boom
+            return x
+
+        assert sqlite_transaction(connection, insert, 1) == 1
+        with pytest.raises(Boom):
+            sqlite_transaction(connection, insert, 2, True)
         assert not connection.in_transaction
         assert connection.execute("SELECT x FROM t").fetchall() == [(1,)]
 
     def test_takes_the_write_lock_up_front(self, tmp_path: Path) -> None:
         connection = self._connect(tmp_path / "db")
         other = self._connect(tmp_path / "db", timeout=0)
-        with sqlite_transaction(connection):  # no write yet: the lock is held anyway
+
+        def blocked() -> None:  # no write yet: the lock is held anyway
             with pytest.raises(sqlite3.OperationalError, match="locked"):
                 other.execute("BEGIN IMMEDIATE")
+
+        sqlite_transaction(connection, blocked)
         other.execute("BEGIN IMMEDIATE")
         other.rollback()
 
@@ -124,9 +132,13 @@ class TestSqliteTransaction:
         connection = self._connect(tmp_path / "db")
         connection.execute("BEGIN")
         connection.execute("INSERT INTO t VALUES (1)")
-        with pytest.raises(Boom), sqlite_transaction(connection):
+
+        def fail() -> None:
             connection.execute("INSERT INTO t VALUES (2)")
             raise Boom
+
+        with pytest.raises(Boom):
+            sqlite_transaction(connection, fail)
         assert connection.execute("SELECT x FROM t").fetchall() == []  # all rolled back
 
     def test_connection_writes_and_reopens(self, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ Conventions (the same in every store):
 * **Time**: stores read and write aware UTC datetimes (`utc`, `utcnow`);
   SQLite keeps epoch seconds.
 * **Transactions**: on SQLite every write is `BEGIN IMMEDIATE` ... `COMMIT`
-  (`sqlite_transaction`), rolled back on any error; on PostgreSQL it is
+  (`sqlite_transaction(connection, fn, *args)`), rolled back on any error; on PostgreSQL it is
   psycopg's `connection.transaction()`.
 * **Where the thread hop happens**: database code is blocking and never hops;
   it runs on a connection holder (`SqliteConnection`, `PostgresConnections`)

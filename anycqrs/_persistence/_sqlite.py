@@ -6,8 +6,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ._caller import Caller
@@ -18,24 +17,25 @@ __all__ = ["SqliteCaller", "SqliteConnection", "sqlite_transaction"]
 T = TypeVar("T")
 
 
-@contextmanager
-def sqlite_transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One transaction: ``BEGIN IMMEDIATE`` unless one is open, commit on
-    exit, roll back on any error.
+def sqlite_transaction(connection: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in one transaction: ``BEGIN IMMEDIATE`` unless one is
+    open, commit when ``fn`` returns, roll back if it raises.
 
     ``IMMEDIATE`` takes SQLite's write lock up front. A deferred ``BEGIN``
     reads first and then tries to upgrade to a write lock while another
     connection commits, a lock cycle SQLite breaks by failing at once with
-    "database is locked" instead of waiting for ``timeout``.
+    "database is locked" instead of waiting for ``timeout``. (A plain
+    function, not a context manager: it runs on every write.)
     """
     if not connection.in_transaction:
         connection.execute("BEGIN IMMEDIATE")
     try:
-        yield connection
+        result = fn(*args)
     except BaseException:
         connection.rollback()
         raise
     connection.commit()
+    return result
 
 
 class SqliteConnection:
@@ -63,31 +63,30 @@ class SqliteConnection:
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
 
+    def _open(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            if self._setup is not None:
+                self._setup(connection)
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+        return connection
+
     def call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """``work(connection)`` in autocommit mode (each statement commits)."""
         with self._lock:
-            connection = self._connection
-            if connection is None:
-                connection = sqlite3.connect(
-                    self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False
-                )
-                try:
-                    if self._setup is not None:
-                        self._setup(connection)
-                except BaseException:
-                    connection.close()
-                    raise
-                self._connection = connection
+            connection = self._connection or self._open()
             return work(connection)
 
     def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """``work(connection)`` in one `sqlite_transaction`."""
-
-        def transaction(connection: sqlite3.Connection) -> T:
-            with sqlite_transaction(connection):
-                return work(connection)
-
-        return self.call(transaction)
+        with self._lock:
+            connection = self._connection or self._open()
+            return sqlite_transaction(connection, work, connection)
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """`call` in a worker thread."""
@@ -135,8 +134,7 @@ class SqliteCaller(Caller[sqlite3.Connection]):
         connection = self.connection
         if not connection.in_transaction:  # what we see is committed
             if not self._exists():
-                with sqlite_transaction(connection):
-                    self._create()
+                sqlite_transaction(connection, self._create)
             self._created = False
             return True
         if self._exists():
@@ -152,8 +150,7 @@ class SqliteCaller(Caller[sqlite3.Connection]):
         connection (blocking); calls are serialized. Its commit confirms a
         schema created inside it."""
         with self.lock:
-            with sqlite_transaction(self.connection):
-                result = fn(*args)
+            result = sqlite_transaction(self.connection, fn, *args)
             if self._created:
                 self._created, self._ready = False, True
             return result

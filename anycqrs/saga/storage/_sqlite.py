@@ -13,7 +13,6 @@ from ..._persistence import (
     SqliteConnection,
     dumps,
     loads,
-    sqlite_transaction,
     table_name,
     utc,
 )
@@ -132,20 +131,19 @@ class SqliteSagaStorage:
 
         def work(conn: sqlite3.Connection) -> int:
             now = time.time()
-            try:
-                with sqlite_transaction(conn):
-                    conn.execute(
-                        f"INSERT INTO {self._sagas} (saga_id, saga_name, status, context, "
-                        "version, created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?)",
-                        (key, saga_name, status.value, payload, now, now),
-                    )
-                    if rows:
-                        conn.executemany(self._insert_log, rows)
-            except sqlite3.IntegrityError:
-                raise SagaAlreadyExistsError(saga_id) from None
+            conn.execute(
+                f"INSERT INTO {self._sagas} (saga_id, saga_name, status, context, "
+                "version, created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?)",
+                (key, saga_name, status.value, payload, now, now),
+            )
+            if rows:
+                conn.executemany(self._insert_log, rows)
             return 1
 
-        return await self._db.run(work)
+        try:
+            return await self._db.run_write(work)
+        except sqlite3.IntegrityError:
+            raise SagaAlreadyExistsError(saga_id) from None
 
     async def save(
         self,
