@@ -41,9 +41,9 @@ class OutboxStatus(str, enum.Enum):
     """Lifecycle of one outbox row.
 
     ``PENDING`` rows wait for the relay (first attempt or a retry);
-    ``SENT`` rows were accepted by the broker; ``DEAD`` rows failed
-    ``max_attempts`` times or could not be decoded. Rows are never deleted by
-    the relay.
+    ``SENT`` rows were accepted by the broker; ``DEAD`` rows failed until
+    the relay's retry policy gave up, or could not be decoded. Rows are never
+    deleted by the relay.
 
     Example:
         ```python
@@ -74,7 +74,8 @@ class EncodedMessage:
 
 def encode(item: OutboxItem) -> EncodedMessage:
     """Encode a notification event (via `Message.from_event`) or a
-    `anycqrs.brokers.Message` for storage, with the core converter."""
+    `anycqrs.brokers.Message` for storage: payload and headers as JSON text,
+    with the codec the brokers put on the wire."""
     if isinstance(item, NotificationEvent):
         message = Message.from_event(item)
     elif isinstance(item, Message):
