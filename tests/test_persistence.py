@@ -258,3 +258,49 @@ class TestCallerSchema:
             connection.execute(f"DROP TABLE IF EXISTS {table.quoted}")
             connection.commit()
             connection.close()
+
+
+class TestInboxShape:
+    """The plumbing makes a store in the caller's transaction a few lines: the
+    inbox sketched in the package docstring, next to the outbox's rows."""
+
+    def test_inbox_rows_commit_and_roll_back_with_the_outbox(self, tmp_path: Path) -> None:
+        from anycqrs import NotificationEvent
+        from anycqrs.outbox import SqliteOutbox, SqliteOutboxStore
+
+        class SqliteInbox:
+            def __init__(self, connection: sqlite3.Connection) -> None:
+                name = table_name("inbox", "inbox table")
+                self._caller = SqliteCaller(
+                    connection,
+                    name,
+                    [
+                        f"CREATE TABLE IF NOT EXISTS {name.quoted} (handler TEXT NOT NULL, "
+                        "message_id TEXT NOT NULL, PRIMARY KEY (handler, message_id))"
+                    ],
+                )
+                self._insert = f"INSERT INTO {name.quoted} VALUES (?, ?) ON CONFLICT DO NOTHING"
+
+            def first_time(self, handler: str, message_id: str) -> bool:
+                self._caller.prepare()
+                cursor = self._caller.connection.execute(self._insert, (handler, message_id))
+                return cursor.rowcount == 1
+
+        connection = sqlite3.connect(tmp_path / "app.db", check_same_thread=False)
+        inbox, outbox = SqliteInbox(connection), SqliteOutbox(connection)
+
+        def handle(message_id: str, fail: bool = False) -> bool:
+            if not inbox.first_time("h", message_id):
+                return False
+            outbox.add(NotificationEvent(payload={"m": message_id}, topic="t"))
+            if fail:
+                raise Boom
+            return True
+
+        with pytest.raises(Boom):
+            outbox.transaction(handle, "m1", True)  # both tables created, then rolled back
+        assert outbox.transaction(handle, "m1") is True
+        assert outbox.transaction(handle, "m1") is False  # a redelivery: nothing written
+        connection.close()
+        with SqliteOutboxStore(tmp_path / "app.db") as store:
+            assert sum(store.counts().values()) == 1

@@ -27,6 +27,25 @@ Conventions (the same in every store):
   created on first use inside the caller's transaction, and believed to exist
   only once that creation is known to be committed, so a caller's rollback
   never leaves a store writing to a table that is gone.
+
+A store that writes in the caller's transaction (the outbox writers; the inbox
+of processed message ids next) is a table name, its DDL, a caller and its
+statements:
+
+```python
+class SqliteInbox:
+    def __init__(self, connection: sqlite3.Connection, *, table: str = "anycqrs_inbox"):
+        name = table_name(table, "inbox table")
+        self._caller = SqliteCaller(connection, name, [
+            f"CREATE TABLE IF NOT EXISTS {name.quoted} (handler TEXT NOT NULL, "
+            "message_id TEXT NOT NULL, PRIMARY KEY (handler, message_id))"])
+        self._insert = f"INSERT INTO {name.quoted} VALUES (?, ?) ON CONFLICT DO NOTHING"
+
+    def first_time(self, handler: str, message_id: UUID) -> bool:
+        self._caller.prepare()
+        cursor = self._caller.connection.execute(self._insert, (handler, str(message_id)))
+        return cursor.rowcount == 1
+```
 """
 
 from ._common import Table as Table
