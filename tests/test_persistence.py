@@ -304,3 +304,48 @@ class TestInboxShape:
         connection.close()
         with SqliteOutboxStore(tmp_path / "app.db") as store:
             assert sum(store.counts().values()) == 1
+
+
+class TestFailedSetup:
+    """A connection whose setup fails is closed and not kept: the next call
+    opens a new one and runs the setup again."""
+
+    def test_sqlite(self, tmp_path: Path) -> None:
+        calls: list[sqlite3.Connection] = []
+
+        def setup(connection: sqlite3.Connection) -> None:
+            calls.append(connection)
+            if len(calls) == 1:
+                raise Boom
+
+        db = SqliteConnection(tmp_path / "db", timeout=1.0, setup=setup)
+        with pytest.raises(Boom):
+            db.call(lambda c: None)
+        assert db.call(lambda c: c.execute("SELECT 1").fetchone()) == (1,)
+        assert len(calls) == 2
+        with pytest.raises(sqlite3.ProgrammingError):
+            calls[0].execute("SELECT 1")  # the failed one was closed
+        db.close()
+
+    def test_postgres(self, postgres_dsn: str) -> None:
+        import psycopg
+
+        opened: list[Any] = []
+
+        def connect() -> Any:
+            opened.append(psycopg.connect(postgres_dsn))
+            return opened[-1]
+
+        def setup(connection: Any) -> None:
+            if len(opened) == 1:
+                raise Boom
+
+        db = PostgresConnections(connect, setup=setup)
+        try:
+            with pytest.raises(Boom):
+                db.call(lambda c: None)
+            assert opened[0].closed
+            assert db.call(lambda c: c.execute("SELECT 1").fetchone()) == (1,)
+            assert len(opened) == 2
+        finally:
+            db.close()

@@ -125,6 +125,8 @@ def test_max_attempts_replaces_the_policy_attempts(db: Harness) -> None:
         assert OutboxRelay(store, broker).retry.attempts == 10
         relay = OutboxRelay(store, broker, retry=RetryPolicy(attempts=None), max_attempts=4)
         assert relay.retry == RetryPolicy(attempts=4)
+        with pytest.raises(TypeError, match="max_attempts"):
+            OutboxRelay(store, broker, max_attempts=True)
 
 
 async def test_dead_letter_after_max_attempts_keeps_row(db: Harness) -> None:
