@@ -200,6 +200,11 @@ class TestPostgresConnections:
             db.close()
 
 
+def _ready(caller: Any) -> bool:
+    """Whether the caller trusts its schema to be committed."""
+    return bool(caller._ready)
+
+
 class TestCallerSchema:
     """A schema made in the caller's transaction counts once that commits."""
 
@@ -216,9 +221,9 @@ class TestCallerSchema:
 
         with pytest.raises(Boom):
             caller.transaction(add, True)
-        assert not caller._ready
+        assert not _ready(caller)
         caller.transaction(add, False)
-        assert caller._ready  # confirmed by the commit
+        assert _ready(caller)  # confirmed by the commit
         assert connection.execute("SELECT count(*) FROM things").fetchall() == [(1,)]
         connection.close()
 
@@ -243,13 +248,13 @@ class TestCallerSchema:
         try:
             with pytest.raises(Boom):
                 caller.transaction(add, True)
-            assert not caller._ready
+            assert not _ready(caller)
             with connection.transaction():  # the caller's own transaction
                 add(False)
                 add(False)  # same transaction: the uncommitted table is used
-                assert not caller._ready
+                assert not _ready(caller)
             add(False)  # asks PostgreSQL: the creation committed
-            assert caller._ready
+            assert _ready(caller)
             connection.commit()
             count = connection.execute(f"SELECT count(*) FROM {table.quoted}").fetchone()
             assert count == (3,)
