@@ -131,27 +131,33 @@ class PostgresCaller(Caller["psycopg.Connection[Any]"]):
         self.key = key
         self._created_in: int | None = None
 
+    def _probe(self) -> tuple[bool, str | None]:
+        """Whether this transaction sees the table, and the status of the
+        transaction that created it here (if that is not yet confirmed)."""
+        row = self.connection.execute(
+            "SELECT to_regclass(%s) IS NOT NULL, txid_status(%s::bigint)",
+            (self.table.quoted, self._created_in),
+        ).fetchone()
+        return (False, None) if row is None else (bool(row[0]), row[1])
+
     def _check(self) -> bool:
         connection = self.connection
-        idle = connection.info.transaction_status == _IDLE
-        with connection.transaction():  # its own transaction when idle, else a savepoint
-            row = connection.execute(
-                "SELECT to_regclass(%s) IS NOT NULL, txid_status(%s::bigint)",
-                (self.table.quoted, self._created_in),
-            ).fetchone()
-            exists, creation = (False, None) if row is None else row
-            if exists:
-                if creation == "in progress":  # our creation, this transaction
-                    return False
-                self._created_in = None
-                return True
-            create_schema(connection, self.key, self.statements)
-            if not idle:
-                created = connection.execute("SELECT txid_current()").fetchone()
-                self._created_in = None if created is None else int(created[0])
+        if connection.info.transaction_status == _IDLE:
+            with connection.transaction():  # of its own: commits what it creates
+                if not self._probe()[0]:
+                    create_schema(connection, self.key, self.statements)
+            self._created_in = None
+            return True
+        exists, creation = self._probe()
+        if exists:
+            if creation == "in progress":  # created by us, in this transaction
                 return False
-        self._created_in = None
-        return True  # committed with the transaction above
+            self._created_in = None
+            return True
+        create_schema(connection, self.key, self.statements)  # a savepoint of the caller's
+        created = connection.execute("SELECT txid_current()").fetchone()
+        self._created_in = None if created is None else int(created[0])
+        return False
 
     def transaction(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` inside ``connection.transaction()`` (blocking):
