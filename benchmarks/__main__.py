@@ -1,4 +1,5 @@
-"""``python -m benchmarks [--quick] [--json PATH] [--only PATTERN] [--rounds N]``."""
+"""``python -m benchmarks [--quick] [--json PATH] [--only PATTERN] [--rounds N]
+[--postgres-dsn DSN] [--kafka-bootstrap HOST:PORT]``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from ._catalog import all_workloads
 from ._harness import Settings, run_suite
 from ._report import document, machine_facts, markdown, print_table
+from ._services import Services
 
 
 def _matches(name: str, patterns: list[str]) -> bool:
@@ -49,6 +51,18 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PATH",
         help="do not measure: print (and convert) the results of an earlier --json run",
     )
+    parser.add_argument(
+        "--postgres-dsn",
+        metavar="DSN",
+        help="database of the PostgreSQL saga workloads (default: $ANYCQRS_BENCH_POSTGRES_DSN, "
+        "then $ANYCQRS_TEST_POSTGRES_DSN, then postgresql://postgres@127.0.0.1:5432/test)",
+    )
+    parser.add_argument(
+        "--kafka-bootstrap",
+        metavar="HOST:PORT",
+        help="a running Kafka broker for the kafka/* workloads (default: "
+        "$ANYCQRS_BENCH_KAFKA_BOOTSTRAP, else a Tansu broker started for the run)",
+    )
     parser.add_argument("--list", action="store_true", help="list the workloads and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="print progress to stderr")
     args = parser.parse_args(argv)
@@ -71,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             rounds=args.rounds if args.rounds is not None else settings.rounds,
             round_seconds=args.seconds if args.seconds is not None else settings.round_seconds,
         )
-    workloads = all_workloads()
+    services = Services.from_env(
+        postgres_dsn=args.postgres_dsn, kafka_bootstrap=args.kafka_bootstrap
+    )
+    workloads = all_workloads(services)
     if args.only:
         workloads = [w for w in workloads if _matches(w.name, args.only)]
     if args.list:

@@ -1,14 +1,14 @@
 """anycqrs saga workloads: 3 steps, success and failure (step 3 fails, steps
 2 and 1 compensate), on memory, SQLite and PostgreSQL storage.
 
-Imported lazily: a storage that is not there yet (or PostgreSQL not reachable)
-makes its workloads ``n/a``.
+Imported lazily: PostgreSQL not reachable makes its workloads ``n/a``. The
+PostgreSQL workloads write to uniquely named ``bench_*`` tables of the
+configured database (see `benchmarks._services`) and drop them when they end.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -20,9 +20,8 @@ import attrs
 from anycqrs.saga import Saga, SagaContext, SagaMap, SagaStepHandler
 from anycqrs.saga import bootstrap as saga_bootstrap
 
-from ._harness import Op, Unavailable
-
-POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+from ._harness import Op
+from ._services import DEFAULT_POSTGRES_DSN
 
 
 class StepFailed(Exception):
@@ -101,66 +100,46 @@ class FailingOrderSaga(Saga[FailingOrderContext]):
     steps = [FReserve, FPay, FShip]
 
 
-def postgres_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 @asynccontextmanager
-async def _storage(kind: str) -> AsyncIterator[Any]:
+async def _storage(kind: str, dsn: str) -> AsyncIterator[Any]:
     from anycqrs.saga import storage
 
     if kind == "memory":
         yield storage.MemorySagaStorage()
         return
     if kind == "sqlite":
-        cls = getattr(storage, "SqliteSagaStorage", None)
-        if cls is None:
-            raise Unavailable("SqliteSagaStorage not implemented yet")
         with tempfile.TemporaryDirectory(prefix="anycqrs-bench-") as tmp:
-            yield cls(os.path.join(tmp, "sagas.db"))
+            sqlite = storage.SqliteSagaStorage(os.path.join(tmp, "sagas.db"))
+            try:
+                yield sqlite
+            finally:
+                sqlite.close()
         return
-    cls = getattr(storage, "PostgresSagaStorage", None)
-    if cls is None:
-        raise Unavailable("PostgresSagaStorage not implemented yet")
-    if not postgres_reachable():
-        raise Unavailable("PostgreSQL not reachable on 127.0.0.1:5432")
-    suffix = uuid.uuid4().hex[:8]
-    try:
-        store = cls(POSTGRES_DSN, **_table_names(cls, suffix))
-    except TypeError:
-        store = cls(POSTGRES_DSN)
+    suffix = uuid.uuid4().hex[:8]  # parallel runs don't collide
+    tables = {"sagas_table": f"bench_sagas_{suffix}", "log_table": f"bench_saga_log_{suffix}"}
+    store = storage.PostgresSagaStorage(dsn, **tables)
     try:
         yield store
     finally:
-        close = getattr(store, "aclose", None) or getattr(store, "close", None)
-        if close is not None:
-            result = close()
-            if hasattr(result, "__await__"):
-                await result
+        store.close()
+        _drop(dsn, tables.values())
 
 
-def _table_names(cls: type, suffix: str) -> dict[str, str]:
-    """Unique table names when the storage takes them (parallel runs don't collide)."""
-    import inspect
+def _drop(dsn: str, tables: Any) -> None:
+    import psycopg
 
-    params = inspect.signature(cls).parameters
-    return {
-        name: f"bench_{name.removesuffix('_table')}_{suffix}"
-        for name in params
-        if name.endswith("_table")
-    }
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        for table in tables:
+            connection.execute(f'DROP TABLE IF EXISTS "{table}"'.encode())
 
 
-def saga(kind: str, *, fail: bool) -> Any:
-    """``SagaMediator.stream`` of a 3-step saga to its end (or its failure)."""
+def saga(kind: str, *, fail: bool, dsn: str = DEFAULT_POSTGRES_DSN) -> Any:
+    """``SagaMediator.stream`` of a 3-step saga to its end (or its failure);
+    ``dsn`` is the database of the ``postgres`` kind."""
 
     @asynccontextmanager
     async def setup() -> AsyncIterator[Op]:
-        async with _storage(kind) as store:
+        async with _storage(kind, dsn) as store:
 
             def sagas(mapper: SagaMap) -> None:
                 mapper.bind(OrderContext, OrderSaga)

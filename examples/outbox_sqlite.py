@@ -14,7 +14,7 @@ from pathlib import Path
 import anyio
 import attrs
 
-from anycqrs import NotificationEvent
+from anycqrs import NotificationEvent, RetryPolicy
 from anycqrs.brokers import InMemoryMessageBroker
 from anycqrs.outbox import OutboxRelay, SqliteOutbox, SqliteOutboxStore
 
@@ -58,7 +58,9 @@ async def main(path: Path) -> None:
 
     broker = InMemoryMessageBroker()
     with SqliteOutboxStore(path) as store:
-        relay = OutboxRelay(store, broker, batch_size=50)
+        # Failed publishes are retried with backoff (the one RetryPolicy), then dead-lettered.
+        retry = RetryPolicy(attempts=5, delay=0.5, multiplier=2.0, max_delay=30.0, jitter=0.1)
+        relay = OutboxRelay(store, broker, batch_size=50, retry=retry)
         sent = await relay.publish_pending()  # one pass; long-running: tg.start(relay.run)
         print(f"relay published {sent} message(s):")
         for message in broker.messages:

@@ -1,19 +1,19 @@
 """Transactional outbox: store notification events in the same database
 transaction as your domain writes, and let a relay publish them to a broker.
 
-* Writers bound to **your** transaction: :class:`SqliteOutbox` (a ``sqlite3``
-  connection you own) and :class:`PostgresOutbox` (a psycopg 3 connection you
+* Writers bound to **your** transaction: `SqliteOutbox` (a ``sqlite3``
+  connection you own) and `PostgresOutbox` (a psycopg 3 connection you
   own). ``add`` stages a row; your commit makes it durable together with your
   domain rows, your rollback drops both.
-* Relay stores on their own connection: :class:`SqliteOutboxStore`,
-  :class:`PostgresOutboxStore` (several relays at once, ``FOR UPDATE SKIP LOCKED``).
-* :class:`OutboxRelay` publishes batches to any
-  :class:`~anycqrs.brokers.MessageBroker`, marks them sent, retries with
-  exponential backoff (:class:`OutboxRetryPolicy`) and dead-letters after
-  ``max_attempts``.
+* Relay stores on their own connection: `SqliteOutboxStore`,
+  `PostgresOutboxStore` (several relays at once, ``FOR UPDATE SKIP LOCKED``).
+* `OutboxRelay` publishes batches to any
+  `anycqrs.brokers.MessageBroker`, marks them sent, retries with the
+  backoff of an `anycqrs.RetryPolicy` and dead-letters when it gives up
+  (`OutboxRetryPolicy` is a deprecated factory of that policy).
 
-Example::
-
+Example:
+    ```python
     conn = sqlite3.connect("app.db", check_same_thread=False)
     outbox = SqliteOutbox(conn)
 
@@ -26,6 +26,7 @@ Example::
     relay = OutboxRelay(SqliteOutboxStore("app.db"), broker)
     async with anyio.create_task_group() as tg:
         await tg.start(relay.run)
+    ```
 """
 
 from ._model import DEFAULT_TABLE as DEFAULT_TABLE

@@ -1,24 +1,25 @@
-"""Outbox data: row status, stored records, relay outcomes, retry policy, and the
-encoding shared by every backend."""
+"""Outbox data: row status, stored records, relay outcomes, the deprecated retry
+policy factory, and the encoding shared by every backend."""
 
 from __future__ import annotations
 
 import enum
-import random
-import re
+import warnings
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any, Union
 from uuid import UUID
 
 import attrs
 
+from .._persistence import dumps, loads
+from .._retry import RetryPolicy
 from ..brokers import Message
 from ..errors import DeserializationError
 from ..messages import NotificationEvent
-from ..serialization import loads, to_json
 
 __all__ = [
+    "DEFAULT_RETRY",
     "DEFAULT_TABLE",
     "OutboxItem",
     "OutboxRecord",
@@ -27,8 +28,6 @@ __all__ = [
     "OutboxStatus",
     "EncodedMessage",
     "encode",
-    "table_identifier",
-    "utcnow",
 ]
 
 DEFAULT_TABLE = "anycqrs_outbox"
@@ -37,41 +36,20 @@ DEFAULT_TABLE = "anycqrs_outbox"
 OutboxItem = Union[NotificationEvent[Any], Message]
 """What can be stored: a notification event or a ready broker message."""
 
-_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,47}")
-
-
-def table_identifier(table: str) -> str:
-    """Validate ``table`` and return it double-quoted for SQL.
-
-    Only lowercase letters, digits and ``_`` (at most 48 characters, not
-    starting with a digit) are accepted, so the name is safe to splice into
-    SQL and derived index names stay within PostgreSQL's 63-character limit.
-    """
-    if not isinstance(table, str) or _IDENTIFIER.fullmatch(table) is None:
-        raise ValueError(
-            f"Invalid outbox table name {table!r}: use lowercase letters, digits and '_' "
-            "(at most 48 characters, not starting with a digit)"
-        )
-    return f'"{table}"'
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
-
 
 class OutboxStatus(str, enum.Enum):
     """Lifecycle of one outbox row.
 
     ``PENDING`` rows wait for the relay (first attempt or a retry);
-    ``SENT`` rows were accepted by the broker; ``DEAD`` rows failed
-    ``max_attempts`` times or could not be decoded. Rows are never deleted by
-    the relay.
+    ``SENT`` rows were accepted by the broker; ``DEAD`` rows failed until
+    the relay's retry policy gave up, or could not be decoded. Rows are never
+    deleted by the relay.
 
-    Example::
-
+    Example:
+        ```python
         counts = store.counts()
         assert counts[OutboxStatus.DEAD] == 0
+        ```
     """
 
     PENDING = "pending"
@@ -95,8 +73,9 @@ class EncodedMessage:
 
 
 def encode(item: OutboxItem) -> EncodedMessage:
-    """Encode a notification event (via :meth:`Message.from_event`) or a
-    :class:`~anycqrs.brokers.Message` for storage, with the core converter."""
+    """Encode a notification event (via `Message.from_event`) or a
+    `anycqrs.brokers.Message` for storage: payload and headers as JSON text,
+    with the codec the brokers put on the wire."""
     if isinstance(item, NotificationEvent):
         message = Message.from_event(item)
     elif isinstance(item, Message):
@@ -111,8 +90,8 @@ def encode(item: OutboxItem) -> EncodedMessage:
         message_name=message.message_name,
         topic=message.topic,
         key=message.key,
-        headers=to_json(dict(message.headers)).decode(),
-        payload=to_json(message.payload).decode(),
+        headers=dumps(dict(message.headers)),
+        payload=dumps(message.payload),
     )
 
 
@@ -120,14 +99,15 @@ def encode(item: OutboxItem) -> EncodedMessage:
 class OutboxRecord:
     """One outbox row, as stored.
 
-    ``payload`` and ``headers`` are the stored JSON text; :meth:`to_message`
-    decodes the row into the :class:`~anycqrs.brokers.Message` the relay
+    ``payload`` and ``headers`` are the stored JSON text; `to_message`
+    decodes the row into the `anycqrs.brokers.Message` the relay
     publishes.
 
-    Example::
-
+    Example:
+        ```python
         for record in store.fetch(status=OutboxStatus.DEAD):
             print(record.id, record.message_name, record.attempts, record.last_error)
+        ```
     """
 
     id: int
@@ -198,9 +178,10 @@ class OutboxSettlement:
         dead: ``(id, error)`` for rows to dead-letter (row kept, status ``dead``).
         release: ids not attempted (claim dropped, attempts unchanged).
 
-    Example::
-
+    Example:
+        ```python
         store.settle(token, OutboxSettlement(sent=(1, 2)), now=utcnow())
+        ```
     """
 
     sent: Sequence[int] = ()
@@ -209,48 +190,41 @@ class OutboxSettlement:
     release: Sequence[int] = ()
 
 
-def _non_negative(_instance: Any, attribute: attrs.Attribute[float], value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value}")
+DEFAULT_RETRY = RetryPolicy(attempts=10, delay=1.0, multiplier=2.0, max_delay=300.0)
+"""The relay's retry policy when none is given: 10 attempts, then dead-lettered;
+1 s, 2 s, 4 s ... between them, at most 5 minutes."""
 
 
-@attrs.frozen(kw_only=True)
-class OutboxRetryPolicy:
-    """Exponential backoff between publish attempts of one row.
+def OutboxRetryPolicy(  # the former class name, kept one release
+    *,
+    initial_delay: float = 1.0,
+    multiplier: float = 2.0,
+    max_delay: float = 300.0,
+    jitter: float = 0.0,
+) -> RetryPolicy:
+    """Deprecated: the equivalent `anycqrs.RetryPolicy`.
 
-    The delay after the *n*-th failed attempt is
-    ``min(max_delay, initial_delay * multiplier ** (n - 1))``, stretched by a
-    random factor in ``[1, 1 + jitter]`` so relays don't retry in lockstep.
+    ``OutboxRetryPolicy(initial_delay=d, multiplier=m, max_delay=x, jitter=j)``
+    returns ``RetryPolicy(attempts=10, delay=d, multiplier=m, max_delay=x,
+    jitter=j)`` (10 is the relay's default number of attempts before a row is
+    dead-lettered). Pass a `RetryPolicy` to `OutboxRelay(retry=...)` instead.
 
-    Attributes:
-        initial_delay: seconds before the second attempt.
-        multiplier: growth factor of the delay.
-        max_delay: upper bound of the delay, in seconds.
-        jitter: extra random fraction of the delay (0 disables it).
-
-    Example::
-
-        policy = OutboxRetryPolicy(initial_delay=0.5, multiplier=2.0, max_delay=60.0)
-        assert policy.delay(3) == 2.0
+    Example:
+        ```python
+        relay = OutboxRelay(store, broker, retry=anycqrs.RetryPolicy(
+            attempts=10, delay=0.5, multiplier=2.0, max_delay=60.0))
+        ```
     """
-
-    initial_delay: float = attrs.field(default=1.0, validator=_non_negative)
-    multiplier: float = attrs.field(default=2.0, validator=_non_negative)
-    max_delay: float = attrs.field(default=300.0, validator=_non_negative)
-    jitter: float = attrs.field(default=0.0, validator=_non_negative)
-
-    def delay(self, failures: int) -> float:
-        """Seconds to wait after ``failures`` failed attempts (``failures >= 1``)."""
-        exponent = max(failures, 1) - 1
-        try:
-            base = self.initial_delay * self.multiplier**exponent
-        except OverflowError:
-            base = self.max_delay
-        base = min(self.max_delay, base)
-        if self.jitter:
-            base *= 1.0 + random.random() * self.jitter
-        return base
-
-    def next_attempt(self, failures: int, now: datetime) -> datetime:
-        """When to retry after ``failures`` failed attempts, seen at ``now``."""
-        return now + timedelta(seconds=self.delay(failures))
+    warnings.warn(
+        "OutboxRetryPolicy is deprecated; pass anycqrs.RetryPolicy(delay=..., multiplier=..., "
+        "max_delay=..., jitter=..., attempts=...) as OutboxRelay(retry=...)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return attrs.evolve(
+        DEFAULT_RETRY,
+        delay=initial_delay,
+        multiplier=multiplier,
+        max_delay=max_delay,
+        jitter=jitter,
+    )

@@ -3,25 +3,26 @@ relay store that claims rows with ``FOR UPDATE SKIP LOCKED`` plus a lease."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Union
 
-from ._model import (
-    DEFAULT_TABLE,
-    OutboxItem,
-    OutboxRecord,
-    OutboxSettlement,
-    OutboxStatus,
-    table_identifier,
+from .._persistence import (
+    PostgresCaller,
+    PostgresConnections,
+    Table,
+    as_is,
+    create_schema,
+    table_name,
     utcnow,
 )
+from .._persistence._postgres import Connect
+from ._model import DEFAULT_TABLE, OutboxItem, OutboxRecord, OutboxSettlement, OutboxStatus
 from ._sql import (
     COLUMNS,
     RELEASE,
+    RelayStore,
     Transitions,
-    as_is,
     fetch_query,
     insert_rows,
     record,
@@ -35,14 +36,10 @@ if TYPE_CHECKING:
 
 __all__ = ["PostgresOutbox", "PostgresOutboxStore"]
 
-T = TypeVar("T")
-
-Connect = Callable[[], "psycopg.Connection[Any]"]
-
 _SET = Transitions.using("%s")
 
 
-def _schema(table: str) -> tuple[str, ...]:
+def _schema(table: Table) -> tuple[str, ...]:
     return schema(
         table,
         id_column="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
@@ -52,32 +49,26 @@ def _schema(table: str) -> tuple[str, ...]:
     )
 
 
-def _create_schema(connection: psycopg.Connection[Any], table: str) -> None:
-    """Create the schema in one transaction (a savepoint inside an open one),
-    serialized by an advisory lock so concurrent first uses don't collide."""
-    with connection.transaction():
-        connection.execute(
-            "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"anycqrs.outbox:{table}",)
-        )
-        for statement in _schema(table):
-            connection.execute(statement.encode())
+def _lock_key(table: Table) -> str:
+    """The advisory lock serializing the schema's creation."""
+    return f"anycqrs.outbox:{table}"
 
 
 class PostgresOutbox(TransactionalWriter["psycopg.Connection[Any]"]):
     """Writes outbox rows on the caller's psycopg 3 connection, inside the
     caller's transaction; it never commits (except in
-    :meth:`run_in_transaction`, which you ask for explicitly).
+    `run_in_transaction`, which you ask for explicitly).
 
     The table is created on first use unless ``create_schema=False`` (then
-    create it with :meth:`ensure_schema`, the relay's startup, or a migration).
+    create it with `ensure_schema`, the relay's startup, or a migration).
 
     Args:
         connection: the application's ``psycopg.Connection``.
         table: table name (lowercase letters, digits, ``_``).
         create_schema: check for the table on first use and create it if missing.
 
-    Example::
-
+    Example:
+        ```python
         conn = psycopg.connect(dsn)
         outbox = PostgresOutbox(conn)
 
@@ -87,6 +78,7 @@ class PostgresOutbox(TransactionalWriter["psycopg.Connection[Any]"]):
                 outbox.add(NotificationEvent(payload=OrderPlaced(order_id), topic="orders"))
 
         await anyio.to_thread.run_sync(place_order, 42)
+        ```
     """
 
     __slots__ = ()
@@ -98,30 +90,17 @@ class PostgresOutbox(TransactionalWriter["psycopg.Connection[Any]"]):
         table: str = DEFAULT_TABLE,
         create_schema: bool = True,
     ) -> None:
+        name = table_name(table, "outbox table")
         super().__init__(
-            connection,
-            table=table,
-            create_schema=create_schema,
+            PostgresCaller(
+                connection, name, _schema(name), create=create_schema, key=_lock_key(name)
+            ),
             insert=(
-                f"INSERT INTO {table_identifier(table)} (message_id, message_name, topic, key, "
+                f"INSERT INTO {name.quoted} (message_id, message_name, topic, key, "
                 "headers, payload) VALUES (%s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (message_id) DO NOTHING"
             ).encode(),
         )
-
-    def ensure_schema(self) -> None:
-        """Create the table and index if missing (idempotent, safe to race).
-
-        Runs on the caller's connection: when no transaction is open it commits
-        on its own; inside an open transaction it uses a savepoint and becomes
-        part of that transaction.
-        """
-        connection = self._connection
-        with connection.transaction():
-            row = connection.execute("SELECT to_regclass(%s)", (self._table,)).fetchone()
-            if row is None or row[0] is None:
-                _create_schema(connection, self._table)
-        self._schema_ready = True
 
     @staticmethod
     def _rows(items: Iterable[OutboxItem]) -> list[tuple[Any, ...]]:
@@ -131,16 +110,8 @@ class PostgresOutbox(TransactionalWriter["psycopg.Connection[Any]"]):
         with self._connection.cursor() as cursor:
             cursor.executemany(self._insert, rows)
 
-    def transaction(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` inside ``connection.transaction()`` (blocking):
-        committed when ``fn`` returns, rolled back if it raises (a savepoint
-        when a transaction is already open). Calls on one ``PostgresOutbox``
-        are serialized."""
-        with self._lock, self._connection.transaction():
-            return fn(*args)
 
-
-class PostgresOutboxStore:
+class PostgresOutboxStore(RelayStore[PostgresConnections]):
     """The relay's side of a PostgreSQL outbox, on its own connection.
 
     Many relays may run at once: a claim is one statement that picks due rows
@@ -157,75 +128,33 @@ class PostgresOutboxStore:
     Args:
         conninfo: a libpq DSN/URL, or a zero-argument callable returning a new
             ``psycopg.Connection`` (autocommit is switched on).
-        table: table name (as given to :class:`PostgresOutbox`).
+        table: table name (as given to `PostgresOutbox`).
 
-    Example::
-
+    Example:
+        ```python
         store = PostgresOutboxStore("postgresql://app@db/app")
         async with anyio.create_task_group() as tg:
             await tg.start(OutboxRelay(store, broker).run)
+        ```
     """
 
-    __slots__ = ("_connect", "_connection", "_lock", "_quoted", "_table")
+    __slots__ = ()
 
     def __init__(self, conninfo: Union[str, Connect], *, table: str = DEFAULT_TABLE) -> None:
-        self._quoted = table_identifier(table)
-        self._table = table
-        self._connect: Connect = conninfo if callable(conninfo) else self._dsn(conninfo)
-        self._connection: psycopg.Connection[Any] | None = None
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _dsn(conninfo: str) -> Connect:
-        def connect() -> psycopg.Connection[Any]:
-            import psycopg
-
-            return psycopg.connect(conninfo)
-
-        return connect
-
-    @property
-    def table(self) -> str:
-        """The outbox table's name."""
-        return self._table
-
-    def __enter__(self) -> PostgresOutboxStore:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the store's connection (it reopens on next use)."""
-        with self._lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-
-    def _run(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
-        with self._lock:
-            connection = self._connection
-            if connection is None or connection.closed:
-                connection = self._connect()
-                connection.autocommit = True
-                self._connection = connection
-            try:
-                return fn(connection)
-            except Exception:
-                if connection.broken or connection.closed:
-                    self._connection = None
-                    connection.close()
-                raise
+        super().__init__(table, PostgresConnections(conninfo))
 
     def ensure_schema(self) -> None:
         """Create the table and index if missing (idempotent, safe to race)."""
-        self._run(lambda connection: _create_schema(connection, self._table))
+        statements = _schema(self._table)
+        self._db.call(
+            lambda connection: create_schema(connection, _lock_key(self._table), statements)
+        )
 
     def claim(
         self, *, limit: int, now: datetime, lease: float, token: str
     ) -> Sequence[OutboxRecord]:
         """Claim up to ``limit`` due pending rows with ``FOR UPDATE SKIP LOCKED``
-        (see :class:`OutboxStore`)."""
+        (see `OutboxStore`)."""
         sql = (
             f"WITH due AS (SELECT id FROM {self._quoted} WHERE status = 'pending' "
             "AND next_attempt_at <= %(now)s "
@@ -246,10 +175,10 @@ class PostgresOutboxStore:
             rows = connection.execute(sql, params).fetchall()
             return sorted((record(row, as_is) for row in rows), key=lambda claimed: claimed.id)
 
-        return self._run(claim)
+        return self._db.call(claim)
 
     def settle(self, token: str, settlement: OutboxSettlement, *, now: datetime) -> None:
-        """Apply a batch's outcome in one transaction (see :class:`OutboxStore`)."""
+        """Apply a batch's outcome in one transaction (see `OutboxStore`)."""
         table = self._quoted
         held = "WHERE id = %s AND claim_token = %s"
 
@@ -278,7 +207,7 @@ class PostgresOutboxStore:
                         (list(settlement.release), token),
                     )
 
-        self._run(settle)
+        self._db.call(settle)
 
     def fetch(
         self, *, status: OutboxStatus | None = None, limit: int = 100, after_id: int = 0
@@ -286,13 +215,13 @@ class PostgresOutboxStore:
         """Rows in id order (optionally of one ``status``), for inspection."""
         sql, params = fetch_query(self._quoted, "%s", status=status, limit=limit, after_id=after_id)
         query = sql.encode()
-        rows = self._run(lambda connection: connection.execute(query, params).fetchall())
+        rows = self._db.call(lambda connection: connection.execute(query, params).fetchall())
         return [record(row, as_is) for row in rows]
 
     def counts(self) -> dict[OutboxStatus, int]:
         """How many rows are in each status."""
         sql = f"SELECT status, COUNT(*) FROM {self._quoted} GROUP BY status".encode()
-        return tally(self._run(lambda connection: connection.execute(sql).fetchall()))
+        return tally(self._db.call(lambda connection: connection.execute(sql).fetchall()))
 
     def retry_dead(self, ids: Iterable[int] | None = None, *, now: datetime | None = None) -> int:
         """Put dead rows (all, or those in ``ids``) back to pending with a fresh
@@ -304,9 +233,9 @@ class PostgresOutboxStore:
             query, params = sql.encode(), (at,)
         else:
             query, params = (sql + " AND id = ANY(%s)").encode(), (at, list(ids))
-        return self._run(lambda connection: connection.execute(query, params).rowcount)
+        return self._db.call(lambda connection: connection.execute(query, params).rowcount)
 
     def purge_sent(self, before: datetime) -> int:
         """Delete rows sent before ``before``; returns how many."""
         sql = f"DELETE FROM {self._quoted} WHERE status = 'sent' AND sent_at < %s".encode()
-        return self._run(lambda connection: connection.execute(sql, (before,)).rowcount)
+        return self._db.call(lambda connection: connection.execute(sql, (before,)).rowcount)

@@ -19,13 +19,14 @@ class OutboxWriter(Protocol):
     Methods are blocking: call them inside the function that runs your
     transaction in a worker thread (``await anyio.to_thread.run_sync(tx)``).
 
-    Example::
-
+    Example:
+        ```python
         def place_order(conn: sqlite3.Connection, order: Order) -> None:
             with conn:  # one transaction: both rows or neither
                 conn.execute("INSERT INTO orders (id) VALUES (?)", (order.id,))
                 event = NotificationEvent(payload=OrderPlaced(order.id), topic="orders")
                 SqliteOutbox(conn).add(event)
+        ```
     """
 
     def add(self, item: OutboxItem, /) -> None:
@@ -39,17 +40,18 @@ class OutboxWriter(Protocol):
 
 @runtime_checkable
 class OutboxStore(Protocol):
-    """What :class:`~anycqrs.outbox.OutboxRelay` needs from a backend.
+    """What `anycqrs.outbox.OutboxRelay` needs from a backend.
 
     Every method is blocking; the relay calls them in a worker thread, one
     thread hop per batch. A store owns its own connection (never the
     application's), and each method commits its own work.
 
-    Example::
-
+    Example:
+        ```python
         store = SqliteOutboxStore("app.db")
         records = store.claim(limit=100, now=utcnow(), lease=60.0, token="relay-1")
         store.settle("relay-1", OutboxSettlement(sent=[r.id for r in records]), now=utcnow())
+        ```
     """
 
     def ensure_schema(self) -> None:

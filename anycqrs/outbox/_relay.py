@@ -6,15 +6,17 @@ import logging
 import math
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import anyio
 import anyio.abc
-import anyio.to_thread
 import attrs
 
-from ..brokers import Message, MessageBroker, publish_many
-from ._model import OutboxRecord, OutboxRetryPolicy, OutboxSettlement, utcnow
+from .._persistence import in_thread, utcnow
+from .._retry import RetryPolicy
+from ..brokers import Message, MessageBroker
+from ..brokers._message import publish_many
+from ._model import DEFAULT_RETRY, OutboxRecord, OutboxSettlement
 from ._protocols import OutboxStore
 
 __all__ = ["OutboxRelay"]
@@ -41,30 +43,36 @@ class OutboxRelay:
     with retries, backoff and dead-lettering.
 
     Each batch costs two worker-thread hops: one claims (and decodes) up to
-    ``batch_size`` due rows, one records the outcome. Between them the batch is
-    published with :func:`~anycqrs.brokers.publish_many` (one ``send_many`` call
-    where the broker has it). If the batch publish fails, the batch is sent
-    again message by message so one rejected message holds back nobody (with
-    ``send_many`` brokers, messages the failed batch delivered may then be
-    delivered twice: consumers deduplicate on ``message_id``).
+    ``batch_size`` due rows, one records the outcome. Between them the batch
+    is published at once (one ``send_many`` call where the broker has it). If
+    that fails, it is sent again message by message so one rejected message
+    holds back nobody (with ``send_many`` brokers, messages the failed batch
+    delivered may then be delivered twice: consumers deduplicate on
+    ``message_id``).
 
-    A failed row is retried after ``retry.delay(attempts)`` seconds; after
-    ``max_attempts`` failures it is dead-lettered (status ``dead``, row and
-    ``last_error`` kept). A row that can't be decoded is dead-lettered at once
-    and never blocks the others.
+    Retries follow the one `anycqrs.RetryPolicy`: after a row's *n*-th failed
+    attempt it is due again in ``retry.delay_before(n)`` seconds (backoff and
+    jitter; the wait is the row's ``next_attempt_at``, so it survives
+    restarts). A row is dead-lettered (status ``dead``, row and ``last_error``
+    kept) when the policy gives up: after ``retry.attempts`` attempts
+    (``None``: never), or at once for an error outside ``retry.retry_on``.
+    A row that can't be decoded is dead-lettered at once and never blocks
+    the others.
 
     Cancellation: the batch in flight is finished (publish bounded by
     ``publish_timeout``, outcome written under a shielded scope bounded by
     ``settle_timeout``), so a graceful stop neither loses nor re-sends it.
 
     Args:
-        store: the relay side of an outbox (:class:`SqliteOutboxStore`,
-            :class:`PostgresOutboxStore` or your own :class:`OutboxStore`).
-        broker: any :class:`~anycqrs.brokers.MessageBroker`.
+        store: the relay side of an outbox (`SqliteOutboxStore`,
+            `PostgresOutboxStore` or your own `OutboxStore`).
+        broker: any `anycqrs.brokers.MessageBroker`.
         batch_size: rows claimed per batch.
-        retry: backoff between attempts of one row.
-        max_attempts: attempts before a row is dead-lettered.
-        poll_interval: seconds :meth:`run` waits when nothing is due.
+        retry: attempts, backoff and retryable errors of one row (default:
+            10 attempts, 1 s doubling up to 5 minutes).
+        max_attempts: attempts before a row is dead-lettered; when given it
+            replaces ``retry.attempts``.
+        poll_interval: seconds `run` waits when nothing is due.
         lease: seconds a claim lasts; must exceed ``publish_timeout`` (a
             relay that dies leaves its rows to others after the lease).
         publish_timeout: bound of one batch's publish; unsent messages of a
@@ -73,13 +81,14 @@ class OutboxRelay:
         clock: the current time (aware UTC); injectable for tests.
         limiter: thread limiter for the blocking store calls (default: anyio's).
 
-    Example::
-
+    Example:
+        ```python
         relay = OutboxRelay(SqliteOutboxStore("app.db"), broker, batch_size=200)
         async with anyio.create_task_group() as tg:
             await tg.start(relay.run)
             ...
             tg.cancel_scope.cancel()  # graceful: the batch in flight finishes
+        ```
     """
 
     __slots__ = (
@@ -88,7 +97,6 @@ class OutboxRelay:
         "_clock",
         "_lease",
         "_limiter",
-        "_max_attempts",
         "_poll_interval",
         "_publish_timeout",
         "_retry",
@@ -104,8 +112,8 @@ class OutboxRelay:
         broker: MessageBroker,
         *,
         batch_size: int = 100,
-        retry: OutboxRetryPolicy | None = None,
-        max_attempts: int = 10,
+        retry: RetryPolicy | None = None,
+        max_attempts: int | None = None,
         poll_interval: float = 1.0,
         lease: float = 120.0,
         publish_timeout: float = 60.0,
@@ -115,8 +123,13 @@ class OutboxRelay:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        policy = DEFAULT_RETRY if retry is None else retry
+        if max_attempts is not None:
+            if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
+                raise TypeError(f"max_attempts must be an int, got {max_attempts!r}")
+            if max_attempts < 1:
+                raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+            policy = attrs.evolve(policy, attempts=max_attempts)
         if poll_interval < 0 or publish_timeout <= 0 or settle_timeout <= 0:
             raise ValueError("poll_interval must be >= 0 and the timeouts > 0")
         if lease <= publish_timeout:
@@ -127,8 +140,7 @@ class OutboxRelay:
         self._store = store
         self._broker = broker
         self._batch_size = batch_size
-        self._retry = retry if retry is not None else OutboxRetryPolicy()
-        self._max_attempts = max_attempts
+        self._retry = policy
         self._poll_interval = poll_interval
         self._lease = lease
         self._publish_timeout = publish_timeout
@@ -148,8 +160,13 @@ class OutboxRelay:
         """Where the relay publishes."""
         return self._broker
 
+    @property
+    def retry(self) -> RetryPolicy:
+        """How failed rows are retried (``max_attempts`` applied)."""
+        return self._retry
+
     def wake(self) -> None:
-        """Cut the current idle wait of :meth:`run` short (call it from the
+        """Cut the current idle wait of `run` short (call it from the
         event loop after committing new rows for lower latency)."""
         if self._wakeup is not None:
             self._wakeup.set()
@@ -161,11 +178,11 @@ class OutboxRelay:
 
         Creates the schema if missing, reports readiness (start it with
         ``await task_group.start(relay.run)``), then publishes what is due and
-        waits ``poll_interval`` (or until :meth:`wake`) whenever nothing is left.
+        waits ``poll_interval`` (or until `wake`) whenever nothing is left.
         Store errors (e.g. a lost database connection) are logged and retried
         after ``poll_interval``; the relay keeps running.
         """
-        await anyio.to_thread.run_sync(self._store.ensure_schema, limiter=self._limiter)
+        await in_thread(self._store.ensure_schema, limiter=self._limiter)
         task_status.started()
         while True:
             wakeup = self._wakeup = anyio.Event()
@@ -218,7 +235,7 @@ class OutboxRelay:
         return _Batch(records, messages, undecodable)
 
     async def _one_batch(self, limit: int) -> tuple[int, int]:
-        batch = await anyio.to_thread.run_sync(self._claim, limit, limiter=self._limiter)
+        batch = await in_thread(self._claim, limit, limiter=self._limiter)
         if not batch.records:
             return 0, 0
         for row_id, error in batch.undecodable:
@@ -226,34 +243,36 @@ class OutboxRelay:
         # The batch is claimed: finish it even if we are cancelled meanwhile,
         # within publish_timeout (one shielded scope with a deadline).
         messages = [message for _, message in batch.messages]
-        errors: dict[int, str] = {}
+        errors: dict[int, Exception] = {}
         progress = [0]
         deadline = anyio.current_time() + self._publish_timeout
         with anyio.CancelScope(shield=True, deadline=deadline) as scope:
             await self._publish(messages, errors, progress)
         if scope.cancelled_caught:
-            timeout = f"TimeoutError: publish did not finish within {self._publish_timeout}s"
+            timeout = TimeoutError(f"publish did not finish within {self._publish_timeout}s")
             errors.update({index: timeout for index in range(progress[0], len(messages))})
         settlement = self._settlement(batch, errors)
         with anyio.CancelScope(shield=True), anyio.fail_after(self._settle_timeout):
-            await anyio.to_thread.run_sync(self._settle, settlement, limiter=self._limiter)
+            await in_thread(self._settle, settlement, limiter=self._limiter)
         return len(batch.records), len(settlement.sent)
 
     def _settle(self, settlement: OutboxSettlement) -> None:
         self._store.settle(self._token, settlement, now=self._clock())
 
-    def _settlement(self, batch: _Batch, errors: dict[int, str]) -> OutboxSettlement:
+    def _settlement(self, batch: _Batch, errors: dict[int, Exception]) -> OutboxSettlement:
         now = self._clock()
+        policy = self._retry
         sent: list[int] = []
         retry: list[tuple[int, datetime, str]] = []
         dead = list(batch.undecodable)
         for index, (record, message) in enumerate(batch.messages):
-            error = errors.get(index)
-            if error is None:
+            exc = errors.get(index)
+            if exc is None:
                 sent.append(record.id)
                 continue
             failures = record.attempts + 1
-            if failures >= self._max_attempts:
+            error = _describe(exc)
+            if not policy.should_retry(exc, failures):
                 logger.error(
                     "Outbox message %s (%s) dead-lettered after %d attempts: %s",
                     message.message_id,
@@ -264,18 +283,19 @@ class OutboxRelay:
                 dead.append((record.id, error))
             else:
                 logger.warning(
-                    "Publishing outbox message %s (%s) failed (attempt %d of %d): %s",
+                    "Publishing outbox message %s (%s) failed (attempt %d of %s): %s",
                     message.message_id,
                     message.message_name,
                     failures,
-                    self._max_attempts,
+                    "unlimited" if policy.attempts is None else policy.attempts,
                     error,
                 )
-                retry.append((record.id, self._retry.next_attempt(failures, now), error))
+                due = now + timedelta(seconds=policy.delay_before(failures))
+                retry.append((record.id, due, error))
         return OutboxSettlement(sent=sent, retry=retry, dead=dead)
 
     async def _publish(
-        self, messages: Sequence[Message], errors: dict[int, str], progress: list[int]
+        self, messages: Sequence[Message], errors: dict[int, Exception], progress: list[int]
     ) -> None:
         """Publish ``messages``, recording ``{index: error}`` for those that
         failed and in ``progress[0]`` how many were attempted (for timeouts)."""
@@ -296,5 +316,5 @@ class OutboxRelay:
             try:
                 await broker.send_message(message)
             except Exception as exc:  # noqa: BLE001 - recorded on the row
-                errors[index] = _describe(exc)
+                errors[index] = exc
             progress[0] = index + 1

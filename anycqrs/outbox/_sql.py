@@ -6,18 +6,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
 import attrs
 
-from ._model import OutboxItem, OutboxRecord, OutboxStatus, encode, table_identifier
+from .._persistence import Table, table_name
+from ._model import OutboxItem, OutboxRecord, OutboxStatus, encode
 
 __all__ = [
     "COLUMNS",
     "RELEASE",
+    "RelayStore",
     "Transitions",
-    "as_is",
     "fetch_query",
     "insert_rows",
     "record",
@@ -26,27 +27,36 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+S = TypeVar("S", bound="RelayStore[Any]")
+
+
+class _Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+D = TypeVar("D", bound=_Closeable)
 
 COLUMNS = (
     "id, message_id, message_name, topic, key, headers, payload, status, attempts, "
     "created_at, next_attempt_at, last_error, sent_at"
 )
-"""The columns of an :class:`OutboxRecord`, in the order :func:`record` reads them."""
+"""The columns of an `OutboxRecord`, in the order `record` reads them."""
 
 RELEASE = "claimed_until = NULL, claim_token = NULL"
 """Drops a row's claim."""
 
 
-def as_is(value: T) -> T:
-    """A value the driver already returns (or accepts) as wanted."""
-    return value
-
-
 def schema(
-    table: str, *, id_column: str, uuid: str, timestamp: str, default_now: str = ""
+    table: Table,
+    *,
+    id_column: str,
+    uuid: str,
+    timestamp: str,
+    default_now: str = "",
+    sqlite: bool = False,
 ) -> tuple[str, ...]:
     """The table and its pending-rows index, with the backend's column types."""
-    quoted = table_identifier(table)
+    quoted = table.quoted
     return (
         f"""CREATE TABLE IF NOT EXISTS {quoted} (
             id {id_column},
@@ -66,7 +76,8 @@ def schema(
             sent_at {timestamp},
             last_error TEXT
         )""",
-        f"CREATE INDEX IF NOT EXISTS \"{table}_pending\" ON {quoted} (id) WHERE status = 'pending'",
+        f"CREATE INDEX IF NOT EXISTS {table.index('_pending', sqlite=sqlite)} (id) "
+        "WHERE status = 'pending'",
     )
 
 
@@ -117,7 +128,7 @@ def insert_rows(
 
 
 def record(row: Sequence[Any], moment: Callable[[Any], datetime]) -> OutboxRecord:
-    """An :class:`OutboxRecord` from a row of :data:`COLUMNS`, the stored times
+    """An `OutboxRecord` from a row of `COLUMNS`, the stored times
     converted by ``moment``."""
     sent_at = row[12]
     return OutboxRecord(
@@ -152,3 +163,30 @@ def tally(rows: Iterable[Sequence[Any]]) -> dict[OutboxStatus, int]:
     counts = dict.fromkeys(OutboxStatus, 0)
     counts.update({OutboxStatus(status): count for status, count in rows})
     return counts
+
+
+class RelayStore(Generic[D]):
+    """What both relay stores share: the validated table, the store's own
+    connection holder ``D``, ``close`` and ``with`` support (internal)."""
+
+    __slots__ = ("_db", "_quoted", "_table")
+
+    def __init__(self, table: str, db: D) -> None:
+        self._table = table_name(table, "outbox table")
+        self._quoted = self._table.quoted
+        self._db = db
+
+    @property
+    def table(self) -> str:
+        """The outbox table's name."""
+        return str(self._table)
+
+    def __enter__(self: S) -> S:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the store's connection (it reopens on next use)."""
+        self._db.close()

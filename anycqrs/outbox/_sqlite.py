@@ -5,57 +5,57 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timezone
-from typing import Any, TypeVar
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
 
-from ._model import (
-    DEFAULT_TABLE,
-    OutboxItem,
-    OutboxRecord,
-    OutboxSettlement,
-    OutboxStatus,
-    table_identifier,
-    utcnow,
+from .._persistence import SqliteCaller, SqliteConnection, Table, table_name, utc, utcnow
+from ._model import DEFAULT_TABLE, OutboxItem, OutboxRecord, OutboxSettlement, OutboxStatus
+from ._sql import (
+    COLUMNS,
+    RELEASE,
+    RelayStore,
+    Transitions,
+    fetch_query,
+    insert_rows,
+    record,
+    schema,
+    tally,
 )
-from ._sql import COLUMNS, RELEASE, Transitions, fetch_query, insert_rows, record, schema, tally
 from ._writer import TransactionalWriter
 
 __all__ = ["SqliteOutbox", "SqliteOutboxStore"]
 
-T = TypeVar("T")
-
 _SET = Transitions.using("?")
 
 
-def _schema(table: str) -> tuple[str, ...]:
+def _schema(table: Table) -> tuple[str, ...]:
     return schema(
-        table, id_column="INTEGER PRIMARY KEY AUTOINCREMENT", uuid="TEXT", timestamp="REAL"
+        table,
+        id_column="INTEGER PRIMARY KEY AUTOINCREMENT",
+        uuid="TEXT",
+        timestamp="REAL",
+        sqlite=True,
     )
-
-
-def _dt(value: float) -> datetime:
-    return datetime.fromtimestamp(value, timezone.utc)
 
 
 class SqliteOutbox(TransactionalWriter[sqlite3.Connection]):
     """Writes outbox rows on the caller's ``sqlite3`` connection, inside the
     caller's transaction; it never commits (except in
-    :meth:`run_in_transaction`, which you ask for explicitly).
+    `run_in_transaction`, which you ask for explicitly).
 
     Domain rows and events commit or roll back together. The table is created
     on first use (idempotently) unless ``create_schema=False``.
 
     Args:
-        connection: the application's connection. For :meth:`run_in_transaction`
+        connection: the application's connection. For `run_in_transaction`
             it must be opened with ``check_same_thread=False``.
         table: table name (lowercase letters, digits, ``_``).
         create_schema: create the table on first use.
 
-    Example::
-
+    Example:
+        ```python
         # IMMEDIATE: ``with conn:`` takes the write lock when it begins
         conn = sqlite3.connect("app.db", isolation_level="IMMEDIATE", check_same_thread=False)
         outbox = SqliteOutbox(conn)
@@ -66,6 +66,7 @@ class SqliteOutbox(TransactionalWriter[sqlite3.Connection]):
                 outbox.add(NotificationEvent(payload=OrderPlaced(order_id), topic="orders"))
 
         await anyio.to_thread.run_sync(place_order, 42)
+        ```
     """
 
     __slots__ = ()
@@ -77,26 +78,15 @@ class SqliteOutbox(TransactionalWriter[sqlite3.Connection]):
         table: str = DEFAULT_TABLE,
         create_schema: bool = True,
     ) -> None:
+        name = table_name(table, "outbox table")
         super().__init__(
-            connection,
-            table=table,
-            create_schema=create_schema,
+            SqliteCaller(connection, name, _schema(name), create=create_schema),
             insert=(
-                f"INSERT INTO {table_identifier(table)} (message_id, message_name, topic, key, "
+                f"INSERT INTO {name.quoted} (message_id, message_name, topic, key, "
                 "headers, payload, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (message_id) DO NOTHING"
             ),
         )
-
-    def ensure_schema(self) -> None:
-        """Create the table and its index if missing (idempotent).
-
-        Runs on the caller's connection: inside an open transaction the DDL
-        becomes part of it.
-        """
-        for statement in _schema(self._table):
-            self._connection.execute(statement)
-        self._schema_ready = True
 
     def _rows(self, items: Iterable[OutboxItem]) -> list[tuple[Any, ...]]:
         now = time.time()
@@ -105,33 +95,8 @@ class SqliteOutbox(TransactionalWriter[sqlite3.Connection]):
     def _insert_many(self, rows: list[tuple[Any, ...]]) -> None:
         self._connection.executemany(self._insert, rows)
 
-    def transaction(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` in one transaction on the connection (blocking).
 
-        Begins a transaction if none is open, commits when ``fn`` returns and
-        rolls back if it raises. Calls on one ``SqliteOutbox`` are serialized.
-
-        The transaction starts with ``BEGIN IMMEDIATE``: it takes SQLite's
-        write lock up front. A deferred ``BEGIN`` would read first and then
-        try to upgrade to a write lock while the relay commits, a lock cycle
-        that SQLite breaks by failing at once with "database is locked"
-        instead of waiting. If you open the transaction yourself, open it
-        with ``BEGIN IMMEDIATE`` for the same reason.
-        """
-        with self._lock:
-            connection = self._connection
-            if not connection.in_transaction:
-                connection.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(*args)
-            except BaseException:
-                connection.rollback()
-                raise
-            connection.commit()
-            return result
-
-
-class SqliteOutboxStore:
+class SqliteOutboxStore(RelayStore[SqliteConnection]):
     """The relay's side of a SQLite outbox: its own connection to the database
     file the application writes to.
 
@@ -146,17 +111,18 @@ class SqliteOutboxStore:
 
     Args:
         path: the database file.
-        table: table name (as given to :class:`SqliteOutbox`).
+        table: table name (as given to `SqliteOutbox`).
         timeout: seconds to wait for SQLite's write lock.
 
-    Example::
-
+    Example:
+        ```python
         store = SqliteOutboxStore("app.db")
         relay = OutboxRelay(store, broker)
         dead = await anyio.to_thread.run_sync(lambda: store.fetch(status=OutboxStatus.DEAD))
+        ```
     """
 
-    __slots__ = ("_connection", "_lock", "_path", "_quoted", "_table", "_timeout")
+    __slots__ = ()
 
     def __init__(
         self,
@@ -165,52 +131,7 @@ class SqliteOutboxStore:
         table: str = DEFAULT_TABLE,
         timeout: float = 5.0,
     ) -> None:
-        self._quoted = table_identifier(table)
-        self._path = path
-        self._table = table
-        self._timeout = timeout
-        self._connection: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def table(self) -> str:
-        """The outbox table's name."""
-        return self._table
-
-    def __enter__(self) -> SqliteOutboxStore:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._connection is None:
-            self._connection = sqlite3.connect(
-                self._path,
-                timeout=self._timeout,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-        return self._connection
-
-    def close(self) -> None:
-        """Close the store's connection (it reopens on next use)."""
-        with self._lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-
-    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock:
-            connection = self._conn()
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(connection)
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-            return result
+        super().__init__(table, SqliteConnection(path, timeout=timeout))
 
     def ensure_schema(self) -> None:
         """Create the table and index if missing (idempotent)."""
@@ -219,12 +140,12 @@ class SqliteOutboxStore:
             for statement in _schema(self._table):
                 connection.execute(statement)
 
-        self._write(create)
+        self._db.write(create)
 
     def claim(
         self, *, limit: int, now: datetime, lease: float, token: str
     ) -> Sequence[OutboxRecord]:
-        """Claim up to ``limit`` due pending rows (see :class:`OutboxStore`)."""
+        """Claim up to ``limit`` due pending rows (see `OutboxStore`)."""
         at = now.timestamp()
 
         def claim(connection: sqlite3.Connection) -> list[OutboxRecord]:
@@ -239,12 +160,12 @@ class SqliteOutboxStore:
                     f"UPDATE {self._quoted} SET claimed_until = ?, claim_token = ? WHERE id = ?",
                     [(at + lease, token, row[0]) for row in rows],
                 )
-            return [record(row, _dt) for row in rows]
+            return [record(row, utc) for row in rows]
 
-        return self._write(claim)
+        return self._db.write(claim)
 
     def settle(self, token: str, settlement: OutboxSettlement, *, now: datetime) -> None:
-        """Apply a batch's outcome in one transaction (see :class:`OutboxStore`)."""
+        """Apply a batch's outcome in one transaction (see `OutboxStore`)."""
         at = now.timestamp()
         table = self._quoted
         held = "WHERE id = ? AND claim_token = ?"
@@ -274,26 +195,20 @@ class SqliteOutboxStore:
                     [(row_id, token) for row_id in settlement.release],
                 )
 
-        self._write(settle)
+        self._db.write(settle)
 
     def fetch(
         self, *, status: OutboxStatus | None = None, limit: int = 100, after_id: int = 0
     ) -> list[OutboxRecord]:
         """Rows in id order (optionally of one ``status``), for inspection."""
         sql, params = fetch_query(self._quoted, "?", status=status, limit=limit, after_id=after_id)
-        with self._lock:
-            rows = self._conn().execute(sql, params).fetchall()
-        return [record(row, _dt) for row in rows]
+        rows = self._db.call(lambda connection: connection.execute(sql, params).fetchall())
+        return [record(row, utc) for row in rows]
 
     def counts(self) -> dict[OutboxStatus, int]:
         """How many rows are in each status."""
-        with self._lock:
-            rows = (
-                self._conn()
-                .execute(f"SELECT status, COUNT(*) FROM {self._quoted} GROUP BY status")
-                .fetchall()
-            )
-        return tally(rows)
+        sql = f"SELECT status, COUNT(*) FROM {self._quoted} GROUP BY status"
+        return tally(self._db.call(lambda connection: connection.execute(sql).fetchall()))
 
     def retry_dead(self, ids: Iterable[int] | None = None, *, now: datetime | None = None) -> int:
         """Put dead rows (all, or those in ``ids``) back to pending with a fresh
@@ -306,7 +221,7 @@ class SqliteOutboxStore:
                 return connection.execute(sql, (at,)).rowcount
             return sum(connection.execute(sql + " AND id = ?", (at, i)).rowcount for i in ids)
 
-        return self._write(revive)
+        return self._db.write(revive)
 
     def purge_sent(self, before: datetime) -> int:
         """Delete rows sent before ``before``; returns how many."""
@@ -317,4 +232,4 @@ class SqliteOutboxStore:
                 (before.timestamp(),),
             ).rowcount
 
-        return self._write(purge)
+        return self._db.write(purge)

@@ -1,15 +1,13 @@
 """What the SQLite and PostgreSQL outbox writers share: staging rows on the
-caller's connection, creating the table on first use, and running a whole
-transaction in a worker thread."""
+caller's connection (schema, transaction and thread hop come from the shared
+`anycqrs._persistence` caller)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
-import anyio.to_thread
-
+from .._persistence._caller import Caller
 from ._model import OutboxItem
 
 __all__ = ["TransactionalWriter"]
@@ -19,21 +17,18 @@ T = TypeVar("T")
 
 
 class TransactionalWriter(Generic[C]):
-    """Base of :class:`SqliteOutbox` and :class:`PostgresOutbox` (internal).
+    """Base of `SqliteOutbox` and `PostgresOutbox` (internal).
 
-    A subclass supplies the ``INSERT`` statement and the database specifics:
-    :meth:`ensure_schema`, :meth:`transaction`, how items become rows and
-    how several rows are inserted.
+    A subclass supplies the caller connection (with the schema), the
+    ``INSERT`` statement, how items become rows and how several rows are
+    inserted.
     """
 
-    __slots__ = ("_connection", "_create_schema", "_insert", "_lock", "_schema_ready", "_table")
+    __slots__ = ("_caller", "_connection", "_insert")
 
-    def __init__(self, connection: C, *, table: str, create_schema: bool, insert: Any) -> None:
-        self._connection = connection
-        self._table = table
-        self._create_schema = create_schema
-        self._schema_ready = False
-        self._lock = threading.RLock()
+    def __init__(self, caller: Caller[C], insert: Any) -> None:
+        self._caller = caller
+        self._connection = caller.connection
         self._insert = insert
 
     @property
@@ -44,25 +39,28 @@ class TransactionalWriter(Generic[C]):
     @property
     def table(self) -> str:
         """The outbox table's name."""
-        return self._table
+        return str(self._caller.table)
 
     def ensure_schema(self) -> None:
-        """Create the table and its index if missing (idempotent)."""
-        raise NotImplementedError
+        """Create the table and its index if missing (idempotent).
+
+        Runs on the caller's connection: inside an open transaction the DDL
+        becomes part of it (and is redone if that transaction rolls back);
+        otherwise it commits on its own.
+        """
+        self._caller.ensure_schema()
 
     def transaction(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` in one transaction on the connection (blocking)."""
-        raise NotImplementedError
+        """Run ``fn(*args)`` in one transaction on the connection (blocking):
+        committed when ``fn`` returns, rolled back if it raises. Calls on one
+        writer are serialized."""
+        return self._caller.transaction(fn, *args)
 
     def _rows(self, items: Iterable[OutboxItem]) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
     def _insert_many(self, rows: list[tuple[Any, ...]]) -> None:
         raise NotImplementedError
-
-    def _schema_checked(self) -> None:
-        if self._create_schema and not self._schema_ready:
-            self.ensure_schema()
 
     def add(self, item: OutboxItem, /) -> None:
         """Stage ``item`` (a ``NotificationEvent`` or a broker ``Message``) in
@@ -76,7 +74,7 @@ class TransactionalWriter(Generic[C]):
             SerializationError: the event can't be serialized.
         """
         rows = self._rows((item,))
-        self._schema_checked()
+        self._caller.prepare()
         self._connection.execute(self._insert, rows[0])  # type: ignore[attr-defined]
 
     def add_many(self, items: Iterable[OutboxItem], /) -> None:
@@ -84,20 +82,21 @@ class TransactionalWriter(Generic[C]):
         rows = self._rows(items)
         if not rows:
             return
-        self._schema_checked()
+        self._caller.prepare()
         self._insert_many(rows)
 
     async def run_in_transaction(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` in a worker thread, in one transaction (see
-        :meth:`transaction`): the async way to write domain rows and events
-        atomically.
+        `transaction`): the async way to write domain rows and events
+        atomically, with one thread hop.
 
-        Example::
-
+        Example:
+            ```python
             def place_order(order_id: int) -> None:
                 conn.execute("INSERT INTO orders (id) VALUES (?)", (order_id,))
                 outbox.add(NotificationEvent(payload=OrderPlaced(order_id), topic="orders"))
 
             await outbox.run_in_transaction(place_order, 42)
+            ```
         """
-        return await anyio.to_thread.run_sync(self.transaction, fn, *args)
+        return await self._caller.run_in_transaction(fn, *args)

@@ -1,33 +1,25 @@
-"""Outbox data types: retry policy, record decoding, status."""
+"""Outbox data types: the deprecated retry policy factory, record decoding, status."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 
+from anycqrs import RetryPolicy
 from anycqrs.errors import DeserializationError
 from anycqrs.outbox import OutboxRecord, OutboxRetryPolicy, OutboxStatus
 
 
-def test_retry_policy_grows_exponentially_up_to_the_bound() -> None:
-    policy = OutboxRetryPolicy(initial_delay=0.5, multiplier=2.0, max_delay=3.0)
-    assert [policy.delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
-    assert policy.delay(0) == 0.5
-    assert policy.delay(10_000) == 3.0  # no OverflowError
-    now = datetime(2024, 1, 1, tzinfo=timezone.utc)
-    assert policy.next_attempt(2, now) == now + timedelta(seconds=1)
-
-
-def test_retry_policy_jitter_stays_in_range() -> None:
-    policy = OutboxRetryPolicy(initial_delay=10.0, jitter=0.5)
-    delays = {policy.delay(1) for _ in range(200)}
-    assert all(10.0 <= d <= 15.0 for d in delays)
-    assert len(delays) > 1
-
-
-def test_retry_policy_rejects_negative_values() -> None:
-    with pytest.raises(ValueError, match="initial_delay"):
+def test_outbox_retry_policy_is_a_deprecated_factory_of_the_retry_policy() -> None:
+    with pytest.warns(DeprecationWarning, match="OutboxRetryPolicy is deprecated"):
+        policy = OutboxRetryPolicy(initial_delay=0.5, multiplier=3.0, max_delay=4.0, jitter=0.2)
+    assert policy == RetryPolicy(attempts=10, delay=0.5, multiplier=3.0, max_delay=4.0, jitter=0.2)
+    with pytest.warns(DeprecationWarning):
+        assert OutboxRetryPolicy() == RetryPolicy(
+            attempts=10, delay=1.0, multiplier=2.0, max_delay=300.0
+        )
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="delay"):
         OutboxRetryPolicy(initial_delay=-1.0)
 
 

@@ -11,10 +11,10 @@ import anyio
 import pytest
 from outbox_helpers import Clock, Harness, RecordingBroker, event, order_ids
 
+from anycqrs import RetryPolicy
 from anycqrs.brokers import InMemoryMessageBroker, Message
 from anycqrs.outbox import (
     OutboxRelay,
-    OutboxRetryPolicy,
     OutboxSettlement,
     OutboxStatus,
     OutboxStore,
@@ -22,7 +22,7 @@ from anycqrs.outbox import (
 
 pytestmark = pytest.mark.anyio
 
-NO_DELAY = OutboxRetryPolicy(initial_delay=0.0)
+NO_DELAY = RetryPolicy(attempts=10, delay=0.0)
 
 
 async def test_publishes_in_order_in_batches(db: Harness) -> None:
@@ -64,9 +64,9 @@ async def test_failure_is_retried_with_backoff_then_sent(db: Harness) -> None:
 
     broker = RecordingBroker(fail=fail)
     clock = Clock()
-    policy = OutboxRetryPolicy(initial_delay=10.0, multiplier=3.0)
+    policy = RetryPolicy(attempts=5, delay=10.0, multiplier=3.0)
     with db.store() as store:
-        relay = OutboxRelay(store, broker, retry=policy, max_attempts=5, clock=clock)
+        relay = OutboxRelay(store, broker, retry=policy, clock=clock)
         assert await relay.publish_pending() == 0
         [record] = store.fetch()
         assert record.status is OutboxStatus.PENDING and record.attempts == 1
@@ -88,6 +88,45 @@ async def test_failure_is_retried_with_backoff_then_sent(db: Harness) -> None:
         [record] = store.fetch()
     assert record.status is OutboxStatus.SENT and record.attempts == 3
     assert order_ids(broker.messages) == [1]
+
+
+async def test_backoff_is_capped_and_jittered(db: Harness) -> None:
+    db.add(event(1))
+    broker = RecordingBroker(fail=lambda _message: True)
+    clock = Clock()
+    policy = RetryPolicy(attempts=None, delay=10.0, multiplier=10.0, max_delay=50.0, jitter=0.5)
+    with db.store() as store:
+        relay = OutboxRelay(store, broker, retry=policy, clock=clock)
+        assert relay.retry is policy
+        for attempt in range(1, 4):
+            assert await relay.publish_pending() == 0
+            [record] = store.fetch()
+            wait = (record.next_attempt_at - clock.now).total_seconds()
+            base = min(10.0 * 10.0 ** (attempt - 1), 50.0)
+            assert base <= wait <= base * 1.5 + 1e-3  # jitter stretches, never shrinks
+            assert record.status is OutboxStatus.PENDING and record.attempts == attempt
+            clock.advance(wait)
+    assert broker.calls == 3  # attempts=None: never dead-lettered
+
+
+async def test_error_outside_retry_on_is_dead_lettered_at_once(db: Harness) -> None:
+    db.add(event(1))
+    broker = RecordingBroker(fail=lambda _message: True)  # raises ConnectionError
+    with db.store() as store:
+        relay = OutboxRelay(store, broker, retry=RetryPolicy(attempts=5, retry_on=TimeoutError))
+        assert await relay.publish_pending() == 0
+        [record] = store.fetch()
+    assert record.status is OutboxStatus.DEAD and record.attempts == 1
+
+
+def test_max_attempts_replaces_the_policy_attempts(db: Harness) -> None:
+    with db.store() as store:
+        broker = InMemoryMessageBroker()
+        assert OutboxRelay(store, broker).retry.attempts == 10
+        relay = OutboxRelay(store, broker, retry=RetryPolicy(attempts=None), max_attempts=4)
+        assert relay.retry == RetryPolicy(attempts=4)
+        with pytest.raises(TypeError, match="max_attempts"):
+            OutboxRelay(store, broker, max_attempts=True)
 
 
 async def test_dead_letter_after_max_attempts_keeps_row(db: Harness) -> None:

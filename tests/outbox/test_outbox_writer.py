@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
-from outbox_helpers import Harness, SqliteHarness, event
+from outbox_helpers import Harness, SqliteHarness, event, order_ids
 
 from anycqrs.brokers import Message
 from anycqrs.errors import SerializationError
@@ -162,7 +162,7 @@ def test_create_schema_false_needs_an_existing_table(db: Harness) -> None:
 def test_invalid_table_names_are_rejected(db: Harness) -> None:
     connection = db.connect()
     for name in ("Outbox", "1x", "a-b", 'x"; DROP TABLE y; --', "x" * 49, ""):
-        with pytest.raises(ValueError, match="Invalid outbox table name"):
+        with pytest.raises(ValueError, match=r"Invalid outbox table name .*lowercase letters"):
             db.writer(connection).__class__(connection, table=name)
     connection.close()
 
@@ -197,3 +197,61 @@ def test_sqlite_writer_and_relay_store_write_concurrently(tmp_path: Path, unique
             thread.join()
     assert errors == []
     assert sum(store.counts().values()) == 200
+
+
+class TestSchemaCreatedInARolledBackTransaction:
+    """The writer creates its table inside the caller's transaction; a rollback
+    of that transaction must not leave it believing the table exists."""
+
+    @pytest.mark.anyio
+    async def test_rolled_back_creation_is_redone(self, db: Harness) -> None:
+        connection = db.connect()
+        outbox = db.writer(connection)
+
+        def fail(order_id: int) -> None:
+            _insert_order(db, connection, order_id)
+            outbox.add(event(order_id))  # creates the table, in this transaction
+            raise Boom
+
+        def place(order_id: int) -> None:
+            _insert_order(db, connection, order_id)
+            outbox.add(event(order_id))
+
+        with pytest.raises(Boom):
+            await outbox.run_in_transaction(fail, 1)
+        await outbox.run_in_transaction(place, 2)
+        await outbox.run_in_transaction(place, 3)
+        connection.close()
+        assert db.order_ids() == [2, 3]
+        with db.store() as store:
+            assert [order_ids([r.to_message()]) for r in store.fetch()] == [[2], [3]]
+
+    def test_creation_in_an_open_transaction_is_kept_once_committed(self, db: Harness) -> None:
+        connection = db.connect()
+        outbox = db.writer(connection)
+
+        def place(*order_ids: int) -> None:
+            for order_id in order_ids:
+                _insert_order(db, connection, order_id)
+                outbox.add(event(order_id))  # the table made by the first add is used
+
+        outbox.transaction(place, 1, 2)
+        outbox.transaction(place, 3)
+        connection.close()
+        with db.store() as store:
+            assert store.counts()[OutboxStatus.PENDING] == 3
+
+    def test_rolled_back_ensure_schema_is_redone(self, db: Harness) -> None:
+        connection = db.connect()
+        outbox = db.writer(connection)
+
+        def ensure_then_fail() -> None:
+            outbox.ensure_schema()
+            raise Boom
+
+        with pytest.raises(Boom):
+            outbox.transaction(ensure_then_fail)
+        outbox.transaction(outbox.add, event(1))
+        connection.close()
+        with db.store() as store:
+            assert store.counts()[OutboxStatus.PENDING] == 1

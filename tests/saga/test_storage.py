@@ -19,6 +19,8 @@ from anycqrs.errors import (
 from anycqrs.saga import SagaStatus, SagaStepStatus, StepAction
 from anycqrs.saga.storage import PostgresSagaStorage, SagaStorage, SqliteSagaStorage, StepRecord
 
+from .conftest import drop_tables
+
 pytestmark = pytest.mark.anyio
 
 ACT, COMP = StepAction.ACT, StepAction.COMPENSATE
@@ -198,10 +200,15 @@ async def test_claim_limit_and_concurrent_claimers(make_storage: Any) -> None:
 
 
 def test_table_names_are_validated(tmp_path: Any) -> None:
-    with pytest.raises(ValueError, match="sagas_table"):
+    rule = "lowercase letters, digits and '_'"
+    with pytest.raises(
+        ValueError, match=f"Invalid sagas_table name 'bad; drop table x': use {rule}"
+    ):
         SqliteSagaStorage(tmp_path / "x.db", sagas_table="bad; drop table x")
-    with pytest.raises(ValueError, match="log_table"):
+    with pytest.raises(ValueError, match="Invalid log_table name '1bad'"):
         PostgresSagaStorage("postgresql://nowhere", log_table="1bad")
+    with pytest.raises(ValueError, match="Invalid sagas_table name 'Sagas'"):
+        PostgresSagaStorage("postgresql://nowhere", sagas_table="Sagas")
     with pytest.raises(ValueError, match="max_connections"):
         PostgresSagaStorage("postgresql://nowhere", max_connections=0)
 
@@ -220,3 +227,29 @@ async def test_sqlite_memory_database_and_reopen(tmp_path: Any) -> None:
     second = SqliteSagaStorage(path)
     assert (await second.load_saga_state(sid)).context == {"k": 1}
     second.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_schema_qualified_table_names(
+    kind: str, tmp_path: Any, unique: str, request: pytest.FixtureRequest
+) -> None:
+    sid = uuid.uuid4()
+    sagas, log = f"sagas_{unique}", f"saga_log_{unique}"
+    storage: SagaStorage
+    if kind == "sqlite":
+        storage = SqliteSagaStorage(
+            tmp_path / "q.db", sagas_table=f"main.{sagas}", log_table=f"main.{log}"
+        )
+    else:
+        dsn = request.getfixturevalue("postgres_dsn")
+        storage = PostgresSagaStorage(dsn, sagas_table=f"public.{sagas}", log_table=f"public.{log}")
+    try:
+        await storage.create_saga(
+            sid, "S", {"k": 1}, status=SagaStatus.RUNNING, entries=[rec("A", ACT, STARTED)]
+        )
+        assert (await storage.load_saga_state(sid)).context == {"k": 1}
+        assert [e.step_name for e in await storage.get_step_history(sid)] == ["A"]
+    finally:
+        storage.close()  # type: ignore[attr-defined]
+        if kind == "postgres":
+            drop_tables(dsn, f"public.{sagas}", f"public.{log}")

@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from itertools import chain
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
-import anyio.to_thread
-
+from ..._persistence import PostgresConnections, as_is, create_schema, dumps, table_name
 from ...errors import SagaAlreadyExistsError, SagaNotFoundError
 from .._types import SagaState, SagaStatus, SagaStepEntry, StepRecord
-from ._sql import (
-    COLUMNS,
-    UNFINISHED,
-    as_is,
-    dumps,
-    identifier,
-    log_values,
-    stale_write,
-    state,
-    step_entries,
-)
+from ._sql import COLUMNS, UNFINISHED, log_values, stale_write, state, step_entries
 
 __all__ = ["PostgresSagaStorage"]
-
-T = TypeVar("T")
 _VALUE = "(%s::text, %s::text, %s::text, %s::jsonb, to_timestamp(%s::float8))"
 
 
@@ -54,16 +39,18 @@ class PostgresSagaStorage:
 
     Args:
         dsn: a libpq connection string, e.g. ``postgresql://user@host:5432/db``.
-        sagas_table: name of the saga table (may be schema-qualified).
+        sagas_table: name of the saga table (may be schema-qualified, like
+            every table name: lowercase letters, digits and ``_``).
         log_table: name of the step-log table.
         max_connections: size of the connection pool.
 
-    Example::
-
+    Example:
+        ```python
         storage = PostgresSagaStorage("postgresql://postgres@127.0.0.1:5432/app")
         mediator = anycqrs.saga.bootstrap.bootstrap(sagas_mapper=..., saga_storage=storage)
         ...
         storage.close()
+        ```
     """
 
     def __init__(
@@ -77,95 +64,45 @@ class PostgresSagaStorage:
         if max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {max_connections}")
         self._dsn = dsn
-        self._sagas = identifier(sagas_table, "sagas_table")
-        self._log = identifier(log_table, "log_table")
-        self._slots = threading.BoundedSemaphore(max_connections)
-        self._lock = threading.Lock()
-        self._idle: list[Any] = []
-        self._ready = False
+        sagas = table_name(sagas_table, "sagas_table")
+        log = table_name(log_table, "log_table")
+        self._sagas, self._log = sagas.quoted, log.quoted
+        self._schema_key = f"anycqrs_saga_schema:{sagas}"
+        self._schema = (
+            f"""CREATE TABLE IF NOT EXISTS {self._sagas} (
+                saga_id uuid PRIMARY KEY,
+                saga_name text NOT NULL,
+                status text NOT NULL,
+                context jsonb NOT NULL,
+                version bigint NOT NULL,
+                recovery_attempts integer NOT NULL DEFAULT 0,
+                lease_owner text,
+                lease_until timestamptz,
+                created_at timestamptz NOT NULL,
+                updated_at timestamptz NOT NULL
+            )""",
+            f"CREATE INDEX IF NOT EXISTS {sagas.index('_pending')} (updated_at) WHERE {UNFINISHED}",
+            f"""CREATE TABLE IF NOT EXISTS {self._log} (
+                seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                saga_id uuid NOT NULL,
+                step_name text NOT NULL,
+                action text NOT NULL,
+                status text NOT NULL,
+                details jsonb,
+                created_at timestamptz NOT NULL
+            )""",
+            f"CREATE INDEX IF NOT EXISTS {log.index('_saga')} (saga_id, seq)",
+        )
+        self._db = PostgresConnections(dsn, size=max_connections, setup=self._setup)
         self._save_sql: dict[int, str] = {}
         self._create_sql: dict[int, str] = {}
 
     def close(self) -> None:
         """Close the pooled connections."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
-
-    # -- connections ------------------------------------------------------
+        self._db.close()
 
     def _setup(self, conn: Any) -> None:
-        key = f"anycqrs_saga_schema:{self._sagas}"
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
-            conn.execute(
-                f"""
-                CREATE TABLE IF NOT EXISTS {self._sagas} (
-                    saga_id uuid PRIMARY KEY,
-                    saga_name text NOT NULL,
-                    status text NOT NULL,
-                    context jsonb NOT NULL,
-                    version bigint NOT NULL,
-                    recovery_attempts integer NOT NULL DEFAULT 0,
-                    lease_owner text,
-                    lease_until timestamptz,
-                    created_at timestamptz NOT NULL,
-                    updated_at timestamptz NOT NULL
-                )"""
-            )
-            conn.execute(
-                f"CREATE INDEX IF NOT EXISTS {self._sagas.replace('.', '_')}_pending "
-                f"ON {self._sagas} (updated_at) "
-                f"WHERE {UNFINISHED}"
-            )
-            conn.execute(
-                f"""
-                CREATE TABLE IF NOT EXISTS {self._log} (
-                    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                    saga_id uuid NOT NULL,
-                    step_name text NOT NULL,
-                    action text NOT NULL,
-                    status text NOT NULL,
-                    details jsonb,
-                    created_at timestamptz NOT NULL
-                )"""
-            )
-            conn.execute(
-                f"CREATE INDEX IF NOT EXISTS {self._log.replace('.', '_')}_saga "
-                f"ON {self._log} (saga_id, seq)"
-            )
-
-    @contextmanager
-    def _connection(self) -> Iterator[Any]:
-        import psycopg
-
-        self._slots.acquire()
-        try:
-            with self._lock:
-                conn = self._idle.pop() if self._idle else None
-            if conn is None:
-                conn = psycopg.connect(self._dsn, autocommit=True)
-                if not self._ready:
-                    self._setup(conn)
-                    self._ready = True
-            try:
-                yield conn
-            finally:
-                if conn.closed or conn.broken:
-                    conn.close()
-                else:
-                    with self._lock:
-                        self._idle.append(conn)
-        finally:
-            self._slots.release()
-
-    def _call(self, work: Callable[[Any], T]) -> T:
-        with self._connection() as conn:
-            return work(conn)
-
-    async def _run(self, work: Callable[[Any], T]) -> T:
-        return await anyio.to_thread.run_sync(self._call, work)
+        create_schema(conn, self._schema_key, self._schema)
 
     # -- statements -------------------------------------------------------
 
@@ -220,7 +157,7 @@ class PostgresSagaStorage:
         status: SagaStatus,
         entries: Sequence[StepRecord] = (),
     ) -> int:
-        """Insert a new saga (see :class:`SagaStorage`): one statement."""
+        """Insert a new saga (see `SagaStorage`): one statement."""
         sql = self._create_statement(len(entries))
         params = [saga_id, saga_name, status.value, dumps(context), *self._log_params(entries)]
 
@@ -228,7 +165,7 @@ class PostgresSagaStorage:
             row = conn.execute(sql, params).fetchone()
             return int(row[0])
 
-        if await self._run(work) != 1:
+        if await self._db.run(work) != 1:
             raise SagaAlreadyExistsError(saga_id)
         return 1
 
@@ -241,7 +178,7 @@ class PostgresSagaStorage:
         context: Mapping[str, Any] | None = None,
         entries: Sequence[StepRecord] = (),
     ) -> int:
-        """Write atomically with a version check (see :class:`SagaStorage`): one statement."""
+        """Write atomically with a version check (see `SagaStorage`): one statement."""
         sql = self._save_statement(len(entries))
         params = [
             None if status is None else status.value,
@@ -260,27 +197,27 @@ class PostgresSagaStorage:
             ).fetchone()
             raise stale_write(saga_id, expected_version, exists=exists is not None)
 
-        return await self._run(work)
+        return await self._db.run(work)
 
     @staticmethod
     def _state(row: Sequence[Any]) -> SagaState:
         return state(row, as_is, as_is, as_is)
 
     async def load_saga_state(self, saga_id: UUID) -> SagaState:
-        """The saga's state (see :class:`SagaStorage`)."""
+        """The saga's state (see `SagaStorage`)."""
 
         def work(conn: Any) -> Any:
             return conn.execute(
                 f"SELECT {COLUMNS} FROM {self._sagas} WHERE saga_id = %s", (saga_id,)
             ).fetchone()
 
-        row = await self._run(work)
+        row = await self._db.run(work)
         if row is None:
             raise SagaNotFoundError(saga_id)
         return self._state(row)
 
     async def get_step_history(self, saga_id: UUID) -> list[SagaStepEntry]:
-        """The step log, oldest first (see :class:`SagaStorage`)."""
+        """The step log, oldest first (see `SagaStorage`)."""
 
         def work(conn: Any) -> list[Any]:
             rows: list[Any] = conn.execute(
@@ -290,7 +227,7 @@ class PostgresSagaStorage:
             ).fetchall()
             return rows
 
-        return step_entries(await self._run(work), as_is, as_is)
+        return step_entries(await self._db.run(work), as_is, as_is)
 
     async def claim(
         self,
@@ -301,7 +238,7 @@ class PostgresSagaStorage:
         stale_after: float = 0.0,
         limit: int = 1,
     ) -> list[SagaState]:
-        """Lease sagas for recovery (see :class:`SagaStorage`): ``FOR UPDATE SKIP LOCKED``."""
+        """Lease sagas for recovery (see `SagaStorage`): ``FOR UPDATE SKIP LOCKED``."""
         where = f"{UNFINISHED} AND (lease_until IS NULL OR lease_until <= now())"
         params: list[Any] = [owner, float(lease_seconds)]
         if saga_id is not None:
@@ -323,11 +260,11 @@ class PostgresSagaStorage:
             rows: list[Any] = conn.execute(sql, params).fetchall()
             return rows
 
-        rows = sorted(await self._run(work), key=lambda row: row[7])
+        rows = sorted(await self._db.run(work), key=lambda row: row[7])
         return [self._state(row) for row in rows]
 
     async def release(self, saga_id: UUID, owner: str) -> None:
-        """Drop ``owner``'s lease (see :class:`SagaStorage`)."""
+        """Drop ``owner``'s lease (see `SagaStorage`)."""
 
         def work(conn: Any) -> None:
             conn.execute(
@@ -336,4 +273,4 @@ class PostgresSagaStorage:
                 (saga_id, owner),
             )
 
-        await self._run(work)
+        await self._db.run(work)

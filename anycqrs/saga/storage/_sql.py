@@ -1,78 +1,34 @@
-"""Helpers shared by the SQL saga storages: identifiers, JSON, the columns and
-how rows become states and log entries, and what a failed version check means.
-Each storage keeps its own connections, locking and SQL text."""
+"""What the SQL saga storages share beyond `anycqrs._persistence` (JSON, table
+names, time, transactions, connections): the columns, how rows become states
+and log entries, and what a failed version check means. Each storage keeps its
+own SQL text."""
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timezone
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any
 from uuid import UUID
 
+from ..._persistence import dumps, utc
 from ...errors import SagaConcurrencyError, SagaError, SagaNotFoundError
 from .._types import SagaState, SagaStatus, SagaStepEntry, SagaStepStatus, StepAction, StepRecord
 
 __all__ = [
     "COLUMNS",
     "UNFINISHED",
-    "as_is",
-    "dumps",
-    "identifier",
-    "loads",
     "log_values",
     "stale_write",
     "state",
     "step_entries",
-    "utc",
+    "utc",  # for the memory storage
 ]
 
-T = TypeVar("T")
-
 COLUMNS = "saga_id, saga_name, status, context, version, recovery_attempts, created_at, updated_at"
-"""The columns of a :class:`SagaState`, in the order :func:`state` reads them."""
+"""The columns of a `SagaState`, in the order `state` reads them."""
 
 UNFINISHED = "status IN ('PENDING', 'RUNNING', 'COMPENSATING')"
 """Sagas recovery may claim."""
-
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
-
-try:  # pragma: no cover - depends on the environment
-    import orjson
-
-    def dumps(data: Any) -> str:
-        """JSON text of ``data``."""
-        return orjson.dumps(data).decode()
-
-    loads: Callable[[str | bytes], Any] = orjson.loads
-except ImportError:  # pragma: no cover
-
-    def dumps(data: Any) -> str:
-        """JSON text of ``data``."""
-        return json.dumps(data, separators=(",", ":"))
-
-    loads = json.loads
-
-
-def identifier(name: str, what: str) -> str:
-    """Check a table name given by argument (``name`` or ``schema.name``)."""
-    if not isinstance(name, str) or not _IDENTIFIER.match(name):
-        raise ValueError(
-            f"{what} must be a plain SQL identifier (letters, digits, underscores, "
-            f"optionally schema-qualified), got {name!r}"
-        )
-    return name
-
-
-def utc(at: float) -> datetime:
-    """An aware UTC datetime from epoch seconds."""
-    return datetime.fromtimestamp(at, timezone.utc)
-
-
-def as_is(value: T) -> T:
-    """A value the driver already returns as wanted."""
-    return value
 
 
 def log_values(records: Sequence[StepRecord], *prefix: Any) -> list[tuple[Any, ...]]:
@@ -96,7 +52,7 @@ def state(
     json_data: Callable[[Any], Any],
     moment: Callable[[Any], datetime],
 ) -> SagaState:
-    """A :class:`SagaState` from a row of :data:`COLUMNS`, the id, context and
+    """A `SagaState` from a row of `COLUMNS`, the id, context and
     times converted by the given functions."""
     return SagaState(
         saga_id=saga_id(row[0]),
@@ -130,7 +86,7 @@ def step_entries(
 
 def stale_write(saga_id: UUID, expected_version: int, *, exists: bool) -> SagaError:
     """The error of a write whose version check failed: the saga moved on
-    (:class:`SagaConcurrencyError`) or is not there (:class:`SagaNotFoundError`)."""
+    (`SagaConcurrencyError`) or is not there (`SagaNotFoundError`)."""
     if exists:
         return SagaConcurrencyError(saga_id, expected_version)
     return SagaNotFoundError(saga_id)

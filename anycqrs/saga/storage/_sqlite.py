@@ -4,41 +4,32 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 from uuid import UUID
 
-import anyio.to_thread
-
-from ...errors import SagaAlreadyExistsError, SagaNotFoundError
-from .._types import SagaState, SagaStatus, SagaStepEntry, StepRecord
-from ._sql import (
-    COLUMNS,
-    UNFINISHED,
+from ..._persistence import (
+    SqliteConnection,
     dumps,
-    identifier,
     loads,
-    log_values,
-    stale_write,
-    state,
-    step_entries,
+    table_name,
     utc,
 )
+from ...errors import SagaAlreadyExistsError, SagaNotFoundError
+from .._types import SagaState, SagaStatus, SagaStepEntry, StepRecord
+from ._sql import COLUMNS, UNFINISHED, log_values, stale_write, state, step_entries
 
 __all__ = ["SqliteSagaStorage"]
-
-T = TypeVar("T")
 
 
 class SqliteSagaStorage:
     """Saga state in a SQLite database (a file, or ``":memory:"``).
 
     One connection, used from worker threads one call at a time; every write
-    (status + context + step-log entries + version check) is one transaction
-    in one thread hop. Several processes may share a database file:
-    recovery claims take SQLite's write lock (``BEGIN IMMEDIATE``), so a saga
+    (status + context + step-log entries + version check) is one
+    ``BEGIN IMMEDIATE`` transaction in one thread hop. Several processes may
+    share a database file: recovery claims take SQLite's write lock (``BEGIN IMMEDIATE``), so a saga
     is leased to one worker at a time.
 
     The schema is created on first use::
@@ -57,12 +48,13 @@ class SqliteSagaStorage:
         log_table: name of the step-log table.
         busy_timeout: seconds to wait for another process's write lock.
 
-    Example::
-
+    Example:
+        ```python
         storage = SqliteSagaStorage("sagas.db")
         mediator = anycqrs.saga.bootstrap.bootstrap(sagas_mapper=..., saga_storage=storage)
         ...
         storage.close()
+        ```
     """
 
     def __init__(
@@ -74,40 +66,10 @@ class SqliteSagaStorage:
         busy_timeout: float = 30.0,
     ) -> None:
         self._path = os.fspath(path)
-        self._sagas = identifier(sagas_table, "sagas_table")
-        self._log = identifier(log_table, "log_table")
-        self._busy_timeout = busy_timeout
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._insert_log = (
-            f"INSERT INTO {self._log} (saga_id, step_name, action, status, details, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)"
-        )
-
-    @property
-    def path(self) -> str:
-        """The database path."""
-        return self._path
-
-    def close(self) -> None:
-        """Close the connection (a later call reopens it)."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self._path,
-            timeout=self._busy_timeout,
-            isolation_level=None,
-            check_same_thread=False,
-        )
-        if self._path != ":memory:":
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(
-            f"""
+        sagas = table_name(sagas_table, "sagas_table")
+        log = table_name(log_table, "log_table")
+        self._sagas, self._log = sagas.quoted, log.quoted
+        self._schema = f"""
             CREATE TABLE IF NOT EXISTS {self._sagas} (
                 saga_id TEXT PRIMARY KEY,
                 saga_name TEXT NOT NULL,
@@ -120,8 +82,7 @@ class SqliteSagaStorage:
                 created_at REAL NOT NULL,
                 updated_at REAL NOT NULL
             );
-            CREATE INDEX IF NOT EXISTS {self._sagas.replace(".", "_")}_pending
-                ON {self._sagas} (status, updated_at);
+            CREATE INDEX IF NOT EXISTS {sagas.index("_pending", sqlite=True)} (status, updated_at);
             CREATE TABLE IF NOT EXISTS {self._log} (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
                 saga_id TEXT NOT NULL,
@@ -131,21 +92,28 @@ class SqliteSagaStorage:
                 details TEXT,
                 created_at REAL NOT NULL
             );
-            CREATE INDEX IF NOT EXISTS {self._log.replace(".", "_")}_saga
-                ON {self._log} (saga_id, seq);
+            CREATE INDEX IF NOT EXISTS {log.index("_saga", sqlite=True)} (saga_id, seq);
             """
+        self._db = SqliteConnection(self._path, timeout=busy_timeout, setup=self._setup)
+        self._insert_log = (
+            f"INSERT INTO {self._log} (saga_id, step_name, action, status, details, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)"
         )
-        return conn
 
-    def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock:
-            conn = self._conn
-            if conn is None:
-                conn = self._conn = self._connect()
-            return work(conn)
+    @property
+    def path(self) -> str:
+        """The database path."""
+        return self._path
 
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await anyio.to_thread.run_sync(self._call, work)
+    def close(self) -> None:
+        """Close the connection (a later call reopens it)."""
+        self._db.close()
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        if self._path != ":memory:":
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(self._schema)
 
     async def create_saga(
         self,
@@ -156,32 +124,26 @@ class SqliteSagaStorage:
         status: SagaStatus,
         entries: Sequence[StepRecord] = (),
     ) -> int:
-        """Insert a new saga (see :class:`SagaStorage`)."""
+        """Insert a new saga (see `SagaStorage`)."""
         key = str(saga_id)
         payload = dumps(context)
         rows = log_values(entries, key)
 
         def work(conn: sqlite3.Connection) -> int:
             now = time.time()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(
-                    f"INSERT INTO {self._sagas} (saga_id, saga_name, status, context, version, "
-                    "created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?)",
-                    (key, saga_name, status.value, payload, now, now),
-                )
-                if rows:
-                    conn.executemany(self._insert_log, rows)
-            except sqlite3.IntegrityError:
-                conn.execute("ROLLBACK")
-                raise SagaAlreadyExistsError(saga_id) from None
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+            conn.execute(
+                f"INSERT INTO {self._sagas} (saga_id, saga_name, status, context, "
+                "version, created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?)",
+                (key, saga_name, status.value, payload, now, now),
+            )
+            if rows:
+                conn.executemany(self._insert_log, rows)
             return 1
 
-        return await self._run(work)
+        try:
+            return await self._db.run_write(work)
+        except sqlite3.IntegrityError:
+            raise SagaAlreadyExistsError(saga_id) from None
 
     async def save(
         self,
@@ -192,55 +154,49 @@ class SqliteSagaStorage:
         context: Mapping[str, Any] | None = None,
         entries: Sequence[StepRecord] = (),
     ) -> int:
-        """Write atomically with a version check (see :class:`SagaStorage`)."""
+        """Write atomically with a version check (see `SagaStorage`)."""
         key = str(saga_id)
         payload = None if context is None else dumps(context)
         status_value = None if status is None else status.value
         rows = log_values(entries, key)
 
         def work(conn: sqlite3.Connection) -> int:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                updated = conn.execute(
-                    f"UPDATE {self._sagas} SET version = version + 1, updated_at = ?, "
-                    "status = COALESCE(?, status), context = COALESCE(?, context) "
-                    "WHERE saga_id = ? AND version = ?",
-                    (time.time(), status_value, payload, key, expected_version),
-                ).rowcount
-                if updated != 1:
-                    exists = conn.execute(
-                        f"SELECT 1 FROM {self._sagas} WHERE saga_id = ?", (key,)
-                    ).fetchone()
-                    raise stale_write(saga_id, expected_version, exists=exists is not None)
-                if rows:
-                    conn.executemany(self._insert_log, rows)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+            updated = conn.execute(
+                f"UPDATE {self._sagas} SET version = version + 1, updated_at = ?, "
+                "status = COALESCE(?, status), context = COALESCE(?, context) "
+                "WHERE saga_id = ? AND version = ?",
+                (time.time(), status_value, payload, key, expected_version),
+            ).rowcount
+            if updated != 1:
+                exists = conn.execute(
+                    f"SELECT 1 FROM {self._sagas} WHERE saga_id = ?", (key,)
+                ).fetchone()
+                raise stale_write(saga_id, expected_version, exists=exists is not None)
+            if rows:
+                conn.executemany(self._insert_log, rows)
             return expected_version + 1
 
-        return await self._run(work)
+        return await self._db.run_write(work)
 
     @staticmethod
     def _state(row: Sequence[Any]) -> SagaState:
         return state(row, UUID, loads, utc)
 
     async def load_saga_state(self, saga_id: UUID) -> SagaState:
-        """The saga's state (see :class:`SagaStorage`)."""
+        """The saga's state (see `SagaStorage`)."""
 
         def work(conn: sqlite3.Connection) -> Any:
             return conn.execute(
                 f"SELECT {COLUMNS} FROM {self._sagas} WHERE saga_id = ?", (str(saga_id),)
             ).fetchone()
 
-        row = await self._run(work)
+        row = await self._db.run(work)
         if row is None:
             raise SagaNotFoundError(saga_id)
         return self._state(row)
 
     async def get_step_history(self, saga_id: UUID) -> list[SagaStepEntry]:
-        """The step log, oldest first (see :class:`SagaStorage`)."""
+        """The step log, oldest first (see `SagaStorage`)."""
 
         def work(conn: sqlite3.Connection) -> list[Any]:
             return conn.execute(
@@ -249,7 +205,7 @@ class SqliteSagaStorage:
                 (str(saga_id),),
             ).fetchall()
 
-        return step_entries(await self._run(work), loads, utc)
+        return step_entries(await self._db.run(work), loads, utc)
 
     async def claim(
         self,
@@ -260,7 +216,7 @@ class SqliteSagaStorage:
         stale_after: float = 0.0,
         limit: int = 1,
     ) -> list[SagaState]:
-        """Lease sagas for recovery (see :class:`SagaStorage`)."""
+        """Lease sagas for recovery (see `SagaStorage`)."""
 
         def work(conn: sqlite3.Connection) -> list[Any]:
             now = time.time()
@@ -273,25 +229,19 @@ class SqliteSagaStorage:
                 where += " AND updated_at <= ?"
                 params.append(now - stale_after)
             params.append(limit)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                rows = conn.execute(
-                    f"UPDATE {self._sagas} SET lease_owner = ?, lease_until = ?, "
-                    "recovery_attempts = recovery_attempts + 1, version = version + 1 "
-                    f"WHERE saga_id IN (SELECT saga_id FROM {self._sagas} WHERE {where} "
-                    f"ORDER BY updated_at LIMIT ?) RETURNING {COLUMNS}",
-                    params,
-                ).fetchall()
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+            rows = conn.execute(
+                f"UPDATE {self._sagas} SET lease_owner = ?, lease_until = ?, "
+                "recovery_attempts = recovery_attempts + 1, version = version + 1 "
+                f"WHERE saga_id IN (SELECT saga_id FROM {self._sagas} WHERE {where} "
+                f"ORDER BY updated_at LIMIT ?) RETURNING {COLUMNS}",
+                params,
+            ).fetchall()
             return sorted(rows, key=lambda row: row[7])
 
-        return [self._state(row) for row in await self._run(work)]
+        return [self._state(row) for row in await self._db.run_write(work)]
 
     async def release(self, saga_id: UUID, owner: str) -> None:
-        """Drop ``owner``'s lease (see :class:`SagaStorage`)."""
+        """Drop ``owner``'s lease (see `SagaStorage`)."""
 
         def work(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -300,4 +250,4 @@ class SqliteSagaStorage:
                 (str(saga_id), owner),
             )
 
-        await self._run(work)
+        await self._db.run(work)
