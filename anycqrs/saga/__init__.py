@@ -19,6 +19,7 @@ Bootstrap with :func:`anycqrs.saga.bootstrap.bootstrap`; storages live in
 :mod:`anycqrs.saga.storage`.
 """
 
+from .._retry import RetryPolicy as RetryPolicy
 from ._map import SagaMap as SagaMap
 from ._mediator import SagaMediator as SagaMediator
 from ._saga import CircuitBreakerLike as CircuitBreakerLike
@@ -26,7 +27,6 @@ from ._saga import Fallback as Fallback
 from ._saga import Saga as Saga
 from ._saga import SagaContext as SagaContext
 from ._saga import SagaStepHandler as SagaStepHandler
-from .._retry import RetryPolicy as RetryPolicy
 from ._types import SagaState as SagaState
 from ._types import SagaStatus as SagaStatus
 from ._types import SagaStepEntry as SagaStepEntry

@@ -12,8 +12,8 @@ import attrs
 from typing_extensions import TypeVar as DefaultTypeVar
 
 from .._handlers import EventSource, declared_args
-from ..errors import SagaDefinitionError
 from .._retry import RetryPolicy
+from ..errors import SagaDefinitionError
 
 __all__ = [
     "CircuitBreakerLike",

@@ -163,5 +163,3 @@ class SagaStepResult(Generic[RespT]):
     step_type: type[Any]
     response: RespT | None
     saga_id: UUID
-
-

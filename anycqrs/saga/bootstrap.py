@@ -19,6 +19,7 @@ from typing import Any
 
 from .. import _defaults
 from .._bootstrap import Mapper, apply_mapper, run_startup
+from .._retry import RetryPolicy
 from ..brokers import MessageBroker
 from ..container import as_container
 from ..events._map import EventMap
@@ -47,9 +48,10 @@ def bootstrap(
     on_startup: Iterable[Callable[[], object]] | None = None,
     max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
     concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
-    compensation_retry_count: int = _defaults.COMPENSATION_RETRY_COUNT,
-    compensation_retry_delay: float = _defaults.COMPENSATION_RETRY_DELAY,
-    compensation_retry_backoff: float = _defaults.COMPENSATION_RETRY_BACKOFF,
+    compensation_retry_count: int | None = None,
+    compensation_retry_delay: float | None = None,
+    compensation_retry_backoff: float | None = None,
+    compensation_retry: RetryPolicy | None = None,
     compensation_timeout: float = COMPENSATION_TIMEOUT,
     max_recovery_attempts: int = MAX_RECOVERY_ATTEMPTS,
     recovery_lease: float = RECOVERY_LEASE,
@@ -74,6 +76,11 @@ def bootstrap(
         compensation_retry_count: attempts per compensation (default 3).
         compensation_retry_delay: seconds before the second attempt (default 0.5).
         compensation_retry_backoff: delay multiplier per attempt (default 2.0).
+        compensation_retry: the compensations' whole `anycqrs.RetryPolicy`, the
+            newer way to say the three above (with `max_delay`, `jitter` and
+            `retry_on`). It takes their place: giving it with any of them is a
+            `ValueError`. Neither given: `attempts=3, delay=0.5, multiplier=2.0`,
+            no maximum delay.
         compensation_timeout: deadline in seconds of a saga's whole compensation
             phase (default 60); past it the saga stays COMPENSATING for recovery.
         max_recovery_attempts: recovery claims before a saga is given up and
@@ -93,6 +100,7 @@ def bootstrap(
         compensation_retry_count=compensation_retry_count,
         compensation_retry_delay=compensation_retry_delay,
         compensation_retry_backoff=compensation_retry_backoff,
+        compensation_retry=compensation_retry,
         compensation_timeout=compensation_timeout,
         max_recovery_attempts=max_recovery_attempts,
         recovery_lease=recovery_lease,

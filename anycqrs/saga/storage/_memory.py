@@ -10,6 +10,7 @@ from uuid import UUID
 
 from ...errors import SagaAlreadyExistsError, SagaConcurrencyError, SagaNotFoundError
 from .._types import SagaState, SagaStatus, SagaStepEntry, StepRecord
+from ._protocol import CreateNow, SaveNow
 from ._sql import utc
 
 __all__ = ["MemorySagaStorage"]
@@ -71,11 +72,11 @@ class MemorySagaStorage:
     def __init__(self) -> None:
         self._rows: dict[int, _Row] = {}  # keyed by UUID.int: hashing a UUID is slow
 
-    def synchronous_writers(self) -> tuple[Any, Any]:
-        """``(create_now, save_now)``: :meth:`create_saga` and :meth:`save`
-        without their coroutines (each ``None`` where a subclass overrides the
-        public method). The saga engine writes through them: this storage
-        never awaits."""
+    def synchronous_writers(self) -> tuple[CreateNow | None, SaveNow | None]:
+        """`(create_now, save_now)`: `create_saga` and `save` without their
+        coroutines (each `None` where a subclass overrides the public method),
+        see `SynchronousWriters`. The saga engine writes through them: this
+        storage never awaits."""
         cls = type(self)
         return (
             self._create_now if cls.create_saga is MemorySagaStorage.create_saga else None,

@@ -1,0 +1,207 @@
+"""Forward iteration: a saga run one step per `__anext__`, persisted after each."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from uuid import UUID
+
+from .._handlers import take_events
+from ..errors import EventDispatchError
+from ..events._dispatcher import EventDispatcher
+from ._compensation import Compensator
+from ._log import ACT, COMPLETED, STARTED, entry, step_result
+from ._run import Handler, Journal, Run
+from ._snapshot import Dump, Snapshots
+from ._steps import ActCell, Step, StepFailed, Steps
+from ._types import SagaStatus, SagaStepResult, StepRecord
+
+__all__ = ["Forward", "Start"]
+
+Start = Callable[[Any, "UUID | None"], Awaitable["tuple[Run, int] | None"]]
+"""Creates (or resumes) the run of a context: `(run, index of the step to
+run)`, or `None` when there is nothing left to run."""
+
+_NEW, _READY, _BUSY, _DONE = 0, 1, 2, 3
+
+
+class Forward:
+    """An async iterator running one step per `__anext__` and yielding its
+    `SagaStepResult` once the step is persisted and its events dispatched.
+
+    It starts from `start(context, saga_id)` (the one create-or-resume path),
+    or from a `run` already positioned at `index` (recovery). Collaborators:
+    `steps` (handlers, middlewares, `act`), `compensator`, `journal`,
+    `snapshots` and the `dispatcher` of the steps' events.
+
+    Not an async generator: no per-run generator hooks, nothing to finalize
+    when a consumer stops early (the saga simply stays RUNNING), and nothing
+    is awaited between a step's result and the consumer.
+    """
+
+    __slots__ = (
+        "_cell",
+        "_chained",
+        "_compensator",
+        "_context",
+        "_dispatcher",
+        "_dump",
+        "_index",
+        "_journal",
+        "_plan",
+        "_run",
+        "_saga_id",
+        "_snapshots",
+        "_start",
+        "_state",
+        "_steps",
+    )
+
+    def __init__(
+        self,
+        steps: Steps,
+        compensator: Compensator,
+        journal: Journal,
+        snapshots: Snapshots,
+        dispatcher: EventDispatcher,
+        *,
+        start: Start | None = None,
+        context: Any = None,
+        saga_id: UUID | None = None,
+        run: Run | None = None,
+        index: int = 0,
+    ) -> None:
+        self._steps = steps
+        self._compensator = compensator
+        self._journal = journal
+        self._snapshots = snapshots
+        self._dispatcher = dispatcher
+        self._start = start
+        self._context = context
+        self._saga_id = saga_id
+        self._run = run
+        self._index = index
+        self._state = _NEW
+        self._plan: tuple[Step, ...] = ()
+        self._cell: ActCell | None = None
+        self._chained: Callable[[Any], Awaitable[Any]] | None = None
+        self._dump: Dump | None = None
+
+    def __aiter__(self) -> Forward:
+        return self
+
+    async def aclose(self) -> None:
+        """Stop iterating; an unfinished saga stays RUNNING (resumable)."""
+        if self._state == _BUSY:
+            raise RuntimeError("aclose(): the saga stream is running a step")
+        self._state = _DONE
+
+    def _prepare(self, run: Run) -> None:
+        """Get ready to run `run`'s steps (once, before the first one)."""
+        steps = self._steps
+        self._run = run
+        self._plan = steps.plan(run.saga)
+        self._dump = self._snapshots.dumper(type(run.context))
+        if steps.inner is not None:
+            self._cell = cell = ActCell()
+            self._chained = steps.inner.wrap(cell)
+
+    async def __anext__(self) -> SagaStepResult[Any]:
+        state = self._state
+        if state != _READY:
+            if state == _DONE:
+                raise StopAsyncIteration
+            if state == _BUSY:
+                raise RuntimeError("anext(): the saga stream is already running a step")
+        self._state = _BUSY
+        try:
+            run = self._run
+            if state == _NEW:
+                if run is None:
+                    assert self._start is not None
+                    started = await self._start(self._context, self._saga_id)
+                    self._context = None
+                    if started is None:
+                        raise StopAsyncIteration
+                    run, self._index = started
+                self._prepare(run)
+            assert run is not None
+            plan = self._plan
+            index = self._index
+            count = len(plan)
+            if index >= count:
+                raise StopAsyncIteration
+            step = plan[index]
+            steps = self._steps
+            saga_id = run.saga_id
+            context = run.context
+            handler: Handler = step.maker() if steps.sync else await step.maker()
+            handler._anycqrs_saga_id = saga_id
+            try:
+                if step.plain:
+                    # the middleware chain, its outermost link called directly:
+                    # outer(context, inner links around act)
+                    outer = steps.outer
+                    if outer is None:
+                        response = await handler.act(context)
+                    elif self._chained is None:
+                        response = await outer(context, handler.act)
+                    else:
+                        cell = self._cell
+                        assert cell is not None
+                        cell.handler = handler
+                        response = await outer(context, self._chained)
+                else:
+                    handler, response = await steps.act(run, step, handler)
+            except StepFailed as failure:
+                await self._compensator.fail(run, failure.name, failure.error, acted=False)
+                raise failure.error from None
+            except Exception as error:
+                await self._compensator.fail(run, step.name, error, acted=False)
+                raise
+            run.done.append(handler)
+            events = handler._anycqrs_events if step.plain else handler.events
+            if events:
+                await self._dispatch(run, handler, response)
+            try:
+                snapshot = self._dump(context)  # type: ignore[misc]
+            except Exception:  # noqa: BLE001 - the slow path names the problem
+                snapshot = self._snapshots.dump(context)
+            run.snapshot = snapshot
+            now = time.time()
+            name = handler.step_name
+            if index + 1 < count:
+                entries: tuple[StepRecord, ...] = (
+                    entry((name, ACT, COMPLETED, None, now)),
+                    entry((plan[index + 1].name, ACT, STARTED, None, now)),
+                )
+                status = None
+            else:
+                entries = (entry((name, ACT, COMPLETED, None, now)),)
+                status = SagaStatus.COMPLETED
+            written = self._journal.save(saga_id, run.version, status, snapshot, entries, now)
+            run.version = written if isinstance(written, int) else await written
+        except BaseException:
+            self._state = _DONE
+            raise
+        if status is None:
+            self._index = index + 1
+            self._state = _READY
+        else:
+            run.status = status
+            self._state = _DONE
+        return step_result(type(handler), response, saga_id)
+
+    async def _dispatch(self, run: Run, handler: Handler, response: Any) -> None:
+        """Dispatch the events the step emitted; a failure compensates the
+        step too and raises `EventDispatchError`."""
+        try:
+            await self._dispatcher.dispatch(take_events(handler))
+        except Exception as error:
+            wrapped = EventDispatchError(
+                response,
+                error.exceptions if isinstance(error, EventDispatchError) else (error,),
+            )
+            await self._compensator.fail(run, handler.step_name, wrapped, acted=True)
+            raise wrapped from error
