@@ -1,13 +1,17 @@
-"""Sagas shared by the saga tests."""
+"""Sagas and helpers shared by the saga tests (the one module to import them from)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import attrs
+import lagom
 
 import anycqrs.saga as saga
 from anycqrs.messages import DomainEvent
+from anycqrs.saga.bootstrap import bootstrap
+from anycqrs.saga.storage import SagaStorage
 
 
 @attrs.define
@@ -92,3 +96,42 @@ class OrderSaga(saga.Saga[OrderContext]):
 class FallbackSaga(saga.Saga[OrderContext]):
     saga_name = "FallbackOrderSaga"
     steps = [Reserve, saga.Fallback(step=Ship, fallback=ShipSlow)]
+
+
+def make_mediator(
+    journal: Journal,
+    storage: SagaStorage | None = None,
+    saga_type: type = OrderSaga,
+    **kwargs: Any,
+) -> saga.SagaMediator:
+    container = lagom.Container()
+    container[Journal] = journal
+    return bootstrap(
+        di_container=container,
+        sagas_mapper=lambda sagas: sagas.bind(OrderContext, saga_type),
+        saga_storage=storage,
+        compensation_retry_delay=0,
+        **kwargs,
+    )
+
+
+def history(entries: list[saga.SagaStepEntry]) -> list[str]:
+    return [f"{e.action.value}:{e.step_name}:{e.status.value}" for e in entries]
+
+
+class Gate:
+    def __init__(self) -> None:
+        self.entered = anyio.Event()
+        self.release = anyio.Event()
+
+
+def gated(journal: Journal, gate: Gate, storage: SagaStorage, saga_type: type) -> Any:
+    container = lagom.Container()
+    container[Journal] = journal
+    container[Gate] = gate
+    return bootstrap(
+        di_container=container,
+        sagas_mapper=lambda sagas: sagas.bind(OrderContext, saga_type),
+        saga_storage=storage,
+        compensation_retry_delay=0,
+    )

@@ -1,0 +1,219 @@
+"""Compensation: reverse order, retries, timeouts, the phase deadline, shielding."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import anyio
+import pytest
+
+import anycqrs.saga as saga
+from anycqrs.saga import SagaStatus, SagaStepStatus
+from anycqrs.saga.storage import MemorySagaStorage, SagaStorage
+
+from ._sagas import (
+    Boom,
+    Gate,
+    Journal,
+    OrderContext,
+    Pay,
+    Reserve,
+    Ship,
+    gated,
+    history,
+    make_mediator,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_failure_compensates_in_reverse_on_same_instances(storage: SagaStorage) -> None:
+    journal = Journal()
+    mediator = make_mediator(journal, storage)
+    context = OrderContext(order_id=2, fail_at="Ship")
+    seen: list[saga.SagaStepResult[Any]] = []
+    with pytest.raises(Boom, match="Ship"):
+        async for result in mediator.stream(context):
+            seen.append(result)
+    assert len(seen) == 2
+    assert journal.names() == [
+        "act:Reserve",
+        "act:Pay",
+        "act:Ship",
+        "compensate:Pay",
+        "compensate:Reserve",
+    ]
+    ids = {name: ident for what, name, ident in journal.calls if what == "act"}
+    for what, name, ident in journal.calls:
+        if what == "compensate":
+            assert ident == ids[name]
+    state = await storage.load_saga_state(seen[0].saga_id)
+    assert state.status is SagaStatus.FAILED
+    assert history(await storage.get_step_history(seen[0].saga_id)) == [
+        "act:Reserve:STARTED",
+        "act:Reserve:COMPLETED",
+        "act:Pay:STARTED",
+        "act:Pay:COMPLETED",
+        "act:Ship:STARTED",
+        "act:Ship:FAILED",
+        "compensate:Pay:STARTED",
+        "compensate:Pay:COMPLETED",
+        "compensate:Reserve:STARTED",
+        "compensate:Reserve:COMPLETED",
+    ]
+    failed = (await storage.get_step_history(seen[0].saga_id))[5]
+    assert failed.details is not None and "Boom" in failed.details["error"]
+
+
+async def test_first_step_failure_has_nothing_to_compensate() -> None:
+    journal = Journal()
+    storage = MemorySagaStorage()
+    mediator = make_mediator(journal, storage)
+    sid = uuid.uuid4()
+    with pytest.raises(Boom):
+        await mediator.run(OrderContext(order_id=3, fail_at="Reserve"), saga_id=sid)
+    assert (await storage.load_saga_state(sid)).status is SagaStatus.FAILED
+    assert history(await storage.get_step_history(sid)) == [
+        "act:Reserve:STARTED",
+        "act:Reserve:FAILED",
+    ]
+
+
+class FlakyCompensation(Pay):
+    step_name = "Pay"
+    failures = 0
+
+    async def compensate(self, context: OrderContext) -> None:
+        await super().compensate(context)
+        if type(self).failures > 0:
+            type(self).failures -= 1
+            raise RuntimeError("try again")
+
+
+class AlwaysFailingCompensation(Reserve):
+    step_name = "Reserve"
+
+    async def compensate(self, context: OrderContext) -> None:
+        await super().compensate(context)
+        raise RuntimeError("cannot undo")
+
+
+class RetrySaga(saga.Saga[OrderContext]):
+    steps = [AlwaysFailingCompensation, FlakyCompensation, Ship]
+
+
+async def test_compensation_retries_and_failed_compensation_does_not_stop_others() -> None:
+    journal = Journal()
+    storage = MemorySagaStorage()
+    FlakyCompensation.failures = 2
+    mediator = make_mediator(journal, storage, RetrySaga, compensation_retry_count=3)
+    sid = uuid.uuid4()
+    with pytest.raises(Boom):
+        await mediator.run(OrderContext(order_id=4, fail_at="Ship"), saga_id=sid)
+    assert journal.names().count("compensate:Pay") == 3
+    assert journal.names().count("compensate:Reserve") == 3
+    entries = await storage.get_step_history(sid)
+    tail = [(e.action.value, e.step_name, e.status, e.details) for e in entries[-4:]]
+    assert tail[0][:3] == ("compensate", "Pay", SagaStepStatus.STARTED)
+    assert tail[1] == ("compensate", "Pay", SagaStepStatus.COMPLETED, {"attempts": 3})
+    assert tail[3][:3] == ("compensate", "Reserve", SagaStepStatus.FAILED)
+    assert tail[3][3] == {"attempts": 3, "error": "RuntimeError: cannot undo"}
+    assert (await storage.load_saga_state(sid)).status is SagaStatus.FAILED
+
+
+class SlowCompensation(Reserve):
+    step_name = "Reserve"
+    timeout = 0.01
+    slow = True
+
+    async def compensate(self, context: OrderContext) -> None:
+        await super().compensate(context)
+        if type(self).slow:
+            await anyio.sleep(10)
+
+
+class SlowCompensationSaga(saga.Saga[OrderContext]):
+    steps = [SlowCompensation, Pay]
+
+
+async def test_step_timeout_bounds_each_compensation_attempt() -> None:
+    SlowCompensation.slow = True
+    journal = Journal()
+    storage = MemorySagaStorage()
+    mediator = make_mediator(journal, storage, SlowCompensationSaga, compensation_retry_count=2)
+    sid = uuid.uuid4()
+    with anyio.fail_after(5), pytest.raises(Boom):
+        await mediator.run(OrderContext(order_id=5, fail_at="Pay"), saga_id=sid)
+    assert journal.names().count("compensate:Reserve") == 2
+    last = (await storage.get_step_history(sid))[-1]
+    assert last.status is SagaStepStatus.FAILED and "TimeoutError" in str(last.details)
+    assert (await storage.load_saga_state(sid)).status is SagaStatus.FAILED
+
+
+class Hanging(Reserve):
+    step_name = "Reserve"
+    hang = True
+
+    async def compensate(self, context: OrderContext) -> None:
+        await super().compensate(context)
+        if type(self).hang:
+            await anyio.sleep(10)
+
+
+class HangingSaga(saga.Saga[OrderContext]):
+    steps = [Hanging, Pay]
+
+
+async def test_compensation_phase_deadline_leaves_saga_compensating(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    Hanging.hang = True
+    journal = Journal()
+    storage = MemorySagaStorage()
+    mediator = make_mediator(journal, storage, HangingSaga, compensation_timeout=0.05)
+    sid = uuid.uuid4()
+    with anyio.fail_after(5), pytest.raises(Boom):
+        await mediator.run(OrderContext(order_id=5, fail_at="Pay"), saga_id=sid)
+    assert (await storage.load_saga_state(sid)).status is SagaStatus.COMPENSATING
+    assert "did not finish within" in caplog.text
+    Hanging.hang = False
+    assert await mediator.recover(sid) == 1
+    assert (await storage.load_saga_state(sid)).status is SagaStatus.FAILED
+    assert journal.names()[-1] == "compensate:Reserve"
+
+
+class GatedCompensation(Reserve):
+    step_name = "Reserve"
+
+    def __init__(self, journal: Journal, gate: Gate) -> None:
+        super().__init__(journal)
+        self.gate = gate
+
+    async def compensate(self, context: OrderContext) -> None:
+        self.gate.entered.set()
+        await self.gate.release.wait()
+        await super().compensate(context)
+
+
+class GatedCompensationSaga(saga.Saga[OrderContext]):
+    steps = [GatedCompensation, Pay]
+
+
+async def test_cancelled_caller_cannot_interrupt_compensation() -> None:
+    journal, gate, storage = Journal(), Gate(), MemorySagaStorage()
+    mediator = gated(journal, gate, storage, GatedCompensationSaga)
+    sid = uuid.uuid4()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+
+            async def consume() -> None:
+                with pytest.raises(Boom):
+                    await mediator.run(OrderContext(order_id=7, fail_at="Pay"), saga_id=sid)
+
+            tg.start_soon(consume)
+            await gate.entered.wait()
+            tg.cancel_scope.cancel()
+            gate.release.set()
+    assert journal.names()[-1] == "compensate:Reserve"
+    assert (await storage.load_saga_state(sid)).status is SagaStatus.FAILED
