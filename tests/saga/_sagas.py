@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import anyio
@@ -10,8 +11,10 @@ import lagom
 
 import anycqrs.saga as saga
 from anycqrs.messages import DomainEvent
+from anycqrs.saga._run import Run
 from anycqrs.saga.bootstrap import bootstrap
 from anycqrs.saga.storage import SagaStorage
+from anycqrs.serialization import to_dict
 
 
 @attrs.define
@@ -98,16 +101,21 @@ class FallbackSaga(saga.Saga[OrderContext]):
     steps = [Reserve, saga.Fallback(step=Ship, fallback=ShipSlow)]
 
 
+def container_of(journal: Journal) -> lagom.Container:
+    """A container that gives steps `journal`."""
+    container = lagom.Container()
+    container[Journal] = journal
+    return container
+
+
 def make_mediator(
     journal: Journal,
     storage: SagaStorage | None = None,
     saga_type: type = OrderSaga,
     **kwargs: Any,
 ) -> saga.SagaMediator:
-    container = lagom.Container()
-    container[Journal] = journal
     return bootstrap(
-        di_container=container,
+        di_container=container_of(journal),
         sagas_mapper=lambda sagas: sagas.bind(OrderContext, saga_type),
         saga_storage=storage,
         compensation_retry_delay=0,
@@ -135,3 +143,23 @@ def gated(journal: Journal, gate: Gate, storage: SagaStorage, saga_type: type) -
         saga_storage=storage,
         compensation_retry_delay=0,
     )
+
+
+class FakeSleep:
+    """Records the retry delays instead of sleeping (no real waits in tests)."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+async def stored_run(storage: SagaStorage, context: OrderContext) -> Run:
+    """A run of `OrderSaga` over `context`, created in `storage`."""
+    snapshot = to_dict(context)
+    saga_id = uuid.uuid4()
+    version = await storage.create_saga(
+        saga_id, OrderSaga.saga_name, snapshot, status=saga.SagaStatus.RUNNING
+    )
+    return Run(saga_id, OrderSaga, context, version, snapshot)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -9,20 +10,34 @@ import anyio
 import pytest
 
 import anycqrs.saga as saga
+from anycqrs import RetryPolicy
+from anycqrs.brokers import InMemoryMessageBroker
+from anycqrs.container import as_container
+from anycqrs.events import EventMap
+from anycqrs.events._dispatcher import EventDispatcher
+from anycqrs.middlewares import MiddlewareChain
 from anycqrs.saga import SagaStatus, SagaStepStatus
+from anycqrs.saga._compensation import Compensator
+from anycqrs.saga._run import Journal as Journal_
+from anycqrs.saga._snapshot import Snapshots
+from anycqrs.saga.bootstrap import bootstrap
 from anycqrs.saga.storage import MemorySagaStorage, SagaStorage
 
 from ._sagas import (
     Boom,
+    FakeSleep,
     Gate,
     Journal,
     OrderContext,
     Pay,
     Reserve,
+    Reserved,
     Ship,
+    container_of,
     gated,
     history,
     make_mediator,
+    stored_run,
 )
 
 pytestmark = pytest.mark.anyio
@@ -217,3 +232,111 @@ async def test_cancelled_caller_cannot_interrupt_compensation() -> None:
             gate.release.set()
     assert journal.names()[-1] == "compensate:Reserve"
     assert (await storage.load_saga_state(sid)).status is SagaStatus.FAILED
+
+
+class Undo(Reserve):
+    """Compensation failing its first `failures` calls."""
+
+    step_name = "Reserve"
+
+    def __init__(self, journal: Journal, failures: int) -> None:
+        super().__init__(journal)
+        self.failures = failures
+        self.calls = 0
+
+    async def compensate(self, context: OrderContext) -> None:
+        self.calls += 1
+        self.emit(Reserved(order_id=context.order_id))  # dropped with a failed attempt
+        if self.calls <= self.failures:
+            raise RuntimeError(f"undo failed {self.calls}")
+        self.events.clear()
+
+
+def compensator(storage: MemorySagaStorage, policy: RetryPolicy, sleep: FakeSleep) -> Compensator:
+    return Compensator(
+        journal=Journal_(storage),
+        snapshots=Snapshots(),
+        dispatcher=EventDispatcher(
+            EventMap(),
+            as_container(None),
+            InMemoryMessageBroker(),
+            MiddlewareChain(),
+            concurrent=False,
+            max_concurrent=1,
+        ),
+        policy=policy,
+        timeout=60,
+        sleep=sleep,
+    )
+
+
+class TestCompensationRetry:
+    """Compensations retried through the one retry loop, on an injected sleep."""
+
+    async def test_backs_off_by_the_policy_and_logs_each_failed_attempt(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        storage, sleep = MemorySagaStorage(), FakeSleep()
+        policy = RetryPolicy(attempts=4, delay=0.5, multiplier=2.0, max_delay=1.5)
+        run = await stored_run(storage, OrderContext(order_id=1))
+        undo = Undo(Journal(), failures=3)
+        run.done = [undo]
+        with caplog.at_level(logging.WARNING, logger="anycqrs.saga"):
+            await compensator(storage, policy, sleep).compensate(run)
+        assert sleep.delays == [0.5, 1.0, 1.5]
+        assert undo.calls == 4 and not undo.events
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert [w.split(", ")[1].split(" failed")[0] for w in warnings] == [
+            "attempt 1/4",
+            "attempt 2/4",
+            "attempt 3/4",
+        ]
+        last = (await storage.get_step_history(run.saga_id))[-1]
+        assert (last.status, last.details) == (SagaStepStatus.COMPLETED, {"attempts": 4})
+        assert (await storage.load_saga_state(run.saga_id)).status is SagaStatus.FAILED
+
+    async def test_gives_up_after_the_last_attempt(self, caplog: pytest.LogCaptureFixture) -> None:
+        storage, sleep = MemorySagaStorage(), FakeSleep()
+        policy = RetryPolicy(attempts=3, delay=0.25, multiplier=3.0)
+        run = await stored_run(storage, OrderContext(order_id=2))
+        undo = Undo(Journal(), failures=10)
+        run.done = [undo]
+        await compensator(storage, policy, sleep).compensate(run)
+        assert sleep.delays == [0.25, 0.75]
+        assert undo.calls == 3
+        assert caplog.text.count("failed: RuntimeError") == 3  # each attempt, the last too
+        assert "failed after 3 attempts: RuntimeError: undo failed 3" in caplog.text
+        last = (await storage.get_step_history(run.saga_id))[-1]
+        assert last.status is SagaStepStatus.FAILED
+        assert last.details == {"attempts": 3, "error": "RuntimeError: undo failed 3"}
+
+    async def test_an_error_the_policy_does_not_retry_fails_at_once(self) -> None:
+        storage, sleep = MemorySagaStorage(), FakeSleep()
+        policy = RetryPolicy(attempts=5, delay=1.0, retry_on=ConnectionError)
+        run = await stored_run(storage, OrderContext(order_id=3))
+        undo = Undo(Journal(), failures=1)
+        run.done = [undo]
+        await compensator(storage, policy, sleep).compensate(run)
+        assert sleep.delays == [] and undo.calls == 1
+        last = (await storage.get_step_history(run.saga_id))[-1]
+        assert last.details == {"attempts": 1, "error": "RuntimeError: undo failed 1"}
+
+
+async def test_compensation_retry_policy_keyword() -> None:
+    journal, storage = Journal(), MemorySagaStorage()
+    FlakyCompensation.failures = 1
+    mediator = bootstrap(
+        di_container=container_of(journal),
+        sagas_mapper=lambda sagas: sagas.bind(OrderContext, RetrySaga),
+        saga_storage=storage,
+        compensation_retry=RetryPolicy(attempts=2, delay=0),
+    )
+    sid = uuid.uuid4()
+    with pytest.raises(Boom):
+        await mediator.run(OrderContext(order_id=4, fail_at="Ship"), saga_id=sid)
+    assert journal.names().count("compensate:Pay") == 2
+    assert journal.names().count("compensate:Reserve") == 2
+    with pytest.raises(ValueError, match="not both"):
+        bootstrap(compensation_retry=RetryPolicy(), compensation_retry_count=3)
+    with pytest.raises(ValueError, match="not both"):
+        bootstrap(compensation_retry=RetryPolicy(), compensation_retry_delay=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -9,22 +10,31 @@ import anyio
 import pytest
 
 import anycqrs.saga as saga
+from anycqrs import RetryPolicy
+from anycqrs.container import as_container
 from anycqrs.errors import (
     SagaDefinitionError,
 )
+from anycqrs.middlewares import MiddlewareChain
 from anycqrs.saga import SagaStatus
+from anycqrs.saga._run import Journal as RunJournal
+from anycqrs.saga._snapshot import Snapshots
+from anycqrs.saga._steps import Steps
 from anycqrs.saga.storage import MemorySagaStorage, SagaStorage
 
 from ._sagas import (
     Boom,
+    FakeSleep,
     Journal,
     OrderContext,
     Pay,
     Reserve,
+    Reserved,
     Ship,
     ShipSlow,
     history,
     make_mediator,
+    stored_run,
 )
 
 pytestmark = pytest.mark.anyio
@@ -303,3 +313,61 @@ async def test_fallback_with_the_builtin_circuit_breaker() -> None:
     assert Down.calls == 1  # the open circuit skipped the primary afterwards
     with pytest.raises(SagaDefinitionError, match="circuit_breaker"):
         saga.Fallback(step=Ship, fallback=ShipSlow, circuit_breaker=object())
+
+
+class Wobbly(Pay):
+    """Adds to the context, then fails its first `failures` attempts."""
+
+    step_name = "Pay"
+    retry_policy = RetryPolicy(attempts=4, delay=0.2, multiplier=3.0, max_delay=1.0)
+
+    def __init__(self, journal: Journal, failures: int) -> None:
+        super().__init__(journal)
+        self.failures = failures
+        self.seen: list[int] = []
+
+    async def work(self, context: OrderContext) -> Any:
+        self.seen.append(context.paid)
+        context.paid += 10
+        self.emit(Reserved(order_id=context.order_id))
+        if len(self.seen) <= self.failures:
+            raise ConnectionError(f"attempt {len(self.seen)}")
+        return context.paid
+
+
+def steps_with(sleep: FakeSleep) -> Steps:
+    return Steps(
+        container=as_container(None),
+        middlewares=MiddlewareChain(),
+        snapshots=Snapshots(),
+        journal=RunJournal(MemorySagaStorage()),
+        sleep=sleep,
+    )
+
+
+class TestActRetry:
+    """`act` retried through the one retry loop, on an injected sleep."""
+
+    async def test_backs_off_restores_the_context_and_logs(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        sleep = FakeSleep()
+        run = await stored_run(MemorySagaStorage(), OrderContext(order_id=1, paid=5))
+        handler = Wobbly(Journal(), failures=3)
+        with caplog.at_level(logging.WARNING, logger="anycqrs.saga"):
+            assert await steps_with(sleep).attempt(run, handler) == 15
+        assert sleep.delays == pytest.approx([0.2, 0.6, 1.0])
+        assert handler.seen == [5, 5, 5, 5]  # the context put back before each retry
+        assert len(handler.events) == 1  # the failed attempts' events were dropped
+        assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [
+            "Pay act attempt 1/4 failed: ConnectionError: attempt 1",
+            "Pay act attempt 2/4 failed: ConnectionError: attempt 2",
+            "Pay act attempt 3/4 failed: ConnectionError: attempt 3",
+        ]
+
+    async def test_the_last_error_comes_out_unchanged(self) -> None:
+        sleep = FakeSleep()
+        run = await stored_run(MemorySagaStorage(), OrderContext(order_id=2))
+        with pytest.raises(ConnectionError, match="attempt 4"):
+            await steps_with(sleep).attempt(run, Wobbly(Journal(), failures=9))
+        assert len(sleep.delays) == 3
