@@ -26,6 +26,7 @@ __all__ = [
     "BreakerState",
     "BreakerStore",
     "CircuitBreaker",
+    "CircuitBreakerLike",
     "CircuitBreakerOpen",
     "MemoryBreakerStore",
     "RedisBreakerStore",
@@ -40,6 +41,43 @@ class BreakerState(str, enum.Enum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half-open"
+
+
+@runtime_checkable
+class CircuitBreakerLike(Protocol):
+    """The one breaker protocol: what a fallback (request, streaming, event or
+    saga) needs from a circuit breaker.
+
+    `CircuitBreaker` implements it; any object with these three async methods
+    does too (fallbacks check with `isinstance`). `name` is the protected
+    handler's circuit name: its class's `module.QualName` (see
+    `protected_name`), so one breaker may guard several handlers.
+
+    Example:
+        ```python
+        class AlwaysClosed:
+            async def is_open(self, name: str) -> bool:
+                return False
+
+            async def record_success(self, name: str) -> None:
+                pass
+
+            async def record_failure(self, name: str, error: BaseException) -> None:
+                pass
+        ```
+    """
+
+    async def is_open(self, name: str, /) -> bool:
+        """Whether calls protected under `name` are refused (skipped) now."""
+        ...
+
+    async def record_success(self, name: str, /) -> None:
+        """A protected call of `name` succeeded."""
+        ...
+
+    async def record_failure(self, name: str, error: BaseException, /) -> Any:
+        """A protected call of `name` failed with `error`."""
+        ...
 
 
 @runtime_checkable
@@ -261,6 +299,8 @@ def _exceptions(value: Any) -> tuple[type[BaseException], ...]:
 @attrs.define(eq=False)
 class CircuitBreaker:
     """Stops calling a failing handler for a while, so a fallback takes over.
+
+    The built-in `CircuitBreakerLike`.
 
     One breaker may protect several handlers: it keeps one circuit per
     protected name (a fallback uses its primary handler's qualified name).

@@ -2,40 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
 
-from .._fallback import FallbackBinding, guarded, name_of
-from .._handlers import declared_args, take_events
-from .._routing import Resolve, Route
+from .._endpoint import Endpoints
+from .._fallback import FallbackBinding, guarded, name_of, target_endpoint
+from .._handlers import declared_args
+from .._routing import EventEndpoint, Route
 from ..errors import BindingError
-from ..messages import Event
 from ._handler import EventHandler
 from ._map import _describe, _event_fits
 
 __all__ = ["EventHandlerFallback"]
 
-EventEndpoint = Callable[[Any], Awaitable[Sequence[Event]]]
-
 
 def _declared(target: Any) -> Any:
     args = declared_args(target, EventHandler) if isinstance(target, type) else ()
     return args[0] if args else None
-
-
-def _endpoint(target: Any, resolve: Resolve) -> EventEndpoint:
-    if not isinstance(target, type):
-        built: EventEndpoint = target.build(resolve)
-        return built
-
-    async def endpoint(event: Any) -> Sequence[Event]:
-        handler = await resolve(target)
-        await handler.handle(event)
-        return take_events(handler) if handler.events else ()
-
-    return endpoint
 
 
 @attrs.frozen(eq=False)
@@ -101,11 +85,12 @@ class EventHandlerFallback(FallbackBinding):
                     f"not {_describe(message_type)}"
                 )
 
-    def build(self, resolve: Resolve) -> EventEndpoint:
-        """The endpoint: ``event -> follow-up events``."""
+    def build(self, endpoints: Endpoints) -> EventEndpoint:
+        """The endpoint: `event -> (None, follow-up events)`; each handler
+        call goes through the dispatcher's middlewares."""
         return guarded(
-            _endpoint(self.primary, resolve),
-            _endpoint(self.fallback, resolve),
+            target_endpoint(self.primary, endpoints),
+            target_endpoint(self.fallback, endpoints),
             protected=self.primary,
             failure_exceptions=self.failure_exceptions,
             breaker=self.circuit_breaker,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Generic
 
 from typing_extensions import TypeVar
 
+from .._endpoint import Endpoints
 from .._handlers import EventSource, declared_args
-from .._routing import Resolve
+from .._routing import RequestEndpoint
 from ..errors import BindingError
 from ..messages import Event
 
@@ -27,7 +28,7 @@ class _Links:
     def __init__(
         self,
         types: tuple[type, ...],
-        resolve: Resolve,
+        resolve: Endpoints,
         factories: tuple[Callable[[], Any], ...] | None,
     ) -> None:
         self.types = types
@@ -109,6 +110,8 @@ class ChainRoute:
 
     __slots__ = ("_types",)
 
+    streaming = False
+
     def __init__(self, handler_types: Sequence[type]) -> None:
         self._types = tuple(handler_types)
 
@@ -134,12 +137,13 @@ class ChainRoute:
                     f"not {message_type.__name__}"
                 )
 
-    def build(self, resolve: Resolve) -> Callable[[Any], Awaitable[tuple[Any, Sequence[Event]]]]:
-        """The endpoint: runs the chain, returns ``(response, events of the links that ran)``."""
+    def build(self, endpoints: Endpoints) -> RequestEndpoint:
+        """The endpoint: runs the chain, returns `(response, events of the links that ran)`.
+
+        Each link is built through `endpoints` when it is reached."""
         types = self._types
-        factory = getattr(resolve, "factory", None)
-        made = [factory(t) for t in types] if callable(factory) else None
-        factories = tuple(made) if made is not None and None not in made else None
+        factories = tuple(endpoints.factory(t) for t in types) if endpoints.sync else None
+        resolve = endpoints
 
         links = _Links(types, resolve, factories)
         first = factories[0] if factories is not None else None

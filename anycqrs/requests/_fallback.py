@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
 import attrs
 
-from .._breaker import CircuitBreaker, protected_name
-from .._fallback import FallbackBinding, guarded, name_of
-from .._handlers import declared_args, take_events
-from .._routing import Resolve, Route
+from .._breaker import CircuitBreakerLike, protected_name
+from .._endpoint import Endpoints
+from .._fallback import FallbackBinding, guarded, name_of, target_endpoint
+from .._handlers import declared_args
+from .._routing import RequestEndpoint, Route
 from ..errors import BindingError
 from ..messages import Event
 from ._chain import CORRequestHandler
@@ -18,8 +19,6 @@ from ._handler import RequestHandler
 from ._streaming import StreamingRequestHandler, is_streaming_handler, stream_handler
 
 __all__ = ["RequestHandlerFallback", "StreamingRequestHandlerFallback"]
-
-RequestEndpoint = Callable[[Any], Awaitable[tuple[Any, Sequence[Event]]]]
 
 
 def _signature(target: Any, base: type) -> tuple[Any, Any]:
@@ -73,19 +72,6 @@ def _check_accepts(owner: str, target: Any, request_type: Any, base: type) -> No
         )
 
 
-def _request_endpoint(target: Any, resolve: Resolve) -> RequestEndpoint:
-    if not isinstance(target, type):
-        built: RequestEndpoint = target.build(resolve)
-        return built
-
-    async def endpoint(request: Any) -> tuple[Any, Sequence[Event]]:
-        handler = await resolve(target)
-        response = await handler.handle(request)
-        return response, take_events(handler) if handler.events else ()
-
-    return endpoint
-
-
 @attrs.frozen(eq=False)
 class RequestHandlerFallback(FallbackBinding):
     """Bind a primary handler with a fallback that runs when it fails.
@@ -126,7 +112,7 @@ class RequestHandlerFallback(FallbackBinding):
         owner = type(self).__name__
         for target in (self.primary, self.fallback):
             if isinstance(target, Route):
-                if getattr(target, "streaming", False):
+                if target.streaming:
                     raise BindingError(f"{owner}: {target!r} streams; use a streaming fallback")
                 continue
             if not (isinstance(target, type) and callable(getattr(target, "handle", None))):
@@ -143,11 +129,11 @@ class RequestHandlerFallback(FallbackBinding):
         _check_accepts(owner, self.primary, message_type, RequestHandler)
         _check_accepts(owner, self.fallback, message_type, RequestHandler)
 
-    def build(self, resolve: Resolve) -> RequestEndpoint:
-        """The endpoint: ``request -> (response, events)``."""
+    def build(self, endpoints: Endpoints) -> RequestEndpoint:
+        """The endpoint: `request -> (response, events)`."""
         return guarded(
-            _request_endpoint(self.primary, resolve),
-            _request_endpoint(self.fallback, resolve),
+            target_endpoint(self.primary, endpoints),
+            target_endpoint(self.fallback, endpoints),
             protected=self.primary,
             failure_exceptions=self.failure_exceptions,
             breaker=self.circuit_breaker,
@@ -157,13 +143,14 @@ class RequestHandlerFallback(FallbackBinding):
 StreamSource = Callable[[Any], AsyncGenerator[tuple[Any, Sequence[Event]], None]]
 
 
-def _stream_source(target: Any, resolve: Resolve) -> StreamSource:
-    if not isinstance(target, type):
-        built: StreamSource = target.build(resolve)
+def _stream_source(target: Any, endpoints: Endpoints) -> StreamSource:
+    if isinstance(target, Route):
+        built: StreamSource = target.build(endpoints)
         return built
+    endpoint = endpoints.get(target)
 
     def source(request: Any) -> AsyncGenerator[tuple[Any, Sequence[Event]], None]:
-        return stream_handler(resolve, target, request)
+        return stream_handler(endpoint, request)
 
     return source
 
@@ -197,7 +184,7 @@ class StreamingRequestHandlerFallback(FallbackBinding):
         owner = type(self).__name__
         for target in (self.primary, self.fallback):
             if isinstance(target, Route):
-                if not getattr(target, "streaming", False):
+                if not target.streaming:
                     raise BindingError(f"{owner}: {target!r} does not stream")
                 continue
             if not is_streaming_handler(target):
@@ -213,10 +200,10 @@ class StreamingRequestHandlerFallback(FallbackBinding):
         _check_accepts(owner, self.primary, message_type, StreamingRequestHandler)
         _check_accepts(owner, self.fallback, message_type, StreamingRequestHandler)
 
-    def build(self, resolve: Resolve) -> StreamSource:
-        """The stream source: ``request -> async iterator of (item, events)``."""
-        primary = _stream_source(self.primary, resolve)
-        fallback = _stream_source(self.fallback, resolve)
+    def build(self, endpoints: Endpoints) -> StreamSource:
+        """The stream source: `request -> async iterator of (item, events)`."""
+        primary = _stream_source(self.primary, endpoints)
+        fallback = _stream_source(self.fallback, endpoints)
         catch: tuple[type[BaseException], ...] = self.failure_exceptions or (Exception,)
         breaker = self.circuit_breaker
         name = protected_name(self.primary)
@@ -259,7 +246,7 @@ class StreamingRequestHandlerFallback(FallbackBinding):
 
 async def _counted(
     stream: AsyncGenerator[tuple[Any, Sequence[Event]], None],
-    breaker: CircuitBreaker,
+    breaker: CircuitBreakerLike,
     name: str,
 ) -> AsyncGenerator[tuple[Any, Sequence[Event]], None]:
     """The rest of the primary's stream, its failures counted by the breaker."""

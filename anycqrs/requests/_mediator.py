@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from .._handlers import keeps_events_list, take_events
-from .._routing import Resolver
-from ..container import factory_for, is_sync
+from .._routing import RequestEndpoint, Route
 from ..errors import BindingError, RequestHandlerDoesNotExist
-from ..messages import Event, Request
+from ..messages import Request
 from ._base import RequestMediatorBase
 from ._streaming import is_streaming_handler
 
@@ -57,11 +55,7 @@ class RequestMediator(RequestMediatorBase):
         binding = self._requests.get(request_type)
         if binding is None:
             raise RequestHandlerDoesNotExist(request_type)
-        streams = (
-            is_streaming_handler(binding)
-            if isinstance(binding, type)
-            else getattr(binding, "streaming", False)  # a route: chain or fallback
-        )
+        streams = binding.streaming if isinstance(binding, Route) else is_streaming_handler(binding)
         if streams:
             raise BindingError(
                 f"{request_type.__qualname__} is bound to a streaming handler "
@@ -74,51 +68,33 @@ class RequestMediator(RequestMediatorBase):
         return pipeline
 
     def _endpoint(self, binding: Any) -> Pipeline:
+        """The handler's endpoint followed by the dispatch of its events."""
         dispatch_after = self._events.dispatch_after
-        if not isinstance(binding, type):
-            inner: Callable[[Any], Awaitable[tuple[Any, Sequence[Event]]]] = binding.build(
-                Resolver(self._container)
-            )
-
-            async def composite(request: Any) -> Any:
-                response, events = await inner(request)
-                if events:
-                    await dispatch_after(response, events)
-                return response
-
-            return composite
-
-        make = factory_for(self._container, binding)
-        if is_sync(self._container) and keeps_events_list(binding):
-
-            async def fast(request: Any) -> Any:
-                handler = make()
-                response = await handler.handle(request)
-                events = handler._anycqrs_events
-                if events:
-                    taken = tuple(events)
-                    events.clear()
-                    await dispatch_after(response, taken)
-                return response
-
-            return fast
-
-        if is_sync(self._container):
-
-            async def endpoint(request: Any) -> Any:
-                handler = make()
-                response = await handler.handle(request)
-                if handler.events:
-                    await dispatch_after(response, take_events(handler))
-                return response
-
+        inner: RequestEndpoint
+        if isinstance(binding, Route):
+            inner = binding.build(self._handlers)
         else:
+            endpoint = self._handlers.get(binding)
+            make = endpoint.fast
+            if make is not None:  # the endpoint's fast path, inlined
 
-            async def endpoint(request: Any) -> Any:
-                handler = await make()
-                response = await handler.handle(request)
-                if handler.events:
-                    await dispatch_after(response, take_events(handler))
-                return response
+                async def fast(request: Any) -> Any:
+                    handler = make()
+                    response = await handler.handle(request)
+                    events = handler._anycqrs_events
+                    if events:
+                        taken = tuple(events)
+                        events.clear()
+                        await dispatch_after(response, taken)
+                    return response
 
-        return endpoint
+                return fast
+            inner = endpoint.run
+
+        async def pipeline(request: Any) -> Any:
+            response, events = await inner(request)
+            if events:
+                await dispatch_after(response, events)
+            return response
+
+        return pipeline

@@ -29,9 +29,9 @@ from typing import Any, Generic
 import anyio
 from typing_extensions import TypeVar
 
-from .._handlers import EventSource, declared_args, keeps_events_list, take_events
-from .._routing import Resolver, Route
-from ..container import factory_for, is_sync
+from .._endpoint import HandlerEndpoint, take_list
+from .._handlers import EventSource, declared_args
+from .._routing import Route
 from ..errors import BindingError, RequestHandlerDoesNotExist
 from ..messages import Event, Request
 from ._base import RequestMediatorBase
@@ -88,7 +88,7 @@ def is_streaming_handler(handler: Any) -> bool:
 def check_streaming_binding(request_type: type, binding: Any) -> None:
     """Raise :class:`BindingError` unless ``binding`` can stream ``request_type``."""
     if isinstance(binding, Route):
-        if not getattr(binding, "streaming", False):
+        if not binding.streaming:
             raise BindingError(
                 f"{request_type.__qualname__} is bound to {binding!r}, which does not "
                 "stream; bind a StreamingRequestHandler or a StreamingRequestHandlerFallback"
@@ -167,15 +167,13 @@ class RequestStream(Generic[R]):
 
     async def _open(self) -> None:
         source = self._source
-        if isinstance(source, _HandlerSource):
-            handler = source.make()
-            if source.awaitable:
-                handler = await handler
-            self._agen = handler.handle(self._request)
-            if keeps_events_list(type(handler)):
-                self._fast = handler
+        if isinstance(source, HandlerEndpoint):
+            make = source.fast
+            if make is not None:  # the endpoint's fast path
+                self._fast = handler = make()
             else:
-                self._handler = handler
+                self._handler = handler = await source.resolve()
+            self._agen = handler.handle(self._request)
         else:
             self._agen = source(self._request)
 
@@ -188,13 +186,13 @@ class RequestStream(Generic[R]):
         except StopAsyncIteration:
             self._finish()
             if handler._anycqrs_events:
-                await self._mediator._dispatch(None, take_events(handler))
+                await self._mediator._dispatch(None, take_list(handler))
             raise
         except BaseException:
             self._finish()
             raise
         if handler._anycqrs_events:
-            await self._deliver_events(item, take_events(handler))
+            await self._deliver_events(item, take_list(handler))
         if self._wrap is None:
             return item  # type: ignore[no-any-return]
         return await self._wrapped(item)
@@ -219,7 +217,7 @@ class RequestStream(Generic[R]):
         except StopAsyncIteration:
             self._finish()
             if handler is not None and handler.events:
-                await self._mediator._dispatch(None, take_events(handler))
+                await self._mediator._dispatch(None, HandlerEndpoint.take(handler))
             raise
         except BaseException:
             self._finish()
@@ -233,7 +231,7 @@ class RequestStream(Generic[R]):
             if events:
                 await self._deliver_events(item, events)
         elif handler.events:
-            await self._deliver_events(item, take_events(handler))
+            await self._deliver_events(item, HandlerEndpoint.take(handler))
         if self._wrap is None:
             return item  # type: ignore[no-any-return]
         return await self._wrapped(item)
@@ -289,16 +287,6 @@ class RequestStream(Generic[R]):
             ResourceWarning,
             stacklevel=1,
         )
-
-
-class _HandlerSource:
-    """How a plain handler class is resolved (the fast path)."""
-
-    __slots__ = ("awaitable", "make")
-
-    def __init__(self, make: Callable[[], Any], awaitable: bool) -> None:
-        self.make = make
-        self.awaitable = awaitable
 
 
 class StreamingRequestMediator(RequestMediatorBase):
@@ -373,12 +361,10 @@ class StreamingRequestMediator(RequestMediatorBase):
         if binding is None:
             raise RequestHandlerDoesNotExist(request_type)
         source: Any
-        if isinstance(binding, type):
-            source = _HandlerSource(
-                factory_for(self._container, binding), not is_sync(self._container)
-            )
+        if isinstance(binding, Route):
+            source = binding.build(self._handlers)
         else:
-            source = binding.build(Resolver(self._container))
+            source = self._handlers.get(binding)
         self._sources[request_type] = source
         return source
 
@@ -387,16 +373,18 @@ class StreamingRequestMediator(RequestMediatorBase):
 
 
 async def stream_handler(
-    resolve: Callable[[type], Awaitable[Any]], handler_type: type, request: Any
+    endpoint: HandlerEndpoint, request: Any
 ) -> AsyncGenerator[tuple[Any, Sequence[Event]], None]:
-    """Run a streaming handler class as a route source: yields ``(item, events)``."""
-    handler = await resolve(handler_type)
+    """Run a streaming handler class as a route source: yields `(item, events)`."""
+    handler = await endpoint.resolve()
+    take = endpoint.take
     agen = handler.handle(request)
     try:
         async for item in agen:
-            yield item, take_events(handler) if handler.events else ()
-        if handler.events:
-            yield _TRAILER, take_events(handler)
+            yield item, take(handler)
+        trailing = take(handler)
+        if trailing:
+            yield _TRAILER, trailing
     finally:
         await agen.aclose()
 
