@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import anyio
 import attrs
 
+from ._routing import Route
 from .errors import CircuitBreakerOpen
 
 __all__ = [
@@ -386,7 +387,6 @@ def protected_name(target: Any) -> str:
     """The circuit name of a handler class (``module.QualName``) or a route."""
     if isinstance(target, type):
         return f"{target.__module__}.{target.__qualname__}"
-    types = getattr(target, "handler_types", None)
-    if callable(types):
-        return "+".join(protected_name(t) for t in types())
+    if isinstance(target, Route):
+        return "+".join(protected_name(t) for t in target.handler_types())
     return repr(target)

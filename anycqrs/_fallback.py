@@ -10,6 +10,7 @@ import attrs
 from ._breaker import CircuitBreakerLike, protected_name
 from ._endpoint import Endpoints
 from ._routing import RequestEndpoint, Route
+from ._validate import exception_types
 from .errors import BindingError
 
 T = TypeVar("T")
@@ -17,13 +18,13 @@ T = TypeVar("T")
 Endpoint = Callable[[Any], Awaitable[T]]
 
 
-def exception_types(value: Any) -> tuple[type[BaseException], ...]:
-    """Normalize ``failure_exceptions`` (a class or an iterable of classes)."""
-    types = (value,) if isinstance(value, type) else tuple(value)
-    for item in types:
-        if not (isinstance(item, type) and issubclass(item, Exception)):
-            raise BindingError(f"failure_exceptions must be Exception subclasses, got {item!r}")
-    return types
+def failure_types(value: Any) -> tuple[type[BaseException], ...]:
+    """Normalize `failure_exceptions` (a class or an iterable of classes);
+    a bad item raises `BindingError` (a `TypeError`)."""
+    try:
+        return exception_types(value)
+    except TypeError as exc:
+        raise BindingError(f"failure_exceptions: {exc}") from None
 
 
 def check_breaker(value: Any) -> None:
@@ -47,7 +48,7 @@ class FallbackBinding:
     primary: Any
     fallback: Any
     failure_exceptions: tuple[type[BaseException], ...] = attrs.field(
-        default=(), converter=exception_types
+        default=(), converter=failure_types
     )
     circuit_breaker: CircuitBreakerLike | None = attrs.field(
         default=None, validator=lambda _self, _attribute, value: check_breaker(value)

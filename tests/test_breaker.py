@@ -17,6 +17,7 @@ from anycqrs._breaker import (
     protected_name,
 )
 from anycqrs.errors import AnyCQRSError
+from anycqrs.requests import CORRequestHandler
 
 pytestmark = pytest.mark.anyio
 
@@ -127,12 +128,20 @@ def test_settings_validated() -> None:
 
 
 def test_protected_names() -> None:
-    class Route:
-        def handler_types(self) -> list[type]:
-            return [int, str]
+    from anycqrs.requests._chain import chain_route
+
+    class A(CORRequestHandler[Any, Any]):
+        async def handle(self, request: Any) -> Any:
+            return None
+
+    class B(A):
+        pass
 
     assert protected_name(CircuitBreaker) == "anycqrs._breaker.CircuitBreaker"
-    assert protected_name(Route()) == "builtins.int+builtins.str"
+    assert (
+        protected_name(chain_route([A, B]))
+        == f"{__name__}.{A.__qualname__}+{__name__}.{B.__qualname__}"
+    )
     assert protected_name("x") == "'x'"
 
 
