@@ -27,8 +27,8 @@ class EventDispatcher:
     handlers ran. The first failure stops the dispatch and propagates.
 
     Parallel mode: one task group for the whole dispatch, bounded by a
-    ``CapacityLimiter``; follow-ups join the same group; a failure cancels the
-    siblings. ``dispatch`` returns once everything finished.
+    `CapacityLimiter`; follow-ups join the same group; a failure cancels the
+    siblings. `dispatch` returns once everything finished.
 
     Every handler runs through its `HandlerEndpoint` (the middlewares wrap
     each handler call, the handlers of a fallback included); the sequential
@@ -92,7 +92,7 @@ class EventDispatcher:
         return self._max_concurrent
 
     def with_container(self, container: Container) -> EventDispatcher:
-        """The same dispatcher resolving handlers from ``container``."""
+        """The same dispatcher resolving handlers from `container`."""
         return EventDispatcher(
             self._map,
             container,
@@ -118,18 +118,18 @@ class EventDispatcher:
         return endpoint
 
     async def dispatch(self, events: Sequence[Event], *, publish: bool = True) -> None:
-        """Handle ``events`` and everything they lead to.
+        """Handle `events` and everything they lead to.
 
         Args:
             events: the events to dispatch, in order.
-            publish: whether notification events among ``events`` go to the
-                broker (their follow-ups always do). ``EventMediator.send``
-                passes ``False`` so events consumed from a broker are not
+            publish: whether notification events among `events` go to the
+                broker (their follow-ups always do). `EventMediator.send`
+                passes `False` so events consumed from a broker are not
                 published back to it.
 
         Raises:
             Exception: the failing handler's (or broker's) exception, unchanged;
-                :class:`EventDispatchError` when parallel handlers failed together.
+                `EventDispatchError` when parallel handlers failed together.
         """
         if self._concurrent:
             await self._dispatch_parallel(events, publish)
@@ -137,8 +137,8 @@ class EventDispatcher:
             await self._dispatch_sequential(events, publish)
 
     async def dispatch_one(self, event: Event, *, publish: bool = True) -> None:
-        """:meth:`dispatch` for a single event, with a fast path for the common
-        case of one plain handler (what ``EventMediator.send`` calls)."""
+        """`dispatch` for a single event, with a fast path for the common
+        case of one plain handler (what `EventMediator.send` calls)."""
         if not self._concurrent and not (publish and isinstance(event, NotificationEvent)):
             targets = self._map.lookup(event)
             if len(targets) == 1:
@@ -259,10 +259,10 @@ class EventDispatcher:
             group.start_soon(self._publish, notifications)
 
     async def dispatch_after(self, response: Any, events: Sequence[Event]) -> None:
-        """Dispatch the events of a handler that returned ``response``.
+        """Dispatch the events of a handler that returned `response`.
 
         Raises:
-            EventDispatchError: carrying ``response`` and the cause(s).
+            EventDispatchError: carrying `response` and the cause(s).
         """
         try:
             if self._concurrent:

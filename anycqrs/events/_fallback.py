@@ -27,29 +27,30 @@ class EventHandlerFallback(FallbackBinding):
     """Bind an event handler with a fallback that runs when it fails.
 
     The fallback handles the event when the primary raises one of
-    ``failure_exceptions`` (any ``Exception`` when empty), or instead of the
+    `failure_exceptions` (any `Exception` when empty), or instead of the
     primary while its circuit breaker is open; other errors propagate. Only the
     handler that succeeded contributes follow-up events. Bind it like a
-    handler: ``events.bind(OrderPaid, EventHandlerFallback(Notify, LogOnly))``.
+    handler: `events.bind(OrderPaid, EventHandlerFallback(Notify, LogOnly))`.
 
     Mismatched event types (the two handlers declare unrelated events, or one
     that does not fit the bound event) are rejected with
-    :class:`~anycqrs.errors.BindingError`.
+    `anycqrs.errors.BindingError`.
 
     Attributes:
-        primary: the ``EventHandler`` class normally used.
-        fallback: the ``EventHandler`` class used instead.
+        primary: the `EventHandler` class normally used.
+        fallback: the `EventHandler` class used instead.
         failure_exceptions: exception types that trigger the fallback.
-        circuit_breaker: a :class:`~anycqrs.CircuitBreaker` protecting the primary.
+        circuit_breaker: a `anycqrs.CircuitBreaker` protecting the primary.
 
-    Example::
-
+    Example:
+        ```python
         events.bind(
             anycqrs.NotificationEvent[OrderPaid],
             anycqrs.EventHandlerFallback(
                 SendSms, SendEmail, circuit_breaker=anycqrs.CircuitBreaker(fail_max=3)
             ),
         )
+        ```
     """
 
     def __attrs_post_init__(self) -> None:
@@ -73,7 +74,7 @@ class EventHandlerFallback(FallbackBinding):
             )
 
     def validate(self, message_type: Any) -> None:
-        """Both handlers must accept ``message_type``."""
+        """Both handlers must accept `message_type`."""
         for target in (self.primary, self.fallback):
             if isinstance(target, Route):
                 target.validate(message_type)

@@ -69,7 +69,7 @@ class RequestMediatorBase:
 
     def with_container(self: M, container: Container | Any) -> M:
         """A mediator sharing this one's bindings and settings but resolving
-        handlers from ``container`` (e.g. a per-request child container)."""
+        handlers from `container` (e.g. a per-request child container)."""
         clone = type(self).__new__(type(self))
         clone._requests = self._requests
         clone._container = as_container(container)
@@ -84,5 +84,5 @@ class RequestMediatorBase:
 
     def _setup(self, original: Any) -> None:
         """Set up this mediator's own state (caches): when constructed
-        (``original`` is ``None``) and for a clone of ``original``."""
+        (`original` is `None`) and for a clone of `original`."""
         raise NotImplementedError

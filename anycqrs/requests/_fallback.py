@@ -22,7 +22,7 @@ __all__ = ["RequestHandlerFallback", "StreamingRequestHandlerFallback"]
 
 
 def _signature(target: Any, base: type) -> tuple[Any, Any]:
-    """The declared ``(request type, response type)`` of a handler (``None`` if unknown)."""
+    """The declared `(request type, response type)` of a handler (`None` if unknown)."""
     if not isinstance(target, type):
         types = target.handler_types() if isinstance(target, Route) else ()
         signatures = [_signature(t, base) for t in types]
@@ -76,16 +76,16 @@ def _check_accepts(owner: str, target: Any, request_type: Any, base: type) -> No
 class RequestHandlerFallback(FallbackBinding):
     """Bind a primary handler with a fallback that runs when it fails.
 
-    The fallback runs when the primary raises one of ``failure_exceptions``
-    (any ``Exception`` when empty), or without trying the primary while its
+    The fallback runs when the primary raises one of `failure_exceptions`
+    (any `Exception` when empty), or without trying the primary while its
     circuit breaker is open. Other errors propagate. Only the handler that
     produced the response contributes events (the failed primary's events
     are dropped). Failures of the event dispatch after a success are not
-    handler failures: they raise ``EventDispatchError`` as usual.
+    handler failures: they raise `EventDispatchError` as usual.
 
-    Both ``primary`` and ``fallback`` are ``RequestHandler`` classes (or routes
+    Both `primary` and `fallback` are `RequestHandler` classes (or routes
     such as a chain of responsibility). Mismatched declared types are rejected
-    with :class:`~anycqrs.errors.BindingError` when the fallback is created or
+    with `anycqrs.errors.BindingError` when the fallback is created or
     bound: the two must handle related request types, and the fallback's
     response type must be the primary's (or a subclass of it).
 
@@ -93,10 +93,10 @@ class RequestHandlerFallback(FallbackBinding):
         primary: the handler normally used.
         fallback: the handler used instead.
         failure_exceptions: exception types that trigger the fallback.
-        circuit_breaker: a :class:`~anycqrs.CircuitBreaker` protecting the primary.
+        circuit_breaker: a `anycqrs.CircuitBreaker` protecting the primary.
 
-    Example::
-
+    Example:
+        ```python
         requests.bind(
             GetRates,
             anycqrs.RequestHandlerFallback(
@@ -104,6 +104,7 @@ class RequestHandlerFallback(FallbackBinding):
                 circuit_breaker=anycqrs.CircuitBreaker(fail_max=3, reset_timeout=30),
             ),
         )
+        ```
     """
 
     streaming = False
@@ -124,7 +125,7 @@ class RequestHandlerFallback(FallbackBinding):
         _check_pair(owner, self.primary, self.fallback, RequestHandler)
 
     def validate(self, message_type: Any) -> None:
-        """Both handlers must accept ``message_type``."""
+        """Both handlers must accept `message_type`."""
         owner = type(self).__name__
         _check_accepts(owner, self.primary, message_type, RequestHandler)
         _check_accepts(owner, self.fallback, message_type, RequestHandler)
@@ -157,13 +158,13 @@ def _stream_source(target: Any, endpoints: Endpoints) -> StreamSource:
 
 @attrs.frozen(eq=False)
 class StreamingRequestHandlerFallback(FallbackBinding):
-    """A fallback for :class:`~anycqrs.StreamingRequestHandler`\\ s.
+    """A fallback for `anycqrs.StreamingRequestHandler`s.
 
-    Same options and checks as :class:`RequestHandlerFallback`. What the
+    Same options and checks as `RequestHandlerFallback`. What the
     consumer sees:
 
     * the primary fails **before its first item** (one of
-      ``failure_exceptions``), or its circuit is open: the fallback's stream
+      `failure_exceptions`), or its circuit is open: the fallback's stream
       is delivered instead, transparently.
     * the primary fails **after** items were delivered: the error reaches the
       consumer after those items (items can't be taken back, and restarting
@@ -171,11 +172,12 @@ class StreamingRequestHandlerFallback(FallbackBinding):
 
     The breaker records a success once the primary delivered its first item.
 
-    Example::
-
+    Example:
+        ```python
         queries.bind(
             Tail, anycqrs.StreamingRequestHandlerFallback(LiveTail, ReplayTail)
         )
+        ```
     """
 
     streaming = True
@@ -195,7 +197,7 @@ class StreamingRequestHandlerFallback(FallbackBinding):
         _check_pair(owner, self.primary, self.fallback, StreamingRequestHandler)
 
     def validate(self, message_type: Any) -> None:
-        """Both handlers must accept ``message_type``."""
+        """Both handlers must accept `message_type`."""
         owner = type(self).__name__
         _check_accepts(owner, self.primary, message_type, StreamingRequestHandler)
         _check_accepts(owner, self.fallback, message_type, StreamingRequestHandler)

@@ -17,7 +17,7 @@ Pipeline = Callable[[Any], Awaitable[Any]]
 class RequestMediator(RequestMediatorBase):
     """Sends commands and queries to their handlers.
 
-    For each ``send``: the middlewares run (outermost first), the handler is
+    For each `send`: the middlewares run (outermost first), the handler is
     resolved from the container and runs, the events it emitted are dispatched
     (domain events to their handlers, notification events to their handlers
     and to the broker), then the response travels back out through the
@@ -25,10 +25,10 @@ class RequestMediator(RequestMediatorBase):
 
     Errors: the handler's exception reaches the caller unchanged and its events
     are not dispatched; if event dispatch fails after the handler succeeded,
-    :class:`~anycqrs.errors.EventDispatchError` is raised with the handler's
-    response in ``.response``.
+    `anycqrs.errors.EventDispatchError` is raised with the handler's
+    response in `.response`.
 
-    Build one with :func:`anycqrs.requests.bootstrap.bootstrap`.
+    Build one with `anycqrs.requests.bootstrap.bootstrap`.
     """
 
     __slots__ = ("_pipelines",)
@@ -37,7 +37,7 @@ class RequestMediator(RequestMediatorBase):
         self._pipelines: dict[type, Pipeline] = {}
 
     async def send(self, request: Request[R]) -> R:
-        """Handle ``request`` and return its handler's response.
+        """Handle `request` and return its handler's response.
 
         Raises:
             RequestHandlerDoesNotExist: nothing is bound to the request's type.
