@@ -253,8 +253,3 @@ def _factory_for(container: Container, type_: type[T]) -> Callable[[], Any]:
 def _is_sync(container: Container) -> bool:
     """Whether `_factory_for` returns plain instances for `container` (private)."""
     return isinstance(container, FactoryContainer)
-
-
-# Private; kept importable for anycqrs.saga until its steps run on the endpoint.
-factory_for = _factory_for
-is_sync = _is_sync

@@ -19,10 +19,10 @@ Bootstrap with :func:`anycqrs.saga.bootstrap.bootstrap`; storages live in
 :mod:`anycqrs.saga.storage`.
 """
 
+from .._breaker import CircuitBreakerLike as CircuitBreakerLike
 from .._retry import RetryPolicy as RetryPolicy
 from ._map import SagaMap as SagaMap
 from ._mediator import SagaMediator as SagaMediator
-from ._saga import CircuitBreakerLike as CircuitBreakerLike
 from ._saga import Fallback as Fallback
 from ._saga import Saga as Saga
 from ._saga import SagaContext as SagaContext

@@ -14,7 +14,7 @@ from ._compensation import Compensator
 from ._log import ACT, COMPLETED, STARTED, entry, step_result
 from ._run import Handler, Journal, Run
 from ._snapshot import Dump, Snapshots
-from ._steps import ActCell, Step, StepFailed, Steps
+from ._steps import Step, StepFailed, Steps
 from ._types import SagaStatus, SagaStepResult, StepRecord
 
 __all__ = ["Forward", "Start"]
@@ -32,7 +32,7 @@ class Forward:
 
     It starts from `start(context, saga_id)` (the one create-or-resume path),
     or from a `run` already positioned at `index` (recovery). Collaborators:
-    `steps` (handlers, middlewares, `act`), `compensator`, `journal`,
+    `steps` (the steps' endpoints and `act`), `compensator`, `journal`,
     `snapshots` and the `dispatcher` of the steps' events.
 
     Not an async generator: no per-run generator hooks, nothing to finalize
@@ -41,8 +41,6 @@ class Forward:
     """
 
     __slots__ = (
-        "_cell",
-        "_chained",
         "_compensator",
         "_context",
         "_dispatcher",
@@ -84,8 +82,6 @@ class Forward:
         self._index = index
         self._state = _NEW
         self._plan: tuple[Step, ...] = ()
-        self._cell: ActCell | None = None
-        self._chained: Callable[[Any], Awaitable[Any]] | None = None
         self._dump: Dump | None = None
 
     def __aiter__(self) -> Forward:
@@ -99,13 +95,9 @@ class Forward:
 
     def _prepare(self, run: Run) -> None:
         """Get ready to run `run`'s steps (once, before the first one)."""
-        steps = self._steps
         self._run = run
-        self._plan = steps.plan(run.saga)
+        self._plan = self._steps.plan(run.saga)
         self._dump = self._snapshots.dumper(type(run.context))
-        if steps.inner is not None:
-            self._cell = cell = ActCell()
-            self._chained = steps.inner.wrap(cell)
 
     async def __anext__(self) -> SagaStepResult[Any]:
         state = self._state
@@ -133,27 +125,20 @@ class Forward:
             if index >= count:
                 raise StopAsyncIteration
             step = plan[index]
-            steps = self._steps
             saga_id = run.saga_id
             context = run.context
-            handler: Handler = step.maker() if steps.sync else await step.maker()
+            # the endpoint's fast path inline (see anycqrs._endpoint): the
+            # handler built, ``act`` awaited and its events list read here
+            fast = step.fast
+            handler: Handler = fast() if fast is not None else await step.endpoint.resolve()
             handler._anycqrs_saga_id = saga_id
             try:
-                if step.plain:
-                    # the middleware chain, its outermost link called directly:
-                    # outer(context, inner links around act)
-                    outer = steps.outer
-                    if outer is None:
-                        response = await handler.act(context)
-                    elif self._chained is None:
-                        response = await outer(context, handler.act)
-                    else:
-                        cell = self._cell
-                        assert cell is not None
-                        cell.handler = handler
-                        response = await outer(context, self._chained)
+                if fast is not None:
+                    response = await handler.act(context)
+                elif step.plain:
+                    response = await step.endpoint.invoke(handler, context)
                 else:
-                    handler, response = await steps.act(run, step, handler)
+                    handler, response = await self._steps.act(run, step, handler)
             except StepFailed as failure:
                 await self._compensator.fail(run, failure.name, failure.error, acted=False)
                 raise failure.error from None
@@ -161,7 +146,7 @@ class Forward:
                 await self._compensator.fail(run, step.name, error, acted=False)
                 raise
             run.done.append(handler)
-            events = handler._anycqrs_events if step.plain else handler.events
+            events = handler._anycqrs_events if fast is not None else handler.events
             if events:
                 await self._dispatch(run, handler, response)
             try:

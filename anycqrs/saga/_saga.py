@@ -5,18 +5,18 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Sequence
-from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Generic, TypeVar
 from uuid import UUID
 
 import attrs
 from typing_extensions import TypeVar as DefaultTypeVar
 
+from .._breaker import CircuitBreakerLike
 from .._handlers import EventSource, declared_args
 from .._retry import RetryPolicy
 from ..errors import SagaDefinitionError
 
 __all__ = [
-    "CircuitBreakerLike",
     "Fallback",
     "Saga",
     "SagaContext",
@@ -119,27 +119,6 @@ class SagaStepHandler(EventSource, abc.ABC, Generic[CtxT_contra, RespT]):
         return f"{self.saga_id}:{self.step_name}"
 
 
-@runtime_checkable
-class CircuitBreakerLike(Protocol):
-    """What a saga :class:`Fallback` needs from a circuit breaker.
-
-    :class:`anycqrs.CircuitBreaker` fits; so does any object with these
-    methods. ``name`` is the primary step class's ``module.QualName``.
-    """
-
-    async def is_open(self, name: str, /) -> bool:
-        """Whether calls protected under ``name`` should be skipped now."""
-        ...
-
-    async def record_success(self, name: str, /) -> None:
-        """A protected call succeeded."""
-        ...
-
-    async def record_failure(self, name: str, error: BaseException, /) -> Any:
-        """A protected call failed with ``error``."""
-        ...
-
-
 def _breaker(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and not isinstance(value, CircuitBreakerLike):
         raise SagaDefinitionError(
@@ -174,8 +153,9 @@ class Fallback:
         step: the primary step class.
         fallback: the step class to run instead.
         failure_exceptions: exceptions that trigger the fallback (empty: any).
-        circuit_breaker: optional breaker guarding ``step`` (e.g.
-            :class:`anycqrs.CircuitBreaker`).
+        circuit_breaker: optional breaker guarding ``step``: any
+            `anycqrs.CircuitBreakerLike` (e.g. `anycqrs.CircuitBreaker`), the
+            one breaker protocol of request, event and saga fallbacks.
 
     Example::
 
@@ -188,7 +168,7 @@ class Fallback:
     failure_exceptions: tuple[type[BaseException], ...] = attrs.field(
         default=(), converter=_exceptions
     )
-    circuit_breaker: Any = attrs.field(default=None, validator=_breaker)
+    circuit_breaker: CircuitBreakerLike | None = attrs.field(default=None, validator=_breaker)
 
 
 @attrs.frozen

@@ -354,8 +354,9 @@ class TestActRetry:
         sleep = FakeSleep()
         run = await stored_run(MemorySagaStorage(), OrderContext(order_id=1, paid=5))
         handler = Wobbly(Journal(), failures=3)
+        steps = steps_with(sleep)
         with caplog.at_level(logging.WARNING, logger="anycqrs.saga"):
-            assert await steps_with(sleep).attempt(run, handler) == 15
+            assert await steps.attempt(run, steps.endpoint(Wobbly), handler) == 15
         assert sleep.delays == pytest.approx([0.2, 0.6, 1.0])
         assert handler.seen == [5, 5, 5, 5]  # the context put back before each retry
         assert len(handler.events) == 1  # the failed attempts' events were dropped
@@ -368,6 +369,41 @@ class TestActRetry:
     async def test_the_last_error_comes_out_unchanged(self) -> None:
         sleep = FakeSleep()
         run = await stored_run(MemorySagaStorage(), OrderContext(order_id=2))
+        steps = steps_with(sleep)
         with pytest.raises(ConnectionError, match="attempt 4"):
-            await steps_with(sleep).attempt(run, Wobbly(Journal(), failures=9))
+            await steps.attempt(run, steps.endpoint(Wobbly), Wobbly(Journal(), failures=9))
         assert len(sleep.delays) == 3
+
+
+async def test_fallback_takes_any_breaker_of_the_one_protocol() -> None:
+    from anycqrs._breaker import CircuitBreakerLike
+
+    class AlwaysOpen:
+        def __init__(self) -> None:
+            self.asked: list[str] = []
+
+        async def is_open(self, name: str) -> bool:
+            self.asked.append(name)
+            return True
+
+        async def record_success(self, name: str) -> None:
+            raise AssertionError("the primary never ran")
+
+        async def record_failure(self, name: str, error: BaseException) -> None:
+            raise AssertionError("the primary never ran")
+
+    assert saga.CircuitBreakerLike is CircuitBreakerLike
+    breaker = AlwaysOpen()
+
+    class OpenSaga(saga.Saga[OrderContext]):
+        steps = [saga.Fallback(step=Ship, fallback=ShipSlow, circuit_breaker=breaker)]
+
+    storage = MemorySagaStorage()
+    sid = uuid.uuid4()
+    results = await make_mediator(Journal(), storage, OpenSaga).run(
+        OrderContext(order_id=1), saga_id=sid
+    )
+    assert [r.step_type for r in results] == [ShipSlow]
+    assert breaker.asked == [f"{Ship.__module__}.{Ship.__qualname__}"]
+    switched = (await storage.get_step_history(sid))[1]
+    assert switched.details == {"error": "circuit breaker open", "fallback": True}
