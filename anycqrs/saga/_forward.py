@@ -11,7 +11,16 @@ from .._handlers import take_events
 from ..errors import EventDispatchError
 from ..events._dispatcher import EventDispatcher
 from ._compensation import Compensator
-from ._log import ACT, COMPLETED, STARTED, entry, step_result
+from ._log import (
+    ACT,
+    COMPLETED,
+    STARTED,
+    entry,
+    new_result,
+    set_response,
+    set_saga_id,
+    set_step_type,
+)
 from ._run import Handler, Journal, Run
 from ._snapshot import Dump, Snapshots
 from ._steps import Step, StepFailed, Steps
@@ -93,12 +102,6 @@ class Forward:
             raise RuntimeError("aclose(): the saga stream is running a step")
         self._state = _DONE
 
-    def _prepare(self, run: Run) -> None:
-        """Get ready to run `run`'s steps (once, before the first one)."""
-        self._run = run
-        self._plan = self._steps.plan(run.saga)
-        self._dump = self._snapshots.dumper(type(run.context))
-
     async def __anext__(self) -> SagaStepResult[Any]:
         state = self._state
         if state != _READY:
@@ -117,7 +120,9 @@ class Forward:
                     if started is None:
                         raise StopAsyncIteration
                     run, self._index = started
-                self._prepare(run)
+                self._run = run
+                self._plan = self._steps.plan(run.saga)
+                self._dump = self._snapshots.dumper(type(run.context))
             assert run is not None
             plan = self._plan
             index = self._index
@@ -139,11 +144,17 @@ class Forward:
                     response = await step.endpoint.invoke(handler, context)
                 else:
                     handler, response = await self._steps.act(run, step, handler)
+            # (two clauses, no local naming the error: a failed saga must not
+            # leave a frame <-> traceback cycle for the collector)
             except StepFailed as failure:
-                await self._compensator.fail(run, failure.name, failure.error, acted=False)
+                compensator = self._compensator
+                logged, _ = compensator.failed(run, failure.name, failure.error, acted=False)
+                await compensator.compensate(run, logged)
                 raise failure.error from None
             except Exception as error:
-                await self._compensator.fail(run, step.name, error, acted=False)
+                compensator = self._compensator
+                logged, _ = compensator.failed(run, step.name, error, acted=False)
+                await compensator.compensate(run, logged)
                 raise
             run.done.append(handler)
             events = handler._anycqrs_events if fast is not None else handler.events
@@ -176,7 +187,11 @@ class Forward:
         else:
             run.status = status
             self._state = _DONE
-        return step_result(type(handler), response, saga_id)
+        result: SagaStepResult[Any] = new_result()  # step_result(), inline
+        set_step_type(result, type(handler))
+        set_response(result, response)
+        set_saga_id(result, saga_id)
+        return result
 
     async def _dispatch(self, run: Run, handler: Handler, response: Any) -> None:
         """Dispatch the events the step emitted; a failure compensates the

@@ -60,8 +60,10 @@ class Snapshots:
         Raises:
             SerializationError: the context holds something the converter can't handle.
         """
+        cls = type(context)
+        hook = self._dumpers.get(cls) or self.dumper(cls)
         try:
-            return self.dumper(type(context))(context)
+            return hook(context)
         except Exception:  # noqa: BLE001 - the slow path names the problem
             return to_dict(context)
 
@@ -78,10 +80,17 @@ class Snapshots:
             return from_dict(cls, data)
 
     def restore(self, context: Any, data: Any) -> None:
-        """Put `context` (in place: steps hold it) back to the persisted `data`."""
+        """Put `context` (in place: steps hold it) back to the persisted `data`.
+
+        Raises:
+            DeserializationError: `data` does not fit the context's class.
+        """
         cls = type(context)
-        names = self._loader(cls)[1]
-        fresh = self.load(cls, data)
+        hook, names = self._loaders.get(cls) or self._loader(cls)
+        try:
+            fresh = hook(data, cls)
+        except Exception:  # noqa: BLE001 - from_dict raises the descriptive error
+            fresh = from_dict(cls, data)
         for name in names or tuple(vars(fresh)):
             object.__setattr__(context, name, getattr(fresh, name))
 

@@ -203,6 +203,7 @@ class Steps:
         events dropped, the context put back, the switch logged."""
         assert slot.fallback is not None
         run, error = attempt.run, attempt.error
+        attempt.error = None  # no attempt <-> traceback cycle left behind
         take_events(attempt.handler)
         self.snapshots.restore(run.context, run.snapshot)
         details = {
