@@ -1,7 +1,7 @@
-"""``bootstrap()`` builds a :class:`~anycqrs.saga.SagaMediator`.
+"""``bootstrap()`` builds a `anycqrs.saga.SagaMediator`.
 
-Example::
-
+Example:
+    ```python
     def sagas(saga_map: SagaMap) -> None:
         saga_map.bind(OrderContext, OrderSaga)
 
@@ -10,6 +10,7 @@ Example::
         sagas_mapper=sagas,
         saga_storage=SqliteSagaStorage("sagas.db"),
     )
+    ```
 """
 
 from __future__ import annotations
@@ -56,20 +57,20 @@ def bootstrap(
     max_recovery_attempts: int = MAX_RECOVERY_ATTEMPTS,
     recovery_lease: float = RECOVERY_LEASE,
 ) -> SagaMediator:
-    """Build a :class:`~anycqrs.saga.SagaMediator`.
+    """Build a `anycqrs.saga.SagaMediator`.
 
     Args:
-        di_container: a ``lagom.Container`` or any :class:`anycqrs.Container`
+        di_container: a ``lagom.Container`` or any `anycqrs.Container`
             (default: a new lagom container). Step handlers are resolved from it.
         message_broker: where the steps' notification events go (default: a new
-            :class:`~anycqrs.brokers.InMemoryMessageBroker`).
+            `anycqrs.brokers.InMemoryMessageBroker`).
         middlewares: wrap every step's ``act``, outermost first (default: none).
         sagas_mapper: binds context types to sagas on the given ``SagaMap``
             (a callable or a ready ``SagaMap``).
         domain_events_mapper: binds the events steps emit on an ``EventMap``.
         events_mapper: the same (merged with ``domain_events_mapper``).
         saga_storage: where saga state lives (default: a new
-            :class:`~anycqrs.saga.storage.MemorySagaStorage`).
+            `anycqrs.saga.storage.MemorySagaStorage`).
         on_startup: callables run once, before the mediator is built.
         max_concurrent_event_handlers: bound of parallel event dispatch (default 10).
         concurrent_event_handle_enable: dispatch events in parallel (default ``False``).

@@ -17,12 +17,12 @@ class SagaStorage(Protocol):
 
     Every write checks the saga's version (optimistic concurrency): a writer
     whose ``expected_version`` is stale gets
-    :class:`~anycqrs.errors.SagaConcurrencyError` and nothing is written. A
+    `anycqrs.errors.SagaConcurrencyError` and nothing is written. A
     write (status + context + log entries + version) is one atomic operation,
     ideally one round trip.
 
-    Implementations: :class:`MemorySagaStorage`, :class:`SqliteSagaStorage`,
-    :class:`PostgresSagaStorage`.
+    Implementations: `MemorySagaStorage`, `SqliteSagaStorage`,
+    `PostgresSagaStorage`.
     """
 
     async def create_saga(
