@@ -81,14 +81,12 @@ class SagaMediator:
     """
 
     __slots__ = (
-        "_compensator",
         "_dispatcher",
         "_journal",
         "_map",
+        "_parts",
         "_recovery",
-        "_snapshots",
         "_starter",
-        "_steps",
     )
 
     def __init__(
@@ -119,7 +117,7 @@ class SagaMediator:
         )
         resolved = as_container(container)
         self._map = saga_map
-        self._snapshots = snapshots = Snapshots()
+        snapshots = Snapshots()
         self._journal = journal = Journal(storage if storage is not None else MemorySagaStorage())
         self._dispatcher = dispatcher = EventDispatcher(
             event_map if event_map is not None else EventMap(),
@@ -129,7 +127,7 @@ class SagaMediator:
             concurrent=concurrent_event_handle_enable,
             max_concurrent=max_concurrent_event_handlers,
         )
-        self._steps = steps = Steps(
+        steps = Steps(
             container=resolved,
             middlewares=(
                 middlewares
@@ -139,7 +137,7 @@ class SagaMediator:
             snapshots=snapshots,
             journal=journal,
         )
-        self._compensator = compensator = Compensator(
+        compensator = Compensator(
             journal=journal,
             snapshots=snapshots,
             dispatcher=dispatcher,
@@ -149,6 +147,8 @@ class SagaMediator:
         self._starter = starter = Starter(
             saga_map=saga_map, journal=journal, snapshots=snapshots, steps=steps
         )
+        # what every forward iterator is given (see `Forward`)
+        self._parts = (steps, compensator, journal, snapshots, dispatcher)
         self._recovery = Recovery(
             journal=journal,
             starter=starter,
@@ -204,11 +204,7 @@ class SagaMediator:
             Exception: the failing step's error, unchanged.
         """
         return Forward(
-            self._steps,
-            self._compensator,
-            self._journal,
-            self._snapshots,
-            self._dispatcher,
+            *self._parts,
             start=self._starter.start,
             context=context,
             saga_id=None if saga_id is None else _as_uuid(saga_id),
@@ -222,11 +218,7 @@ class SagaMediator:
 
     def _resume(self, run: Run, index: int) -> AsyncIterator[SagaStepResult[Any]]:
         return Forward(
-            self._steps,
-            self._compensator,
-            self._journal,
-            self._snapshots,
-            self._dispatcher,
+            *self._parts,
             run=run,
             index=index,
         )
