@@ -30,9 +30,11 @@ def compensation_policy(
 ) -> RetryPolicy:
     """The one retry policy of compensations, from the bootstrap's keywords.
 
-    `policy` (the `compensation_retry` keyword) wins; the scalar
-    `compensation_retry_count` / `_delay` / `_backoff` keywords build one
-    otherwise (`None`: the default of that scalar). Giving both is an error.
+    Precedence: `policy` (the `compensation_retry` keyword) is used as is
+    and takes the place of the scalar `compensation_retry_count` / `_delay` /
+    `_backoff` keywords, so giving it with any of them is an error; without
+    it, the scalars build the policy (`None`: that scalar's default, 3 /
+    0.5 s / 2.0), with no maximum delay, retrying any `Exception`.
 
     Raises:
         ValueError: `policy` and a scalar keyword are both given, or a scalar is invalid.
