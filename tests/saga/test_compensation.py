@@ -7,14 +7,16 @@ import uuid
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 
 import anycqrs.saga as saga
 from anycqrs import RetryPolicy
 from anycqrs.brokers import InMemoryMessageBroker
 from anycqrs.container import as_container
-from anycqrs.events import EventMap
+from anycqrs.events import EventHandler, EventMap
 from anycqrs.events._dispatcher import EventDispatcher
+from anycqrs.messages import DomainEvent
 from anycqrs.middlewares import MiddlewareChain
 from anycqrs.saga import SagaStatus, SagaStepStatus
 from anycqrs.saga._compensation import Compensator
@@ -340,3 +342,61 @@ async def test_compensation_retry_policy_keyword() -> None:
         bootstrap(compensation_retry=RetryPolicy(), compensation_retry_count=3)
     with pytest.raises(ValueError, match="not both"):
         bootstrap(compensation_retry=RetryPolicy(), compensation_retry_delay=0)
+
+
+@attrs.frozen
+class Released(DomainEvent):
+    order_id: int
+
+
+class Releasing(Reserve):
+    """Emits `Released` when compensated; fails its first `failures` attempts."""
+
+    step_name = "Reserve"
+    failures = 0
+
+    async def compensate(self, context: OrderContext) -> None:
+        await super().compensate(context)
+        self.emit(Released(order_id=context.order_id))
+        if type(self).failures:
+            type(self).failures -= 1
+            raise RuntimeError("not yet")
+
+
+class ReleasingSaga(saga.Saga[OrderContext]):
+    steps = [Releasing, Pay]
+
+
+@pytest.mark.parametrize("failures", [0, 1])
+async def test_compensation_events_are_dispatched_and_their_failure_only_logged(
+    failures: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[int] = []
+
+    class OnReleased(EventHandler[Released]):
+        async def handle(self, event: Released) -> None:
+            seen.append(event.order_id)
+
+    class Broken(EventHandler[Released]):
+        async def handle(self, event: Released) -> None:
+            raise RuntimeError("handler down")
+
+    for handler, expected in ((OnReleased, [7]), (Broken, [])):
+        events = EventMap()
+        events.bind(Released, handler)
+        storage = MemorySagaStorage()
+        Releasing.failures = failures
+        mediator = make_mediator(Journal(), storage, ReleasingSaga, domain_events_mapper=events)
+        sid = uuid.uuid4()
+        with pytest.raises(Boom):
+            await mediator.run(OrderContext(order_id=7, fail_at="Pay"), saga_id=sid)
+        assert seen == expected  # one event: a failed attempt's events are dropped
+        seen.clear()
+        last = (await storage.get_step_history(sid))[-1]
+        assert (last.status, last.details) == (
+            SagaStepStatus.COMPLETED,
+            {"attempts": failures + 1},
+        )
+    assert "events of the compensation of Reserve failed: RuntimeError: handler down" in (
+        caplog.text
+    )
