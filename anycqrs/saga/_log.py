@@ -1,12 +1,13 @@
 """The small values every part of the saga engine writes: step-log entries,
 saga ids, step results and error descriptions.
 
-Three builders here skip a Python-level ``__init__`` because a saga spends a
-large share of its few microseconds in them (figures of the A/B timing kept
-in the changelog note of the saga engine split): ``entry`` (a ``StepRecord``
-built by ``tuple.__new__`` in C), ``new_saga_id`` (a version-4 ``UUID``
-without ``UUID.__init__``'s checks) and ``step_result`` (a frozen
-``SagaStepResult`` whose three slots are set directly).
+Three builders here skip a Python-level `__init__` because a saga spends a
+large share of its few microseconds in them: `entry` (a `StepRecord` built by
+`tuple.__new__` in C: 150 ns instead of 230-290 ns), `new_saga_id` (a
+version-4 `UUID` without `UUID.__init__`'s checks: 1.1-1.5 µs instead of
+1.7-1.9 µs) and `step_result` (a frozen `SagaStepResult` whose three slots are
+set directly: 230 ns instead of 350 ns). Measured A/B in one process,
+alternating, on the memory 3-step saga: the three together 8-12 % of it.
 """
 
 from __future__ import annotations
