@@ -40,6 +40,6 @@ def _merge(target: Any, source: Any) -> None:
 
 
 def run_startup(on_startup: Iterable[Callable[[], object]] | None) -> None:
-    """Run the ``on_startup`` callables in order."""
+    """Run the `on_startup` callables in order."""
     for callback in on_startup or ():
         callback()

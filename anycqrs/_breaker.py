@@ -2,11 +2,11 @@
 
 States, per protected name (one per protected handler):
 
-* ``CLOSED``: calls go through; failures are counted, a success resets the
-  count. ``fail_max`` failures in a row open the circuit.
-* ``OPEN``: calls are refused (a fallback runs instead) for ``reset_timeout``
+* `CLOSED`: calls go through; failures are counted, a success resets the
+  count. `fail_max` failures in a row open the circuit.
+* `OPEN`: calls are refused (a fallback runs instead) for `reset_timeout`
   seconds.
-* ``HALF_OPEN``: after ``reset_timeout``, calls are let through again as
+* `HALF_OPEN`: after `reset_timeout`, calls are let through again as
   trials: the first success closes the circuit, a failure opens it again at
   once.
 """
@@ -20,12 +20,14 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import anyio
 import attrs
 
+from ._routing import Route
 from .errors import CircuitBreakerOpen
 
 __all__ = [
     "BreakerState",
     "BreakerStore",
     "CircuitBreaker",
+    "CircuitBreakerLike",
     "CircuitBreakerOpen",
     "MemoryBreakerStore",
     "RedisBreakerStore",
@@ -43,21 +45,58 @@ class BreakerState(str, enum.Enum):
 
 
 @runtime_checkable
+class CircuitBreakerLike(Protocol):
+    """The one breaker protocol: what a fallback (request, streaming, event or
+    saga) needs from a circuit breaker.
+
+    `CircuitBreaker` implements it; any object with these three async methods
+    does too (fallbacks check with `isinstance`). `name` is the protected
+    handler's circuit name: its class's `module.QualName` (see
+    `protected_name`), so one breaker may guard several handlers.
+
+    Example:
+        ```python
+        class AlwaysClosed:
+            async def is_open(self, name: str) -> bool:
+                return False
+
+            async def record_success(self, name: str) -> None:
+                pass
+
+            async def record_failure(self, name: str, error: BaseException) -> None:
+                pass
+        ```
+    """
+
+    async def is_open(self, name: str, /) -> bool:
+        """Whether calls protected under `name` are refused (skipped) now."""
+        ...
+
+    async def record_success(self, name: str, /) -> None:
+        """A protected call of `name` succeeded."""
+        ...
+
+    async def record_failure(self, name: str, error: BaseException, /) -> Any:
+        """A protected call of `name` failed with `error`."""
+        ...
+
+
+@runtime_checkable
 class BreakerStore(Protocol):
     """Where circuit states live. Implement it to share breakers another way.
 
-    Each method is one atomic step of the state machine for ``name``; a store
+    Each method is one atomic step of the state machine for `name`; a store
     keeps its own clock (the memory store uses anyio's, the Redis store the
     Redis server's, so that every process agrees).
     """
 
     async def state(self, name: str) -> BreakerState:
-        """The current state of ``name``'s circuit."""
+        """The current state of `name`'s circuit."""
         ...
 
     async def record_failure(self, name: str, fail_max: int, reset_timeout: float) -> BreakerState:
-        """Count a failure; open the circuit (for ``reset_timeout`` seconds) after
-        ``fail_max`` in a row, or at once when half-open. Returns the new state."""
+        """Count a failure; open the circuit (for `reset_timeout` seconds) after
+        `fail_max` in a row, or at once when half-open. Returns the new state."""
         ...
 
     async def record_success(self, name: str) -> None:
@@ -65,7 +104,7 @@ class BreakerStore(Protocol):
         ...
 
     async def reset(self, name: str) -> None:
-        """Forget everything about ``name`` (closed, no failures)."""
+        """Forget everything about `name` (closed, no failures)."""
         ...
 
 
@@ -78,16 +117,17 @@ class _Circuit:
 class MemoryBreakerStore:
     """Circuit states in this process's memory, timed by anyio's clock.
 
-    The default store. Under trio's ``MockClock`` (or any anyio-compatible
-    test clock) ``reset_timeout`` follows the virtual time.
+    The default store. Under trio's `MockClock` (or any anyio-compatible
+    test clock) `reset_timeout` follows the virtual time.
 
     Args:
         clock: returns the current time in seconds (default
-            ``anyio.current_time``, the event loop's monotonic clock).
+            `anyio.current_time`, the event loop's monotonic clock).
 
-    Example::
-
+    Example:
+        ```python
         breaker = anycqrs.CircuitBreaker(fail_max=3, store=MemoryBreakerStore())
+        ```
     """
 
     __slots__ = ("_circuits", "_clock")
@@ -97,7 +137,7 @@ class MemoryBreakerStore:
         self._clock = clock
 
     async def state(self, name: str) -> BreakerState:
-        """The current state of ``name``'s circuit."""
+        """The current state of `name`'s circuit."""
         circuit = self._circuits.get(name)
         if circuit is None or circuit.open_until is None:
             return BreakerState.CLOSED
@@ -106,7 +146,7 @@ class MemoryBreakerStore:
         return BreakerState.HALF_OPEN
 
     async def record_failure(self, name: str, fail_max: int, reset_timeout: float) -> BreakerState:
-        """Count a failure (see :class:`BreakerStore`)."""
+        """Count a failure (see `BreakerStore`)."""
         circuit = self._circuits.get(name)
         if circuit is None:
             circuit = self._circuits[name] = _Circuit()
@@ -132,7 +172,7 @@ class MemoryBreakerStore:
             del self._circuits[name]
 
     async def reset(self, name: str) -> None:
-        """Forget ``name``."""
+        """Forget `name`."""
         self._circuits.pop(name, None)
 
 
@@ -165,25 +205,26 @@ return 0
 class RedisBreakerStore:
     """Circuit states in Redis, so that several processes share one breaker.
 
-    Timing uses key expiry on the Redis server (``SET ... PX``), so processes
+    Timing uses key expiry on the Redis server (`SET ... PX`), so processes
     on different hosts agree on when a circuit half-opens. The blocking
-    ``redis`` client runs in worker threads (one thread hop per step), which
-    works under asyncio and trio alike. Requires the ``redis`` extra.
+    `redis` client runs in worker threads (one thread hop per step), which
+    works under asyncio and trio alike. Requires the `redis` extra.
 
-    Keys, for a protected name ``n``: ``{prefix}{n}:failures`` (the count),
-    ``{prefix}{n}:open`` (exists while open, expires after ``reset_timeout``),
-    ``{prefix}{n}:tripped`` (exists from opening until the next success: open
+    Keys, for a protected name `n`: `{prefix}{n}:failures` (the count),
+    `{prefix}{n}:open` (exists while open, expires after `reset_timeout`),
+    `{prefix}{n}:tripped` (exists from opening until the next success: open
     or half-open).
 
     Args:
-        client: a ``redis.Redis`` client, or a URL (``redis://host:6379/0``).
-        prefix: prefix of every key (default ``"anycqrs:breaker:"``).
+        client: a `redis.Redis` client, or a URL (`redis://host:6379/0`).
+        prefix: prefix of every key (default `"anycqrs:breaker:"`).
         limiter: bounds the worker threads used (default: anyio's default).
 
-    Example::
-
+    Example:
+        ```python
         store = RedisBreakerStore("redis://127.0.0.1:6379/0")
         breaker = anycqrs.CircuitBreaker(fail_max=5, reset_timeout=30, store=store)
+        ```
     """
 
     __slots__ = ("_client", "_failure", "_limiter", "_prefix", "_success")
@@ -207,7 +248,7 @@ class RedisBreakerStore:
 
     @property
     def client(self) -> Any:
-        """The ``redis.Redis`` client."""
+        """The `redis.Redis` client."""
         return self._client
 
     def _keys(self, name: str) -> list[str]:
@@ -218,7 +259,7 @@ class RedisBreakerStore:
         return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
 
     async def state(self, name: str) -> BreakerState:
-        """The current state of ``name``'s circuit (one round trip)."""
+        """The current state of `name`'s circuit (one round trip)."""
         _, open_key, tripped_key = self._keys(name)
         client = self._client
 
@@ -246,7 +287,7 @@ class RedisBreakerStore:
         await self._run(lambda: script(keys=keys))
 
     async def reset(self, name: str) -> None:
-        """Delete ``name``'s keys."""
+        """Delete `name`'s keys."""
         keys = self._keys(name)
         client = self._client
         await self._run(lambda: client.delete(*keys))
@@ -262,6 +303,8 @@ def _exceptions(value: Any) -> tuple[type[BaseException], ...]:
 class CircuitBreaker:
     """Stops calling a failing handler for a while, so a fallback takes over.
 
+    The built-in `CircuitBreakerLike`.
+
     One breaker may protect several handlers: it keeps one circuit per
     protected name (a fallback uses its primary handler's qualified name).
 
@@ -271,16 +314,17 @@ class CircuitBreaker:
             call through (half-open; default 60).
         exclude: exception types that are not failures (business errors such
             as validation): they propagate without being counted.
-        store: where circuits live (default: a new :class:`MemoryBreakerStore`;
-            use :class:`RedisBreakerStore` to share circuits between processes).
+        store: where circuits live (default: a new `MemoryBreakerStore`;
+            use `RedisBreakerStore` to share circuits between processes).
 
-    Example::
-
+    Example:
+        ```python
         breaker = anycqrs.CircuitBreaker(fail_max=3, reset_timeout=30, exclude=(ValueError,))
         requests.bind(
             GetRates,
             anycqrs.RequestHandlerFallback(LiveRates, CachedRates, circuit_breaker=breaker),
         )
+        ```
     """
 
     fail_max: int = attrs.field(default=5)
@@ -299,37 +343,37 @@ class CircuitBreaker:
             raise ValueError(f"reset_timeout must be >= 0, got {value}")
 
     async def state(self, name: str) -> BreakerState:
-        """The state of ``name``'s circuit."""
+        """The state of `name`'s circuit."""
         return await self.store.state(name)
 
     async def is_open(self, name: str) -> bool:
-        """Whether calls to ``name`` are refused right now."""
+        """Whether calls to `name` are refused right now."""
         return await self.store.state(name) is BreakerState.OPEN
 
     def counts(self, error: BaseException) -> bool:
-        """Whether ``error`` counts as a failure (an ``Exception`` not excluded)."""
+        """Whether `error` counts as a failure (an `Exception` not excluded)."""
         return isinstance(error, Exception) and not isinstance(error, self.exclude)
 
     async def record_failure(self, name: str, error: BaseException) -> BreakerState:
-        """Count ``error`` against ``name`` unless it is excluded; the new state."""
+        """Count `error` against `name` unless it is excluded; the new state."""
         if not self.counts(error):
             return await self.store.state(name)
         return await self.store.record_failure(name, self.fail_max, self.reset_timeout)
 
     async def record_success(self, name: str) -> None:
-        """Record a successful call of ``name``."""
+        """Record a successful call of `name`."""
         await self.store.record_success(name)
 
     async def reset(self, name: str) -> None:
-        """Close ``name``'s circuit and forget its failures."""
+        """Close `name`'s circuit and forget its failures."""
         await self.store.reset(name)
 
     async def call(self, name: str, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run ``await fn()`` under ``name``'s circuit.
+        """Run `await fn()` under `name`'s circuit.
 
         Raises:
-            CircuitBreakerOpen: the circuit is open (``fn`` is not called).
-            Exception: what ``fn`` raised (counted unless excluded).
+            CircuitBreakerOpen: the circuit is open (`fn` is not called).
+            Exception: what `fn` raised (counted unless excluded).
         """
         if await self.is_open(name):
             raise CircuitBreakerOpen(name)
@@ -343,10 +387,9 @@ class CircuitBreaker:
 
 
 def protected_name(target: Any) -> str:
-    """The circuit name of a handler class (``module.QualName``) or a route."""
+    """The circuit name of a handler class (`module.QualName`) or a route."""
     if isinstance(target, type):
         return f"{target.__module__}.{target.__qualname__}"
-    types = getattr(target, "handler_types", None)
-    if callable(types):
-        return "+".join(protected_name(t) for t in types())
+    if isinstance(target, Route):
+        return "+".join(protected_name(t) for t in target.handler_types())
     return repr(target)

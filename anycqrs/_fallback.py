@@ -7,8 +7,10 @@ from typing import Any, TypeVar
 
 import attrs
 
-from ._breaker import CircuitBreaker, protected_name
-from ._routing import Route
+from ._breaker import CircuitBreakerLike, protected_name
+from ._endpoint import Endpoints
+from ._routing import RequestEndpoint, Route
+from ._validate import exception_types
 from .errors import BindingError
 
 T = TypeVar("T")
@@ -16,19 +18,22 @@ T = TypeVar("T")
 Endpoint = Callable[[Any], Awaitable[T]]
 
 
-def exception_types(value: Any) -> tuple[type[BaseException], ...]:
-    """Normalize ``failure_exceptions`` (a class or an iterable of classes)."""
-    types = (value,) if isinstance(value, type) else tuple(value)
-    for item in types:
-        if not (isinstance(item, type) and issubclass(item, Exception)):
-            raise BindingError(f"failure_exceptions must be Exception subclasses, got {item!r}")
-    return types
+def failure_types(value: Any) -> tuple[type[BaseException], ...]:
+    """Normalize `failure_exceptions` (a class or an iterable of classes);
+    a bad item raises `BindingError` (a `TypeError`)."""
+    try:
+        return exception_types(value)
+    except TypeError as exc:
+        raise BindingError(f"failure_exceptions: {exc}") from None
 
 
 def check_breaker(value: Any) -> None:
-    """Raise :class:`BindingError` unless ``value`` is ``None`` or a breaker."""
-    if value is not None and not isinstance(value, CircuitBreaker):
-        raise BindingError(f"circuit_breaker must be an anycqrs.CircuitBreaker, got {value!r}")
+    """Raise `BindingError` unless `value` is `None` or a `CircuitBreakerLike`."""
+    if value is not None and not isinstance(value, CircuitBreakerLike):
+        raise BindingError(
+            "circuit_breaker must be an anycqrs.CircuitBreaker (or have its async "
+            f"is_open / record_success / record_failure methods), got {value!r}"
+        )
 
 
 @attrs.frozen(eq=False)
@@ -37,12 +42,15 @@ class FallbackBinding:
     the list of handler classes it may run. Subclasses add the checks and the
     endpoint."""
 
+    streaming = False
+    """Whether it builds a stream source (the streaming request fallback)."""
+
     primary: Any
     fallback: Any
     failure_exceptions: tuple[type[BaseException], ...] = attrs.field(
-        default=(), converter=exception_types
+        default=(), converter=failure_types
     )
-    circuit_breaker: CircuitBreaker | None = attrs.field(
+    circuit_breaker: CircuitBreakerLike | None = attrs.field(
         default=None, validator=lambda _self, _attribute, value: check_breaker(value)
     )
 
@@ -52,6 +60,15 @@ class FallbackBinding:
         for target in (self.primary, self.fallback):
             types.extend(target.handler_types() if isinstance(target, Route) else (target,))
         return types
+
+
+def target_endpoint(target: Any, endpoints: Endpoints) -> RequestEndpoint:
+    """`message -> (result, events)` for a fallback's primary or fallback:
+    a route's own endpoint, or the handler class's `HandlerEndpoint`."""
+    if isinstance(target, Route):
+        built: RequestEndpoint = target.build(endpoints)
+        return built
+    return endpoints.get(target).run
 
 
 def name_of(obj: Any) -> str:
@@ -65,10 +82,17 @@ def guarded(
     *,
     protected: Any,
     failure_exceptions: tuple[type[BaseException], ...],
-    breaker: CircuitBreaker | None,
+    breaker: CircuitBreakerLike | None,
 ) -> Endpoint[T]:
-    """An endpoint running ``primary``, or ``fallback`` when it fails or its
-    circuit is open. Cancellation is never a failure."""
+    """An endpoint running `primary`, or `fallback` when it fails or its
+    circuit is open. Cancellation is never a failure.
+
+    The one fallback mechanism (requests, events; sagas too). `protected` is
+    the primary handler class (or route): it names the circuit
+    (`protected_name`). A failure is recorded with the breaker whatever its
+    type (the breaker decides what counts); only `failure_exceptions` (any
+    `Exception` when empty) switch to `fallback`, others propagate.
+    """
     catch: tuple[type[BaseException], ...] = failure_exceptions or (Exception,)
     if breaker is None:
 

@@ -11,9 +11,9 @@ __all__ = ["EventSource", "declared_args", "keeps_events_list", "take_events"]
 
 
 class EventSource:
-    """Gives a handler an ``events`` list and an :meth:`emit` helper.
+    """Gives a handler an `events` list and an `emit` helper.
 
-    No ``__init__`` is needed: the list is created on first use, so handler
+    No `__init__` is needed: the list is created on first use, so handler
     subclasses keep their own constructors free of boilerplate.
     """
 
@@ -21,10 +21,10 @@ class EventSource:
 
     @property
     def events(self) -> Sequence[Event]:
-        """Events produced by the last ``handle`` call, in emission order.
+        """Events produced by the last `handle` call, in emission order.
 
-        The mediator takes (and clears) them right after ``handle`` returns.
-        Assigning a list (``self.events = []``, the python-cqrs idiom) works too.
+        The mediator takes (and clears) them right after `handle` returns.
+        Assigning a list (`self.events = []`, the python-cqrs idiom) works too.
         """
         events = self._anycqrs_events
         return events if events is not None else ()
@@ -34,7 +34,7 @@ class EventSource:
         self._anycqrs_events = value
 
     def emit(self, *events: Event) -> None:
-        """Record ``events`` to be dispatched after ``handle`` returns."""
+        """Record `events` to be dispatched after `handle` returns."""
         current = self._anycqrs_events
         if current is None:
             self._anycqrs_events = list(events)
@@ -43,9 +43,9 @@ class EventSource:
 
 
 def keeps_events_list(handler_type: type) -> bool:
-    """Whether ``handler_type`` keeps :class:`EventSource`'s own ``events``, so
-    hot paths may read (and clear) ``handler._anycqrs_events`` directly instead
-    of calling :func:`take_events`."""
+    """Whether `handler_type` keeps `EventSource`'s own `events`, so
+    hot paths may read (and clear) `handler._anycqrs_events` directly instead
+    of calling `take_events`."""
     return getattr(handler_type, "events", None) is EventSource.events
 
 
@@ -61,10 +61,10 @@ def take_events(handler: Any) -> Sequence[Event]:
 
 
 def declared_args(handler_type: type, base: type) -> tuple[Any, ...]:
-    """The type arguments ``handler_type`` gave ``base`` (``()`` if none).
+    """The type arguments `handler_type` gave `base` (`()` if none).
 
-    ``class H(RequestHandler[CreateUser, UserCreated])`` gives
-    ``(CreateUser, UserCreated)``.
+    `class H(RequestHandler[CreateUser, UserCreated])` gives
+    `(CreateUser, UserCreated)`.
     """
     from typing import get_args, get_origin
 

@@ -1,19 +1,24 @@
 """The container boundary: how mediators get handler instances.
 
-Any object with ``async def resolve(type_) -> instance`` is an
-:class:`anycqrs.Container`. A :class:`lagom.Container` is accepted as is and
-wrapped in :class:`LagomContainer`, which autowires constructor dependencies.
+Any object with `async def resolve(type_) -> instance` is an
+`anycqrs.Container`. A container that can also hand out a synchronous
+factory declares it by being a `FactoryContainer` (`factory(type_)`); the
+mediators then build handlers without an `await`. A `lagom.Container` is
+accepted as is and wrapped in `LagomContainer`, which autowires constructor
+dependencies and is a `FactoryContainer`.
 
-Handlers are resolved **per dispatch**: every ``send`` asks the container again,
+Handlers are resolved **per dispatch**: every `send` asks the container again,
 so a handler holds per-dispatch state safely unless the container is told to
 make it a singleton.
 
 Request-scoped dependencies (a DB session per dispatch): build a child
-container for the scope and use a mediator bound to it::
+container for the scope and use a mediator bound to it:
 
-    scoped = lagom_container.clone()
-    scoped[Session] = session
-    await mediator.with_container(scoped).send(command)
+```python
+scoped = lagom_container.clone()
+scoped[Session] = session
+await mediator.with_container(scoped).send(command)
+```
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import lagom
 from lagom.definitions import PlainInstance
 
-__all__ = ["Container", "LagomContainer", "as_container", "factory_for"]
+__all__ = ["Container", "FactoryContainer", "LagomContainer", "as_container"]
 
 T = TypeVar("T")
 
@@ -35,15 +40,41 @@ T = TypeVar("T")
 class Container(Protocol):
     """What anycqrs needs from a DI container: build an instance of a type.
 
-    Example (a hand-written container)::
-
+    Example:
+        ```python
         class MyContainer:
             async def resolve(self, type_):
                 return type_()
+        ```
     """
 
     async def resolve(self, type_: type[T], /) -> T:
-        """Return an instance of ``type_`` (a new one unless it is a singleton)."""
+        """Return an instance of `type_` (a new one unless it is a singleton)."""
+        ...
+
+
+@runtime_checkable
+class FactoryContainer(Container, Protocol):
+    """A container that can also hand out a synchronous factory per type.
+
+    The mediators build handlers through `factory(type_)()` on their hot
+    paths (no `await`, no coroutine per handler) when the container declares
+    this capability; `LagomContainer` does. A factory is asked for once per
+    handler class and kept.
+
+    Example:
+        ```python
+        class MyContainer:
+            async def resolve(self, type_):
+                return type_()
+
+            def factory(self, type_):
+                return type_
+        ```
+    """
+
+    def factory(self, type_: type[T], /) -> Callable[[], T]:
+        """A zero-argument callable returning an instance of `type_`."""
         ...
 
 
@@ -51,27 +82,31 @@ _SCALARS = (str, bytes, int, float, bool, complex, object, type)
 
 
 class LagomContainer:
-    """Adapts a :class:`lagom.Container` to :class:`Container`, fast.
+    """Adapts a `lagom.Container` to `Container`, fast.
 
-    Resolution plans are compiled on first use of a type and reused: a class
-    whose constructor only needs other classes is built by direct calls, without
-    lagom's per-call reflection. Anything lagom-specific (definitions,
-    singletons, optionals, defaults) is delegated to lagom itself. Plans are
-    recompiled when a definition is added to the container (lagom forbids
-    replacing one; use ``container.clone()`` for scoped overrides).
+    It is a `FactoryContainer`: `factory(type_)` compiles a resolution plan
+    on first use of a type and hands it out; a class whose constructor only
+    needs other classes is built by direct calls, without lagom's per-call
+    reflection. Anything lagom-specific (definitions, singletons, optionals,
+    defaults) is delegated to lagom itself.
+
+    Plans are compiled lazily and kept for this adapter's life: add a
+    definition before the first dispatch that builds (a class depending on)
+    its type. lagom forbids replacing a definition; for scoped or later
+    definitions use `container.clone()` and `mediator.with_container(clone)`,
+    which wraps it in a new adapter with fresh plans. (Seeing later
+    definitions would need lagom's private registry on every build, or its
+    public `defined_types`, which copies a set per call.)
 
     Args:
         container: the lagom container to use (a new one by default).
     """
 
-    __slots__ = ("_compiled_at", "_container", "_plans", "_registered")
+    __slots__ = ("_container", "_plans")
 
     def __init__(self, container: lagom.Container | None = None) -> None:
         self._container = container if container is not None else lagom.Container()
         self._plans: dict[type, Callable[[], Any]] = {}
-        registered = getattr(self._container, "_registered_types", None)
-        self._registered: dict[Any, Any] = registered if isinstance(registered, dict) else {}
-        self._compiled_at = len(self._registered)
 
     @property
     def container(self) -> lagom.Container:
@@ -79,31 +114,19 @@ class LagomContainer:
         return self._container
 
     async def resolve(self, type_: type[T], /) -> T:
-        """Build an instance of ``type_``."""
+        """Build an instance of `type_`."""
         return self.resolve_now(type_)
 
     def resolve_now(self, type_: type[T]) -> T:
-        """Build an instance of ``type_`` synchronously."""
+        """Build an instance of `type_` synchronously."""
         return self.factory(type_)()
 
     def factory(self, type_: type[T]) -> Callable[[], T]:
-        """A zero-argument callable building ``type_`` (used on hot paths)."""
-        registered = self._registered
-        plan: Callable[[], Any] = type_
-        seen = -1
-
-        def build() -> T:
-            nonlocal plan, seen
-            if seen != len(registered):
-                seen = len(registered)
-                if self._compiled_at != seen:  # definitions changed: recompile everything
-                    self._plans.clear()
-                    self._compiled_at = seen
-                plan = self._plans.get(type_) or self._compile(type_, frozenset())
-                self._plans[type_] = plan
-            return plan()  # type: ignore[no-any-return]
-
-        return build
+        """A zero-argument callable building `type_` (compiled on first use)."""
+        plan = self._plans.get(type_)
+        if plan is None:
+            plan = self._plans[type_] = self._compile(type_, frozenset())
+        return plan
 
     def _delegate(self, type_: type) -> Callable[[], Any]:
         container = self._container
@@ -174,40 +197,59 @@ def _constructor(
 
 
 def as_container(container: Any | None) -> Container:
-    """Normalize what a user passes as ``di_container``.
+    """Normalize what a user passes as `di_container`.
 
-    ``None`` gives a new :class:`LagomContainer`; a ``lagom.Container`` is
-    wrapped; anything with an async ``resolve`` is used as is.
+    `None` gives a new `LagomContainer`; a `lagom.Container` is wrapped;
+    anything with an async `resolve` is used as is; an object whose `resolve`
+    is synchronous is wrapped in a `FactoryContainer` calling it.
     """
     if container is None:
         return LagomContainer()
     if isinstance(container, lagom.Container):
         return LagomContainer(container)
-    if not callable(getattr(container, "resolve", None)):
+    if isinstance(container, (LagomContainer, _SyncResolve)):
+        return container
+    if not isinstance(container, Container):
         raise TypeError(
             f"{type(container).__qualname__} is not a container: it needs "
             "`async def resolve(self, type_)`, or pass a lagom.Container"
         )
-    return typing.cast(Container, container)
+    if not isinstance(container, FactoryContainer) and not inspect.iscoroutinefunction(
+        container.resolve
+    ):
+        return _SyncResolve(container)
+    return container
 
 
-def factory_for(container: Container, type_: type[T]) -> Callable[[], Any]:
-    """A callable that builds ``type_`` through ``container``.
+class _SyncResolve:
+    """A `FactoryContainer` over an object whose `resolve` is synchronous."""
 
-    It is synchronous (returns the instance) when the container offers a
-    ``factory`` method or a synchronous ``resolve``; otherwise it returns an
-    awaitable. Callers check with :func:`inspect.isawaitable` only on the slow
-    path; see :func:`is_sync`.
+    __slots__ = ("wrapped",)
+
+    def __init__(self, wrapped: Any) -> None:
+        self.wrapped = wrapped
+
+    async def resolve(self, type_: type[T], /) -> T:
+        result: T = self.wrapped.resolve(type_)
+        return result
+
+    def factory(self, type_: type[T], /) -> Callable[[], T]:
+        resolve = self.wrapped.resolve
+        return lambda: resolve(type_)
+
+
+def _factory_for(container: Container, type_: type[T]) -> Callable[[], Any]:
+    """A callable building `type_` through `container` (private).
+
+    It returns the instance when the container is a `FactoryContainer`
+    (see `_is_sync`), otherwise an awaitable of it.
     """
-    factory = getattr(container, "factory", None)
-    if callable(factory):
-        return typing.cast(Callable[[], Any], factory(type_))
+    if isinstance(container, FactoryContainer):
+        return container.factory(type_)
     resolve = container.resolve
     return lambda: resolve(type_)
 
 
-def is_sync(container: Container) -> bool:
-    """Whether :func:`factory_for` returns plain instances for this container."""
-    if callable(getattr(container, "factory", None)):
-        return True
-    return not inspect.iscoroutinefunction(container.resolve)
+def _is_sync(container: Container) -> bool:
+    """Whether `_factory_for` returns plain instances for `container` (private)."""
+    return isinstance(container, FactoryContainer)

@@ -1,17 +1,19 @@
 """Middlewares: one chain type shared by every mediator.
 
-A middleware is any object with ``async def __call__(self, message, call_next)``.
+A middleware is any object with `async def __call__(self, message, call_next)`.
 It sees the message (a request, an event, a stream item or a saga step's
 context, depending on the mediator), may do work before and after, and must
-return what ``await call_next(message)`` returned (or its own replacement)::
+return what `await call_next(message)` returned (or its own replacement):
 
-    class Timing:
-        async def __call__(self, message, call_next):
-            started = time.perf_counter()
-            try:
-                return await call_next(message)
-            finally:
-                print(type(message).__name__, time.perf_counter() - started)
+```python
+class Timing:
+    async def __call__(self, message, call_next):
+        started = time.perf_counter()
+        try:
+            return await call_next(message)
+        finally:
+            print(type(message).__name__, time.perf_counter() - started)
+```
 
 The first middleware given is the outermost.
 """
@@ -26,21 +28,21 @@ from typing import Any, Protocol
 __all__ = ["CallNext", "LoggingMiddleware", "Middleware", "MiddlewareChain"]
 
 CallNext = Callable[[Any], Awaitable[Any]]
-"""The rest of the chain: ``await call_next(message)`` runs it."""
+"""The rest of the chain: `await call_next(message)` runs it."""
 
 
 class Middleware(Protocol):
     """Wraps the handling of one message."""
 
     async def __call__(self, message: Any, call_next: CallNext, /) -> Any:
-        """Handle ``message``, usually by awaiting ``call_next(message)``."""
+        """Handle `message`, usually by awaiting `call_next(message)`."""
         ...
 
 
 class MiddlewareChain:
     """An ordered, immutable list of middlewares (outermost first).
 
-    :meth:`wrap` composes them around an endpoint once, so a dispatch costs one
+    `wrap` composes them around an endpoint once, so a dispatch costs one
     call per middleware and nothing else.
     """
 
@@ -59,7 +61,7 @@ class MiddlewareChain:
         return f"MiddlewareChain({list(self._middlewares)!r})"
 
     def wrap(self, endpoint: CallNext) -> CallNext:
-        """Return ``endpoint`` wrapped by every middleware of the chain."""
+        """Return `endpoint` wrapped by every middleware of the chain."""
         handle = endpoint
         for middleware in reversed(self._middlewares):
             handle = _link(middleware, handle)
@@ -88,16 +90,17 @@ class _Lazy:
 class LoggingMiddleware:
     """Logs each message, its result and its duration.
 
-    Nothing is formatted unless ``logger`` is enabled for ``level``: with the
-    level off, the middleware costs one ``isEnabledFor`` check.
+    Nothing is formatted unless `logger` is enabled for `level`: with the
+    level off, the middleware costs one `isEnabledFor` check.
 
     Args:
-        logger: where to log (default: the ``anycqrs`` logger).
-        level: the level of the records (default ``DEBUG``).
+        logger: where to log (default: the `anycqrs` logger).
+        level: the level of the records (default `DEBUG`).
 
-    Example::
-
+    Example:
+        ```python
         mediator = bootstrap(middlewares=[LoggingMiddleware(level=logging.INFO)], ...)
+        ```
     """
 
     __slots__ = ("_level", "_logger")
@@ -107,7 +110,7 @@ class LoggingMiddleware:
         self._level = level
 
     async def __call__(self, message: Any, call_next: CallNext, /) -> Any:
-        """Log ``message``, run the chain, log the result (or the error)."""
+        """Log `message`, run the chain, log the result (or the error)."""
         logger = self._logger
         if not logger.isEnabledFor(self._level):
             return await call_next(message)

@@ -17,6 +17,7 @@ from anycqrs._breaker import (
     protected_name,
 )
 from anycqrs.errors import AnyCQRSError
+from anycqrs.requests import CORRequestHandler
 
 pytestmark = pytest.mark.anyio
 
@@ -127,12 +128,20 @@ def test_settings_validated() -> None:
 
 
 def test_protected_names() -> None:
-    class Route:
-        def handler_types(self) -> list[type]:
-            return [int, str]
+    from anycqrs.requests._chain import chain_route
+
+    class A(CORRequestHandler[Any, Any]):
+        async def handle(self, request: Any) -> Any:
+            return None
+
+    class B(A):
+        pass
 
     assert protected_name(CircuitBreaker) == "anycqrs._breaker.CircuitBreaker"
-    assert protected_name(Route()) == "builtins.int+builtins.str"
+    assert (
+        protected_name(chain_route([A, B]))
+        == f"{__name__}.{A.__qualname__}+{__name__}.{B.__qualname__}"
+    )
     assert protected_name("x") == "'x'"
 
 
@@ -211,3 +220,39 @@ async def test_several_processes_share_one_breaker(
         result = await anyio.run_process([sys.executable, "-c", script])
     assert result.stdout.decode().strip() == "open"
     assert await breaker.state("shared") is BreakerState.OPEN
+
+
+class TestProtocol:
+    """One breaker protocol: `CircuitBreaker` implements it, fallbacks accept any implementation."""
+
+    def test_circuit_breaker_is_a_circuit_breaker_like(self) -> None:
+        from anycqrs._breaker import CircuitBreakerLike
+
+        assert isinstance(CircuitBreaker(), CircuitBreakerLike)
+        assert not isinstance(object(), CircuitBreakerLike)
+
+    def test_fallbacks_accept_any_implementation_and_reject_others(self) -> None:
+        import anycqrs
+        from anycqrs.errors import BindingError
+
+        class Custom:
+            async def is_open(self, name: str) -> bool:
+                return False
+
+            async def record_success(self, name: str) -> None:
+                pass
+
+            async def record_failure(self, name: str, error: BaseException) -> None:
+                pass
+
+        class A(anycqrs.EventHandler[anycqrs.DomainEvent]):
+            async def handle(self, event: anycqrs.DomainEvent) -> None:
+                pass
+
+        class B(A):
+            pass
+
+        fallback = anycqrs.EventHandlerFallback(A, B, circuit_breaker=Custom())
+        assert isinstance(fallback.circuit_breaker, Custom)
+        with pytest.raises(BindingError, match="circuit_breaker"):
+            anycqrs.EventHandlerFallback(A, B, circuit_breaker=object())

@@ -6,7 +6,14 @@ from typing import Any, Protocol
 import lagom
 import pytest
 
-from anycqrs.container import Container, LagomContainer, as_container, factory_for, is_sync
+from anycqrs.container import (
+    Container,
+    FactoryContainer,
+    LagomContainer,
+    _factory_for,
+    _is_sync,
+    as_container,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -54,15 +61,32 @@ def test_autowiring_builds_new_instances_each_time() -> None:
     assert first.clock is not second.clock
 
 
-def test_definitions_are_respected_and_new_ones_picked_up() -> None:
+def test_definitions_are_respected_until_first_use() -> None:
     raw = lagom.Container()
     container = LagomContainer(raw)
-    make = container.factory(Service)
-    assert make().clock is not make().clock
     clock = Clock()
-    raw[Clock] = clock  # a new definition after the first resolve
+    raw[Clock] = clock  # defined after wrapping, before the first use of Service
+    make = container.factory(Service)
     assert make().clock is clock
     assert make().repo.clock is clock
+
+
+def test_later_definitions_need_a_new_adapter() -> None:
+    raw = lagom.Container()
+    container = LagomContainer(raw)
+    assert container.factory(Service)().clock is not container.factory(Service)().clock
+    clock = Clock()
+    raw[Clock] = clock  # after Service's plan was compiled: this adapter keeps its plan
+    assert container.factory(Service)().clock is not clock
+    assert LagomContainer(raw).factory(Service)().clock is clock  # what with_container does
+
+
+def test_no_private_lagom_attribute_is_read() -> None:
+    import inspect
+
+    import anycqrs.container
+
+    assert "_registered_types" not in inspect.getsource(anycqrs.container)
 
 
 def test_lagom_specific_cases_are_delegated() -> None:
@@ -96,21 +120,41 @@ def test_as_container() -> None:
 
     custom = Custom()
     assert as_container(custom) is custom
-    assert not is_sync(custom)
+    assert not _is_sync(custom)
 
 
-async def test_factory_for_sync_and_async() -> None:
+async def test_factory_capability_is_declared() -> None:
+    assert isinstance(LagomContainer(), FactoryContainer)
+    assert _is_sync(LagomContainer())
+    assert isinstance(_factory_for(LagomContainer(), Clock)(), Clock)
+
     class SyncResolve:
         def resolve(self, type_: Any) -> Any:
             return type_()
 
-    sync = SyncResolve()
-    assert is_sync(sync)  # type: ignore[arg-type]
-    assert isinstance(factory_for(sync, Clock)(), Clock)  # type: ignore[arg-type]
+    sync = as_container(SyncResolve())  # wrapped: its resolve is synchronous
+    assert isinstance(sync, FactoryContainer)
+    assert _is_sync(sync)
+    assert isinstance(_factory_for(sync, Clock)(), Clock)
+    assert isinstance(await sync.resolve(Clock), Clock)
 
     class AsyncResolve:
         async def resolve(self, type_: Any) -> Any:
             return type_()
 
-    instance = await factory_for(AsyncResolve(), Clock)()
+    plain = as_container(AsyncResolve())
+    assert not isinstance(plain, FactoryContainer)
+    assert not _is_sync(plain)
+    instance = await _factory_for(plain, Clock)()
     assert isinstance(instance, Clock)
+
+    class WithFactory:
+        async def resolve(self, type_: Any) -> Any:
+            return type_()
+
+        def factory(self, type_: Any) -> Any:
+            return type_
+
+    declared = WithFactory()
+    assert as_container(declared) is declared
+    assert _is_sync(declared)

@@ -114,3 +114,15 @@ def test_every_error_derives_from_the_root() -> None:
     for name in errors.__all__:
         error = getattr(errors, name)
         assert issubclass(error, anycqrs.AnyCQRSError), name
+
+
+def test_private_machinery_is_not_exported() -> None:
+    import anycqrs.container
+    import anycqrs.events
+    from anycqrs.events._dispatcher import EventDispatcher
+
+    assert "EventDispatcher" not in anycqrs.events.__all__
+    assert not hasattr(anycqrs.events, "EventDispatcher")
+    assert EventDispatcher.__module__ == "anycqrs.events._dispatcher"
+    assert "factory_for" not in anycqrs.container.__all__
+    assert "FactoryContainer" in anycqrs.container.__all__

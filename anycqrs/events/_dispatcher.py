@@ -1,22 +1,20 @@
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
 import anyio.abc
 
+from .._endpoint import Endpoints
 from .._exc import BaseExceptionGroup, real_errors
-from .._handlers import keeps_events_list, take_events
-from .._routing import Resolver
+from .._routing import EventEndpoint
 from ..brokers import Message, MessageBroker, publish_many
-from ..container import Container, factory_for, is_sync
+from ..container import Container
 from ..errors import EventDispatchError
 from ..messages import Event, NotificationEvent
 from ..middlewares import MiddlewareChain
 from ._map import EventMap
-
-EventEndpoint = Callable[[Any], Awaitable[Sequence[Event]]]
 
 
 class EventDispatcher:
@@ -29,8 +27,12 @@ class EventDispatcher:
     handlers ran. The first failure stops the dispatch and propagates.
 
     Parallel mode: one task group for the whole dispatch, bounded by a
-    ``CapacityLimiter``; follow-ups join the same group; a failure cancels the
-    siblings. ``dispatch`` returns once everything finished.
+    `CapacityLimiter`; follow-ups join the same group; a failure cancels the
+    siblings. `dispatch` returns once everything finished.
+
+    Every handler runs through its `HandlerEndpoint` (the middlewares wrap
+    each handler call, the handlers of a fallback included); the sequential
+    loop inlines the endpoint's fast path.
     """
 
     __slots__ = (
@@ -40,11 +42,10 @@ class EventDispatcher:
         "_container",
         "_endpoints",
         "_fast",
-        "_inline",
+        "_handlers",
         "_limiter",
         "_map",
         "_max_concurrent",
-        "_resolve",
     )
 
     def __init__(
@@ -66,10 +67,9 @@ class EventDispatcher:
         self._concurrent = concurrent
         self._max_concurrent = max_concurrent
         self._limiter: anyio.CapacityLimiter | None = None
+        self._handlers = Endpoints(container, middlewares)
         self._endpoints: dict[Any, EventEndpoint] = {}
-        self._inline: dict[Any, Callable[[], Any]] = {}
         self._fast: dict[Any, Callable[[], Any]] = {}
-        self._resolve = Resolver(container)
 
     @property
     def event_map(self) -> EventMap:
@@ -92,7 +92,7 @@ class EventDispatcher:
         return self._max_concurrent
 
     def with_container(self, container: Container) -> EventDispatcher:
-        """The same dispatcher resolving handlers from ``container``."""
+        """The same dispatcher resolving handlers from `container`."""
         return EventDispatcher(
             self._map,
             container,
@@ -103,51 +103,33 @@ class EventDispatcher:
         )
 
     def _endpoint(self, target: Any) -> EventEndpoint:
+        """`event -> (None, follow-ups)` for a bound handler class or route;
+        notes the handler classes whose fast path the loop may inline."""
         endpoint = self._endpoints.get(target)
         if endpoint is None:
-            endpoint = self._endpoints[target] = self._chain.wrap(self._build(target))
-            if isinstance(target, type) and not len(self._chain) and is_sync(self._container):
-                make = factory_for(self._container, target)
-                if keeps_events_list(target):
-                    self._fast[target] = make
-                else:
-                    self._inline[target] = make
-        return endpoint
-
-    def _build(self, target: Any) -> EventEndpoint:
-        if not isinstance(target, type):
-            built: EventEndpoint = target.build(self._resolve)
-            return built
-        make = factory_for(self._container, target)
-        if is_sync(self._container):
-
-            async def endpoint(event: Any) -> Sequence[Event]:
-                handler = make()
-                await handler.handle(event)
-                return take_events(handler) if handler.events else ()
-
-        else:
-
-            async def endpoint(event: Any) -> Sequence[Event]:
-                handler = await make()
-                await handler.handle(event)
-                return take_events(handler) if handler.events else ()
-
+            if isinstance(target, type):
+                handler = self._handlers.get(target)
+                endpoint = handler.run
+                if handler.fast is not None:
+                    self._fast[target] = handler.fast
+            else:
+                endpoint = target.build(self._handlers)
+            self._endpoints[target] = endpoint
         return endpoint
 
     async def dispatch(self, events: Sequence[Event], *, publish: bool = True) -> None:
-        """Handle ``events`` and everything they lead to.
+        """Handle `events` and everything they lead to.
 
         Args:
             events: the events to dispatch, in order.
-            publish: whether notification events among ``events`` go to the
-                broker (their follow-ups always do). ``EventMediator.send``
-                passes ``False`` so events consumed from a broker are not
+            publish: whether notification events among `events` go to the
+                broker (their follow-ups always do). `EventMediator.send`
+                passes `False` so events consumed from a broker are not
                 published back to it.
 
         Raises:
             Exception: the failing handler's (or broker's) exception, unchanged;
-                :class:`EventDispatchError` when parallel handlers failed together.
+                `EventDispatchError` when parallel handlers failed together.
         """
         if self._concurrent:
             await self._dispatch_parallel(events, publish)
@@ -155,8 +137,8 @@ class EventDispatcher:
             await self._dispatch_sequential(events, publish)
 
     async def dispatch_one(self, event: Event, *, publish: bool = True) -> None:
-        """:meth:`dispatch` for a single event, with a fast path for the common
-        case of one plain handler (what ``EventMediator.send`` calls)."""
+        """`dispatch` for a single event, with a fast path for the common
+        case of one plain handler (what `EventMediator.send` calls)."""
         if not self._concurrent and not (publish and isinstance(event, NotificationEvent)):
             targets = self._map.lookup(event)
             if len(targets) == 1:
@@ -175,7 +157,6 @@ class EventDispatcher:
     async def _dispatch_sequential(self, events: Sequence[Event], publish: bool) -> None:
         bound = self._map.bound
         fast = self._fast
-        inline = self._inline
         while events:
             followups: list[Event] | None = None
             notifications: list[Message] | None = None
@@ -187,7 +168,7 @@ class EventDispatcher:
                     targets = bound.get(kind, ())
                 for target in targets:
                     make = fast.get(target)
-                    if make is not None:  # plain EventSource handler, no middleware
+                    if make is not None:  # the endpoint's fast path, inlined
                         handler = make()
                         await handler.handle(event)
                         produced = handler._anycqrs_events
@@ -198,13 +179,7 @@ class EventDispatcher:
                         followups.extend(produced)
                         produced.clear()
                         continue
-                    make = inline.get(target)
-                    if make is not None:  # a plain handler class, no middleware
-                        handler = make()
-                        await handler.handle(event)
-                        found = take_events(handler) if handler.events else ()
-                    else:
-                        found = await self._endpoint(target)(event)
+                    _, found = await self._endpoint(target)(event)
                     if found:
                         if followups is None:
                             followups = []
@@ -261,7 +236,8 @@ class EventDispatcher:
         except anyio.WouldBlock:
             await limiter.acquire()
         try:
-            return await self._endpoint(target)(event)
+            _, produced = await self._endpoint(target)(event)
+            return produced
         finally:
             limiter.release()
 
@@ -283,10 +259,10 @@ class EventDispatcher:
             group.start_soon(self._publish, notifications)
 
     async def dispatch_after(self, response: Any, events: Sequence[Event]) -> None:
-        """Dispatch the events of a handler that returned ``response``.
+        """Dispatch the events of a handler that returned `response`.
 
         Raises:
-            EventDispatchError: carrying ``response`` and the cause(s).
+            EventDispatchError: carrying `response` and the cause(s).
         """
         try:
             if self._concurrent:

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
 
-from .._fallback import FallbackBinding, guarded, name_of
-from .._handlers import declared_args, take_events
-from .._routing import Resolve, Route
+from .._endpoint import Endpoints
+from .._fallback import FallbackBinding, guarded, name_of, target_endpoint
+from .._handlers import declared_args
+from .._routing import EventEndpoint, Route
 from ..errors import BindingError
-from ..messages import Event
 from ._handler import EventHandler
 from ._map import _describe, _event_fits
 
 __all__ = ["EventHandlerFallback"]
-
-EventEndpoint = Callable[[Any], Awaitable[Sequence[Event]]]
 
 
 def _declared(target: Any) -> Any:
@@ -25,47 +22,35 @@ def _declared(target: Any) -> Any:
     return args[0] if args else None
 
 
-def _endpoint(target: Any, resolve: Resolve) -> EventEndpoint:
-    if not isinstance(target, type):
-        built: EventEndpoint = target.build(resolve)
-        return built
-
-    async def endpoint(event: Any) -> Sequence[Event]:
-        handler = await resolve(target)
-        await handler.handle(event)
-        return take_events(handler) if handler.events else ()
-
-    return endpoint
-
-
 @attrs.frozen(eq=False)
 class EventHandlerFallback(FallbackBinding):
     """Bind an event handler with a fallback that runs when it fails.
 
     The fallback handles the event when the primary raises one of
-    ``failure_exceptions`` (any ``Exception`` when empty), or instead of the
+    `failure_exceptions` (any `Exception` when empty), or instead of the
     primary while its circuit breaker is open; other errors propagate. Only the
     handler that succeeded contributes follow-up events. Bind it like a
-    handler: ``events.bind(OrderPaid, EventHandlerFallback(Notify, LogOnly))``.
+    handler: `events.bind(OrderPaid, EventHandlerFallback(Notify, LogOnly))`.
 
     Mismatched event types (the two handlers declare unrelated events, or one
     that does not fit the bound event) are rejected with
-    :class:`~anycqrs.errors.BindingError`.
+    `anycqrs.errors.BindingError`.
 
     Attributes:
-        primary: the ``EventHandler`` class normally used.
-        fallback: the ``EventHandler`` class used instead.
+        primary: the `EventHandler` class normally used.
+        fallback: the `EventHandler` class used instead.
         failure_exceptions: exception types that trigger the fallback.
-        circuit_breaker: a :class:`~anycqrs.CircuitBreaker` protecting the primary.
+        circuit_breaker: a `anycqrs.CircuitBreaker` protecting the primary.
 
-    Example::
-
+    Example:
+        ```python
         events.bind(
             anycqrs.NotificationEvent[OrderPaid],
             anycqrs.EventHandlerFallback(
                 SendSms, SendEmail, circuit_breaker=anycqrs.CircuitBreaker(fail_max=3)
             ),
         )
+        ```
     """
 
     def __attrs_post_init__(self) -> None:
@@ -89,7 +74,7 @@ class EventHandlerFallback(FallbackBinding):
             )
 
     def validate(self, message_type: Any) -> None:
-        """Both handlers must accept ``message_type``."""
+        """Both handlers must accept `message_type`."""
         for target in (self.primary, self.fallback):
             if isinstance(target, Route):
                 target.validate(message_type)
@@ -101,11 +86,12 @@ class EventHandlerFallback(FallbackBinding):
                     f"not {_describe(message_type)}"
                 )
 
-    def build(self, resolve: Resolve) -> EventEndpoint:
-        """The endpoint: ``event -> follow-up events``."""
+    def build(self, endpoints: Endpoints) -> EventEndpoint:
+        """The endpoint: `event -> (None, follow-up events)`; each handler
+        call goes through the dispatcher's middlewares."""
         return guarded(
-            _endpoint(self.primary, resolve),
-            _endpoint(self.fallback, resolve),
+            target_endpoint(self.primary, endpoints),
+            target_endpoint(self.fallback, endpoints),
             protected=self.primary,
             failure_exceptions=self.failure_exceptions,
             breaker=self.circuit_breaker,

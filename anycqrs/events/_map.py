@@ -11,7 +11,7 @@ from ._handler import EventHandler
 
 
 def event_key(event_type: Any) -> Any:
-    """The routing key of an event type (``NotificationEvent[P]`` -> payload-based)."""
+    """The routing key of an event type (`NotificationEvent[P]` -> payload-based)."""
     if get_origin(event_type) is NotificationEvent:
         (payload_type,) = get_args(event_type)
         return (NotificationEvent, payload_type)
@@ -32,11 +32,12 @@ class EventMap:
     concurrently, when parallel dispatch is enabled). Binding the same handler
     twice to one event is rejected.
 
-    Example::
-
+    Example:
+        ```python
         events = EventMap()
         events.bind(UserCreated, SendWelcomeMail)
         events.bind(NotificationEvent[OrderPaid], ShipOrder)
+        ```
     """
 
     __slots__ = ("_by_name", "_handlers", "_types")
@@ -47,11 +48,11 @@ class EventMap:
         self._by_name: dict[str, Any] = {}
 
     def bind(self, event_type: Any, handler: Any) -> None:
-        """Bind ``handler`` (an ``EventHandler`` class or a route such as
-        ``EventHandlerFallback``) to ``event_type``.
+        """Bind `handler` (an `EventHandler` class or a route such as
+        `EventHandlerFallback`) to `event_type`.
 
-        ``event_type`` is a ``DomainEvent`` subclass, a ``NotificationEvent``
-        subclass, or ``NotificationEvent[Payload]``.
+        `event_type` is a `DomainEvent` subclass, a `NotificationEvent`
+        subclass, or `NotificationEvent[Payload]`.
 
         Raises:
             BindingError: the event type or handler is invalid, or the pair is
@@ -105,22 +106,22 @@ class EventMap:
 
     @property
     def bound(self) -> Mapping[Any, tuple[Any, ...]]:
-        """Handlers by routing key, for dispatchers (do not mutate: use :meth:`bind`)."""
+        """Handlers by routing key, for dispatchers (do not mutate: use `bind`)."""
         return self._handlers
 
     def lookup(self, event: Any) -> Sequence[Any]:
-        """The handlers bound to ``event``'s type, in bind order."""
+        """The handlers bound to `event`'s type, in bind order."""
         cls = type(event)
         if cls is NotificationEvent:
             return self._handlers.get((cls, type(event.payload)), ())
         return self._handlers.get(cls, ())
 
     def handlers(self, event_type: Any) -> Sequence[Any]:
-        """The handlers bound to ``event_type``, in bind order."""
+        """The handlers bound to `event_type`, in bind order."""
         return self._handlers.get(event_key(event_type), ())
 
     def notification_type(self, event_name: str) -> Any:
-        """The ``NotificationEvent[P]`` bound under ``event_name`` (for brokers).
+        """The `NotificationEvent[P]` bound under `event_name` (for brokers).
 
         Raises:
             UnknownEventName: no binding has that name.
@@ -136,7 +137,7 @@ class EventMap:
         return frozenset(self._by_name)
 
     def items(self) -> Iterator[tuple[Any, Sequence[Any]]]:
-        """``(event_type, handlers)`` pairs, in bind order."""
+        """`(event_type, handlers)` pairs, in bind order."""
         for key, handlers in self._handlers.items():
             yield self._types[key], handlers
 

@@ -13,20 +13,21 @@ from ._map import EventMap
 
 
 class EventMediator:
-    """Delivers events to the handlers bound in an :class:`EventMap`.
+    """Delivers events to the handlers bound in an `EventMap`.
 
     Use it for events arriving from outside the process (a Kafka or RabbitMQ
-    consumer feeds one) or raised by your own code. ``send`` runs the event's
+    consumer feeds one) or raised by your own code. `send` runs the event's
     handlers and their follow-ups; follow-up notification events are
-    published to the broker, the event passed to ``send`` itself is not (it
+    published to the broker, the event passed to `send` itself is not (it
     usually came *from* the broker).
 
     Middlewares wrap each handler call (the message is the event).
 
-    Example::
-
+    Example:
+        ```python
         mediator = anycqrs.events.bootstrap.bootstrap(events_mapper=bind_events)
         await mediator.send(NotificationEvent(payload=OrderPaid(order_id=1)))
+        ```
     """
 
     __slots__ = ("_dispatcher",)
@@ -70,11 +71,11 @@ class EventMediator:
 
     def with_container(self, container: Container | Any) -> EventMediator:
         """A mediator sharing this one's bindings and settings, resolving
-        handlers from ``container`` (for request-scoped dependencies)."""
+        handlers from `container` (for request-scoped dependencies)."""
         return self._from_dispatcher(self._dispatcher.with_container(as_container(container)))
 
     async def send(self, event: Event) -> None:
-        """Run the handlers bound to ``event`` and everything they emit.
+        """Run the handlers bound to `event` and everything they emit.
 
         Raises:
             Exception: a handler's exception, unchanged.
@@ -83,5 +84,5 @@ class EventMediator:
         await self._dispatcher.dispatch_one(event, publish=False)
 
     async def send_many(self, events: Iterable[Event]) -> None:
-        """Like :meth:`send` for several events, dispatched as one generation."""
+        """Like `send` for several events, dispatched as one generation."""
         await self._dispatcher.dispatch(tuple(events), publish=False)

@@ -1,11 +1,12 @@
-"""``bootstrap()`` builds an :class:`~anycqrs.EventMediator`.
+"""`bootstrap()` builds an `anycqrs.EventMediator`.
 
-Example::
-
+Example:
+    ```python
     def bind_events(events: anycqrs.EventMap) -> None:
         events.bind(anycqrs.NotificationEvent[OrderPaid], ShipOrder)
 
     mediator = anycqrs.events.bootstrap.bootstrap(events_mapper=bind_events)
+    ```
 """
 
 from __future__ import annotations
@@ -34,19 +35,19 @@ def bootstrap(
     max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
     concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
 ) -> EventMediator:
-    """Build an :class:`~anycqrs.EventMediator`.
+    """Build an `anycqrs.EventMediator`.
 
     Args:
-        di_container: a ``lagom.Container`` or any :class:`anycqrs.Container`
+        di_container: a `lagom.Container` or any `anycqrs.Container`
             (default: a new lagom container).
         message_broker: where follow-up notification events go (default: a new
-            :class:`~anycqrs.brokers.InMemoryMessageBroker`).
+            `anycqrs.brokers.InMemoryMessageBroker`).
         middlewares: wrap every handler call, outermost first (default: none).
-        events_mapper: a callable that binds events on the given ``EventMap``
-            (or an ``EventMap`` itself).
+        events_mapper: a callable that binds events on the given `EventMap`
+            (or an `EventMap` itself).
         on_startup: callables run once, before the mediator is built.
         max_concurrent_event_handlers: bound of parallel dispatch (default 10).
-        concurrent_event_handle_enable: run handlers in parallel (default ``False``).
+        concurrent_event_handle_enable: run handlers in parallel (default `False`).
     """
     run_startup(on_startup)
     return EventMediator(

@@ -1,10 +1,10 @@
-"""Requests: :class:`RequestHandler`, :class:`RequestMap`, :class:`RequestMediator`,
-streaming (:class:`StreamingRequestHandler`, :class:`StreamingRequestMediator`),
-chains of responsibility (:class:`CORRequestHandler`) and fallbacks
-(:class:`RequestHandlerFallback`, :class:`StreamingRequestHandlerFallback`).
+"""Requests: `RequestHandler`, `RequestMap`, `RequestMediator`,
+streaming (`StreamingRequestHandler`, `StreamingRequestMediator`),
+chains of responsibility (`CORRequestHandler`) and fallbacks
+(`RequestHandlerFallback`, `StreamingRequestHandlerFallback`).
 
-Bootstrap with :func:`anycqrs.requests.bootstrap.bootstrap` or
-:func:`anycqrs.requests.bootstrap.bootstrap_streaming`.
+Bootstrap with `anycqrs.requests.bootstrap.bootstrap` or
+`anycqrs.requests.bootstrap.bootstrap_streaming`.
 """
 
 from ._chain import CORRequestHandler as CORRequestHandler

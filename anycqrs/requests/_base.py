@@ -4,6 +4,7 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from .. import _defaults
+from .._endpoint import Endpoints
 from ..brokers import InMemoryMessageBroker, MessageBroker
 from ..container import Container, as_container
 from ..events._dispatcher import EventDispatcher
@@ -16,9 +17,10 @@ M = TypeVar("M", bound="RequestMediatorBase")
 
 class RequestMediatorBase:
     """What the request and streaming mediators share: bindings, container,
-    middleware chain and the dispatcher of the events handlers emit."""
+    middleware chain, the handler endpoints and the dispatcher of the events
+    handlers emit."""
 
-    __slots__ = ("_chain", "_container", "_events", "_requests")
+    __slots__ = ("_chain", "_container", "_events", "_handlers", "_requests")
 
     def __init__(
         self,
@@ -34,6 +36,7 @@ class RequestMediatorBase:
         self._validate(request_map)
         self._requests = request_map
         self._container = as_container(container)
+        self._handlers = Endpoints(self._container)  # the chain wraps the whole pipeline
         self._chain = (
             middlewares
             if isinstance(middlewares, MiddlewareChain)
@@ -66,10 +69,11 @@ class RequestMediatorBase:
 
     def with_container(self: M, container: Container | Any) -> M:
         """A mediator sharing this one's bindings and settings but resolving
-        handlers from ``container`` (e.g. a per-request child container)."""
+        handlers from `container` (e.g. a per-request child container)."""
         clone = type(self).__new__(type(self))
         clone._requests = self._requests
         clone._container = as_container(container)
+        clone._handlers = self._handlers.with_container(clone._container)
         clone._chain = self._chain
         clone._events = self._events.with_container(clone._container)
         clone._setup(self)
@@ -80,5 +84,5 @@ class RequestMediatorBase:
 
     def _setup(self, original: Any) -> None:
         """Set up this mediator's own state (caches): when constructed
-        (``original`` is ``None``) and for a clone of ``original``."""
+        (`original` is `None`) and for a clone of `original`."""
         raise NotImplementedError

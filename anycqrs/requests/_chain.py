@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Generic
 
 from typing_extensions import TypeVar
 
+from .._endpoint import Endpoints
 from .._handlers import EventSource, declared_args
-from .._routing import Resolve
+from .._routing import RequestEndpoint
 from ..errors import BindingError
 from ..messages import Event
 
@@ -27,7 +28,7 @@ class _Links:
     def __init__(
         self,
         types: tuple[type, ...],
-        resolve: Resolve,
+        resolve: Endpoints,
         factories: tuple[Callable[[], Any], ...] | None,
     ) -> None:
         self.types = types
@@ -38,24 +39,25 @@ class _Links:
 class CORRequestHandler(EventSource, abc.ABC, Generic[ReqT, ResT]):
     """A link of a chain of responsibility.
 
-    Bind a list of them: ``requests.bind(Pay, [CardHandler, WalletHandler,
-    InvoiceHandler])``. The mediator calls the first link; a link either
+    Bind a list of them: `requests.bind(Pay, [CardHandler, WalletHandler,
+    InvoiceHandler])`. The mediator calls the first link; a link either
     returns a result (the chain stops: it handled the request) or passes the
-    request on with ``return await self.next(request)``. ``next`` returns
-    ``None`` past the last link, so an unhandled request yields ``None``.
+    request on with `return await self.next(request)`. `next` returns
+    `None` past the last link, so an unhandled request yields `None`.
 
     Each link is resolved from the container only when it is reached. The
     events of every link that actually ran are dispatched (in chain order)
     after the chain returns; none if a link raised.
 
-    Example::
-
+    Example:
+        ```python
         class CardHandler(anycqrs.CORRequestHandler[Pay, Receipt]):
             async def handle(self, request: Pay) -> Receipt | None:
                 if request.method != "card":
                     return await self.next(request)
                 self.emit(PaidByCard(amount=request.amount))
                 return Receipt(ok=True)
+        ```
     """
 
     _anycqrs_links: _Links | None = None
@@ -64,10 +66,10 @@ class CORRequestHandler(EventSource, abc.ABC, Generic[ReqT, ResT]):
 
     @abc.abstractmethod
     async def handle(self, request: ReqT, /) -> ResT | None:
-        """Handle ``request``, or ``return await self.next(request)``."""
+        """Handle `request`, or `return await self.next(request)`."""
 
     async def next(self, request: ReqT, /) -> ResT | None:
-        """Pass ``request`` to the next link; ``None`` past the end of the chain."""
+        """Pass `request` to the next link; `None` past the end of the chain."""
         links = self._anycqrs_links
         if links is None:
             return None
@@ -101,13 +103,15 @@ def _collect(first: CORRequestHandler[Any, Any]) -> Sequence[Event]:
 
 
 class ChainRoute:
-    """The route a list of :class:`CORRequestHandler` classes compiles to.
+    """The route a list of `CORRequestHandler` classes compiles to.
 
-    Built by ``RequestMap.bind(Request, [A, B, C])``; you rarely need it
+    Built by `RequestMap.bind(Request, [A, B, C])`; you rarely need it
     directly.
     """
 
     __slots__ = ("_types",)
+
+    streaming = False
 
     def __init__(self, handler_types: Sequence[type]) -> None:
         self._types = tuple(handler_types)
@@ -120,7 +124,7 @@ class ChainRoute:
         return self._types
 
     def validate(self, message_type: Any) -> None:
-        """Every link must accept ``message_type`` (by its declared request type)."""
+        """Every link must accept `message_type` (by its declared request type)."""
         for handler in self._types:
             declared = declared_args(handler, CORRequestHandler)
             if (
@@ -134,12 +138,13 @@ class ChainRoute:
                     f"not {message_type.__name__}"
                 )
 
-    def build(self, resolve: Resolve) -> Callable[[Any], Awaitable[tuple[Any, Sequence[Event]]]]:
-        """The endpoint: runs the chain, returns ``(response, events of the links that ran)``."""
+    def build(self, endpoints: Endpoints) -> RequestEndpoint:
+        """The endpoint: runs the chain, returns `(response, events of the links that ran)`.
+
+        Each link is built through `endpoints` when it is reached."""
         types = self._types
-        factory = getattr(resolve, "factory", None)
-        made = [factory(t) for t in types] if callable(factory) else None
-        factories = tuple(made) if made is not None and None not in made else None
+        factories = tuple(endpoints.factory(t) for t in types) if endpoints.sync else None
+        resolve = endpoints
 
         links = _Links(types, resolve, factories)
         first = factories[0] if factories is not None else None
@@ -156,11 +161,11 @@ class ChainRoute:
 
 
 def chain_route(handlers: Sequence[Any]) -> ChainRoute:
-    """Compile a list of :class:`CORRequestHandler` classes into a route.
+    """Compile a list of `CORRequestHandler` classes into a route.
 
     Raises:
         BindingError: the list is empty, has duplicates, or holds something
-            other than ``CORRequestHandler`` subclasses; or the links declare
+            other than `CORRequestHandler` subclasses; or the links declare
             incompatible response types.
     """
     handlers = tuple(handlers)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
 import attrs
 
-from .._breaker import CircuitBreaker, protected_name
-from .._fallback import FallbackBinding, guarded, name_of
-from .._handlers import declared_args, take_events
-from .._routing import Resolve, Route
+from .._breaker import CircuitBreakerLike, protected_name
+from .._endpoint import Endpoints
+from .._fallback import FallbackBinding, guarded, name_of, target_endpoint
+from .._handlers import declared_args
+from .._routing import RequestEndpoint, Route
 from ..errors import BindingError
 from ..messages import Event
 from ._chain import CORRequestHandler
@@ -19,11 +20,9 @@ from ._streaming import StreamingRequestHandler, is_streaming_handler, stream_ha
 
 __all__ = ["RequestHandlerFallback", "StreamingRequestHandlerFallback"]
 
-RequestEndpoint = Callable[[Any], Awaitable[tuple[Any, Sequence[Event]]]]
-
 
 def _signature(target: Any, base: type) -> tuple[Any, Any]:
-    """The declared ``(request type, response type)`` of a handler (``None`` if unknown)."""
+    """The declared `(request type, response type)` of a handler (`None` if unknown)."""
     if not isinstance(target, type):
         types = target.handler_types() if isinstance(target, Route) else ()
         signatures = [_signature(t, base) for t in types]
@@ -73,33 +72,20 @@ def _check_accepts(owner: str, target: Any, request_type: Any, base: type) -> No
         )
 
 
-def _request_endpoint(target: Any, resolve: Resolve) -> RequestEndpoint:
-    if not isinstance(target, type):
-        built: RequestEndpoint = target.build(resolve)
-        return built
-
-    async def endpoint(request: Any) -> tuple[Any, Sequence[Event]]:
-        handler = await resolve(target)
-        response = await handler.handle(request)
-        return response, take_events(handler) if handler.events else ()
-
-    return endpoint
-
-
 @attrs.frozen(eq=False)
 class RequestHandlerFallback(FallbackBinding):
     """Bind a primary handler with a fallback that runs when it fails.
 
-    The fallback runs when the primary raises one of ``failure_exceptions``
-    (any ``Exception`` when empty), or without trying the primary while its
+    The fallback runs when the primary raises one of `failure_exceptions`
+    (any `Exception` when empty), or without trying the primary while its
     circuit breaker is open. Other errors propagate. Only the handler that
     produced the response contributes events (the failed primary's events
     are dropped). Failures of the event dispatch after a success are not
-    handler failures: they raise ``EventDispatchError`` as usual.
+    handler failures: they raise `EventDispatchError` as usual.
 
-    Both ``primary`` and ``fallback`` are ``RequestHandler`` classes (or routes
+    Both `primary` and `fallback` are `RequestHandler` classes (or routes
     such as a chain of responsibility). Mismatched declared types are rejected
-    with :class:`~anycqrs.errors.BindingError` when the fallback is created or
+    with `anycqrs.errors.BindingError` when the fallback is created or
     bound: the two must handle related request types, and the fallback's
     response type must be the primary's (or a subclass of it).
 
@@ -107,10 +93,10 @@ class RequestHandlerFallback(FallbackBinding):
         primary: the handler normally used.
         fallback: the handler used instead.
         failure_exceptions: exception types that trigger the fallback.
-        circuit_breaker: a :class:`~anycqrs.CircuitBreaker` protecting the primary.
+        circuit_breaker: a `anycqrs.CircuitBreaker` protecting the primary.
 
-    Example::
-
+    Example:
+        ```python
         requests.bind(
             GetRates,
             anycqrs.RequestHandlerFallback(
@@ -118,6 +104,7 @@ class RequestHandlerFallback(FallbackBinding):
                 circuit_breaker=anycqrs.CircuitBreaker(fail_max=3, reset_timeout=30),
             ),
         )
+        ```
     """
 
     streaming = False
@@ -126,7 +113,7 @@ class RequestHandlerFallback(FallbackBinding):
         owner = type(self).__name__
         for target in (self.primary, self.fallback):
             if isinstance(target, Route):
-                if getattr(target, "streaming", False):
+                if target.streaming:
                     raise BindingError(f"{owner}: {target!r} streams; use a streaming fallback")
                 continue
             if not (isinstance(target, type) and callable(getattr(target, "handle", None))):
@@ -138,16 +125,16 @@ class RequestHandlerFallback(FallbackBinding):
         _check_pair(owner, self.primary, self.fallback, RequestHandler)
 
     def validate(self, message_type: Any) -> None:
-        """Both handlers must accept ``message_type``."""
+        """Both handlers must accept `message_type`."""
         owner = type(self).__name__
         _check_accepts(owner, self.primary, message_type, RequestHandler)
         _check_accepts(owner, self.fallback, message_type, RequestHandler)
 
-    def build(self, resolve: Resolve) -> RequestEndpoint:
-        """The endpoint: ``request -> (response, events)``."""
+    def build(self, endpoints: Endpoints) -> RequestEndpoint:
+        """The endpoint: `request -> (response, events)`."""
         return guarded(
-            _request_endpoint(self.primary, resolve),
-            _request_endpoint(self.fallback, resolve),
+            target_endpoint(self.primary, endpoints),
+            target_endpoint(self.fallback, endpoints),
             protected=self.primary,
             failure_exceptions=self.failure_exceptions,
             breaker=self.circuit_breaker,
@@ -157,26 +144,27 @@ class RequestHandlerFallback(FallbackBinding):
 StreamSource = Callable[[Any], AsyncGenerator[tuple[Any, Sequence[Event]], None]]
 
 
-def _stream_source(target: Any, resolve: Resolve) -> StreamSource:
-    if not isinstance(target, type):
-        built: StreamSource = target.build(resolve)
+def _stream_source(target: Any, endpoints: Endpoints) -> StreamSource:
+    if isinstance(target, Route):
+        built: StreamSource = target.build(endpoints)
         return built
+    endpoint = endpoints.get(target)
 
     def source(request: Any) -> AsyncGenerator[tuple[Any, Sequence[Event]], None]:
-        return stream_handler(resolve, target, request)
+        return stream_handler(endpoint, request)
 
     return source
 
 
 @attrs.frozen(eq=False)
 class StreamingRequestHandlerFallback(FallbackBinding):
-    """A fallback for :class:`~anycqrs.StreamingRequestHandler`\\ s.
+    """A fallback for `anycqrs.StreamingRequestHandler`s.
 
-    Same options and checks as :class:`RequestHandlerFallback`. What the
+    Same options and checks as `RequestHandlerFallback`. What the
     consumer sees:
 
     * the primary fails **before its first item** (one of
-      ``failure_exceptions``), or its circuit is open: the fallback's stream
+      `failure_exceptions`), or its circuit is open: the fallback's stream
       is delivered instead, transparently.
     * the primary fails **after** items were delivered: the error reaches the
       consumer after those items (items can't be taken back, and restarting
@@ -184,11 +172,12 @@ class StreamingRequestHandlerFallback(FallbackBinding):
 
     The breaker records a success once the primary delivered its first item.
 
-    Example::
-
+    Example:
+        ```python
         queries.bind(
             Tail, anycqrs.StreamingRequestHandlerFallback(LiveTail, ReplayTail)
         )
+        ```
     """
 
     streaming = True
@@ -197,7 +186,7 @@ class StreamingRequestHandlerFallback(FallbackBinding):
         owner = type(self).__name__
         for target in (self.primary, self.fallback):
             if isinstance(target, Route):
-                if not getattr(target, "streaming", False):
+                if not target.streaming:
                     raise BindingError(f"{owner}: {target!r} does not stream")
                 continue
             if not is_streaming_handler(target):
@@ -208,15 +197,15 @@ class StreamingRequestHandlerFallback(FallbackBinding):
         _check_pair(owner, self.primary, self.fallback, StreamingRequestHandler)
 
     def validate(self, message_type: Any) -> None:
-        """Both handlers must accept ``message_type``."""
+        """Both handlers must accept `message_type`."""
         owner = type(self).__name__
         _check_accepts(owner, self.primary, message_type, StreamingRequestHandler)
         _check_accepts(owner, self.fallback, message_type, StreamingRequestHandler)
 
-    def build(self, resolve: Resolve) -> StreamSource:
-        """The stream source: ``request -> async iterator of (item, events)``."""
-        primary = _stream_source(self.primary, resolve)
-        fallback = _stream_source(self.fallback, resolve)
+    def build(self, endpoints: Endpoints) -> StreamSource:
+        """The stream source: `request -> async iterator of (item, events)`."""
+        primary = _stream_source(self.primary, endpoints)
+        fallback = _stream_source(self.fallback, endpoints)
         catch: tuple[type[BaseException], ...] = self.failure_exceptions or (Exception,)
         breaker = self.circuit_breaker
         name = protected_name(self.primary)
@@ -259,7 +248,7 @@ class StreamingRequestHandlerFallback(FallbackBinding):
 
 async def _counted(
     stream: AsyncGenerator[tuple[Any, Sequence[Event]], None],
-    breaker: CircuitBreaker,
+    breaker: CircuitBreakerLike,
     name: str,
 ) -> AsyncGenerator[tuple[Any, Sequence[Event]], None]:
     """The rest of the primary's stream, its failures counted by the breaker."""

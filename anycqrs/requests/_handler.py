@@ -15,11 +15,11 @@ class RequestHandler(EventSource, abc.ABC, Generic[ReqT, ResT]):
     """Handles one command or query and returns its result.
 
     Constructor dependencies are autowired by the container; a new handler is
-    resolved for every ``send``. Events recorded with :meth:`emit` are
-    dispatched after ``handle`` returns (and before ``send`` returns).
+    resolved for every `send`. Events recorded with `emit` are
+    dispatched after `handle` returns (and before `send` returns).
 
-    Example::
-
+    Example:
+        ```python
         class CreateUserHandler(anycqrs.RequestHandler[CreateUser, UserCreated]):
             def __init__(self, users: UserRepository) -> None:
                 self.users = users
@@ -28,8 +28,9 @@ class RequestHandler(EventSource, abc.ABC, Generic[ReqT, ResT]):
                 user_id = await self.users.add(request.name)
                 self.emit(UserRegistered(user_id=user_id))
                 return UserCreated(user_id=user_id)
+        ```
     """
 
     @abc.abstractmethod
     async def handle(self, request: ReqT, /) -> ResT:
-        """Handle ``request`` and return its result."""
+        """Handle `request` and return its result."""

@@ -16,13 +16,14 @@ def _name(obj: Any) -> str:
 class RequestMap:
     """Which handler serves which request type: exactly one binding per type.
 
-    A binding is a ``RequestHandler`` class, a list of ``CORRequestHandler``
-    classes (a chain of responsibility) or a ``RequestHandlerFallback``.
+    A binding is a `RequestHandler` class, a list of `CORRequestHandler`
+    classes (a chain of responsibility) or a `RequestHandlerFallback`.
 
-    Example::
-
+    Example:
+        ```python
         commands = RequestMap()
         commands.bind(CreateUser, CreateUserHandler)
+        ```
     """
 
     __slots__ = ("_bindings",)
@@ -31,10 +32,10 @@ class RequestMap:
         self._bindings: dict[type, Any] = {}
 
     def bind(self, request_type: type, handler: Any) -> None:
-        """Bind ``handler`` to ``request_type``.
+        """Bind `handler` to `request_type`.
 
         Raises:
-            BindingError: ``request_type`` is already bound, or the handler
+            BindingError: `request_type` is already bound, or the handler
                 can't serve it (wrong declared request type, not a handler).
         """
         if not isinstance(request_type, type):
@@ -60,11 +61,11 @@ class RequestMap:
         self._bindings[request_type] = handler
 
     def get(self, request_type: type) -> Any:
-        """The binding of ``request_type``, or ``None``."""
+        """The binding of `request_type`, or `None`."""
         return self._bindings.get(request_type)
 
     def items(self) -> Iterator[tuple[type, Any]]:
-        """``(request_type, binding)`` pairs in bind order."""
+        """`(request_type, binding)` pairs in bind order."""
         return iter(self._bindings.items())
 
     def __contains__(self, request_type: object) -> bool:
@@ -79,7 +80,7 @@ class RequestMap:
 
 
 def check_request_handler(handler: type, request_type: type, base: type = RequestHandler) -> None:
-    """Raise :class:`BindingError` if ``handler`` declares another request type."""
+    """Raise `BindingError` if `handler` declares another request type."""
     declared = declared_args(handler, base)
     if declared and isinstance(declared[0], type) and not issubclass(request_type, declared[0]):
         raise BindingError(

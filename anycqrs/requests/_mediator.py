@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from .._handlers import keeps_events_list, take_events
-from .._routing import Resolver
-from ..container import factory_for, is_sync
+from .._routing import RequestEndpoint, Route
 from ..errors import BindingError, RequestHandlerDoesNotExist
-from ..messages import Event, Request
+from ..messages import Request
 from ._base import RequestMediatorBase
 from ._streaming import is_streaming_handler
 
@@ -19,7 +17,7 @@ Pipeline = Callable[[Any], Awaitable[Any]]
 class RequestMediator(RequestMediatorBase):
     """Sends commands and queries to their handlers.
 
-    For each ``send``: the middlewares run (outermost first), the handler is
+    For each `send`: the middlewares run (outermost first), the handler is
     resolved from the container and runs, the events it emitted are dispatched
     (domain events to their handlers, notification events to their handlers
     and to the broker), then the response travels back out through the
@@ -27,10 +25,10 @@ class RequestMediator(RequestMediatorBase):
 
     Errors: the handler's exception reaches the caller unchanged and its events
     are not dispatched; if event dispatch fails after the handler succeeded,
-    :class:`~anycqrs.errors.EventDispatchError` is raised with the handler's
-    response in ``.response``.
+    `anycqrs.errors.EventDispatchError` is raised with the handler's
+    response in `.response`.
 
-    Build one with :func:`anycqrs.requests.bootstrap.bootstrap`.
+    Build one with `anycqrs.requests.bootstrap.bootstrap`.
     """
 
     __slots__ = ("_pipelines",)
@@ -39,7 +37,7 @@ class RequestMediator(RequestMediatorBase):
         self._pipelines: dict[type, Pipeline] = {}
 
     async def send(self, request: Request[R]) -> R:
-        """Handle ``request`` and return its handler's response.
+        """Handle `request` and return its handler's response.
 
         Raises:
             RequestHandlerDoesNotExist: nothing is bound to the request's type.
@@ -57,11 +55,7 @@ class RequestMediator(RequestMediatorBase):
         binding = self._requests.get(request_type)
         if binding is None:
             raise RequestHandlerDoesNotExist(request_type)
-        streams = (
-            is_streaming_handler(binding)
-            if isinstance(binding, type)
-            else getattr(binding, "streaming", False)  # a route: chain or fallback
-        )
+        streams = binding.streaming if isinstance(binding, Route) else is_streaming_handler(binding)
         if streams:
             raise BindingError(
                 f"{request_type.__qualname__} is bound to a streaming handler "
@@ -74,51 +68,33 @@ class RequestMediator(RequestMediatorBase):
         return pipeline
 
     def _endpoint(self, binding: Any) -> Pipeline:
+        """The handler's endpoint followed by the dispatch of its events."""
         dispatch_after = self._events.dispatch_after
-        if not isinstance(binding, type):
-            inner: Callable[[Any], Awaitable[tuple[Any, Sequence[Event]]]] = binding.build(
-                Resolver(self._container)
-            )
-
-            async def composite(request: Any) -> Any:
-                response, events = await inner(request)
-                if events:
-                    await dispatch_after(response, events)
-                return response
-
-            return composite
-
-        make = factory_for(self._container, binding)
-        if is_sync(self._container) and keeps_events_list(binding):
-
-            async def fast(request: Any) -> Any:
-                handler = make()
-                response = await handler.handle(request)
-                events = handler._anycqrs_events
-                if events:
-                    taken = tuple(events)
-                    events.clear()
-                    await dispatch_after(response, taken)
-                return response
-
-            return fast
-
-        if is_sync(self._container):
-
-            async def endpoint(request: Any) -> Any:
-                handler = make()
-                response = await handler.handle(request)
-                if handler.events:
-                    await dispatch_after(response, take_events(handler))
-                return response
-
+        inner: RequestEndpoint
+        if isinstance(binding, Route):
+            inner = binding.build(self._handlers)
         else:
+            endpoint = self._handlers.get(binding)
+            make = endpoint.fast
+            if make is not None:  # the endpoint's fast path, inlined
 
-            async def endpoint(request: Any) -> Any:
-                handler = await make()
-                response = await handler.handle(request)
-                if handler.events:
-                    await dispatch_after(response, take_events(handler))
-                return response
+                async def fast(request: Any) -> Any:
+                    handler = make()
+                    response = await handler.handle(request)
+                    events = handler._anycqrs_events
+                    if events:
+                        taken = tuple(events)
+                        events.clear()
+                        await dispatch_after(response, taken)
+                    return response
 
-        return endpoint
+                return fast
+            inner = endpoint.run
+
+        async def pipeline(request: Any) -> Any:
+            response, events = await inner(request)
+            if events:
+                await dispatch_after(response, events)
+            return response
+
+        return pipeline

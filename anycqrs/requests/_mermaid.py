@@ -16,7 +16,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 
 
 def mermaid_id(name: str) -> str:
-    """A Mermaid-safe identifier for ``name`` (letters, digits, underscores)."""
+    """A Mermaid-safe identifier for `name` (letters, digits, underscores)."""
     cleaned = _UNSAFE.sub("_", name).strip("_") or "_"
     return cleaned if not cleaned[0].isdigit() else "_" + cleaned
 
@@ -28,18 +28,19 @@ def _type_name(value: Any, default: str) -> str:
 class CoRMermaid:
     """Mermaid text for a chain of responsibility (the list you bind).
 
-    Example::
-
+    Example:
+        ```python
         diagram = anycqrs.diagrams.CoRMermaid([CardHandler, WalletHandler, InvoiceHandler])
         print(diagram.sequence())       # who passes the request to whom
         print(diagram.class_diagram())  # the classes and their links
+        ```
 
-    Paste the text in a Markdown ```` ```mermaid ```` block (mkdocs-material,
+    Paste the text in a Markdown ``` ``mermaid ```` block (mkdocs-material,
     GitHub) to render it.
 
     Raises:
-        BindingError: ``handlers`` is empty or holds something else than
-            ``CORRequestHandler`` subclasses.
+        BindingError: `handlers` is empty or holds something else than
+            `CORRequestHandler` subclasses.
     """
 
     __slots__ = ("_handlers", "_ids")
@@ -79,8 +80,8 @@ class CoRMermaid:
         return request, response
 
     def sequence(self) -> str:
-        """A ``sequenceDiagram``: each link either answers or calls ``next``;
-        past the last link ``next`` answers ``None``."""
+        """A `sequenceDiagram`: each link either answers or calls `next`;
+        past the last link `next` answers `None`."""
         request, response = self._signature()
         ids = self._ids
         lines = ["sequenceDiagram", "    participant Client"]
@@ -112,8 +113,8 @@ class CoRMermaid:
         return "\n".join(lines) + "\n"
 
     def class_diagram(self) -> str:
-        """A ``classDiagram``: the handler classes, what they handle and return,
-        and the ``next`` links between them."""
+        """A `classDiagram`: the handler classes, what they handle and return,
+        and the `next` links between them."""
         request, response = self._signature()
         lines = [
             "classDiagram",

@@ -1,4 +1,4 @@
-"""Server-Sent Events: turn a stream of results into ``text/event-stream``."""
+"""Server-Sent Events: turn a stream of results into `text/event-stream`."""
 
 from __future__ import annotations
 
@@ -36,20 +36,21 @@ def sse_frame(
     """Encode one Server-Sent Events frame.
 
     Args:
-        data: the payload. ``str`` / ``bytes`` are sent as they are (split on
-            line breaks into several ``data:`` lines); anything else is
-            serialized with :func:`anycqrs.to_json` (``to_dict`` then JSON).
-            ``None`` sends no ``data`` line.
+        data: the payload. `str` / `bytes` are sent as they are (split on
+            line breaks into several `data:` lines); anything else is
+            serialized with `anycqrs.to_json` (`to_dict` then JSON).
+            `None` sends no `data` line.
         event: the event name (the browser dispatches it to
-            ``source.addEventListener(name, ...)``).
-        id: the event id (sent back by browsers as ``Last-Event-ID``).
+            `source.addEventListener(name, ...)`).
+        id: the event id (sent back by browsers as `Last-Event-ID`).
         retry: the client's reconnection delay in milliseconds.
         comment: a comment line (ignored by clients; used as a keep-alive).
 
-    Example::
-
+    Example:
+        ```python
         >>> sse_frame({"n": 1}, event="row", id="1")
         b'event: row\\nid: 1\\ndata: {"n":1}\\n\\n'
+        ```
     """
     lines: list[str] = []
     if comment is not None:
@@ -83,37 +84,39 @@ class SSEResponse:
     """An ASGI response streaming items as Server-Sent Events.
 
     Give it a mediator stream (or any async iterable); each item becomes one
-    frame: ``event`` is the item's class name (or ``event_name``), ``id`` its
-    1-based position (or ``event_id(item, position)``), ``data`` its JSON
-    (:func:`anycqrs.to_json`). Works with any ASGI framework that accepts an
-    ASGI callable as a response (Starlette, FastAPI, Litestar's ``ASGI``...),
+    frame: `event` is the item's class name (or `event_name`), `id` its
+    1-based position (or `event_id(item, position)`), `data` its JSON
+    (`anycqrs.to_json`). Works with any ASGI framework that accepts an
+    ASGI callable as a response (Starlette, FastAPI, Litestar's `ASGI`...),
     under asyncio and trio.
 
-    * The stream is closed (the handler's ``finally`` runs) when it ends, when
+    * The stream is closed (the handler's `finally` runs) when it ends, when
       it fails, and when the client disconnects.
     * An error after the response started can't change the status code: it
-      is logged (logger ``anycqrs.sse``) and sent as a last frame
-      ``event: error`` with ``data: {"error": "<exception class name>"}``
+      is logged (logger `anycqrs.sse`) and sent as a last frame
+      `event: error` with `data: {"error": "<exception class name>"}`
       (no message, so nothing internal leaks); then the response ends.
-    * ``ping`` sends a comment frame every ``ping`` seconds of silence, so
+    * `ping` sends a comment frame every `ping` seconds of silence, so
       proxies keep the connection open.
 
     Args:
-        items: the async iterable to send (e.g. ``mediator.stream(request)``).
-        event_name: a fixed event name, or ``item -> name`` (``None``: no
-            ``event`` line); default: the item's class name.
-        event_id: ``(item, position) -> id`` (``None`` result: no ``id`` line);
+        items: the async iterable to send (e.g. `mediator.stream(request)`).
+        event_name: a fixed event name, or `item -> name` (`None`: no
+            `event` line); default: the item's class name.
+        event_id: `(item, position) -> id` (`None` result: no `id` line);
             default: the 1-based position.
         retry: reconnection delay (ms) announced in the first frame.
-        ping: seconds between keep-alive comments (``None``: never; default 15).
+        ping: seconds between keep-alive comments (`None`: never; default 15).
         headers: extra response headers.
         status_code: the HTTP status (default 200).
 
-    Example (Starlette)::
-
+    Example:
+        Starlette:
+        ```python
         async def progress(request: Request) -> SSEResponse:
             order_id = int(request.path_params["order_id"])
             return SSEResponse(mediator.stream(TrackOrder(order_id=order_id)))
+        ```
     """
 
     __slots__ = (
@@ -149,7 +152,7 @@ class SSEResponse:
         self.status_code = status_code
 
     def frame(self, item: Any, position: int) -> bytes:
-        """The frame of ``item`` (``position`` counts from 1)."""
+        """The frame of `item` (`position` counts from 1)."""
         name = self._event_name
         event = name(item) if callable(name) else name
         make_id = self._event_id

@@ -2,19 +2,19 @@
 
 How a stream runs (all of it in the consumer's own task, no task is spawned):
 
-* ``mediator.stream(request)`` looks the binding up (raising
-  :class:`~anycqrs.errors.RequestHandlerDoesNotExist` at once) and returns a
-  :class:`RequestStream`; nothing runs until the first item is asked for.
-* each ``__anext__`` advances the handler's async generator by one item, takes
+* `mediator.stream(request)` looks the binding up (raising
+  `anycqrs.errors.RequestHandlerDoesNotExist` at once) and returns a
+  `RequestStream`; nothing runs until the first item is asked for.
+* each `__anext__` advances the handler's async generator by one item, takes
   the events the handler emitted so far and dispatches them, passes the item
   through the middlewares and only then returns it: the events of item *k* are
   handled before item *k* reaches the consumer.
-* the handler's generator is closed (its ``finally`` runs) when the stream
-  ends, fails, or the consumer stops early. ``async with`` (or
-  ``contextlib.aclosing``) closes it deterministically in every case, even if
-  the handler's cleanup awaits; a plain ``async for`` that is left early
+* the handler's generator is closed (its `finally` runs) when the stream
+  ends, fails, or the consumer stops early. `async with` (or
+  `contextlib.aclosing`) closes it deterministically in every case, even if
+  the handler's cleanup awaits; a plain `async for` that is left early
   closes it on the spot when the stream object is dropped (see
-  :class:`RequestStream`).
+  `RequestStream`).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from typing import Any, Generic
 import anyio
 from typing_extensions import TypeVar
 
-from .._handlers import EventSource, declared_args, keeps_events_list, take_events
-from .._routing import Resolver, Route
-from ..container import factory_for, is_sync
+from .._endpoint import HandlerEndpoint, take_list
+from .._handlers import EventSource, declared_args
+from .._routing import Route
 from ..errors import BindingError, RequestHandlerDoesNotExist
 from ..messages import Event, Request
 from ._base import RequestMediatorBase
@@ -47,20 +47,20 @@ CLOSE_TIMEOUT = 10.0
 """Seconds a stream's cleanup may take after cancellation (shielded)."""
 
 StreamSource = Callable[[Any], AsyncIterator[tuple[Any, Sequence[Event]]]]
-"""What a streaming route builds: ``request -> async iterator of (item, events)``."""
+"""What a streaming route builds: `request -> async iterator of (item, events)`."""
 
 
 class StreamingRequestHandler(EventSource, abc.ABC, Generic[ReqT, ResT]):
     """Handles one request by yielding results one by one.
 
-    ``handle`` is an async generator. Events recorded with :meth:`emit` before
-    a ``yield`` are dispatched before that item reaches the consumer; events
-    emitted after the last ``yield`` are dispatched before the stream ends.
-    Do not ``yield`` from inside a task group or a cancel scope (the consumer
+    `handle` is an async generator. Events recorded with `emit` before
+    a `yield` are dispatched before that item reaches the consumer; events
+    emitted after the last `yield` are dispatched before the stream ends.
+    Do not `yield` from inside a task group or a cancel scope (the consumer
     runs between two items, in the same task).
 
-    Example::
-
+    Example:
+        ```python
         class ExportRows(anycqrs.StreamingRequestHandler[Export, Row]):
             def __init__(self, db: Database) -> None:
                 self.db = db
@@ -69,15 +69,16 @@ class StreamingRequestHandler(EventSource, abc.ABC, Generic[ReqT, ResT]):
                 async for row in self.db.rows(request.table):
                     self.emit(RowExported(row_id=row.id))
                     yield row
+        ```
     """
 
     @abc.abstractmethod
     def handle(self, request: ReqT, /) -> AsyncIterator[ResT]:
-        """Yield the results of ``request`` (write it as an ``async def`` with ``yield``)."""
+        """Yield the results of `request` (write it as an `async def` with `yield`)."""
 
 
 def is_streaming_handler(handler: Any) -> bool:
-    """Whether ``handler`` is a class whose ``handle`` is an async generator."""
+    """Whether `handler` is a class whose `handle` is an async generator."""
     if not isinstance(handler, type):
         return False
     if issubclass(handler, StreamingRequestHandler):
@@ -86,9 +87,9 @@ def is_streaming_handler(handler: Any) -> bool:
 
 
 def check_streaming_binding(request_type: type, binding: Any) -> None:
-    """Raise :class:`BindingError` unless ``binding`` can stream ``request_type``."""
+    """Raise `BindingError` unless `binding` can stream `request_type`."""
     if isinstance(binding, Route):
-        if not getattr(binding, "streaming", False):
+        if not binding.streaming:
             raise BindingError(
                 f"{request_type.__qualname__} is bound to {binding!r}, which does not "
                 "stream; bind a StreamingRequestHandler or a StreamingRequestHandlerFallback"
@@ -111,22 +112,24 @@ class RequestStream(Generic[R]):
     """The results of one streamed request: an async iterator you may also
     use as an async context manager.
 
-    ``async for item in mediator.stream(request)`` works as is. Leaving the
-    loop early (``break``, an exception, a cancellation or a timeout) closes
+    `async for item in mediator.stream(request)` works as is. Leaving the
+    loop early (`break`, an exception, a cancellation or a timeout) closes
     the handler's generator right away when the stream object is dropped,
-    which CPython does as the loop exits: the handler's ``finally`` runs
+    which CPython does as the loop exits: the handler's `finally` runs
     before the next statement. If that cleanup has to *wait* (it awaits I/O),
-    it cannot finish there; it is interrupted and a ``ResourceWarning`` tells
-    you so. Use ``async with`` for cleanup that awaits, or when you keep a
-    reference to the stream::
+    it cannot finish there; it is interrupted and a `ResourceWarning` tells
+    you so. Use `async with` for cleanup that awaits, or when you keep a
+    reference to the stream:
 
-        async with mediator.stream(ExportRows(table="users")) as rows:
-            async for row in rows:
-                if row.last:
-                    break
-        # the handler's finally has fully run here, under asyncio and trio
+    ```python
+    async with mediator.stream(ExportRows(table="users")) as rows:
+        async for row in rows:
+            if row.last:
+                break
+    # the handler's finally has fully run here, under asyncio and trio
+    ```
 
-    :meth:`aclose` does the same explicitly (``contextlib.aclosing`` works).
+    `aclose` does the same explicitly (`contextlib.aclosing` works).
     """
 
     __slots__ = (
@@ -167,15 +170,13 @@ class RequestStream(Generic[R]):
 
     async def _open(self) -> None:
         source = self._source
-        if isinstance(source, _HandlerSource):
-            handler = source.make()
-            if source.awaitable:
-                handler = await handler
-            self._agen = handler.handle(self._request)
-            if keeps_events_list(type(handler)):
-                self._fast = handler
+        if isinstance(source, HandlerEndpoint):
+            make = source.fast
+            if make is not None:  # the endpoint's fast path
+                self._fast = handler = make()
             else:
-                self._handler = handler
+                self._handler = handler = await source.resolve()
+            self._agen = handler.handle(self._request)
         else:
             self._agen = source(self._request)
 
@@ -188,13 +189,13 @@ class RequestStream(Generic[R]):
         except StopAsyncIteration:
             self._finish()
             if handler._anycqrs_events:
-                await self._mediator._dispatch(None, take_events(handler))
+                await self._mediator._dispatch(None, take_list(handler))
             raise
         except BaseException:
             self._finish()
             raise
         if handler._anycqrs_events:
-            await self._deliver_events(item, take_events(handler))
+            await self._deliver_events(item, take_list(handler))
         if self._wrap is None:
             return item  # type: ignore[no-any-return]
         return await self._wrapped(item)
@@ -219,7 +220,7 @@ class RequestStream(Generic[R]):
         except StopAsyncIteration:
             self._finish()
             if handler is not None and handler.events:
-                await self._mediator._dispatch(None, take_events(handler))
+                await self._mediator._dispatch(None, HandlerEndpoint.take(handler))
             raise
         except BaseException:
             self._finish()
@@ -233,7 +234,7 @@ class RequestStream(Generic[R]):
             if events:
                 await self._deliver_events(item, events)
         elif handler.events:
-            await self._deliver_events(item, take_events(handler))
+            await self._deliver_events(item, HandlerEndpoint.take(handler))
         if self._wrap is None:
             return item  # type: ignore[no-any-return]
         return await self._wrapped(item)
@@ -262,7 +263,7 @@ class RequestStream(Generic[R]):
         self._fast = None
 
     async def aclose(self) -> None:
-        """Stop the stream and close the handler's generator (its ``finally``
+        """Stop the stream and close the handler's generator (its `finally`
         runs, shielded from cancellation for up to 10 seconds). Idempotent."""
         agen = self._agen
         self._finish()
@@ -291,42 +292,33 @@ class RequestStream(Generic[R]):
         )
 
 
-class _HandlerSource:
-    """How a plain handler class is resolved (the fast path)."""
-
-    __slots__ = ("awaitable", "make")
-
-    def __init__(self, make: Callable[[], Any], awaitable: bool) -> None:
-        self.make = make
-        self.awaitable = awaitable
-
-
 class StreamingRequestMediator(RequestMediatorBase):
-    """Streams the results of requests bound to :class:`StreamingRequestHandler`\\ s.
+    """Streams the results of requests bound to `StreamingRequestHandler`s.
 
-    ``stream(request)`` returns a :class:`RequestStream`, used directly with
-    ``async for``. For each item: the handler produces it, the events the
+    `stream(request)` returns a `RequestStream`, used directly with
+    `async for`. For each item: the handler produces it, the events the
     handler emitted are dispatched (sequentially or in parallel, per the
     settings), the middlewares see the item, then the consumer gets it. Items
     arrive in order; a handler error reaches the consumer after the items
     already delivered, and its pending events are not dispatched.
 
     Middlewares wrap **each item** on its way to the consumer: they are called
-    as ``middleware(item, call_next)`` and ``await call_next(item)`` returns
+    as `middleware(item, call_next)` and `await call_next(item)` returns
     what the consumer receives (log, measure, enrich or redact items there).
     Work to do once per stream (authorization, a tracing span) belongs around
-    the ``async with mediator.stream(...)`` block.
+    the `async with mediator.stream(...)` block.
 
     Everything runs in the consumer's task; no task outlives the stream; the
     mediator never yields to the consumer from inside a task group or a
     cancel scope, so it is safe under trio and asyncio alike.
 
-    Example::
-
+    Example:
+        ```python
         mediator = anycqrs.requests.bootstrap.bootstrap_streaming(queries_mapper=bind)
         async with mediator.stream(ExportRows(table="users")) as rows:
             async for row in rows:
                 print(row)
+        ```
     """
 
     __slots__ = ("_sources", "_wrap")
@@ -349,19 +341,19 @@ class StreamingRequestMediator(RequestMediatorBase):
         return self._chain.wrap(deliver)
 
     def stream(self, request: Request[R]) -> RequestStream[R]:
-        """Stream the results of ``request``.
+        """Stream the results of `request`.
 
         Returns:
-            A :class:`RequestStream`: iterate it with ``async for`` (inside
-            ``async with`` for deterministic cleanup when you may stop early).
+            A `RequestStream`: iterate it with `async for` (inside
+            `async with` for deterministic cleanup when you may stop early).
 
         Raises:
             RequestHandlerDoesNotExist: nothing is bound to the request's type
                 (raised here, before iteration).
 
         While iterating, the handler's exception reaches the consumer unchanged
-        and :class:`~anycqrs.errors.EventDispatchError` (with the item in
-        ``.response``) reports a failed event dispatch; both end the stream.
+        and `anycqrs.errors.EventDispatchError` (with the item in
+        `.response`) reports a failed event dispatch; both end the stream.
         """
         source = self._sources.get(type(request))
         if source is None:
@@ -373,12 +365,10 @@ class StreamingRequestMediator(RequestMediatorBase):
         if binding is None:
             raise RequestHandlerDoesNotExist(request_type)
         source: Any
-        if isinstance(binding, type):
-            source = _HandlerSource(
-                factory_for(self._container, binding), not is_sync(self._container)
-            )
+        if isinstance(binding, Route):
+            source = binding.build(self._handlers)
         else:
-            source = binding.build(Resolver(self._container))
+            source = self._handlers.get(binding)
         self._sources[request_type] = source
         return source
 
@@ -387,16 +377,18 @@ class StreamingRequestMediator(RequestMediatorBase):
 
 
 async def stream_handler(
-    resolve: Callable[[type], Awaitable[Any]], handler_type: type, request: Any
+    endpoint: HandlerEndpoint, request: Any
 ) -> AsyncGenerator[tuple[Any, Sequence[Event]], None]:
-    """Run a streaming handler class as a route source: yields ``(item, events)``."""
-    handler = await resolve(handler_type)
+    """Run a streaming handler class as a route source: yields `(item, events)`."""
+    handler = await endpoint.resolve()
+    take = endpoint.take
     agen = handler.handle(request)
     try:
         async for item in agen:
-            yield item, take_events(handler) if handler.events else ()
-        if handler.events:
-            yield _TRAILER, take_events(handler)
+            yield item, take(handler)
+        trailing = take(handler)
+        if trailing:
+            yield _TRAILER, trailing
     finally:
         await agen.aclose()
 

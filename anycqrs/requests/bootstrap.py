@@ -1,8 +1,8 @@
-"""``bootstrap()`` builds a :class:`~anycqrs.RequestMediator`;
-``bootstrap_streaming()`` a :class:`~anycqrs.StreamingRequestMediator`.
+"""`bootstrap()` builds a `anycqrs.RequestMediator`;
+`bootstrap_streaming()` a `anycqrs.StreamingRequestMediator`.
 
-Example::
-
+Example:
+    ```python
     def commands(requests: anycqrs.RequestMap) -> None:
         requests.bind(CreateUser, CreateUserHandler)
 
@@ -14,6 +14,7 @@ Example::
         commands_mapper=commands,
         domain_events_mapper=domain_events,
     )
+    ```
 """
 
 from __future__ import annotations
@@ -46,22 +47,22 @@ def bootstrap(
     max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
     concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
 ) -> RequestMediator:
-    """Build a :class:`~anycqrs.RequestMediator`.
+    """Build a `anycqrs.RequestMediator`.
 
     Args:
-        di_container: a ``lagom.Container`` or any :class:`anycqrs.Container`
+        di_container: a `lagom.Container` or any `anycqrs.Container`
             (default: a new lagom container).
         message_broker: where notification events go (default: a new
-            :class:`~anycqrs.brokers.InMemoryMessageBroker`).
-        middlewares: wrap every ``send``, outermost first (default: none).
-        commands_mapper: binds commands on the given ``RequestMap`` (a callable,
-            or a ready ``RequestMap``).
+            `anycqrs.brokers.InMemoryMessageBroker`).
+        middlewares: wrap every `send`, outermost first (default: none).
+        commands_mapper: binds commands on the given `RequestMap` (a callable,
+            or a ready `RequestMap`).
         queries_mapper: the same for queries (merged into one map; binding a
             type in both raises).
-        domain_events_mapper: binds the events handlers emit on an ``EventMap``.
+        domain_events_mapper: binds the events handlers emit on an `EventMap`.
         on_startup: callables run once, before the mediator is built.
         max_concurrent_event_handlers: bound of parallel event dispatch (default 10).
-        concurrent_event_handle_enable: dispatch events in parallel (default ``False``).
+        concurrent_event_handle_enable: dispatch events in parallel (default `False`).
     """
     run_startup(on_startup)
     return RequestMediator(
@@ -87,15 +88,15 @@ def bootstrap_streaming(
     max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
     concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
 ) -> StreamingRequestMediator:
-    """Build a :class:`~anycqrs.StreamingRequestMediator`.
+    """Build a `anycqrs.StreamingRequestMediator`.
 
-    The parameters and defaults are those of :func:`bootstrap`; the mappers
-    bind :class:`~anycqrs.StreamingRequestHandler` classes (or
-    ``StreamingRequestHandlerFallback``\\ s), and ``middlewares`` wrap each
-    streamed item (see :class:`~anycqrs.StreamingRequestMediator`).
+    The parameters and defaults are those of `bootstrap`; the mappers
+    bind `anycqrs.StreamingRequestHandler` classes (or
+    `StreamingRequestHandlerFallback`s), and `middlewares` wrap each
+    streamed item (see `anycqrs.StreamingRequestMediator`).
 
-    Example::
-
+    Example:
+        ```python
         def queries(requests: anycqrs.RequestMap) -> None:
             requests.bind(ExportRows, ExportRowsHandler)
 
@@ -103,6 +104,7 @@ def bootstrap_streaming(
         async with mediator.stream(ExportRows(table="users")) as rows:
             async for row in rows:
                 ...
+        ```
 
     Raises:
         BindingError: a bound handler does not stream.

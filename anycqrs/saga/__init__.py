@@ -1,32 +1,34 @@
 """Sagas: orchestrated steps with compensation, durable storage and recovery.
 
-Define a context, steps and a saga, bind it, and stream it::
+Define a context, steps and a saga, bind it, and stream it:
 
-    @attrs.define
-    class OrderContext(anycqrs.SagaContext):
-        order_id: int
+```python
+@attrs.define
+class OrderContext(anycqrs.SagaContext):
+    order_id: int
 
-    class OrderSaga(anycqrs.Saga[OrderContext]):
-        steps = [ReserveStep, PayStep, Fallback(step=ShipFast, fallback=ShipSlow)]
+class OrderSaga(anycqrs.Saga[OrderContext]):
+    steps = [ReserveStep, PayStep, Fallback(step=ShipFast, fallback=ShipSlow)]
 
-    mediator = anycqrs.saga.bootstrap.bootstrap(
-        sagas_mapper=lambda sagas: sagas.bind(OrderContext, OrderSaga),
-    )
-    async for result in mediator.stream(OrderContext(order_id=1)):
-        ...
+mediator = anycqrs.saga.bootstrap.bootstrap(
+    sagas_mapper=lambda sagas: sagas.bind(OrderContext, OrderSaga),
+)
+async for result in mediator.stream(OrderContext(order_id=1)):
+    ...
+```
 
-Bootstrap with :func:`anycqrs.saga.bootstrap.bootstrap`; storages live in
-:mod:`anycqrs.saga.storage`.
+Bootstrap with `anycqrs.saga.bootstrap.bootstrap`; storages live in
+`anycqrs.saga.storage`.
 """
 
+from .._breaker import CircuitBreakerLike as CircuitBreakerLike
+from .._retry import RetryPolicy as RetryPolicy
 from ._map import SagaMap as SagaMap
 from ._mediator import SagaMediator as SagaMediator
-from ._saga import CircuitBreakerLike as CircuitBreakerLike
 from ._saga import Fallback as Fallback
 from ._saga import Saga as Saga
 from ._saga import SagaContext as SagaContext
 from ._saga import SagaStepHandler as SagaStepHandler
-from .._retry import RetryPolicy as RetryPolicy
 from ._types import SagaState as SagaState
 from ._types import SagaStatus as SagaStatus
 from ._types import SagaStepEntry as SagaStepEntry

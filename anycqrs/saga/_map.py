@@ -17,10 +17,11 @@ class SagaMap:
     Recovery finds a stored saga's class by its ``saga_name``, so every saga
     that may need recovery must be bound in the mediator's map.
 
-    Example::
-
+    Example:
+        ```python
         sagas = SagaMap()
         sagas.bind(OrderContext, OrderSaga)
+        ```
     """
 
     __slots__ = ("_by_context", "_by_name")

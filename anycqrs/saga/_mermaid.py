@@ -22,11 +22,12 @@ class SagaMermaid:
     """Mermaid text for a saga class: who acts in which order, which fallback
     replaces which step, and how completed steps are compensated.
 
-    Example::
-
+    Example:
+        ```python
         diagram = anycqrs.diagrams.SagaMermaid(OrderSaga)
         print(diagram.sequence())       # acts, saves, fallbacks, compensation
         print(diagram.class_diagram())  # the saga, its steps and fallbacks
+        ```
 
     Paste the text in a Markdown ```` ```mermaid ```` block to render it.
 

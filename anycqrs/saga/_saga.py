@@ -5,18 +5,18 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Sequence
-from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Generic, TypeVar
 from uuid import UUID
 
 import attrs
 from typing_extensions import TypeVar as DefaultTypeVar
 
+from .._breaker import CircuitBreakerLike
 from .._handlers import EventSource, declared_args
-from ..errors import SagaDefinitionError
 from .._retry import RetryPolicy
+from ..errors import SagaDefinitionError
 
 __all__ = [
-    "CircuitBreakerLike",
     "Fallback",
     "Saga",
     "SagaContext",
@@ -37,12 +37,13 @@ class SagaContext:
     so keep it to plain data (numbers, strings, UUIDs, datetimes, lists, nested
     attrs classes...).
 
-    Example::
-
+    Example:
+        ```python
         @attrs.define
         class OrderContext(anycqrs.SagaContext):
             order_id: int
             reservation_id: str | None = None
+        ```
     """
 
     __slots__ = ()
@@ -53,7 +54,7 @@ class SagaStepHandler(EventSource, abc.ABC, Generic[CtxT_contra, RespT]):
 
     Steps are resolved from the container once per saga run, so ``act`` and
     ``compensate`` of one run see the same instance. Events the step
-    :meth:`emit`s during ``act`` are dispatched before the step's result is
+    `emit`s during ``act`` are dispatched before the step's result is
     yielded.
 
     Class attributes a step may set:
@@ -63,14 +64,14 @@ class SagaStepHandler(EventSource, abc.ABC, Generic[CtxT_contra, RespT]):
       logged under the old name will not find the step.
     * ``timeout``: seconds one ``act`` (or ``compensate``) attempt may take;
       a timeout is a failure.
-    * ``retry_policy``: a :class:`RetryPolicy` for ``act``.
+    * ``retry_policy``: a `RetryPolicy` for ``act``.
 
-    While a step runs, :attr:`saga_id` and :attr:`idempotency_key`
+    While a step runs, `saga_id` and `idempotency_key`
     (``"<saga id>:<step name>"``) tell it which saga it acts for, so a re-run
     after a crash can detect that it already acted.
 
-    Example::
-
+    Example:
+        ```python
         class ReserveStep(anycqrs.SagaStepHandler[OrderContext, Reserved]):
             def __init__(self, stock: Stock) -> None:
                 self.stock = stock
@@ -83,6 +84,7 @@ class SagaStepHandler(EventSource, abc.ABC, Generic[CtxT_contra, RespT]):
 
             async def compensate(self, context: OrderContext) -> None:
                 await self.stock.release(context.reservation_id)
+        ```
     """
 
     step_name: ClassVar[str] = "SagaStepHandler"
@@ -103,7 +105,7 @@ class SagaStepHandler(EventSource, abc.ABC, Generic[CtxT_contra, RespT]):
         """Do the step's work; mutate ``context`` to pass data on."""
 
     async def compensate(self, context: CtxT_contra, /) -> None:
-        """Undo what :meth:`act` did (default: nothing to undo)."""
+        """Undo what `act` did (default: nothing to undo)."""
 
     @property
     def saga_id(self) -> UUID:
@@ -117,27 +119,6 @@ class SagaStepHandler(EventSource, abc.ABC, Generic[CtxT_contra, RespT]):
     def idempotency_key(self) -> str:
         """``"<saga id>:<step name>"``: stable across re-runs of this step."""
         return f"{self.saga_id}:{self.step_name}"
-
-
-@runtime_checkable
-class CircuitBreakerLike(Protocol):
-    """What a saga :class:`Fallback` needs from a circuit breaker.
-
-    :class:`anycqrs.CircuitBreaker` fits; so does any object with these
-    methods. ``name`` is the primary step class's ``module.QualName``.
-    """
-
-    async def is_open(self, name: str, /) -> bool:
-        """Whether calls protected under ``name`` should be skipped now."""
-        ...
-
-    async def record_success(self, name: str, /) -> None:
-        """A protected call succeeded."""
-        ...
-
-    async def record_failure(self, name: str, error: BaseException, /) -> Any:
-        """A protected call failed with ``error``."""
-        ...
 
 
 def _breaker(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -174,13 +155,15 @@ class Fallback:
         step: the primary step class.
         fallback: the step class to run instead.
         failure_exceptions: exceptions that trigger the fallback (empty: any).
-        circuit_breaker: optional breaker guarding ``step`` (e.g.
-            :class:`anycqrs.CircuitBreaker`).
+        circuit_breaker: optional breaker guarding ``step``: any
+            `anycqrs.CircuitBreakerLike` (e.g. `anycqrs.CircuitBreaker`), the
+            one breaker protocol of request, event and saga fallbacks.
 
-    Example::
-
+    Example:
+        ```python
         class OrderSaga(anycqrs.Saga[OrderContext]):
             steps = [ReserveStep, Fallback(step=CardPay, fallback=InvoicePay)]
+        ```
     """
 
     step: type[SagaStepHandler[Any, Any]] = attrs.field(validator=_step_class)
@@ -188,7 +171,7 @@ class Fallback:
     failure_exceptions: tuple[type[BaseException], ...] = attrs.field(
         default=(), converter=_exceptions
     )
-    circuit_breaker: Any = attrs.field(default=None, validator=_breaker)
+    circuit_breaker: CircuitBreakerLike | None = attrs.field(default=None, validator=_breaker)
 
 
 @attrs.frozen
@@ -230,16 +213,17 @@ class Saga(Generic[CtxT]):
     """An orchestrated saga: an ordered list of steps over one context type.
 
     The class is checked when it is defined: every entry of ``steps`` must be
-    a :class:`SagaStepHandler` subclass or a :class:`Fallback`, whose declared
+    a `SagaStepHandler` subclass or a `Fallback`, whose declared
     context type accepts the saga's context, and step names must be unique.
 
     ``saga_name`` (default: the class name) identifies the saga in storage;
     recovery finds the class by it, so keep it stable.
 
-    Example::
-
+    Example:
+        ```python
         class OrderSaga(anycqrs.Saga[OrderContext]):
             steps = [ReserveStep, PayStep, Fallback(step=ShipFast, fallback=ShipSlow)]
+        ```
     """
 
     steps: ClassVar[Sequence[type[SagaStepHandler[Any, Any]] | Fallback]] = ()

@@ -31,10 +31,11 @@ class SagaStatus(str, enum.Enum):
     ``COMPENSATING``: a step failed and completed steps are being undone.
     ``COMPLETED``: every step acted. ``FAILED``: compensated (or given up).
 
-    Example::
-
+    Example:
+        ```python
         state = await storage.load_saga_state(saga_id)
         assert state.status is SagaStatus.COMPLETED
+        ```
     """
 
     PENDING = "PENDING"
@@ -52,10 +53,11 @@ class SagaStatus(str, enum.Enum):
 class SagaStepStatus(str, enum.Enum):
     """Status of one step-log entry (``act`` or ``compensate``).
 
-    Example::
-
+    Example:
+        ```python
         [e.status for e in await storage.get_step_history(saga_id)]
         # [SagaStepStatus.STARTED, SagaStepStatus.COMPLETED, ...]
+        ```
     """
 
     STARTED = "STARTED"
@@ -97,15 +99,16 @@ class SagaStepEntry:
 
     Attributes:
         step_name: the step's identity (class name unless overridden).
-        action: ``"act"`` or ``"compensate"`` (a :class:`StepAction`).
+        action: ``"act"`` or ``"compensate"`` (a `StepAction`).
         status: ``STARTED``, ``COMPLETED`` or ``FAILED``.
         details: what the engine recorded (``{"error": ..., "attempts": ...}``) or ``None``.
         created_at: when the entry was written (aware UTC).
 
-    Example::
-
+    Example:
+        ```python
         history = await storage.get_step_history(saga_id)
         assert (history[0].step_name, history[0].action) == ("ReserveStep", "act")
+        ```
     """
 
     step_name: str
@@ -122,17 +125,18 @@ class SagaState:
     Attributes:
         saga_id: the saga's id.
         saga_name: the saga class's identity (``Saga.saga_name``).
-        status: the saga's :class:`SagaStatus`.
+        status: the saga's `SagaStatus`.
         context: the context as plain data (``to_dict`` of the last persisted context).
         version: optimistic-concurrency version, incremented by every write.
         recovery_attempts: how many times recovery claimed the saga.
         created_at: creation time (aware UTC).
         updated_at: time of the last write (aware UTC).
 
-    Example::
-
+    Example:
+        ```python
         state = await storage.load_saga_state(saga_id)
         print(state.status, state.context["order_id"], state.version)
+        ```
     """
 
     saga_id: UUID
@@ -147,21 +151,20 @@ class SagaState:
 
 @attrs.frozen(slots=True)
 class SagaStepResult(Generic[RespT]):
-    """What :meth:`SagaMediator.stream` yields after each completed step.
+    """What `SagaMediator.stream` yields after each completed step.
 
     Attributes:
         step_type: the handler class that acted (the fallback's, if it ran).
         response: what its ``act`` returned.
         saga_id: the saga's id.
 
-    Example::
-
+    Example:
+        ```python
         async for result in mediator.stream(OrderContext(order_id=1)):
             print(result.step_type.__name__, result.response)
+        ```
     """
 
     step_type: type[Any]
     response: RespT | None
     saga_id: UUID
-
-

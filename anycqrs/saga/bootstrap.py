@@ -1,7 +1,7 @@
-"""``bootstrap()`` builds a :class:`~anycqrs.saga.SagaMediator`.
+"""``bootstrap()`` builds a `anycqrs.saga.SagaMediator`.
 
-Example::
-
+Example:
+    ```python
     def sagas(saga_map: SagaMap) -> None:
         saga_map.bind(OrderContext, OrderSaga)
 
@@ -10,6 +10,7 @@ Example::
         sagas_mapper=sagas,
         saga_storage=SqliteSagaStorage("sagas.db"),
     )
+    ```
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from .. import _defaults
 from .._bootstrap import Mapper, apply_mapper, run_startup
+from .._retry import RetryPolicy
 from ..brokers import MessageBroker
 from ..container import as_container
 from ..events._map import EventMap
@@ -47,33 +49,39 @@ def bootstrap(
     on_startup: Iterable[Callable[[], object]] | None = None,
     max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
     concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
-    compensation_retry_count: int = _defaults.COMPENSATION_RETRY_COUNT,
-    compensation_retry_delay: float = _defaults.COMPENSATION_RETRY_DELAY,
-    compensation_retry_backoff: float = _defaults.COMPENSATION_RETRY_BACKOFF,
+    compensation_retry_count: int | None = None,
+    compensation_retry_delay: float | None = None,
+    compensation_retry_backoff: float | None = None,
+    compensation_retry: RetryPolicy | None = None,
     compensation_timeout: float = COMPENSATION_TIMEOUT,
     max_recovery_attempts: int = MAX_RECOVERY_ATTEMPTS,
     recovery_lease: float = RECOVERY_LEASE,
 ) -> SagaMediator:
-    """Build a :class:`~anycqrs.saga.SagaMediator`.
+    """Build a `anycqrs.saga.SagaMediator`.
 
     Args:
-        di_container: a ``lagom.Container`` or any :class:`anycqrs.Container`
+        di_container: a ``lagom.Container`` or any `anycqrs.Container`
             (default: a new lagom container). Step handlers are resolved from it.
         message_broker: where the steps' notification events go (default: a new
-            :class:`~anycqrs.brokers.InMemoryMessageBroker`).
+            `anycqrs.brokers.InMemoryMessageBroker`).
         middlewares: wrap every step's ``act``, outermost first (default: none).
         sagas_mapper: binds context types to sagas on the given ``SagaMap``
             (a callable or a ready ``SagaMap``).
         domain_events_mapper: binds the events steps emit on an ``EventMap``.
         events_mapper: the same (merged with ``domain_events_mapper``).
         saga_storage: where saga state lives (default: a new
-            :class:`~anycqrs.saga.storage.MemorySagaStorage`).
+            `anycqrs.saga.storage.MemorySagaStorage`).
         on_startup: callables run once, before the mediator is built.
         max_concurrent_event_handlers: bound of parallel event dispatch (default 10).
         concurrent_event_handle_enable: dispatch events in parallel (default ``False``).
         compensation_retry_count: attempts per compensation (default 3).
         compensation_retry_delay: seconds before the second attempt (default 0.5).
         compensation_retry_backoff: delay multiplier per attempt (default 2.0).
+        compensation_retry: the compensations' whole `anycqrs.RetryPolicy`, the
+            newer way to say the three above (with `max_delay`, `jitter` and
+            `retry_on`). It takes their place: giving it with any of them is a
+            `ValueError`. Neither given: `attempts=3, delay=0.5, multiplier=2.0`,
+            no maximum delay.
         compensation_timeout: deadline in seconds of a saga's whole compensation
             phase (default 60); past it the saga stays COMPENSATING for recovery.
         max_recovery_attempts: recovery claims before a saga is given up and
@@ -93,6 +101,7 @@ def bootstrap(
         compensation_retry_count=compensation_retry_count,
         compensation_retry_delay=compensation_retry_delay,
         compensation_retry_backoff=compensation_retry_backoff,
+        compensation_retry=compensation_retry,
         compensation_timeout=compensation_timeout,
         max_recovery_attempts=max_recovery_attempts,
         recovery_lease=recovery_lease,

@@ -7,6 +7,9 @@ import lagom
 import pytest
 
 import anycqrs
+from anycqrs._endpoint import Endpoints
+from anycqrs._routing import Route
+from anycqrs.container import as_container
 from anycqrs.errors import BindingError
 from anycqrs.requests import CORRequestHandler
 from anycqrs.requests._chain import ChainRoute, chain_route
@@ -178,12 +181,24 @@ async def test_async_container_resolves_links_lazily() -> None:
     assert resolved == [Card, Wallet]
 
 
-def test_chain_route_is_a_route() -> None:
+async def test_chain_route_is_a_route() -> None:
     route = chain_route([Card, Wallet])
-    assert isinstance(route, anycqrs.requests._chain.ChainRoute)
     assert isinstance(route, ChainRoute)
+    assert isinstance(route, Route)  # the protocol: streaming, handler_types, validate, build
+    assert route.streaming is False
     assert list(route.handler_types()) == [Card, Wallet]
     assert repr(route) == "[Card, Wallet]"
+    route.validate(Pay)
+    with pytest.raises(BindingError, match="handles Pay, not Refund"):
+        route.validate(Refund)
+    journal = Journal()
+    raw = lagom.Container()
+    raw[Journal] = journal
+    endpoint = route.build(Endpoints(as_container(raw)))
+    response, events = await endpoint(Pay("wallet"))
+    assert response == Receipt("Wallet")
+    assert list(events) == [Charged("Card looked"), Charged("Wallet looked")]
+    assert journal.entries == ["Card ran", "Wallet ran"]
 
 
 @attrs.frozen

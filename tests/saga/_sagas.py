@@ -1,13 +1,20 @@
-"""Sagas shared by the saga tests."""
+"""Sagas and helpers shared by the saga tests (the one module to import them from)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+import anyio
 import attrs
+import lagom
 
 import anycqrs.saga as saga
 from anycqrs.messages import DomainEvent
+from anycqrs.saga._run import Run
+from anycqrs.saga.bootstrap import bootstrap
+from anycqrs.saga.storage import SagaStorage
+from anycqrs.serialization import to_dict
 
 
 @attrs.define
@@ -92,3 +99,67 @@ class OrderSaga(saga.Saga[OrderContext]):
 class FallbackSaga(saga.Saga[OrderContext]):
     saga_name = "FallbackOrderSaga"
     steps = [Reserve, saga.Fallback(step=Ship, fallback=ShipSlow)]
+
+
+def container_of(journal: Journal) -> lagom.Container:
+    """A container that gives steps `journal`."""
+    container = lagom.Container()
+    container[Journal] = journal
+    return container
+
+
+def make_mediator(
+    journal: Journal,
+    storage: SagaStorage | None = None,
+    saga_type: type = OrderSaga,
+    **kwargs: Any,
+) -> saga.SagaMediator:
+    return bootstrap(
+        di_container=container_of(journal),
+        sagas_mapper=lambda sagas: sagas.bind(OrderContext, saga_type),
+        saga_storage=storage,
+        compensation_retry_delay=0,
+        **kwargs,
+    )
+
+
+def history(entries: list[saga.SagaStepEntry]) -> list[str]:
+    return [f"{e.action.value}:{e.step_name}:{e.status.value}" for e in entries]
+
+
+class Gate:
+    def __init__(self) -> None:
+        self.entered = anyio.Event()
+        self.release = anyio.Event()
+
+
+def gated(journal: Journal, gate: Gate, storage: SagaStorage, saga_type: type) -> Any:
+    container = lagom.Container()
+    container[Journal] = journal
+    container[Gate] = gate
+    return bootstrap(
+        di_container=container,
+        sagas_mapper=lambda sagas: sagas.bind(OrderContext, saga_type),
+        saga_storage=storage,
+        compensation_retry_delay=0,
+    )
+
+
+class FakeSleep:
+    """Records the retry delays instead of sleeping (no real waits in tests)."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+async def stored_run(storage: SagaStorage, context: OrderContext) -> Run:
+    """A run of `OrderSaga` over `context`, created in `storage`."""
+    snapshot = to_dict(context)
+    saga_id = uuid.uuid4()
+    version = await storage.create_saga(
+        saga_id, OrderSaga.saga_name, snapshot, status=saga.SagaStatus.RUNNING
+    )
+    return Run(saga_id, OrderSaga, context, version, snapshot)

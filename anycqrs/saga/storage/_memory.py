@@ -10,6 +10,7 @@ from uuid import UUID
 
 from ...errors import SagaAlreadyExistsError, SagaConcurrencyError, SagaNotFoundError
 from .._types import SagaState, SagaStatus, SagaStepEntry, StepRecord
+from ._protocol import CreateNow, SaveNow
 from ._sql import utc
 
 __all__ = ["MemorySagaStorage"]
@@ -60,10 +61,11 @@ class MemorySagaStorage:
     """Keeps sagas in a dict: fast, for tests, demos and sagas that need not
     survive the process. Writes are atomic because they never await.
 
-    Example::
-
+    Example:
+        ```python
         storage = MemorySagaStorage()
         mediator = anycqrs.saga.bootstrap.bootstrap(sagas_mapper=..., saga_storage=storage)
+        ```
     """
 
     __slots__ = ("_rows",)
@@ -71,11 +73,11 @@ class MemorySagaStorage:
     def __init__(self) -> None:
         self._rows: dict[int, _Row] = {}  # keyed by UUID.int: hashing a UUID is slow
 
-    def synchronous_writers(self) -> tuple[Any, Any]:
-        """``(create_now, save_now)``: :meth:`create_saga` and :meth:`save`
-        without their coroutines (each ``None`` where a subclass overrides the
-        public method). The saga engine writes through them: this storage
-        never awaits."""
+    def synchronous_writers(self) -> tuple[CreateNow | None, SaveNow | None]:
+        """`(create_now, save_now)`: `create_saga` and `save` without their
+        coroutines (each `None` where a subclass overrides the public method),
+        see `SynchronousWriters`. The saga engine writes through them: this
+        storage never awaits."""
         cls = type(self)
         return (
             self._create_now if cls.create_saga is MemorySagaStorage.create_saga else None,
@@ -91,7 +93,7 @@ class MemorySagaStorage:
         status: SagaStatus,
         entries: Sequence[StepRecord] = (),
     ) -> int:
-        """Insert a new saga (see :class:`SagaStorage`)."""
+        """Insert a new saga (see `SagaStorage`)."""
         return self._create_now(saga_id, saga_name, context, status, entries, time.time())
 
     def _create_now(  # noqa: PLR0917 - positional: the engine's hot path
@@ -103,7 +105,7 @@ class MemorySagaStorage:
         entries: Sequence[StepRecord],
         now: float,
     ) -> int:
-        """:meth:`create_saga` without the coroutine, stamped ``now`` (the
+        """`create_saga` without the coroutine, stamped ``now`` (the
         engine's fast path: this storage never awaits)."""
         key = saga_id.int
         rows = self._rows
@@ -123,7 +125,7 @@ class MemorySagaStorage:
         context: Mapping[str, Any] | None = None,
         entries: Sequence[StepRecord] = (),
     ) -> int:
-        """Write atomically with a version check (see :class:`SagaStorage`)."""
+        """Write atomically with a version check (see `SagaStorage`)."""
         return self._save_now(saga_id, expected_version, status, context, entries, time.time())
 
     def _save_now(  # noqa: PLR0917 - positional: the engine's hot path
@@ -135,7 +137,7 @@ class MemorySagaStorage:
         entries: Sequence[StepRecord],
         now: float,
     ) -> int:
-        """:meth:`save` without the coroutine, stamped ``now`` (the engine's
+        """`save` without the coroutine, stamped ``now`` (the engine's
         fast path: this storage never awaits)."""
         row = self._rows.get(saga_id.int)
         if row is None:
@@ -153,14 +155,14 @@ class MemorySagaStorage:
         return version
 
     async def load_saga_state(self, saga_id: UUID) -> SagaState:
-        """The saga's state (see :class:`SagaStorage`)."""
+        """The saga's state (see `SagaStorage`)."""
         row = self._rows.get(saga_id.int)
         if row is None:
             raise SagaNotFoundError(saga_id)
         return row.state(saga_id)
 
     async def get_step_history(self, saga_id: UUID) -> list[SagaStepEntry]:
-        """The step log, oldest first (see :class:`SagaStorage`)."""
+        """The step log, oldest first (see `SagaStorage`)."""
         row = self._rows.get(saga_id.int)
         if row is None:
             return []
@@ -184,7 +186,7 @@ class MemorySagaStorage:
         stale_after: float = 0.0,
         limit: int = 1,
     ) -> list[SagaState]:
-        """Lease sagas for recovery (see :class:`SagaStorage`)."""
+        """Lease sagas for recovery (see `SagaStorage`)."""
         now = time.time()
         if saga_id is not None:
             row = self._rows.get(saga_id.int)
@@ -210,7 +212,7 @@ class MemorySagaStorage:
         return claimed
 
     async def release(self, saga_id: UUID, owner: str) -> None:
-        """Drop ``owner``'s lease (see :class:`SagaStorage`)."""
+        """Drop ``owner``'s lease (see `SagaStorage`)."""
         row = self._rows.get(saga_id.int)
         if row is not None and row.lease_owner == owner:
             row.lease_owner = None

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 from .._types import SagaState, SagaStatus, SagaStepEntry, StepRecord
 
-__all__ = ["SagaStorage"]
+__all__ = ["CreateNow", "SagaStorage", "SaveNow", "SynchronousWriters"]
 
 
 @runtime_checkable
@@ -17,12 +17,12 @@ class SagaStorage(Protocol):
 
     Every write checks the saga's version (optimistic concurrency): a writer
     whose ``expected_version`` is stale gets
-    :class:`~anycqrs.errors.SagaConcurrencyError` and nothing is written. A
+    `anycqrs.errors.SagaConcurrencyError` and nothing is written. A
     write (status + context + log entries + version) is one atomic operation,
     ideally one round trip.
 
-    Implementations: :class:`MemorySagaStorage`, :class:`SqliteSagaStorage`,
-    :class:`PostgresSagaStorage`.
+    Implementations: `MemorySagaStorage`, `SqliteSagaStorage`,
+    `PostgresSagaStorage`.
     """
 
     async def create_saga(
@@ -93,4 +93,30 @@ class SagaStorage(Protocol):
 
     async def release(self, saga_id: UUID, owner: str) -> None:
         """Drop ``owner``'s lease on ``saga_id`` (no-op if it holds none)."""
+        ...
+
+
+CreateNow = Callable[[UUID, str, Mapping[str, Any], SagaStatus, Sequence[StepRecord], float], int]
+"""`create_saga(saga_id, saga_name, context, status, entries)` without the
+coroutine, stamped with the given `time.time()`; returns the version."""
+
+SaveNow = Callable[
+    [UUID, int, "SagaStatus | None", "Mapping[str, Any] | None", Sequence[StepRecord], float], int
+]
+"""`save(saga_id, expected_version, status, context, entries)` without the
+coroutine, stamped with the given `time.time()`; returns the new version."""
+
+
+@runtime_checkable
+class SynchronousWriters(Protocol):
+    """A storage whose writes never await (an in-process one) may declare this.
+
+    The saga engine then writes through the plain callables it returns (same
+    effect as `create_saga` / `save`, no coroutine per write). Each writer may
+    be `None`: the engine then awaits the coroutine method (a subclass that
+    overrides `save`, say, must be written through it).
+    """
+
+    def synchronous_writers(self) -> tuple[CreateNow | None, SaveNow | None]:
+        """`(create_now, save_now)`, either `None` when not offered."""
         ...

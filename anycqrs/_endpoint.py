@@ -1,0 +1,237 @@
+"""The one handler endpoint: resolve → middlewares → handle → take events.
+
+Every mediator runs a handler class through a `HandlerEndpoint`: requests,
+stream sources, event handlers, the routes (chains of responsibility,
+fallbacks) and saga steps. `Endpoints` is the one cache answering "how do
+I build and run handler X" for one container.
+
+Two ways to use an endpoint:
+
+* **one call**: `result, events = await endpoint.run(message)` resolves a handler,
+  runs its method through the middlewares and takes its events (exactly once:
+  the handler's list is left empty).
+* **one instance, several calls** (saga steps): `handler = await
+  endpoint.resolve()`, then `result = await endpoint.invoke(handler, message)`
+  (through the middlewares) and `events = endpoint.take(handler)`; later
+  `await handler.compensate(context)` (or a second endpoint with
+  `method="compensate"`) on the same instance.
+
+The fast path: when the container hands out synchronous factories
+(`anycqrs.container.FactoryContainer`), there is no middleware and the
+handler keeps the standard `EventSource` list, `endpoint.fast` is the
+factory and the call is inlined (no awaitable factory, no chain, the list read
+directly). Hot loops that cannot afford one more coroutine frame per handler
+(the event dispatcher, the stream iterator) inline exactly this:
+
+```python
+make = endpoint.fast
+if make is not None:
+    handler = make()
+    result = await handler.handle(message)
+    events = take_list(handler)
+```
+
+and call `await endpoint.run(message)` otherwise. Nothing else decides whether
+the fast path applies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from ._handlers import keeps_events_list, take_events
+from .container import Container, _factory_for, _is_sync
+from .messages import Event
+from .middlewares import Middleware, MiddlewareChain
+
+__all__ = ["NO_MIDDLEWARES", "Endpoints", "HandlerEndpoint", "take_list"]
+
+NO_MIDDLEWARES = MiddlewareChain()
+"""The empty chain (an endpoint without middlewares)."""
+
+_NONE: tuple[Event, ...] = ()
+
+
+def take_list(handler: Any) -> Sequence[Event]:
+    """Take the events of a handler that keeps the standard `EventSource` list
+    (the fast path's `take_events`): a tuple, the list left empty."""
+    events = handler._anycqrs_events
+    if not events:
+        return _NONE
+    taken = tuple(events)
+    events.clear()
+    return taken
+
+
+class HandlerEndpoint:
+    """How to run one handler class's method (compiled once, reused per call).
+
+    Attributes:
+        handler_type: the handler class.
+        method: the method called with the message (`"handle"`, `"act"`...).
+        middlewares: the chain around each call of `method` (may be empty).
+        sync: whether `make()` returns an instance (else an awaitable).
+        make: builds a handler through the container.
+        fast: `make` when the fast path applies (see the module docs), else
+            `None`.
+        run: `await run(message)` gives `(result, events)`: a new handler is
+            resolved, its method runs through the middlewares, its events are
+            taken.
+    """
+
+    __slots__ = (
+        "_inner",
+        "_outer",
+        "fast",
+        "handler_type",
+        "make",
+        "method",
+        "middlewares",
+        "run",
+        "sync",
+    )
+
+    def __init__(
+        self,
+        handler_type: type,
+        make: Callable[[], Any],
+        *,
+        sync: bool,
+        method: str = "handle",
+        middlewares: MiddlewareChain = NO_MIDDLEWARES,
+    ) -> None:
+        self.handler_type = handler_type
+        self.method = method
+        self.middlewares = middlewares
+        self.sync = sync
+        self.make = make
+        links = tuple(middlewares)
+        # The outermost middleware is called directly with the (rest of the)
+        # chain around the bound method: with one middleware nothing is
+        # allocated per call (`chain.wrap(bound)` would build a closure per
+        # middleware per call; measured in the endpoint's notes).
+        self._outer: Middleware | None = links[0] if links else None
+        self._inner: MiddlewareChain | None = MiddlewareChain(links[1:]) if len(links) > 1 else None
+        standard = keeps_events_list(handler_type)
+        self.fast: Callable[[], Any] | None = make if sync and not links and standard else None
+        self.run: Callable[[Any], Awaitable[tuple[Any, Sequence[Event]]]] = self._compile(standard)
+
+    def __repr__(self) -> str:
+        return f"HandlerEndpoint({self.handler_type.__qualname__}.{self.method})"
+
+    async def resolve(self) -> Any:
+        """A new handler instance (or what the container returns for the type)."""
+        made = self.make()
+        return made if self.sync else await made
+
+    def invoke(self, handler: Any, message: Any) -> Awaitable[Any]:
+        """Run `handler.<method>(message)` through the middlewares: await it
+        for the result.
+
+        The events are left on `handler`: take them with `take`.
+        """
+        call = getattr(handler, self.method)
+        outer = self._outer
+        if outer is None:
+            return call(message)  # type: ignore[no-any-return]
+        inner = self._inner
+        return outer(message, call if inner is None else inner.wrap(call))
+
+    @staticmethod
+    def take(handler: Any) -> Sequence[Event]:
+        """Take (and clear) the events `handler` produced since the last take."""
+        return take_events(handler) if handler.events else _NONE
+
+    def _compile(self, standard: bool) -> Callable[[Any], Awaitable[tuple[Any, Sequence[Event]]]]:
+        make = self.make
+        if self.fast is not None and self.method == "handle":
+
+            async def fast(message: Any) -> tuple[Any, Sequence[Event]]:
+                handler = make()
+                result = await handler.handle(message)
+                return result, take_list(handler) if handler._anycqrs_events else _NONE
+
+            return fast
+
+        invoke = self.invoke
+        take = take_list if standard else self.take
+        if self.sync:
+
+            async def call(message: Any) -> tuple[Any, Sequence[Event]]:
+                handler = make()
+                result = await invoke(handler, message)
+                return result, take(handler)
+
+            return call
+
+        async def call_async(message: Any) -> tuple[Any, Sequence[Event]]:
+            handler = await make()
+            result = await invoke(handler, message)
+            return result, take(handler)
+
+        return call_async
+
+
+class Endpoints:
+    """The one cache of handler endpoints (and factories) for one container.
+
+    Args:
+        container: an `anycqrs.Container` (already normalized by
+            `as_container`).
+        middlewares: the chain `get` puts around each handler call unless
+            told otherwise (default: none).
+
+    `await endpoints(HandlerType)` resolves an instance. Routes (chains,
+    fallbacks) are built from the `Endpoints` of the mediator running them.
+    """
+
+    __slots__ = ("_endpoints", "_factories", "container", "middlewares", "sync")
+
+    def __init__(self, container: Container, middlewares: MiddlewareChain = NO_MIDDLEWARES) -> None:
+        self.container = container
+        self.middlewares = middlewares
+        self.sync = _is_sync(container)
+        self._factories: dict[type, Callable[[], Any]] = {}
+        self._endpoints: dict[tuple[type, str, MiddlewareChain], HandlerEndpoint] = {}
+
+    def factory(self, handler_type: type) -> Callable[[], Any]:
+        """A builder of `handler_type`: synchronous when `sync`, else it
+        returns an awaitable."""
+        make = self._factories.get(handler_type)
+        if make is None:
+            make = self._factories[handler_type] = _factory_for(self.container, handler_type)
+        return make
+
+    async def __call__(self, handler_type: type) -> Any:
+        """Build a `handler_type` instance."""
+        made = self.factory(handler_type)()
+        return made if self.sync else await made
+
+    def get(
+        self,
+        handler_type: type,
+        *,
+        method: str = "handle",
+        middlewares: MiddlewareChain | None = None,
+    ) -> HandlerEndpoint:
+        """The endpoint running `handler_type.<method>` through `middlewares`
+        (default: this cache's own chain), built on first use, then cached."""
+        if middlewares is None:
+            middlewares = self.middlewares
+        key = (handler_type, method, middlewares)
+        endpoint = self._endpoints.get(key)
+        if endpoint is None:
+            endpoint = self._endpoints[key] = HandlerEndpoint(
+                handler_type,
+                self.factory(handler_type),
+                sync=self.sync,
+                method=method,
+                middlewares=middlewares,
+            )
+        return endpoint
+
+    def with_container(self, container: Container) -> Endpoints:
+        """A new, empty cache for `container`, with the same middlewares
+        (nothing compiled is shared)."""
+        return Endpoints(container, self.middlewares)

@@ -1,0 +1,246 @@
+"""Compensation: undo the steps of a failed run, in reverse order, each with
+retries, shielded from the caller's cancellation and bounded by a deadline."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+
+from .. import _defaults
+from .._handlers import take_events
+from .._retry import RetryPolicy, Sleep, retry_call
+from ..events._dispatcher import EventDispatcher
+from ._log import ACT, COMPENSATE, COMPLETED, FAILED, STARTED, describe, entry
+from ._run import Handler, Journal, Run
+from ._snapshot import Snapshots
+from ._types import SagaStatus, StepRecord
+
+__all__ = ["Compensator", "compensation_policy"]
+
+logger = logging.getLogger("anycqrs.saga")
+
+
+def compensation_policy(
+    count: int | None, delay: float | None, backoff: float | None, policy: RetryPolicy | None
+) -> RetryPolicy:
+    """The one retry policy of compensations, from the bootstrap's keywords.
+
+    Precedence: `policy` (the `compensation_retry` keyword) is used as is
+    and takes the place of the scalar `compensation_retry_count` / `_delay` /
+    `_backoff` keywords, so giving it with any of them is an error; without
+    it, the scalars build the policy (`None`: that scalar's default, 3 /
+    0.5 s / 2.0), with no maximum delay, retrying any `Exception`.
+
+    Raises:
+        ValueError: `policy` and a scalar keyword are both given, or a scalar is invalid.
+    """
+    if policy is not None:
+        if (count, delay, backoff) != (None, None, None):
+            raise ValueError(
+                "give compensation_retry or the compensation_retry_count / _delay / "
+                "_backoff keywords, not both"
+            )
+        return policy
+    count = _defaults.COMPENSATION_RETRY_COUNT if count is None else count
+    if count < 1:
+        raise ValueError(f"compensation_retry_count must be >= 1, got {count}")
+    return RetryPolicy(
+        attempts=count,
+        delay=_defaults.COMPENSATION_RETRY_DELAY if delay is None else delay,
+        multiplier=_defaults.COMPENSATION_RETRY_BACKOFF if backoff is None else backoff,
+        max_delay=math.inf,
+    )
+
+
+class Compensator:
+    """Compensates the handlers of a run that acted (internal).
+
+    Collaborators: the `journal` it writes the log through, the `snapshots`
+    that put a context back, the `dispatcher` of the compensations' events,
+    the `policy` every compensation is retried with, the `timeout` of the
+    whole phase and the `sleep` between attempts.
+    """
+
+    __slots__ = ("dispatcher", "journal", "policy", "sleep", "snapshots", "timeout")
+
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        snapshots: Snapshots,
+        dispatcher: EventDispatcher,
+        policy: RetryPolicy,
+        timeout: float,
+        sleep: Sleep = anyio.sleep,
+    ) -> None:
+        self.journal = journal
+        self.snapshots = snapshots
+        self.dispatcher = dispatcher
+        self.policy = policy
+        self.timeout = timeout
+        self.sleep = sleep
+
+    def failed(
+        self, run: Run, name: str, error: Exception, *, acted: bool
+    ) -> tuple[tuple[StepRecord, ...], Any]:
+        """Log the failed step and get its compensation ready: returns the
+        log entries and the context (`None`: unchanged) that `compensate`
+        writes first. `acted`: the failing step's `act` succeeded (its events
+        failed), so it is compensated too and the context it left is
+        persisted; otherwise the context is put back to its state before the
+        step."""
+        details: dict[str, Any] = {"error": describe(error)}
+        if acted:
+            details["stage"] = "events"
+            run.snapshot = self.snapshots.dump(run.context)
+        else:
+            self.snapshots.restore(run.context, run.snapshot)
+        logger.info("saga %s: step %s failed: %s", run.saga_id, name, details["error"])
+        return (entry((name, ACT, FAILED, details, time.time())),), (
+            run.snapshot if acted else None
+        )
+
+    async def fail(self, run: Run, name: str, error: Exception, *, acted: bool) -> None:
+        """Log the failed step, then compensate every step that acted; see `failed`."""
+        entries, context = self.failed(run, name, error, acted=acted)
+        await self.compensate(run, entries, context=context)
+
+    async def compensate(
+        self,
+        run: Run,
+        entries: Sequence[StepRecord] = (),
+        *,
+        context: Any = None,
+    ) -> None:
+        """Compensate `run.done` in reverse order, each with retries, then
+        mark the saga FAILED. `entries` and `context` go with the first write
+        (status COMPENSATING).
+
+        Runs in a cancel scope shielded from the caller's cancellation, with
+        its own deadline (`timeout` for the whole phase). If the deadline
+        passes, the saga stays COMPENSATING for recovery to finish.
+        """
+        pending = run.done[::-1]
+        run.done = []
+        saga_id = run.saga_id
+        save = self.journal.save
+        with anyio.move_on_after(self.timeout, shield=True) as scope:
+            now = time.time()
+            batch: tuple[StepRecord, ...] = tuple(entries)
+            if pending:
+                batch += (entry((pending[0].step_name, COMPENSATE, STARTED, None, now)),)
+                status: SagaStatus | None = SagaStatus.COMPENSATING
+            else:
+                status = SagaStatus.FAILED
+            written = save(saga_id, run.version, status, context, batch, now)
+            run.version = written if isinstance(written, int) else await written
+            run.status = SagaStatus.COMPENSATING
+            last = len(pending) - 1
+            target = run.context
+            for position, handler in enumerate(pending):
+                # the common case inline: no timeout, the first attempt succeeds
+                if handler.timeout is None:
+                    try:
+                        await handler.compensate(target)
+                    except Exception as error:  # noqa: BLE001 - retried, logged, recorded
+                        ok, details = await self._retry(run, handler, error)
+                    else:
+                        ok, details = True, {"attempts": 1}
+                        if handler.events:
+                            await self._events(run, handler)
+                else:
+                    ok, details = await self._retry(run, handler, None)
+                now = time.time()
+                done = entry(
+                    (handler.step_name, COMPENSATE, COMPLETED if ok else FAILED, details, now)
+                )
+                if position < last:
+                    following = pending[position + 1].step_name
+                    batch = (done, entry((following, COMPENSATE, STARTED, None, now)))
+                    status = None
+                else:
+                    batch = (done,)
+                    status = SagaStatus.FAILED
+                written = save(saga_id, run.version, status, None, batch, now)
+                run.version = written if isinstance(written, int) else await written
+            run.status = SagaStatus.FAILED
+        if scope.cancelled_caught:
+            logger.error(
+                "saga %s: compensation did not finish within %s s; the saga stays "
+                "COMPENSATING and recovery will finish it",
+                run.saga_id,
+                self.timeout,
+            )
+
+    async def _retry(
+        self, run: Run, handler: Handler, failed: Exception | None
+    ) -> tuple[bool, dict[str, Any]]:
+        """Compensate `handler` under the retry policy (`failed`: its first
+        attempt already failed with this error). Every failed attempt is
+        logged; returns whether it succeeded and the entry's details."""
+        policy = self.policy
+        limit = policy.attempts or "unlimited"
+        timeout = handler.timeout
+        context = run.context
+        attempts = 0 if failed is None else 1
+
+        async def once() -> None:
+            nonlocal attempts
+            attempts += 1
+            if timeout is None:
+                await handler.compensate(context)
+            else:
+                with anyio.fail_after(timeout):
+                    await handler.compensate(context)
+
+        def logged(error: BaseException, *_: Any) -> None:
+            take_events(handler)
+            logger.warning(
+                "saga %s: compensation of %s, attempt %d/%s failed: %s",
+                run.saga_id,
+                handler.step_name,
+                attempts,
+                limit,
+                describe(error),
+            )
+
+        try:
+            await retry_call(
+                policy,
+                once,
+                failures=attempts,
+                error=failed,
+                on_retry=logged,
+                sleep=self.sleep,
+            )
+        except Exception as error:  # noqa: BLE001 - logged, recorded FAILED
+            logged(error)
+            logger.error(
+                "saga %s: compensation of %s failed after %d attempts: %s",
+                run.saga_id,
+                handler.step_name,
+                attempts,
+                describe(error),
+            )
+            return False, {"attempts": attempts, "error": describe(error)}
+        if handler.events:
+            await self._events(run, handler)
+        return True, {"attempts": attempts}
+
+    async def _events(self, run: Run, handler: Handler) -> None:
+        """Dispatch the events a compensation emitted (a failure is logged:
+        the compensation stands)."""
+        try:
+            await self.dispatcher.dispatch(take_events(handler))
+        except Exception as exc:  # noqa: BLE001 - compensation stands; logged
+            logger.error(
+                "saga %s: events of the compensation of %s failed: %s",
+                run.saga_id,
+                handler.step_name,
+                describe(exc),
+            )

@@ -1,0 +1,207 @@
+"""Forward iteration: a saga run one step per `__anext__`, persisted after each."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from uuid import UUID
+
+from .._handlers import take_events
+from ..errors import EventDispatchError
+from ..events._dispatcher import EventDispatcher
+from ._compensation import Compensator
+from ._log import (
+    ACT,
+    COMPLETED,
+    STARTED,
+    entry,
+    new_result,
+    set_response,
+    set_saga_id,
+    set_step_type,
+)
+from ._run import Handler, Journal, Run
+from ._snapshot import Dump, Snapshots
+from ._steps import Step, StepFailed, Steps
+from ._types import SagaStatus, SagaStepResult, StepRecord
+
+__all__ = ["Forward", "Start"]
+
+Start = Callable[[Any, "UUID | None"], Awaitable["tuple[Run, int] | None"]]
+"""Creates (or resumes) the run of a context: `(run, index of the step to
+run)`, or `None` when there is nothing left to run."""
+
+_NEW, _READY, _BUSY, _DONE = 0, 1, 2, 3
+
+
+class Forward:
+    """An async iterator running one step per `__anext__` and yielding its
+    `SagaStepResult` once the step is persisted and its events dispatched.
+
+    It starts from `start(context, saga_id)` (the one create-or-resume path),
+    or from a `run` already positioned at `index` (recovery). Collaborators:
+    `steps` (the steps' endpoints and `act`), `compensator`, `journal`,
+    `snapshots` and the `dispatcher` of the steps' events.
+
+    Not an async generator: no per-run generator hooks, nothing to finalize
+    when a consumer stops early (the saga simply stays RUNNING), and nothing
+    is awaited between a step's result and the consumer.
+    """
+
+    __slots__ = (
+        "_compensator",
+        "_context",
+        "_dispatcher",
+        "_dump",
+        "_index",
+        "_journal",
+        "_plan",
+        "_run",
+        "_saga_id",
+        "_snapshots",
+        "_start",
+        "_state",
+        "_steps",
+    )
+
+    def __init__(
+        self,
+        steps: Steps,
+        compensator: Compensator,
+        journal: Journal,
+        snapshots: Snapshots,
+        dispatcher: EventDispatcher,
+        *,
+        start: Start | None = None,
+        context: Any = None,
+        saga_id: UUID | None = None,
+        run: Run | None = None,
+        index: int = 0,
+    ) -> None:
+        self._steps = steps
+        self._compensator = compensator
+        self._journal = journal
+        self._snapshots = snapshots
+        self._dispatcher = dispatcher
+        self._start = start
+        self._context = context
+        self._saga_id = saga_id
+        self._run = run
+        self._index = index
+        self._state = _NEW
+        self._plan: tuple[Step, ...] = ()
+        self._dump: Dump | None = None
+
+    def __aiter__(self) -> Forward:
+        return self
+
+    async def aclose(self) -> None:
+        """Stop iterating; an unfinished saga stays RUNNING (resumable)."""
+        if self._state == _BUSY:
+            raise RuntimeError("aclose(): the saga stream is running a step")
+        self._state = _DONE
+
+    async def __anext__(self) -> SagaStepResult[Any]:
+        state = self._state
+        if state != _READY:
+            if state == _DONE:
+                raise StopAsyncIteration
+            if state == _BUSY:
+                raise RuntimeError("anext(): the saga stream is already running a step")
+        self._state = _BUSY
+        try:
+            run = self._run
+            if state == _NEW:
+                if run is None:
+                    assert self._start is not None
+                    started = await self._start(self._context, self._saga_id)
+                    self._context = None
+                    if started is None:
+                        raise StopAsyncIteration
+                    run, self._index = started
+                self._run = run
+                self._plan = self._steps.plan(run.saga)
+                self._dump = self._snapshots.dumper(type(run.context))
+            assert run is not None
+            plan = self._plan
+            index = self._index
+            count = len(plan)
+            if index >= count:
+                raise StopAsyncIteration
+            step = plan[index]
+            saga_id = run.saga_id
+            context = run.context
+            # the endpoint's fast path inline (see anycqrs._endpoint): the
+            # handler built, ``act`` awaited and its events list read here
+            fast = step.fast
+            handler: Handler = fast() if fast is not None else await step.endpoint.resolve()
+            handler._anycqrs_saga_id = saga_id
+            try:
+                if fast is not None:
+                    response = await handler.act(context)
+                elif step.plain:
+                    response = await step.endpoint.invoke(handler, context)
+                else:
+                    handler, response = await self._steps.act(run, step, handler)
+            # (two clauses, no local naming the error: a failed saga must not
+            # leave a frame <-> traceback cycle for the collector)
+            except StepFailed as failure:
+                compensator = self._compensator
+                logged, _ = compensator.failed(run, failure.name, failure.error, acted=False)
+                await compensator.compensate(run, logged)
+                raise failure.error from None
+            except Exception as error:
+                compensator = self._compensator
+                logged, _ = compensator.failed(run, step.name, error, acted=False)
+                await compensator.compensate(run, logged)
+                raise
+            run.done.append(handler)
+            events = handler._anycqrs_events if fast is not None else handler.events
+            if events:
+                await self._dispatch(run, handler, response)
+            try:
+                snapshot = self._dump(context)  # type: ignore[misc]
+            except Exception:  # noqa: BLE001 - the slow path names the problem
+                snapshot = self._snapshots.dump(context)
+            run.snapshot = snapshot
+            now = time.time()
+            name = handler.step_name
+            if index + 1 < count:
+                entries: tuple[StepRecord, ...] = (
+                    entry((name, ACT, COMPLETED, None, now)),
+                    entry((plan[index + 1].name, ACT, STARTED, None, now)),
+                )
+                status = None
+            else:
+                entries = (entry((name, ACT, COMPLETED, None, now)),)
+                status = SagaStatus.COMPLETED
+            written = self._journal.save(saga_id, run.version, status, snapshot, entries, now)
+            run.version = written if isinstance(written, int) else await written
+        except BaseException:
+            self._state = _DONE
+            raise
+        if status is None:
+            self._index = index + 1
+            self._state = _READY
+        else:
+            run.status = status
+            self._state = _DONE
+        result: SagaStepResult[Any] = new_result()  # step_result(), inline
+        set_step_type(result, type(handler))
+        set_response(result, response)
+        set_saga_id(result, saga_id)
+        return result
+
+    async def _dispatch(self, run: Run, handler: Handler, response: Any) -> None:
+        """Dispatch the events the step emitted; a failure compensates the
+        step too and raises `EventDispatchError`."""
+        try:
+            await self._dispatcher.dispatch(take_events(handler))
+        except Exception as error:
+            wrapped = EventDispatchError(
+                response,
+                error.exceptions if isinstance(error, EventDispatchError) else (error,),
+            )
+            await self._compensator.fail(run, handler.step_name, wrapped, acted=True)
+            raise wrapped from error

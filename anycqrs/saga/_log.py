@@ -1,0 +1,104 @@
+"""The small values every part of the saga engine writes: step-log entries,
+saga ids, step results and error descriptions.
+
+Three builders here skip a Python-level `__init__` because a saga spends a
+large share of its few microseconds in them: `entry` (a `StepRecord` built by
+`tuple.__new__` in C: 150 ns instead of 230-290 ns), `new_saga_id` (a
+version-4 `UUID` without `UUID.__init__`'s checks: 1.1-1.5 µs instead of
+1.7-1.9 µs) and `step_result` (a frozen `SagaStepResult` whose three slots are
+set directly: 230 ns instead of 350 ns). Measured A/B in one process,
+alternating, on the memory 3-step saga: the three together 8-12 % of it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+from uuid import UUID, SafeUUID
+
+from ._types import SagaStatus, SagaStepResult, SagaStepStatus, StepAction, StepRecord
+
+__all__ = [
+    "ACT",
+    "COMPENSATE",
+    "COMPLETED",
+    "FAILED",
+    "RUNNING",
+    "STARTED",
+    "describe",
+    "entry",
+    "new_result",
+    "new_saga_id",
+    "record",
+    "set_response",
+    "set_saga_id",
+    "set_step_type",
+    "step_result",
+]
+
+ACT = StepAction.ACT
+COMPENSATE = StepAction.COMPENSATE
+STARTED = SagaStepStatus.STARTED
+COMPLETED = SagaStepStatus.COMPLETED
+FAILED = SagaStepStatus.FAILED
+RUNNING = SagaStatus.RUNNING
+
+entry = cast(
+    "Callable[[tuple[str, StepAction, SagaStepStatus, Any, float]], StepRecord]",
+    functools.partial(tuple.__new__, StepRecord),
+)
+"""A `StepRecord` from the tuple of its fields, built in C (the namedtuple's
+own `__new__` is a Python function: about 90 ns more per entry)."""
+
+
+def record(
+    name: str,
+    action: StepAction,
+    status: SagaStepStatus,
+    details: Mapping[str, Any] | None = None,
+) -> StepRecord:
+    """A step-log entry stamped now."""
+    return entry((name, action, status, details, time.time()))
+
+
+_UUID_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_UUID_V4 = (0x8000 << 48) | (0x4000 << 64)
+_UNKNOWN = SafeUUID.unknown  # an enum property lookup on every access otherwise
+
+
+def new_saga_id() -> UUID:
+    """A random (version 4) UUID, built without `UUID.__init__`'s checks
+    (`uuid.uuid4()` costs about 0.9 µs more, 5 % of a 3-step memory saga)."""
+    value = int.from_bytes(os.urandom(16), "big") & _UUID_CLEAR | _UUID_V4
+    saga_id = object.__new__(UUID)
+    object.__setattr__(saga_id, "int", value)
+    object.__setattr__(saga_id, "is_safe", _UNKNOWN)
+    return saga_id
+
+
+new_result = cast(
+    "Callable[[], SagaStepResult[Any]]", functools.partial(object.__new__, SagaStepResult)
+)
+"""An empty `SagaStepResult` (its slots unset): fill it with the setters below."""
+set_step_type = SagaStepResult.__dict__["step_type"].__set__
+set_response = SagaStepResult.__dict__["response"].__set__
+set_saga_id = SagaStepResult.__dict__["saga_id"].__set__
+
+
+def step_result(step_type: type[Any], response: Any, saga_id: UUID) -> SagaStepResult[Any]:
+    """`SagaStepResult(step_type, response, saga_id)` without the frozen attrs
+    `__init__` (no validators to skip: the three slots are set directly; the
+    forward iterator inlines this: one frame less per step)."""
+    result = new_result()
+    set_step_type(result, step_type)
+    set_response(result, response)
+    set_saga_id(result, saga_id)
+    return result
+
+
+def describe(error: BaseException) -> str:
+    """`"Type: message"` for logs and step details."""
+    return f"{type(error).__qualname__}: {error}"

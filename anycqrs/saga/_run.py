@@ -1,0 +1,106 @@
+"""One execution of a saga (`Run`) and where its writes go (`Journal`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+from ._saga import Saga, SagaStepHandler
+from ._types import SagaStatus, StepRecord
+from .storage._protocol import SagaStorage, SynchronousWriters
+
+__all__ = ["Handler", "Journal", "Run", "Written"]
+
+Handler = SagaStepHandler[Any, Any]
+
+Written = int | Awaitable[int]
+"""What a `Journal` writer returns: the new version, or an awaitable of it
+when the storage has to await (check with `isinstance(written, int)`)."""
+
+
+class Run:
+    """One execution of a saga: its id, context, the stored version and
+    context snapshot, and the handlers that acted (to compensate them on the
+    same instances)."""
+
+    __slots__ = ("context", "done", "saga", "saga_id", "snapshot", "status", "version")
+
+    def __init__(
+        self,
+        saga_id: UUID,
+        saga: type[Saga[Any]],
+        context: Any,
+        version: int,
+        snapshot: Any,
+    ) -> None:
+        self.saga_id = saga_id
+        self.saga = saga
+        self.context = context
+        self.version = version
+        self.snapshot = snapshot
+        self.done: list[Handler] = []
+        self.status = SagaStatus.RUNNING
+
+
+class Journal:
+    """The engine's writes to a storage, one way for every kind of storage.
+
+    `create` and `save` take their arguments positionally, with the entries'
+    time stamp last, and return a `Written`: a storage that declares
+    `SynchronousWriters` is written without a coroutine per write (the memory
+    storage of a 3-step saga: four coroutines fewer), any other is awaited.
+    """
+
+    __slots__ = ("create", "save", "storage")
+
+    def __init__(self, storage: SagaStorage) -> None:
+        self.storage = storage
+        create_now = save_now = None
+        if isinstance(storage, SynchronousWriters):
+            create_now, save_now = storage.synchronous_writers()
+        self.create: Callable[
+            [UUID, str, Mapping[str, Any], SagaStatus, Sequence[StepRecord], float], Written
+        ] = create_now or self._create_awaited
+        self.save: Callable[
+            [UUID, int, SagaStatus | None, Mapping[str, Any] | None, Sequence[StepRecord], float],
+            Written,
+        ] = save_now or self._save_awaited
+
+    async def write(
+        self,
+        run: Run,
+        *,
+        status: SagaStatus | None = None,
+        context: Mapping[str, Any] | None = None,
+        entries: Sequence[StepRecord] = (),
+    ) -> None:
+        """`save` for the paths where a coroutine does not matter: sets
+        `run.version`."""
+        written = self.save(run.saga_id, run.version, status, context, entries, time.time())
+        run.version = written if isinstance(written, int) else await written
+
+    def _create_awaited(
+        self,
+        saga_id: UUID,
+        saga_name: str,
+        context: Mapping[str, Any],
+        status: SagaStatus,
+        entries: Sequence[StepRecord],
+        _now: float,
+    ) -> Awaitable[int]:
+        return self.storage.create_saga(saga_id, saga_name, context, status=status, entries=entries)
+
+    def _save_awaited(
+        self,
+        saga_id: UUID,
+        expected_version: int,
+        status: SagaStatus | None,
+        context: Mapping[str, Any] | None,
+        entries: Sequence[StepRecord],
+        _now: float,
+    ) -> Awaitable[int]:
+        return self.storage.save(
+            saga_id, expected_version, status=status, context=context, entries=entries
+        )

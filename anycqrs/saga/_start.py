@@ -1,0 +1,123 @@
+"""The one way a run begins: create a saga, or resume a stored one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from ..errors import SagaAlreadyExistsError, SagaError, SagaStateError
+from ._log import ACT, COMPENSATE, COMPLETED, RUNNING, STARTED, entry, new_saga_id, record
+from ._map import SagaMap
+from ._run import Journal, Run
+from ._saga import Saga
+from ._snapshot import Snapshots
+from ._steps import Steps
+from ._types import SagaStatus, SagaStepEntry
+
+__all__ = ["Starter"]
+
+
+class Starter:
+    """Creates runs and rebuilds them from storage (internal).
+
+    Collaborators: the `saga_map` (which saga runs a context), the `journal`
+    written through, the `snapshots` of contexts and the `steps` (to rebuild
+    the handlers of a resumed run).
+    """
+
+    __slots__ = ("journal", "saga_map", "snapshots", "steps")
+
+    def __init__(
+        self, *, saga_map: SagaMap, journal: Journal, snapshots: Snapshots, steps: Steps
+    ) -> None:
+        self.saga_map = saga_map
+        self.journal = journal
+        self.snapshots = snapshots
+        self.steps = steps
+
+    def saga_for(self, context_type: type) -> type[Saga[Any]]:
+        """The saga bound to `context_type`.
+
+        Raises:
+            SagaError: none is bound.
+        """
+        saga = self.saga_map.get(context_type)
+        if saga is None:
+            raise SagaError(
+                f"No saga bound for {context_type.__qualname__}; bind one in a SagaMap "
+                "(sagas_mapper)"
+            )
+        return saga
+
+    async def start(self, context: Any, saga_id: UUID | None) -> tuple[Run, int] | None:
+        """Store a new saga of `context` (RUNNING, its first step STARTED),
+        or, when `saga_id` exists already, resume it: `(run, first step to
+        run)`, or `None` when it has completed."""
+        saga = self.saga_for(type(context))
+        sid = new_saga_id() if saga_id is None else saga_id
+        snapshot = self.snapshots.dump(context)
+        now = time.time()
+        first = (entry((saga.slots[0].primary.step_name, ACT, STARTED, None, now)),)
+        try:
+            written = self.journal.create(sid, saga.saga_name, snapshot, RUNNING, first, now)
+            version = written if isinstance(written, int) else await written
+        except SagaAlreadyExistsError:
+            if saga_id is None:  # pragma: no cover - a random 122-bit id collided
+                raise
+            return await self._resume(context, sid, saga)
+        return Run(sid, saga, context, version, snapshot), 0
+
+    async def _resume(
+        self, context: Any, saga_id: UUID, saga: type[Saga[Any]]
+    ) -> tuple[Run, int] | None:
+        storage = self.journal.storage
+        state = await storage.load_saga_state(saga_id)
+        if state.saga_name != saga.saga_name:
+            raise SagaStateError(f"Saga {saga_id} is a {state.saga_name}, not a {saga.saga_name}")
+        if state.status is SagaStatus.COMPLETED:
+            return None
+        if state.status not in (SagaStatus.PENDING, SagaStatus.RUNNING):
+            raise SagaStateError(
+                f"Saga {saga_id} is {state.status.value}; only a RUNNING saga can be "
+                "resumed by stream() (use recover())"
+            )
+        self.snapshots.restore(context, state.context)
+        run = Run(saga_id, saga, context, state.version, state.context)
+        start = await self.rebuild(run, await storage.get_step_history(saga_id))
+        if await self.restart(run, start):
+            return run, start
+        return None
+
+    async def rebuild(self, run: Run, history: Sequence[SagaStepEntry]) -> int:
+        """Fill `run.done` with the handlers whose `act` was logged COMPLETED
+        and that were not compensated yet; return the index of the first slot
+        that did not complete (`len(slots)` if all did)."""
+        acted = {e.step_name for e in history if e.action == ACT and e.status is COMPLETED}
+        compensated = {
+            e.step_name for e in history if e.action == COMPENSATE and e.status is not STARTED
+        }
+        slots = run.saga.slots
+        for slot in slots:
+            handler_type: Any = next((h for h in slot.handlers if h.step_name in acted), None)
+            if handler_type is None:
+                return slot.index
+            if handler_type.step_name not in compensated:
+                run.done.append(await self.steps.make(handler_type, run.saga_id))
+        return len(slots)
+
+    async def restart(self, run: Run, start: int) -> bool:
+        """Log that `run` goes on from step `start` (RUNNING); or mark it
+        COMPLETED when every step acted. Returns whether steps are left."""
+        slots = run.saga.slots
+        if start >= len(slots):
+            await self.journal.write(run, status=SagaStatus.COMPLETED)
+            run.status = SagaStatus.COMPLETED
+            return False
+        await self.journal.write(
+            run,
+            status=SagaStatus.RUNNING,
+            entries=(record(slots[start].primary.step_name, ACT, STARTED, {"resumed": True}),),
+        )
+        return True

@@ -1,0 +1,225 @@
+"""Step execution: a saga's steps prepared once, and how one step acts
+(middlewares, timeout, retry policy, fallback and circuit breaker).
+
+Steps run on the one handler endpoint (`anycqrs._endpoint`): a step's handler
+is resolved once per run, `act` is invoked through the middlewares, and
+`compensate` is later called on the same instance. A `Fallback` slot runs
+through the shared `guarded` mechanism of request and event fallbacks, with
+the one breaker protocol (`CircuitBreakerLike`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from uuid import UUID
+
+import anyio
+
+from .._endpoint import Endpoints, HandlerEndpoint
+from .._fallback import guarded
+from .._handlers import keeps_events_list, take_events
+from .._retry import Sleep, retry_call
+from ..container import Container
+from ..middlewares import MiddlewareChain
+from ._log import ACT, FAILED, STARTED, describe, record
+from ._run import Handler, Journal, Run
+from ._saga import Saga, Slot
+from ._snapshot import Snapshots
+
+__all__ = ["Step", "StepFailed", "Steps"]
+
+logger = logging.getLogger("anycqrs.saga")
+
+
+class StepFailed(Exception):
+    """`act` of the step logged as `name` failed with `error` (a fallback's
+    name differs from the slot's)."""
+
+    def __init__(self, name: str, error: Exception) -> None:
+        self.name = name
+        self.error = error
+
+
+class _Attempt:
+    """What a guarded (fallback) step passes from its primary to its
+    fallback: the run, the primary's handler and the error it failed with
+    (`None`: the circuit was open)."""
+
+    __slots__ = ("error", "handler", "run")
+
+    def __init__(self, run: Run, handler: Handler) -> None:
+        self.run = run
+        self.handler = handler
+        self.error: Exception | None = None
+
+
+Guarded = Callable[[_Attempt], Awaitable["tuple[Handler, Any]"]]
+
+
+class Step:
+    """One slot of a saga, prepared for running.
+
+    Attributes:
+        slot: the saga's slot.
+        name: the primary's step name.
+        endpoint: the primary's `act` endpoint.
+        plain: no timeout, retry policy or fallback: `act` is invoked as is.
+        fast: the endpoint's fast path (`endpoint.fast`) for a plain step,
+            else `None`: the forward iterator then builds the handler and
+            awaits `act` itself, and reads its events list directly.
+        guarded: the fallback slot's `guarded` endpoint, else `None`.
+    """
+
+    __slots__ = ("endpoint", "fast", "guarded", "name", "plain", "slot")
+
+    def __init__(
+        self, slot: Slot, endpoint: HandlerEndpoint, plain: bool, guarded: Guarded | None
+    ) -> None:
+        self.slot = slot
+        self.name = slot.primary.step_name
+        self.endpoint = endpoint
+        self.plain = plain
+        self.fast = endpoint.fast if plain and keeps_events_list(slot.primary) else None
+        self.guarded = guarded
+
+
+class Steps:
+    """Builds step handlers and runs their `act` (internal).
+
+    Collaborators: the `endpoints` (one cache per container, the saga's
+    middlewares around every `act`), the `snapshots` that put a context back
+    before a retry or a fallback, the `journal` a fallback is logged
+    through, and the `sleep` between retries.
+    """
+
+    __slots__ = ("_plans", "endpoints", "journal", "sleep", "snapshots")
+
+    def __init__(
+        self,
+        *,
+        container: Container,
+        middlewares: MiddlewareChain,
+        snapshots: Snapshots,
+        journal: Journal,
+        sleep: Sleep = anyio.sleep,
+    ) -> None:
+        self.endpoints = Endpoints(container, middlewares)
+        self.snapshots = snapshots
+        self.journal = journal
+        self.sleep = sleep
+        self._plans: dict[type, tuple[Step, ...]] = {}
+
+    def endpoint(self, handler_type: type[Handler]) -> HandlerEndpoint:
+        """The `act` endpoint of `handler_type`."""
+        return self.endpoints.get(handler_type, method="act")
+
+    async def make(self, handler_type: type[Handler], saga_id: UUID) -> Handler:
+        """A fresh handler instance bound to `saga_id`."""
+        handler: Handler = await self.endpoint(handler_type).resolve()
+        handler._anycqrs_saga_id = saga_id
+        return handler
+
+    def plan(self, saga: type[Saga[Any]]) -> tuple[Step, ...]:
+        """The saga's steps, prepared once per saga class."""
+        plan = self._plans.get(saga)
+        if plan is None:
+            plan = self._plans[saga] = tuple(self._step(slot) for slot in saga.slots)
+        return plan
+
+    def _step(self, slot: Slot) -> Step:
+        primary = slot.primary
+        fallback = slot.fallback
+        if fallback is None:
+            plain = primary.timeout is None and primary.retry_policy is None
+            return Step(slot, self.endpoint(primary), plain, None)
+        run_guarded: Guarded = guarded(
+            self._primary,
+            functools.partial(self._fallback, slot),
+            protected=primary,
+            failure_exceptions=fallback.failure_exceptions,
+            breaker=fallback.circuit_breaker,
+        )
+        return Step(slot, self.endpoint(primary), False, run_guarded)
+
+    async def act(self, run: Run, step: Step, handler: Handler) -> tuple[Handler, Any]:
+        """Run `step` (not plain) with `handler`: returns the handler that
+        acted (the fallback's, if it ran) and its response.
+
+        Raises:
+            StepFailed: the fallback failed (it names the fallback's step).
+            Exception: the step's own error otherwise.
+        """
+        if step.guarded is None:
+            return handler, await self.attempt(run, step.endpoint, handler)
+        return await step.guarded(_Attempt(run, handler))
+
+    async def attempt(self, run: Run, endpoint: HandlerEndpoint, handler: Handler) -> Any:
+        """`act` through the endpoint (its middlewares), with the step's
+        timeout and retry policy; the context is put back to its snapshot
+        before each retry."""
+        step = type(handler)
+        context = run.context
+        timeout = step.timeout
+        once: Callable[[], Awaitable[Any]]
+        if timeout is None:
+            once = functools.partial(endpoint.invoke, handler, context)
+        else:
+
+            async def once() -> Any:
+                with anyio.fail_after(timeout):
+                    return await endpoint.invoke(handler, context)
+
+        policy = step.retry_policy
+        if policy is None:
+            return await once()
+
+        def again(error: BaseException, failures: int, _delay: float) -> None:
+            logger.warning(
+                "saga %s: %s act attempt %d/%s failed: %s",
+                run.saga_id,
+                step.step_name,
+                failures,
+                policy.attempts or "unlimited",
+                describe(error),
+            )
+            self.snapshots.restore(context, run.snapshot)
+            take_events(handler)
+
+        return await retry_call(policy, once, on_retry=again, sleep=self.sleep)
+
+    async def _primary(self, attempt: _Attempt) -> tuple[Handler, Any]:
+        handler = attempt.handler
+        try:
+            return handler, await self.attempt(attempt.run, self.endpoint(type(handler)), handler)
+        except Exception as error:
+            attempt.error = error
+            raise
+
+    async def _fallback(self, slot: Slot, attempt: _Attempt) -> tuple[Handler, Any]:
+        """Run the slot's fallback step instead of its primary: the primary's
+        events dropped, the context put back, the switch logged."""
+        assert slot.fallback is not None
+        run, error = attempt.run, attempt.error
+        attempt.error = None  # no attempt <-> traceback cycle left behind
+        take_events(attempt.handler)
+        self.snapshots.restore(run.context, run.snapshot)
+        details = {
+            "error": "circuit breaker open" if error is None else describe(error),
+            "fallback": True,
+        }
+        other = slot.fallback.fallback
+        await self.journal.write(
+            run,
+            entries=(
+                record(slot.primary.step_name, ACT, FAILED, details),
+                record(other.step_name, ACT, STARTED),
+            ),
+        )
+        replacement = await self.make(other, run.saga_id)
+        try:
+            return replacement, await self.attempt(run, self.endpoint(other), replacement)
+        except Exception as failure:
+            raise StepFailed(other.step_name, failure) from failure
