@@ -75,6 +75,8 @@ DOCUMENTED_PATHS = [
     ("anycqrs.brokers.kafka", "KafkaEventConsumer"),
     ("anycqrs.brokers.rabbitmq", "RabbitMQMessageBroker"),
     ("anycqrs.brokers.rabbitmq", "RabbitMQEventConsumer"),
+    ("anycqrs.brokers.rabbitmq", "ReconnectPolicy"),
+    ("anycqrs.errors", "ConnectionLost"),
     ("anycqrs.brokers", "ConsumerRetryPolicy"),
     ("anycqrs.errors", "CircuitBreakerOpen"),
     ("anycqrs.sse", "SSEResponse"),
@@ -114,3 +116,17 @@ def test_every_error_derives_from_the_root() -> None:
     for name in errors.__all__:
         error = getattr(errors, name)
         assert issubclass(error, anycqrs.AnyCQRSError), name
+
+
+def test_rabbitmq_surface() -> None:
+    from anycqrs.brokers import rabbitmq
+
+    assert sorted(rabbitmq.__all__) == [
+        "ConsumerRetryPolicy",
+        "RabbitMQEventConsumer",
+        "RabbitMQMessageBroker",
+        "ReconnectPolicy",
+    ]
+    assert issubclass(anycqrs.errors.ConnectionLost, anycqrs.errors.BrokerError)
+    consumer = rabbitmq.RabbitMQEventConsumer
+    assert not {"stale", "done", "location", "dead_letter"} & set(dir(consumer))
