@@ -77,7 +77,17 @@ DOCUMENTED_PATHS = [
     ("anycqrs.brokers.rabbitmq", "RabbitMQEventConsumer"),
     ("anycqrs.brokers.rabbitmq", "ReconnectPolicy"),
     ("anycqrs.errors", "ConnectionLost"),
-    ("anycqrs.brokers", "ConsumerRetryPolicy"),
+    ("anycqrs.brokers", "BatchMessageBroker"),
+    ("anycqrs.consumers", "EventSink"),
+    ("anycqrs.consumers", "EventTypes"),
+    ("anycqrs.consumers", "Transport"),
+    ("anycqrs.consumers", "Inbound"),
+    ("anycqrs.consumers", "EventDecoder"),
+    ("anycqrs.consumers", "Lanes"),
+    ("anycqrs.consumers", "consume"),
+    ("anycqrs.consumers", "InMemoryTransport"),
+    ("anycqrs.consumers", "MemoryRecord"),
+    ("anycqrs.consumers", "DeadLetter"),
     ("anycqrs.errors", "CircuitBreakerOpen"),
     ("anycqrs.sse", "SSEResponse"),
     ("anycqrs.outbox", "OutboxRelay"),
@@ -99,7 +109,8 @@ def test_every_exported_name_exists_and_is_documented() -> None:
 
 def test_nothing_private_leaks() -> None:
     public = {n for n in dir(anycqrs) if not n.startswith("_")}
-    subpackages = {"brokers", "container", "events", "messages", "middlewares", "requests"}
+    subpackages = {"brokers", "consumers", "container", "events", "messages", "middlewares"}
+    subpackages |= {"requests"}
     subpackages |= {"saga", "serialization", "diagrams", "outbox", "errors", "sse"}
     assert public - set(anycqrs.__all__) <= subpackages
 
@@ -108,6 +119,40 @@ def test_nothing_private_leaks() -> None:
 def test_documented_import_paths(module: str, name: str) -> None:
     obj = getattr(importlib.import_module(module), name)
     assert inspect.getdoc(obj), f"{module}.{name} has no docstring"
+
+
+@pytest.mark.parametrize("module", ["anycqrs.brokers", "anycqrs.consumers"])
+def test_consumer_layer_all_is_pinned(module: str) -> None:
+    namespace = importlib.import_module(module)
+    expected = {
+        "anycqrs.brokers": {
+            "BatchMessageBroker",
+            "DevnullMessageBroker",
+            "InMemoryMessageBroker",
+            "KafkaEventConsumer",
+            "KafkaMessageBroker",
+            "Message",
+            "MessageBroker",
+            "RabbitMQEventConsumer",
+            "RabbitMQMessageBroker",
+        },
+        "anycqrs.consumers": {
+            "DEFAULT_RETRY",
+            "DeadLetter",
+            "EventDecoder",
+            "EventSink",
+            "EventTypes",
+            "InMemoryTransport",
+            "Inbound",
+            "Lanes",
+            "MemoryRecord",
+            "Transport",
+            "consume",
+        },
+    }[module]
+    assert set(namespace.__all__) == expected
+    for name in namespace.__all__:
+        assert inspect.getdoc(getattr(namespace, name)), f"{module}.{name} has no docstring"
 
 
 def test_every_error_derives_from_the_root() -> None:
