@@ -167,7 +167,6 @@ def test_rabbitmq_surface() -> None:
     from anycqrs.brokers import rabbitmq
 
     assert sorted(rabbitmq.__all__) == [
-        "ConsumerRetryPolicy",
         "RabbitMQEventConsumer",
         "RabbitMQMessageBroker",
         "ReconnectPolicy",

@@ -10,8 +10,11 @@ Wire format: body = JSON of `to_dict(event)`, `content_type`
 ordering key), plus the event's own headers; persistent.
 
 Both reconnect after a lost connection (and wait for a broker that is not up
-yet) following an `anycqrs.RetryPolicy` passed as `reconnect=`.
-`ReconnectPolicy` is a deprecated factory of the equivalent `RetryPolicy`.
+yet) following an `anycqrs.RetryPolicy` passed as `reconnect=`. The consumer
+is a transport over the public consumer layer, `anycqrs.consumers`.
+
+Deprecated, kept for one release: `ReconnectPolicy` (a factory of the
+equivalent `RetryPolicy`) and `ConsumerRetryPolicy` (now `anycqrs.RetryPolicy`).
 
 Example:
     ```python
@@ -21,14 +24,30 @@ Example:
     ```
 """
 
-from .._consumer import ConsumerRetryPolicy as ConsumerRetryPolicy
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
 from ._consumer import RabbitMQEventConsumer as RabbitMQEventConsumer
 from ._producer import RabbitMQMessageBroker as RabbitMQMessageBroker
 from ._reconnect import ReconnectPolicy as ReconnectPolicy
 
 __all__ = [
-    "ConsumerRetryPolicy",
     "RabbitMQEventConsumer",
     "RabbitMQMessageBroker",
     "ReconnectPolicy",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ConsumerRetryPolicy":
+        warnings.warn(
+            "anycqrs.brokers.rabbitmq.ConsumerRetryPolicy is deprecated; use anycqrs.RetryPolicy",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from ..._retry import RetryPolicy
+
+        return RetryPolicy
+    raise AttributeError(f"module 'anycqrs.brokers.rabbitmq' has no attribute {name!r}")

@@ -1,13 +1,16 @@
-"""The RabbitMQ consumer: `RabbitMQEventConsumer` holds the settings; each
-`run` builds a `_Run` (the connection thread, its deliveries and acks) and
-feeds the lanes from it, reconnecting when the connection is lost."""
+"""The RabbitMQ consumer: a transport over the public consumer layer.
+
+`RabbitMQEventConsumer` holds the settings; each `run` builds a `_Run` (the
+transport of that run: the connection thread, its deliveries and acks,
+reconnecting when the connection is lost) and hands it to
+`anycqrs.consumers.consume`, which feeds the event sink through the lanes."""
 
 from __future__ import annotations
 
 import logging
 from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -15,20 +18,19 @@ import anyio.from_thread
 import anyio.lowlevel
 import attrs
 
-from ..._exc import single_error
 from ..._retry import RetryPolicy, Sleep
-from ...errors import ConnectionLost, DeserializationError
-from .._consumer import ConsumerRetryPolicy, EventDecoder, Inbound, Lanes
+from ...consumers import DEFAULT_RETRY, EventDecoder, EventSink, Inbound, consume
+from ...errors import ConnectionLost
 from ._connection import AmqpThread
 from ._reconnect import CONSUMER_RECONNECT, reconnect, retryable
 from ._wire import dead_letter_properties, name_and_key
 
-if TYPE_CHECKING:
-    from ...events import EventMediator
-
 __all__ = ["RabbitMQEventConsumer"]
 
 logger = logging.getLogger("anycqrs.brokers.rabbitmq")
+
+_Delivery = tuple[int, Any, Any, bytes, str | None, str | None]
+"""A message as received: generation, method, properties, body, event name, key."""
 
 
 @attrs.frozen
@@ -50,8 +52,9 @@ class _Settings:
 
 class RabbitMQEventConsumer:
     """Consumes notification events from a RabbitMQ queue and feeds them to an
-    `anycqrs.EventMediator`, at least once: a message is acked only after the
-    mediator handled it (or it was dead-lettered).
+    event sink (an `anycqrs.EventMediator`), at least once: a message is acked
+    only after the sink handled it (or it was dead-lettered). It is a
+    transport over `anycqrs.consumers` (lanes, retries, poison, dead letters).
 
     Same contract as `anycqrs.brokers.kafka.KafkaEventConsumer`: routing by
     `event_name` (the `event_name` header, else the AMQP `type`, else the
@@ -77,13 +80,15 @@ class RabbitMQEventConsumer:
     Args:
         url: AMQP URL.
         queue: the queue to consume (declared durable when `declare_queue`).
-        mediator: the `anycqrs.EventMediator` that handles events.
+        mediator: the event sink that handles events: an
+            `anycqrs.EventMediator`, or any `anycqrs.consumers.EventSink`.
         bindings: `(exchange, routing_key)` pairs to bind the queue to (the
             exchanges are declared as durable `topic` exchanges).
         declare_queue: declare `queue` on every connect.
         prefetch: most unacked messages in flight (`basic_qos`).
         max_concurrency: most handlers running at once (default: `prefetch`).
-        retry: how a failing handler is retried (default: 3 attempts).
+        retry: an `anycqrs.RetryPolicy` for a failing handler (default
+            `anycqrs.consumers.DEFAULT_RETRY`: 3 attempts).
         dead_letter_exchange: where failed and undecodable messages go
             (declared as a durable `topic` exchange).
         dead_letter_routing_key: routing key for them (default: the queue).
@@ -113,13 +118,13 @@ class RabbitMQEventConsumer:
         self,
         url: str,
         queue: str,
-        mediator: EventMediator,
+        mediator: EventSink,
         *,
         bindings: Sequence[tuple[str, str]] = (),
         declare_queue: bool = True,
         prefetch: int = 64,
         max_concurrency: int | None = None,
-        retry: ConsumerRetryPolicy | None = None,
+        retry: RetryPolicy | None = None,
         dead_letter_exchange: str | None = None,
         dead_letter_routing_key: str | None = None,
         poll_interval: float = 0.2,
@@ -129,10 +134,9 @@ class RabbitMQEventConsumer:
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
         name = f"RabbitMQEventConsumer({queue!r})"
-        self._mediator = mediator
-        self._decode = EventDecoder(mediator.event_map)
+        self._sink = mediator
         self._concurrency = max_concurrency if max_concurrency is not None else prefetch
-        self._retry = retry if retry is not None else ConsumerRetryPolicy()
+        self._retry = retry if retry is not None else DEFAULT_RETRY
         self._settings = _Settings(
             url=url,
             queue=queue,
@@ -147,7 +151,7 @@ class RabbitMQEventConsumer:
             client_properties={"connection_name": connection_name or f"anycqrs {name}"},
         )
         self._sleep: Sleep = anyio.sleep
-        """How reconnect backoff waits (tests replace it)."""
+        """How reconnect and retry backoff wait (tests replace it)."""
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -160,39 +164,40 @@ class RabbitMQEventConsumer:
             BrokerError: cannot connect; or the connection was lost and
                 `reconnect` gave up (or is `None`).
         """
-        run = _Run(self._settings, self._decode, self._sleep)
+        run = _Run(self._settings, self._sleep)
         try:
-            with single_error():
-                await run.open()
-                lanes = Lanes(self._mediator, run, concurrency=self._concurrency, retry=self._retry)
-                async with anyio.create_task_group() as group:
-                    await group.start(lanes.run)
-                    task_status.started()
-                    while True:
-                        await lanes.submit(await run.fetch())
+            await run.open()
+            await consume(
+                self._sink,
+                run,
+                concurrency=self._concurrency,
+                retry=self._retry,
+                logger=logger,
+                sleep=self._sleep,
+                task_status=task_status,
+            )
         finally:
             await run.close()
 
 
 class _Run:
-    """One run of a consumer: its connections (one generation each), the
-    deliveries handed over from the connection thread and the acks going back.
+    """One run of a consumer, its `anycqrs.consumers.Transport`: its
+    connections (one generation each), the deliveries handed over from the
+    connection thread and the acks going back.
 
     The thread-side methods run in the connection thread; the others on the
-    event loop. It is the lanes' transport (`stale`, `done`, `location`,
-    `dead_letter`).
+    event loop.
     """
 
-    def __init__(self, settings: _Settings, decode: EventDecoder, sleep: Sleep) -> None:
+    def __init__(self, settings: _Settings, sleep: Sleep) -> None:
         self._settings = settings
-        self._decode = decode
         self._sleep = sleep
         self._token = anyio.lowlevel.current_token()
-        self._arrived: list[Inbound] = []
-        """Decoded in the connection thread, not handed over yet."""
+        self._arrived: list[_Delivery] = []
+        """Received in the connection thread, not handed over yet."""
         self._acks: deque[tuple[int, int]] = deque()
         """(connection generation, delivery tag) of handled messages to ack."""
-        self._inbox: list[Inbound] = []
+        self._inbox: list[_Delivery] = []
         self._wakeup = anyio.Event()
         self._ended = False
         self._generation = 0
@@ -219,14 +224,26 @@ class _Run:
                 sleep=self._sleep,
             )
 
-    async def fetch(self) -> list[Inbound]:
-        """The next deliveries (reconnecting first when the connection is gone)."""
+    async def fetch(self, decode: EventDecoder, /) -> list[Inbound]:
+        """The next deliveries, decoded (reconnecting first when the connection is gone)."""
         while True:
             if self._ended:
                 await self._reconnect_now()
             if self._inbox:
-                items, self._inbox = self._inbox, []
-                return items
+                deliveries, self._inbox = self._inbox, []
+                inbound = decode.inbound
+                return [
+                    inbound(
+                        body,
+                        name,
+                        method.routing_key,
+                        key,
+                        lane=hash(key) if key is not None else method.delivery_tag,
+                        raw=(method, properties, body),
+                        ticket=(generation, method.delivery_tag),
+                    )
+                    for generation, method, properties, body, name, key in deliveries
+                ]
             await self._wakeup.wait()
             self._wakeup = anyio.Event()
 
@@ -280,7 +297,7 @@ class _Run:
             raise ConnectionLost(f"{settings.name}: RabbitMQ connection lost: {lost}") from lost
         await reconnect(settings.reconnect, settings.name, lost, self._connect, sleep=self._sleep)
 
-    def _deliver(self, items: list[Inbound]) -> None:
+    def _deliver(self, items: list[_Delivery]) -> None:
         self._inbox.extend(items)
         self._wakeup.set()
 
@@ -290,24 +307,24 @@ class _Run:
             self._ended = True
             self._wakeup.set()
 
-    # -- the lanes' transport ---------------------------------------------------
+    # -- the rest of the transport ---------------------------------------------
 
-    def stale(self, item: Inbound) -> bool:
+    def stale(self, item: Inbound, /) -> bool:
         """Delivered on a connection that is gone: RabbitMQ redelivers it."""
         return bool(item.ticket[0] != self._live)
 
-    def done(self, items: Sequence[Inbound]) -> None:
+    def settle(self, items: Sequence[Inbound], /) -> None:
         """Ack handled messages (in the connection thread's next round)."""
         self._acks.extend(item.ticket for item in items)
         thread = self._thread
         if thread is not None:
             thread.wake()
 
-    def location(self, item: Inbound) -> str:
+    def location(self, item: Inbound, /) -> str:
         """`queue#delivery_tag`."""
         return f"{self._settings.queue}#{item.ticket[1]}"
 
-    async def dead_letter(self, item: Inbound, error: BaseException, attempts: int) -> bool:
+    async def dead_letter(self, item: Inbound, error: BaseException, attempts: int, /) -> bool:
         """Publish the message to the dead-letter exchange, if there is one."""
         settings, thread = self._settings, self._thread
         dlx = settings.dlx
@@ -359,17 +376,7 @@ class _Run:
         channel.basic_consume(settings.queue, on_message)
 
     def _on_message(self, generation: int, method: Any, properties: Any, body: bytes) -> None:
-        name, key = name_and_key(properties)
-        error: Exception | None = None
-        event: Any = None
-        try:
-            event = self._decode(body, name, method.routing_key, key)
-        except DeserializationError as exc:
-            error = exc
-        lane = hash(key) if key is not None else method.delivery_tag
-        item = Inbound(event, error, lane, (method, properties, body))
-        item.ticket = (generation, method.delivery_tag)
-        self._arrived.append(item)
+        self._arrived.append((generation, method, properties, body, *name_and_key(properties)))
 
     def _after_poll(self, generation: int, channel: Any) -> None:
         self._flush_acks(generation, channel)

@@ -9,12 +9,10 @@ from typing import Any
 import anyio
 import pytest
 
+import anycqrs
 from anycqrs.brokers import Message
-from anycqrs.brokers.rabbitmq import (
-    ConsumerRetryPolicy,
-    RabbitMQEventConsumer,
-    RabbitMQMessageBroker,
-)
+from anycqrs.brokers.rabbitmq import RabbitMQEventConsumer, RabbitMQMessageBroker
+from anycqrs.consumers import EventSink
 from anycqrs.errors import MessageHandlingError
 from anycqrs.events import EventMediator
 
@@ -64,7 +62,7 @@ async def test_retry_dead_letter_and_poison(
         names.queue,
         mediator,
         bindings=[(names.exchange, "#")],
-        retry=ConsumerRetryPolicy(attempts=3, delay=0.0),
+        retry=anycqrs.RetryPolicy(attempts=3, delay=0.0),
         dead_letter_exchange=names.dlx,
         prefetch=1,
     )
@@ -107,7 +105,7 @@ async def test_failure_without_dlx_stops_and_leaves_the_message(
         names.queue,
         mediator,
         bindings=[(names.exchange, "#")],
-        retry=ConsumerRetryPolicy(attempts=2, delay=0.0),
+        retry=anycqrs.RetryPolicy(attempts=2, delay=0.0),
     )
     await declare_queue(rabbitmq_url, names, routing_key="#")
     async with RabbitMQMessageBroker(rabbitmq_url, exchange=names.exchange) as broker:
@@ -156,6 +154,39 @@ async def test_one_consumer_runs_twice(
                 await recorder.wait_for(lambda: len(recorder.events) == order_id)
     assert recorder.ids() == [1, 2]
     assert await drain(rabbitmq_url, names.queue) == []
+
+
+async def test_feeds_any_event_sink(
+    rabbitmq_url: str, names: Names, mediator: EventMediator
+) -> None:
+    got: list[Any] = []
+    arrived = anyio.Event()
+
+    class Sink:  # an anycqrs.consumers.EventSink that is no mediator
+        event_map = mediator.event_map
+
+        async def send(self, event: Any, /) -> None:
+            got.append(event)
+            arrived.set()
+
+    assert isinstance(Sink(), EventSink)
+    consumer = RabbitMQEventConsumer(
+        rabbitmq_url, names.queue, Sink(), bindings=[(names.exchange, "#")]
+    )
+    async with running(consumer):
+        async with RabbitMQMessageBroker(rabbitmq_url, exchange=names.exchange) as broker:
+            await broker.send_message(Message.from_event(paid(7, "o", key="k")))
+        with anyio.fail_after(30):
+            await arrived.wait()
+    assert [(e.payload.order_id, e.key, e.topic) for e in got] == [(7, "k", "o")]
+
+
+def test_consumer_retry_policy_is_a_deprecated_alias() -> None:
+    from anycqrs.brokers import rabbitmq
+
+    with pytest.deprecated_call(match="anycqrs.RetryPolicy"):
+        assert rabbitmq.ConsumerRetryPolicy is anycqrs.RetryPolicy
+    assert "ConsumerRetryPolicy" not in rabbitmq.__all__
 
 
 def test_consumer_arguments(mediator: EventMediator) -> None:
