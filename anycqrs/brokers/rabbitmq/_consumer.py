@@ -22,7 +22,7 @@ from ..._retry import RetryPolicy, Sleep
 from ...consumers import DEFAULT_RETRY, EventDecoder, EventSink, Inbound, consume
 from ...errors import ConnectionLost
 from ._connection import AmqpThread
-from ._reconnect import CONSUMER_RECONNECT, reconnect, retryable
+from ._reconnect import CONSUMER_RECONNECT, reconnect
 from ._wire import dead_letter_properties, name_and_key
 
 __all__ = ["RabbitMQEventConsumer"]
@@ -210,19 +210,7 @@ class _Run:
     async def open(self) -> None:
         """The first connection; a broker that is not up yet is waited for."""
         settings = self._settings
-        try:
-            await self._connect()
-        except ConnectionLost as error:
-            if settings.reconnect is None or not retryable(error):
-                raise
-            await reconnect(
-                settings.reconnect,
-                settings.name,
-                error,
-                self._connect,
-                what="cannot connect",
-                sleep=self._sleep,
-            )
+        await reconnect(settings.reconnect, settings.name, self._connect, sleep=self._sleep)
 
     async def fetch(self, decode: EventDecoder, /) -> list[Inbound]:
         """The next deliveries, decoded (reconnecting first when the connection is gone)."""
@@ -295,7 +283,9 @@ class _Run:
         self._thread = None
         if settings.reconnect is None:
             raise ConnectionLost(f"{settings.name}: RabbitMQ connection lost: {lost}") from lost
-        await reconnect(settings.reconnect, settings.name, lost, self._connect, sleep=self._sleep)
+        await reconnect(
+            settings.reconnect, settings.name, self._connect, lost=lost, sleep=self._sleep
+        )
 
     def _deliver(self, items: list[_Delivery]) -> None:
         self._inbox.extend(items)

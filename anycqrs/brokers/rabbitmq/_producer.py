@@ -15,7 +15,7 @@ from ...errors import BrokerDeliveryError, BrokerError, ConnectionLost
 from ...serialization import dumps
 from .._message import Message
 from ._connection import AmqpThread
-from ._reconnect import PRODUCER_RECONNECT, reconnect, retryable
+from ._reconnect import PRODUCER_RECONNECT, reconnect
 from ._wire import properties
 
 __all__ = ["RabbitMQMessageBroker"]
@@ -120,20 +120,8 @@ class RabbitMQMessageBroker:
 
     async def __aenter__(self) -> RabbitMQMessageBroker:
         self._lock = anyio.Lock()
-        try:
-            await self._thread.start()
-        except ConnectionLost as error:
-            # a broker that is not up yet: the same backoff as a lost connection
-            if self._reconnect is None or not retryable(error):
-                raise
-            await reconnect(
-                self._reconnect,
-                self._name,
-                error,
-                self._thread.start,
-                what="cannot connect",
-                sleep=self._sleep,
-            )
+        # a broker that is not up yet: the same backoff as a lost connection
+        await reconnect(self._reconnect, self._name, self._thread.start, sleep=self._sleep)
         self._entered = True
         return self
 
@@ -222,7 +210,7 @@ class RabbitMQMessageBroker:
                 await self._thread.start()
                 self._generation += 1
 
-            await reconnect(policy, self._name, lost, connect, sleep=self._sleep)
+            await reconnect(policy, self._name, connect, lost=lost, sleep=self._sleep)
 
     def _publish(self, channel: Any, batch: _Batch) -> None:
         # `batch.next` moves past a message once the broker answered for it,

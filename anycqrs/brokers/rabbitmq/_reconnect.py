@@ -1,8 +1,8 @@
 """(Re)connecting to RabbitMQ on the one `anycqrs.RetryPolicy`.
 
-The producer and the consumer hand a lost connection, or a first connection
-that failed, to `reconnect`, which runs `anycqrs._retry.retry_call` (the one
-retry loop) with a WARNING log line per attempt. The failed connection counts
+The producer and the consumer open their first connection, and replace a
+lost one, with `reconnect`, which runs `anycqrs._retry.retry_call` (the one
+retry loop) with a WARNING log line per retry. The failed connection counts
 as the policy's first attempt: `RetryPolicy(attempts=9)` makes up to eight
 reconnect attempts, `attempts=None` reconnects forever. Bad credentials and a
 forbidden vhost are never retried.
@@ -85,25 +85,30 @@ def retryable(error: BaseException) -> bool:
 
 
 async def reconnect(
-    policy: RetryPolicy,
+    policy: RetryPolicy | None,
     name: str,
-    error: BaseException,
     connect: Callable[[], Awaitable[None]],
     *,
-    what: str = "connection lost",
+    lost: BaseException | None = None,
     sleep: Sleep = anyio.sleep,
 ) -> None:
-    """Call `connect` after each of `policy`'s delays until it succeeds.
+    """Call `connect` until it succeeds or `policy` gives up.
 
-    `error` is the failure that calls for a new connection (the policy's
-    first attempt). Each attempt is logged at WARNING, and so is the success.
+    A first connection (`lost` is `None`) is tried at once; after a lost
+    connection (`lost`, the policy's first attempt) the first try waits.
+    Each retry is logged at WARNING, and so is the success. `policy=None`
+    makes a single attempt.
 
     Raises:
-        BrokerError: the policy gave up (the last error is chained).
-        Exception: `error` or a later error unchanged when it is not worth
-            retrying (bad credentials, a closed producer) before any attempt.
+        BrokerError: the policy gave up after retrying (the last error chained).
+        Exception: the first error unchanged when it is not retried (bad
+            credentials, a closed producer, `policy=None`).
     """
+    if policy is None:
+        await connect()
+        return
     made = 0
+    what = "cannot connect" if lost is None else "connection lost"
     limit = f" of {policy.attempts - 1}" if policy.attempts is not None else ""
 
     def log(last: BaseException, failures: int, delay: float) -> None:
@@ -121,10 +126,17 @@ async def reconnect(
 
     try:
         await retry_call(
-            policy, connect, failures=1, error=error, retryable=retryable, on_retry=log, sleep=sleep
+            policy,
+            connect,
+            failures=0 if lost is None else 1,
+            error=lost,
+            retryable=retryable,
+            on_retry=log,
+            sleep=sleep,
         )
     except ConnectionLost as last:
         if made == 0:
             raise
         raise BrokerError(f"{name}: cannot reconnect after {made} attempt(s): {last}") from last
-    logger.warning("%s: reconnected (attempt %d)", name, made)
+    if made:
+        logger.warning("%s: reconnected (attempt %d)", name, made)
