@@ -44,6 +44,7 @@ __all__ = [
     "BrokerError",
     "CircuitBreakerOpen",
     "ConcurrencyError",
+    "ConnectionLost",
     "DeserializationError",
     "EventDispatchError",
     "MessageHandlingError",
@@ -216,6 +217,15 @@ class BrokerDeliveryError(BrokerError):
             f"{len(self.failures)} message(s) not delivered{where} ({delivered} delivered); "
             f"first: {first_id or '?'}: {first_reason}"
         )
+
+
+class ConnectionLost(BrokerError):
+    """The connection to a broker (or its channel) is gone, or was never opened.
+
+    A call that failed with it may or may not have reached the broker. The
+    RabbitMQ producer and consumer reconnect after it following their
+    `reconnect` policy; a login or vhost refusal is never retried.
+    """
 
 
 class MessageHandlingError(BrokerError):

@@ -20,11 +20,7 @@ import pika
 
 import anycqrs
 from anycqrs.brokers import Message
-from anycqrs.brokers.rabbitmq import (
-    ConsumerRetryPolicy,
-    RabbitMQEventConsumer,
-    RabbitMQMessageBroker,
-)
+from anycqrs.brokers.rabbitmq import RabbitMQEventConsumer, RabbitMQMessageBroker
 from anycqrs.events import EventHandler, EventMap, EventMediator
 
 
@@ -77,7 +73,7 @@ async def main(url: str, count: int) -> None:
         mediator,
         bindings=[(exchange, "parcels.#")],
         prefetch=16,
-        retry=ConsumerRetryPolicy(attempts=3, delay=0.1),
+        retry=anycqrs.RetryPolicy(attempts=3, delay=0.1),
         dead_letter_exchange=dlx,
     )
     try:

@@ -7,12 +7,13 @@ import pytest
 
 import anycqrs
 from anycqrs.brokers import (
+    BatchMessageBroker,
     DevnullMessageBroker,
     InMemoryMessageBroker,
     Message,
     MessageBroker,
-    publish_many,
 )
+from anycqrs.brokers._message import publish_many
 
 pytestmark = pytest.mark.anyio
 
@@ -67,5 +68,32 @@ async def test_publish_many_falls_back_to_single_sends() -> None:
         async def send_message(self, message: Message) -> None:
             sent.append(message.key)
 
-    await publish_many(OneByOne(), [_message(1), _message(2)])
+    broker = OneByOne()
+    assert isinstance(broker, MessageBroker)
+    assert not isinstance(broker, BatchMessageBroker)
+    await publish_many(broker, [_message(1), _message(2)])
     assert sent == ["1", "2"]
+
+
+async def test_publish_many_uses_the_batch_capability() -> None:
+    calls: list[Any] = []
+
+    class Batches:
+        async def send_message(self, message: Message) -> None:
+            calls.append(("one", message.key))
+
+        async def send_many(self, messages: Any) -> None:
+            calls.append(("many", [m.key for m in messages]))
+
+    assert isinstance(Batches(), BatchMessageBroker)
+    for broker in (InMemoryMessageBroker(), DevnullMessageBroker()):
+        assert isinstance(broker, BatchMessageBroker)
+    await publish_many(Batches(), [_message(1), _message(2)])
+    assert calls == [("many", ["1", "2"])]
+
+
+def test_publish_many_is_private_but_still_reachable() -> None:
+    import anycqrs.brokers
+
+    assert "publish_many" not in anycqrs.brokers.__all__
+    assert anycqrs.brokers.publish_many is publish_many

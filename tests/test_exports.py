@@ -75,7 +75,19 @@ DOCUMENTED_PATHS = [
     ("anycqrs.brokers.kafka", "KafkaEventConsumer"),
     ("anycqrs.brokers.rabbitmq", "RabbitMQMessageBroker"),
     ("anycqrs.brokers.rabbitmq", "RabbitMQEventConsumer"),
-    ("anycqrs.brokers", "ConsumerRetryPolicy"),
+    ("anycqrs.brokers.rabbitmq", "ReconnectPolicy"),
+    ("anycqrs.errors", "ConnectionLost"),
+    ("anycqrs.brokers", "BatchMessageBroker"),
+    ("anycqrs.consumers", "EventSink"),
+    ("anycqrs.consumers", "EventTypes"),
+    ("anycqrs.consumers", "Transport"),
+    ("anycqrs.consumers", "Inbound"),
+    ("anycqrs.consumers", "EventDecoder"),
+    ("anycqrs.consumers", "Lanes"),
+    ("anycqrs.consumers", "consume"),
+    ("anycqrs.consumers", "InMemoryTransport"),
+    ("anycqrs.consumers", "MemoryRecord"),
+    ("anycqrs.consumers", "DeadLetter"),
     ("anycqrs.errors", "CircuitBreakerOpen"),
     ("anycqrs.sse", "SSEResponse"),
     ("anycqrs.outbox", "OutboxRelay"),
@@ -97,7 +109,8 @@ def test_every_exported_name_exists_and_is_documented() -> None:
 
 def test_nothing_private_leaks() -> None:
     public = {n for n in dir(anycqrs) if not n.startswith("_")}
-    subpackages = {"brokers", "container", "events", "messages", "middlewares", "requests"}
+    subpackages = {"brokers", "consumers", "container", "events", "messages", "middlewares"}
+    subpackages |= {"requests"}
     subpackages |= {"saga", "serialization", "diagrams", "outbox", "errors", "sse"}
     assert public - set(anycqrs.__all__) <= subpackages
 
@@ -106,6 +119,40 @@ def test_nothing_private_leaks() -> None:
 def test_documented_import_paths(module: str, name: str) -> None:
     obj = getattr(importlib.import_module(module), name)
     assert inspect.getdoc(obj), f"{module}.{name} has no docstring"
+
+
+@pytest.mark.parametrize("module", ["anycqrs.brokers", "anycqrs.consumers"])
+def test_consumer_layer_all_is_pinned(module: str) -> None:
+    namespace = importlib.import_module(module)
+    expected = {
+        "anycqrs.brokers": {
+            "BatchMessageBroker",
+            "DevnullMessageBroker",
+            "InMemoryMessageBroker",
+            "KafkaEventConsumer",
+            "KafkaMessageBroker",
+            "Message",
+            "MessageBroker",
+            "RabbitMQEventConsumer",
+            "RabbitMQMessageBroker",
+        },
+        "anycqrs.consumers": {
+            "DEFAULT_RETRY",
+            "DeadLetter",
+            "EventDecoder",
+            "EventSink",
+            "EventTypes",
+            "InMemoryTransport",
+            "Inbound",
+            "Lanes",
+            "MemoryRecord",
+            "Transport",
+            "consume",
+        },
+    }[module]
+    assert set(namespace.__all__) == expected
+    for name in namespace.__all__:
+        assert inspect.getdoc(getattr(namespace, name)), f"{module}.{name} has no docstring"
 
 
 def test_every_error_derives_from_the_root() -> None:
@@ -126,3 +173,16 @@ def test_private_machinery_is_not_exported() -> None:
     assert EventDispatcher.__module__ == "anycqrs.events._dispatcher"
     assert "factory_for" not in anycqrs.container.__all__
     assert "FactoryContainer" in anycqrs.container.__all__
+
+
+def test_rabbitmq_surface() -> None:
+    from anycqrs.brokers import rabbitmq
+
+    assert sorted(rabbitmq.__all__) == [
+        "RabbitMQEventConsumer",
+        "RabbitMQMessageBroker",
+        "ReconnectPolicy",
+    ]
+    assert issubclass(anycqrs.errors.ConnectionLost, anycqrs.errors.BrokerError)
+    consumer = rabbitmq.RabbitMQEventConsumer
+    assert not {"stale", "done", "location", "dead_letter"} & set(dir(consumer))

@@ -1,18 +1,18 @@
-"""A pika ``BlockingConnection`` owned by one dedicated thread.
+"""A pika `BlockingConnection` owned by one dedicated thread.
 
 pika's blocking connection is not thread-safe, so every call on it runs in
 the thread that created it. The event loop hands work over with
-:meth:`AmqpThread.call` (a job queue plus ``add_callback_threadsafe`` to wake
-the connection); the thread runs the jobs after each
-``process_data_events`` and reports every job that finished in that round
-with one ``anyio.from_thread.run_sync`` hop. The same thread serves
-heartbeats, so an idle connection stays open.
+`AmqpThread.call` (a job queue plus `add_callback_threadsafe` to wake the
+connection); the thread runs the jobs after each `process_data_events` and
+reports every job that finished in that round with one
+`anyio.from_thread.run_sync` hop. The same thread serves heartbeats, so an
+idle connection stays open.
 
-An ``AmqpThread`` is one connection: when the connection (or its channel) is
-lost the thread ends, every pending call fails with :class:`ConnectionLost`
-and ``on_exit`` runs. Reconnecting is the owner's business (``start`` again,
-or a new ``AmqpThread``), so that backoff waits happen on the event loop,
-where cancellation is immediate.
+An `AmqpThread` is one connection: when the connection (or its channel) is
+lost the thread ends, every pending call fails with
+`anycqrs.errors.ConnectionLost` and `on_exit` runs. Reconnecting is the
+owner's business (`start` again, or a new `AmqpThread`, see `_reconnect`), so
+that backoff waits happen on the event loop, where cancellation is immediate.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ import anyio.to_thread
 import pika
 import pika.exceptions
 
-from ..errors import BrokerError
+from ...errors import BrokerError, ConnectionLost
+
+__all__ = ["LOST_ERRORS", "AmqpThread", "Job"]
 
 logger = logging.getLogger("anycqrs.brokers.rabbitmq")
 
@@ -42,11 +44,6 @@ LOST_ERRORS: tuple[type[Exception], ...] = (
     pika.exceptions.ChannelClosed,
     pika.exceptions.ChannelWrongStateError,
 )
-
-
-class ConnectionLost(BrokerError):
-    """The AMQP connection or its channel is gone (or was never opened); a call
-    that failed with it may or may not have reached the broker."""
 
 
 class _Call:
@@ -63,16 +60,17 @@ class AmqpThread:
     """Runs a blocking pika connection and channel in their own thread.
 
     Args:
-        url: AMQP URL (``amqp://user:pass@host:5672/%2F``).
+        url: AMQP URL (`amqp://user:pass@host:5672/%2F`).
         setup: called with the channel once connected (declarations, QoS,
-            ``basic_consume``...), in the connection thread.
+            `basic_consume`...), in the connection thread.
         after_poll: called in the connection thread after every
-            ``process_data_events`` round (to hand deliveries over).
+            `process_data_events` round (to hand deliveries over).
         on_exit: called in the connection thread when it ends after having
             connected.
-        poll_interval: most seconds one ``process_data_events`` may block.
-        client_properties: AMQP client properties (``connection_name``
-            shows in the management UI and ``rabbitmqctl list_connections``).
+        poll_interval: most seconds one `process_data_events` may block.
+        name: shown in logs, errors and the thread's name.
+        client_properties: AMQP client properties (`connection_name`
+            shows in the management UI and `rabbitmqctl list_connections`).
     """
 
     def __init__(
@@ -98,7 +96,7 @@ class AmqpThread:
         self._thread: threading.Thread | None = None
         self._connection: Any = None
         self._token: anyio.lowlevel.EventLoopToken | None = None
-        # guards ``_closed`` against ``call`` queueing a job the thread never runs
+        # guards `_closed` against `call` queueing a job the thread never runs
         self._lock = threading.Lock()
         self._closed = True
         self.failure: BaseException | None = None
@@ -109,7 +107,11 @@ class AmqpThread:
         return not self._closed and self._thread is not None and self._thread.is_alive()
 
     async def start(self) -> None:
-        """Connect and run ``setup``; raises :class:`BrokerError` on failure."""
+        """Connect and run `setup`.
+
+        Raises:
+            ConnectionLost: the connection or `setup` failed (the cause is chained).
+        """
         self._token = anyio.lowlevel.current_token()
         self._stopping.clear()
         self.failure = None
@@ -134,7 +136,7 @@ class AmqpThread:
             raise ConnectionLost(f"Cannot connect to RabbitMQ: {error}") from error
 
     async def call(self, job: Job) -> Any:
-        """Run ``job(channel)`` in the connection thread and return its result.
+        """Run `job(channel)` in the connection thread and return its result.
 
         Raises:
             ConnectionLost: not connected, or the connection was lost before
@@ -242,7 +244,7 @@ class AmqpThread:
             pass
 
     def _close(self, error: ConnectionLost, cause: BaseException | None) -> None:
-        """No more calls: fail the pending ones with ``error``."""
+        """No more calls: fail the pending ones with `error`."""
         with self._lock:
             self._closed = True
             calls = list(self._jobs)

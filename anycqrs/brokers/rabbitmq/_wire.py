@@ -1,0 +1,67 @@
+"""The RabbitMQ wire format, both ways.
+
+A message is published with body = JSON of `to_dict(event)`, `content_type`
+`application/json`, `type` and header `event_name` = the event name,
+`message_id` = the event id, header `key` = the event's key (the consumer's
+ordering key) plus the event's own headers, persistent. A consumer routes by
+the `event_name` header, else the AMQP `type`, else the JSON's own field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pika
+
+from .._message import Message
+
+__all__ = ["PERSISTENT", "dead_letter_properties", "name_and_key", "properties"]
+
+PERSISTENT = 2
+"""AMQP `delivery_mode` of a message written to disk."""
+
+
+def properties(message: Message) -> Any:
+    """The AMQP properties `message` is published with."""
+    headers: dict[str, Any] = dict(message.headers)
+    headers["event_name"] = message.message_name
+    if message.key is not None:
+        headers["key"] = message.key
+    return pika.BasicProperties(
+        content_type="application/json",
+        delivery_mode=PERSISTENT,
+        message_id=str(message.message_id),
+        type=message.message_name,
+        headers=headers,
+    )
+
+
+def name_and_key(properties: Any) -> tuple[str | None, str | None]:
+    """The event name and ordering key a consumed message carries (`None`: absent)."""
+    headers = properties.headers or {}
+    name = headers.get("event_name") or properties.type
+    key = headers.get("key")
+    return (name if isinstance(name, str) else None), (key if isinstance(key, str) else None)
+
+
+def dead_letter_properties(
+    properties: Any, routing_key: str, queue: str, error: BaseException, attempts: int
+) -> Any:
+    """A failed message's properties plus the `anycqrs.error.*` headers saying why."""
+    headers = dict(properties.headers or {})
+    headers.update(
+        {
+            "anycqrs.error.type": type(error).__qualname__,
+            "anycqrs.error.message": str(error)[:4000],
+            "anycqrs.original.queue": queue,
+            "anycqrs.original.routing_key": routing_key,
+            "anycqrs.attempts": attempts,
+        }
+    )
+    return pika.BasicProperties(
+        content_type=properties.content_type,
+        delivery_mode=PERSISTENT,
+        message_id=properties.message_id,
+        type=properties.type,
+        headers=headers,
+    )

@@ -1,0 +1,91 @@
+"""`consume`: one run of a consumer, a transport feeding an event sink through lanes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectSendStream
+
+from .._exc import single_error
+from .._retry import RetryPolicy, Sleep
+from ._decoder import EventDecoder, Inbound
+from ._lanes import DEFAULT_RETRY, Lanes, logger
+from ._protocols import EventSink, Transport
+
+__all__ = ["consume"]
+
+
+async def consume(
+    sink: EventSink,
+    transport: Transport,
+    *,
+    concurrency: int = 16,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    logger: logging.Logger = logger,
+    sleep: Sleep = anyio.sleep,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Feed `sink` from `transport` until cancelled or the transport ends.
+
+    The loop every consumer runs: one task fetches batches (one batch ahead
+    of the lanes), the `Lanes` handle them with per-key order, retries and
+    dead letters, and the transport settles what finished. Everything a run
+    needs lives in this call (the decoder, the lanes), so the transport is
+    the only state, and a consumer runs again by building a new one.
+
+    It reports started (for `task_group.start`) once the lanes are up. When
+    `transport.fetch` raises `anyio.EndOfStream` the lanes finish what they
+    were given and `consume` returns; cancelling it stops the lanes, and what
+    finished is settled before the cancellation propagates.
+
+    Args:
+        sink: where events go (an `anycqrs.EventMediator`).
+        transport: this run's transport.
+        concurrency: the number of lanes.
+        retry: how a failing handler is retried.
+        logger: where retries, poison messages and dead letters are logged.
+        sleep: how retry backoff waits (inject a fake in tests).
+        task_status: set by `task_group.start`.
+
+    Raises:
+        MessageHandlingError: an item kept failing and `transport.dead_letter`
+            had no destination (the item stays unsettled).
+
+    Example:
+        ```python
+        transport = InMemoryTransport()
+        transport.put_event(NotificationEvent(payload=OrderPaid(1), topic="orders"))
+        transport.close()
+        await consume(mediator, transport)        # returns once all are settled
+        assert len(transport.settled) == 1
+        ```
+    """
+    decode = EventDecoder(sink.event_map)
+    lanes = Lanes(sink, transport, concurrency=concurrency, retry=retry, logger=logger, sleep=sleep)
+    with single_error():
+        async with anyio.create_task_group() as group:
+            await group.start(lanes.run)
+            task_status.started()
+            send, receive = anyio.create_memory_object_stream[Sequence[Inbound]](1)
+            group.start_soon(_fetch, transport, decode, send)
+            async with receive:
+                async for batch in receive:
+                    await lanes.submit(batch)
+            await lanes.close()
+
+
+async def _fetch(
+    transport: Transport, decode: EventDecoder, send: MemoryObjectSendStream[Sequence[Inbound]]
+) -> None:
+    fetch = transport.fetch
+    async with send:
+        while True:
+            try:
+                batch = await fetch(decode)
+            except anyio.EndOfStream:
+                return
+            if batch:
+                await send.send(batch)

@@ -1,0 +1,151 @@
+"""From wire bytes to events: `EventDecoder` and the `Inbound` item that
+carries one message through the lanes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import DeserializationError
+from ..serialization import converter, from_dict, loads
+from ._protocols import EventTypes
+
+__all__ = ["EventDecoder", "Inbound"]
+
+
+class Inbound:
+    """One consumed message on its way through the lanes.
+
+    Built by a transport (usually with `EventDecoder.inbound`); the lanes read
+    `event`, `error` and `lane`, the transport keeps its own bookkeeping in
+    `raw` and `ticket`.
+
+    Args:
+        event: the decoded event (`None` when `error` is set).
+        error: why the message could not be decoded (a poison message).
+        lane: ordering hash: items with equal `lane` are handled in order.
+        raw: the transport's message object.
+        ticket: transport bookkeeping (partition, delivery tag, generation).
+    """
+
+    __slots__ = ("error", "event", "handled", "lane", "raw", "ticket")
+
+    def __init__(
+        self, event: Any, error: Exception | None, lane: int, raw: Any, ticket: Any = None
+    ) -> None:
+        self.event = event
+        """The decoded event (`None` when `error` is set)."""
+        self.error = error
+        """Why the message could not be decoded (a poison message)."""
+        self.lane = lane
+        """Ordering hash: messages with equal `lane` are handled in order."""
+        self.raw = raw
+        """The transport's message object."""
+        self.ticket: Any = ticket
+        """Transport bookkeeping (partition, delivery tag...)."""
+        self.handled = False
+        """Free for the transport: e.g. set in `settle` to track commit order."""
+
+    def __repr__(self) -> str:
+        state = "poison" if self.error is not None else type(self.event).__name__
+        return f"<Inbound lane={self.lane} {state} raw={self.raw!r}>"
+
+
+class EventDecoder:
+    """Builds the `NotificationEvent[P]` a wire message carries, routed by
+    its event name; one per consumer run.
+
+    The bound class and its converter structure hook are looked up once per
+    event name (the generic `from_dict` dispatch on `NotificationEvent[P]`
+    costs about as much as the structuring itself). A payload that does not
+    fit is re-run through `from_dict` so the `DeserializationError` names the
+    offending fields.
+
+    Args:
+        event_types: the bindings (an `anycqrs.EventMap`, the sink's `event_map`).
+
+    Example:
+        ```python
+        decode = EventDecoder(mediator.event_map)
+        event = decode(b'{"payload": {"order_id": 1}}', "OrderPaid", "orders", "1")
+        item = decode.inbound(b"not json", "OrderPaid", "orders", None, lane=0, raw=record)
+        assert item.error is not None   # a poison message, not an exception
+        ```
+    """
+
+    __slots__ = ("_event_types", "_hooks")
+
+    def __init__(self, event_types: EventTypes) -> None:
+        self._event_types = event_types
+        self._hooks: dict[str, tuple[Any, Callable[[Any, Any], Any]]] = {}
+
+    def __call__(
+        self, value: bytes | None, event_name: str | None, topic: str | None, key: str | None
+    ) -> Any:
+        """Decode one message.
+
+        `event_name` comes from the transport headers; when absent the JSON's
+        own `event_name` field is used. `topic` and `key` fill the JSON's
+        missing fields.
+
+        Raises:
+            DeserializationError: empty or malformed JSON, no event name, or
+                a payload that does not fit the bound class.
+            UnknownEventName: nothing is bound under the name.
+        """
+        if value is None:
+            raise DeserializationError("NotificationEvent", ["empty message value @ $"])
+        data = loads(value)
+        if not isinstance(data, dict):
+            raise DeserializationError(
+                "NotificationEvent", [f"expected a JSON object, got {type(data).__name__} @ $"]
+            )
+        if event_name is None:
+            event_name = data.get("event_name")
+            if not isinstance(event_name, str):
+                raise DeserializationError(
+                    "NotificationEvent", ["no event_name header and no event_name field @ $"]
+                )
+        if topic is not None and "topic" not in data:
+            data["topic"] = topic
+        if key is not None and "key" not in data:
+            data["key"] = key
+        cls = self._event_types.notification_type(event_name)
+        entry = self._hooks.get(event_name)
+        if entry is None or entry[0] is not cls:
+            entry = self._hooks[event_name] = (cls, converter.get_structure_hook(cls))
+        hook = entry[1]
+        try:
+            return hook(data, cls)
+        except Exception:  # noqa: BLE001 - from_dict raises the descriptive error
+            return from_dict(cls, data)
+
+    def inbound(
+        self,
+        value: bytes | None,
+        event_name: str | bytes | None,
+        topic: str | None,
+        key: str | bytes | None,
+        *,
+        lane: int,
+        raw: Any,
+        ticket: Any = None,
+    ) -> Inbound:
+        """Decode one message into an `Inbound`; a message that cannot be
+        decoded becomes a poison item (its `error` set) instead of raising.
+
+        `event_name` and `key` may be UTF-8 bytes (as header values and
+        record keys arrive); bytes that are not UTF-8 make a poison item too.
+        """
+        try:
+            if event_name is not None and not isinstance(event_name, str):
+                event_name = bytes(event_name).decode()
+            if key is not None and not isinstance(key, str):
+                key = bytes(key).decode()
+            event = self(value, event_name, topic, key)
+        except DeserializationError as exc:
+            return Inbound(None, exc, lane, raw, ticket)
+        except UnicodeDecodeError as exc:
+            error = DeserializationError("NotificationEvent", [f"{exc} @ headers"])
+            return Inbound(None, error, lane, raw, ticket)
+        return Inbound(event, None, lane, raw, ticket)

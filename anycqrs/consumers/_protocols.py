@@ -1,0 +1,124 @@
+"""The two seams of the consumer layer: what a consumer feeds (an event sink)
+and what a transport provides (batches in, settlements and dead letters out)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from ._decoder import EventDecoder, Inbound
+
+__all__ = ["EventSink", "EventTypes", "Transport"]
+
+
+@runtime_checkable
+class EventTypes(Protocol):
+    """Which `NotificationEvent[P]` class an event name stands for.
+
+    `anycqrs.EventMap` is one: `notification_type` returns the class bound
+    under the name and raises `anycqrs.errors.UnknownEventName` when none is.
+    """
+
+    def notification_type(self, event_name: str, /) -> Any:
+        """The `NotificationEvent[P]` class bound under `event_name`."""
+        ...
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """What a consumer feeds: decoded events go to `send`, routed by `event_map`.
+
+    `anycqrs.EventMediator` is the event sink of every built-in consumer; any
+    object with these two members will do (a recorder in a test, a mediator
+    wrapped by your own middleware).
+
+    Example:
+        ```python
+        class Printer:
+            event_map = event_map          # an anycqrs.EventMap
+
+            async def send(self, event):
+                print(event.event_name, event.payload)
+        ```
+    """
+
+    @property
+    def event_map(self) -> EventTypes:
+        """The bindings incoming messages are decoded with."""
+        ...
+
+    async def send(self, event: Any, /) -> Any:
+        """Handle one decoded event; raising makes the consumer retry it."""
+        ...
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """What a broker adapter provides to `consume` and the `Lanes`.
+
+    A transport is the state of *one run* of a consumer (an open Kafka
+    consumer, a RabbitMQ channel, an in-memory queue): the consumer object
+    builds a new one each time it runs. All methods are called on the event
+    loop; `settle`, `stale` and `location` must not block.
+
+    Contract:
+        * `fetch` waits for the next batch and turns it into `Inbound` items
+          with the decoder it is given (`decode.inbound(...)`); raising
+          `anyio.EndOfStream` ends the run once the lanes finished.
+        * `settle` is told, in order per lane, which items are done (handled,
+          dead-lettered or skipped as poison): commit offsets / ack them.
+          Items never settled must be delivered again by the broker.
+        * `stale` says an item must be dropped unhandled (its partition was
+          revoked, its channel closed): it is neither handled nor settled.
+        * `dead_letter` moves an item aside; `False` means there is no
+          destination (a failing item then stops the consumer, a poison one
+          is skipped).
+
+    Example:
+        ```python
+        class QueueTransport:
+            def __init__(self, queue):
+                self.queue = queue
+
+            async def fetch(self, decode):
+                records = await self.queue.get_batch()
+                return [decode.inbound(r.body, r.name, r.topic, r.key, lane=hash(r.key), raw=r)
+                        for r in records]
+
+            def settle(self, items):
+                self.queue.ack([item.raw for item in items])
+
+            def stale(self, item):
+                return False
+
+            def location(self, item):
+                return f"queue@{item.raw.id}"
+
+            async def dead_letter(self, item, error, attempts):
+                return False
+        ```
+    """
+
+    async def fetch(self, decode: EventDecoder, /) -> Sequence[Inbound]:
+        """The next batch (may be empty); raise `anyio.EndOfStream` when done."""
+        ...
+
+    def settle(self, items: Sequence[Inbound], /) -> None:
+        """These items were handled (or dead-lettered, or skipped): commit / ack."""
+        ...
+
+    def stale(self, item: Inbound, /) -> bool:
+        """Whether `item` must be dropped unhandled (e.g. partition revoked)."""
+        ...
+
+    def location(self, item: Inbound, /) -> str:
+        """Where `item` came from, for logs and errors (`topic[0]@42`)."""
+        ...
+
+    async def dead_letter(self, item: Inbound, error: BaseException, attempts: int, /) -> bool:
+        """Move `item` aside; `False` when no destination is configured.
+
+        `attempts` is how often the handler ran (`0` for a poison message).
+        """
+        ...

@@ -1,0 +1,91 @@
+"""`EventDecoder`: wire bytes to `NotificationEvent[P]`, poison messages as items."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import anycqrs
+from anycqrs.consumers import EventDecoder, Inbound
+from anycqrs.errors import DeserializationError, UnknownEventName
+from anycqrs.events import EventMediator
+from anycqrs.serialization import dumps, to_dict
+
+from .conftest import OrderPaid, paid
+
+
+def _body(order_id: object = 1, **extra: object) -> bytes:
+    return json.dumps({"payload": {"order_id": order_id}, **extra}).encode()
+
+
+class TestDecode:
+    """Calling the decoder: routes by name, fills topic and key, raises on bad input."""
+
+    def test_round_trip_of_an_encoded_event(self, mediator: EventMediator) -> None:
+        event = paid(7, key="k")
+        decoded = EventDecoder(mediator.event_map)(
+            dumps(to_dict(event)), event.event_name, None, None
+        )
+        assert decoded == event
+
+    def test_header_name_topic_and_key_fill_the_json(self, mediator: EventMediator) -> None:
+        event = EventDecoder(mediator.event_map)(_body(3), "OrderPaid", "orders", "k3")
+        assert isinstance(event, anycqrs.NotificationEvent)
+        assert event.payload == OrderPaid(3)
+        assert (event.topic, event.key, event.event_name) == ("orders", "k3", "OrderPaid")
+
+    def test_json_event_name_is_used_without_a_header(self, mediator: EventMediator) -> None:
+        event = EventDecoder(mediator.event_map)(_body(4, event_name="OrderPaid"), None, "t", None)
+        assert event.payload == OrderPaid(4)
+
+    @pytest.mark.parametrize(
+        ("value", "name", "message"),
+        [
+            (None, "OrderPaid", "empty message value"),
+            (b"[1, 2]", "OrderPaid", "expected a JSON object"),
+            (_body(1), None, "no event_name header"),
+            (_body("one"), "OrderPaid", "order_id"),
+        ],
+    )
+    def test_bad_input_raises_deserialization_error(
+        self, mediator: EventMediator, value: bytes | None, name: str | None, message: str
+    ) -> None:
+        with pytest.raises(DeserializationError, match=message):
+            EventDecoder(mediator.event_map)(value, name, "t", None)
+
+    def test_unknown_name(self, mediator: EventMediator) -> None:
+        with pytest.raises(UnknownEventName):
+            EventDecoder(mediator.event_map)(_body(1), "Nope", "t", None)
+
+
+class TestInbound:
+    """`EventDecoder.inbound`: never raises for bad input, builds poison items."""
+
+    def test_good_message(self, mediator: EventMediator) -> None:
+        item = EventDecoder(mediator.event_map).inbound(
+            _body(5), b"OrderPaid", "t", b"k", lane=3, raw="raw", ticket="ticket"
+        )
+        assert isinstance(item, Inbound)
+        assert (item.error, item.lane, item.raw, item.ticket) == (None, 3, "raw", "ticket")
+        assert item.event.payload == OrderPaid(5)
+        assert item.event.key == "k"
+        assert not item.handled
+        assert "lane=3" in repr(item)
+
+    @pytest.mark.parametrize(
+        ("value", "name", "key"),
+        [
+            (b"{not json", "OrderPaid", None),
+            (_body(1), "Unbound", None),
+            (_body(1), b"\xff\xfe", None),
+            (_body(1), "OrderPaid", b"\xff"),
+        ],
+    )
+    def test_bad_message_is_a_poison_item(
+        self, mediator: EventMediator, value: bytes, name: str | bytes, key: bytes | None
+    ) -> None:
+        item = EventDecoder(mediator.event_map).inbound(value, name, "t", key, lane=0, raw=None)
+        assert item.event is None
+        assert isinstance(item.error, DeserializationError)
+        assert "poison" in repr(item)
