@@ -96,6 +96,11 @@ def _publishes_batches(cls: type) -> bool:
     return issubclass(cls, BatchMessageBroker)
 
 
+def publishes_batches(broker: MessageBroker) -> bool:
+    """Whether `broker` is a `BatchMessageBroker` (decided once per class)."""
+    return _publishes_batches(type(broker))
+
+
 async def publish_many(broker: MessageBroker, messages: Sequence[Message]) -> None:
     """Publish `messages` in order, as one batch when `broker` is a `BatchMessageBroker`.
 

@@ -15,7 +15,7 @@ import attrs
 from .._persistence import in_thread, utcnow
 from .._retry import RetryPolicy
 from ..brokers import Message, MessageBroker
-from ..brokers._message import publish_many
+from ..brokers._message import publish_many, publishes_batches
 from ._model import DEFAULT_RETRY, OutboxRecord, OutboxSettlement
 from ._protocols import OutboxStore
 
@@ -300,7 +300,7 @@ class OutboxRelay:
         """Publish ``messages``, recording ``{index: error}`` for those that
         failed and in ``progress[0]`` how many were attempted (for timeouts)."""
         broker = self._broker
-        if getattr(broker, "send_many", None) is not None and len(messages) > 1:
+        if len(messages) > 1 and publishes_batches(broker):
             try:
                 await publish_many(broker, messages)
             except Exception as exc:  # noqa: BLE001 - isolated below

@@ -14,7 +14,7 @@ import pytest
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
-from outbox_helpers import Harness, PostgresHarness, SqliteHarness
+from .outbox_helpers import Harness, PostgresHarness, SqliteHarness
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -154,7 +154,6 @@ class RecordingBroker:
         self,
         *,
         fail: Callable[[Message], bool] = lambda message: False,
-        batch: bool = False,
         target: int | None = None,
     ) -> None:
         self.messages: list[Message] = []
@@ -163,8 +162,6 @@ class RecordingBroker:
         self._fail = fail
         self.target = target
         self.reached = anyio.Event()
-        if batch:
-            self.send_many = self._send_many
 
     def _record(self, message: Message) -> None:
         self.messages.append(message)
@@ -178,7 +175,11 @@ class RecordingBroker:
             raise ConnectionError(f"broker refused {message.message_name}")
         self._record(message)
 
-    async def _send_many(self, messages: Sequence[Message], /) -> None:
+
+class BatchRecordingBroker(RecordingBroker):
+    """A `RecordingBroker` that also publishes batches (a `BatchMessageBroker`)."""
+
+    async def send_many(self, messages: Sequence[Message], /) -> None:
         self.batches += 1
         await anyio.lowlevel.checkpoint()
         if any(self._fail(m) for m in messages):

@@ -9,7 +9,6 @@ from typing import Any
 
 import anyio
 import pytest
-from outbox_helpers import Clock, Harness, RecordingBroker, event, order_ids
 
 from anycqrs import RetryPolicy
 from anycqrs.brokers import InMemoryMessageBroker, Message
@@ -19,6 +18,8 @@ from anycqrs.outbox import (
     OutboxStatus,
     OutboxStore,
 )
+
+from .outbox_helpers import BatchRecordingBroker, Clock, Harness, RecordingBroker, event, order_ids
 
 pytestmark = pytest.mark.anyio
 
@@ -46,7 +47,7 @@ async def test_publishes_in_order_in_batches(db: Harness) -> None:
 
 async def test_uses_send_many_once_per_batch(db: Harness) -> None:
     db.add(*(event(i) for i in range(6)))
-    broker = RecordingBroker(batch=True)
+    broker = BatchRecordingBroker()
     with db.store() as store:
         assert await OutboxRelay(store, broker, batch_size=3).publish_pending() == 6
     assert broker.batches == 2 and broker.calls == 0
@@ -174,7 +175,7 @@ async def test_undecodable_row_is_dead_lettered_without_blocking(db: Harness) ->
 
 async def test_failed_batch_is_isolated_message_by_message(db: Harness) -> None:
     db.add(*(event(i) for i in range(5)))
-    broker = RecordingBroker(batch=True, fail=lambda m: m.payload["payload"]["order_id"] == 2)
+    broker = BatchRecordingBroker(fail=lambda m: m.payload["payload"]["order_id"] == 2)
     with db.store() as store:
         relay = OutboxRelay(store, broker, batch_size=5, retry=NO_DELAY, max_attempts=2)
         assert await relay.publish_pending() == 4

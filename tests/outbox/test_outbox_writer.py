@@ -11,11 +11,12 @@ from typing import Any
 
 import anyio
 import pytest
-from outbox_helpers import Harness, SqliteHarness, event, order_ids
 
 from anycqrs.brokers import Message
 from anycqrs.errors import SerializationError
 from anycqrs.outbox import OutboxSettlement, OutboxStatus, OutboxWriter
+
+from .outbox_helpers import Harness, SqliteHarness, event, order_ids
 
 
 class Boom(Exception):
