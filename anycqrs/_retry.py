@@ -81,10 +81,10 @@ class RetryPolicy:
         attempts: int | None = 3,
         delay: float = 0.1,
         multiplier: float = 2.0,
+        *,
         max_delay: float = 30.0,
         jitter: float = 0.0,
         retry_on: Any = (Exception,),
-        *,
         backoff: float | None = None,
     ) -> None:
         if backoff is not None:
