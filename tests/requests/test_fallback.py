@@ -532,3 +532,65 @@ async def test_nested_event_fallbacks() -> None:
     mediator = make_events(journal, binding)
     await mediator.send(OrderPaid(1))
     assert journal.entries == ["sms", "email", "notified by email"]
+
+
+class ScriptedBreaker:
+    """A `CircuitBreakerLike` that is not an `anycqrs.CircuitBreaker`."""
+
+    def __init__(self) -> None:
+        self.open = False
+        self.calls: list[str] = []
+
+    async def is_open(self, name: str) -> bool:
+        self.calls.append(f"is_open {name.rsplit('.', 1)[-1]}")
+        return self.open
+
+    async def record_success(self, name: str) -> None:
+        self.calls.append(f"success {name.rsplit('.', 1)[-1]}")
+
+    async def record_failure(self, name: str, error: BaseException) -> None:
+        self.calls.append(f"failure {name.rsplit('.', 1)[-1]} {type(error).__name__}")
+
+
+async def test_any_circuit_breaker_like_drives_a_request_fallback() -> None:
+    journal = Journal()
+    breaker = ScriptedBreaker()
+    mediator = make(journal, RequestHandlerFallback(LiveRates, CacheRates, circuit_breaker=breaker))
+    assert await mediator.send(GetRates()) == CachedRates("cache")
+    assert breaker.calls == ["is_open LiveRates", "failure LiveRates ConnectionError"]
+    breaker.open = True
+    breaker.calls.clear()
+    journal.entries.clear()
+    assert await mediator.send(GetRates()) == CachedRates("cache")
+    assert journal.entries == ["cache", "served by cache"]  # primary not tried
+    assert breaker.calls == ["is_open LiveRates"]
+    breaker.open = False
+    journal.error = None
+    breaker.calls.clear()
+    assert await mediator.send(GetRates()) == Rates("live")
+    assert breaker.calls == ["is_open LiveRates", "success LiveRates"]
+
+
+async def test_event_fallback_handlers_each_run_through_the_middlewares() -> None:
+    journal = Journal()
+    seen: list[Any] = []
+
+    class Record:
+        async def __call__(self, message: Any, call_next: Any) -> Any:
+            result = await call_next(message)
+            seen.append((type(message).__name__, result))
+            return result
+
+    container = lagom.Container()
+    container[Journal] = journal
+    events = anycqrs.EventMap()
+    events.bind(OrderPaid, EventHandlerFallback(SendSms, SendEmail))
+    events.bind(Notified, OnNotified)
+    mediator = bootstrap_events(
+        di_container=container, events_mapper=events, middlewares=[Record()]
+    )
+    await mediator.send(OrderPaid(1))
+    assert journal.entries == ["sms", "email", "notified by email"]
+    # the failed primary's call raised through the chain; the fallback's and the
+    # follow-up's calls returned what `handle` returned (follow-ups are taken after)
+    assert seen == [("OrderPaid", None), ("Notified", None)]
