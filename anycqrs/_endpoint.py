@@ -41,6 +41,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ._handlers import keeps_events_list, take_events
+from ._routing import Route
 from .container import Container, _factory_for, _is_sync
 from .messages import Event
 from .middlewares import Middleware, MiddlewareChain
@@ -183,10 +184,23 @@ class Endpoints:
             told otherwise (default: none).
 
     `await endpoints(HandlerType)` resolves an instance. Routes (chains,
-    fallbacks) are built from the `Endpoints` of the mediator running them.
+    fallbacks) are built from the `Endpoints` of the mediator running them,
+    through `binding`.
+
+    Attributes:
+        fast: the fast-path factory of each binding `binding` compiled whose
+            endpoint has one (hot loops read it to inline the call).
     """
 
-    __slots__ = ("_endpoints", "_factories", "container", "middlewares", "sync")
+    __slots__ = (
+        "_bindings",
+        "_endpoints",
+        "_factories",
+        "container",
+        "fast",
+        "middlewares",
+        "sync",
+    )
 
     def __init__(self, container: Container, middlewares: MiddlewareChain = NO_MIDDLEWARES) -> None:
         self.container = container
@@ -194,6 +208,8 @@ class Endpoints:
         self.sync = _is_sync(container)
         self._factories: dict[type, Callable[[], Any]] = {}
         self._endpoints: dict[tuple[type, str, MiddlewareChain], HandlerEndpoint] = {}
+        self._bindings: dict[Any, Callable[[Any], Any]] = {}
+        self.fast: dict[Any, Callable[[], Any]] = {}
 
     def factory(self, handler_type: type) -> Callable[[], Any]:
         """A builder of `handler_type`: synchronous when `sync`, else it
@@ -230,6 +246,23 @@ class Endpoints:
                 middlewares=middlewares,
             )
         return endpoint
+
+    def binding(self, target: Any) -> Callable[[Any], Any]:
+        """What runs a map binding, built on first use, then cached: for a
+        handler class its endpoint's `run` (`message -> (result, events)`),
+        for a `Route` what its `build` returns (the same shape, or a stream
+        source for a streaming route)."""
+        run = self._bindings.get(target)
+        if run is None:
+            if isinstance(target, Route):
+                run = target.build(self)
+            else:
+                endpoint = self.get(target)
+                run = endpoint.run
+                if endpoint.fast is not None:
+                    self.fast[target] = endpoint.fast
+            self._bindings[target] = run
+        return run
 
     def with_container(self, container: Container) -> Endpoints:
         """A new, empty cache for `container`, with the same middlewares

@@ -176,6 +176,22 @@ class TestFastPath:
         other = endpoints.with_container(LagomContainer())
         assert other.get(PingHandler) is not endpoints.get(PingHandler)
 
+    def test_bindings_are_compiled_once_and_fast_ones_noted(self) -> None:
+        from anycqrs.requests._chain import chain_route
+
+        class Link(anycqrs.CORRequestHandler[Ping, str]):
+            async def handle(self, request: Ping) -> str | None:
+                return await self.next(request)
+
+        endpoints = Endpoints(LagomContainer())
+        assert endpoints.binding(PingHandler) is endpoints.get(PingHandler).run
+        assert endpoints.fast == {PingHandler: endpoints.get(PingHandler).make}
+        route = chain_route([Link])
+        assert endpoints.binding(route) is endpoints.binding(route)
+        assert route not in endpoints.fast
+        endpoints.binding(Step)
+        assert Step not in endpoints.fast  # its own events list: no fast path
+
 
 class TestMiddlewares:
     """The chain wraps each handler call, outermost first, and may replace the result."""

@@ -9,7 +9,7 @@ import attrs
 
 from .._breaker import CircuitBreakerLike, protected_name
 from .._endpoint import Endpoints
-from .._fallback import FallbackBinding, guarded, name_of, target_endpoint
+from .._fallback import FallbackBinding, guarded, name_of
 from .._handlers import declared_args
 from .._routing import RequestEndpoint, Route
 from ..errors import BindingError
@@ -133,8 +133,8 @@ class RequestHandlerFallback(FallbackBinding):
     def build(self, endpoints: Endpoints) -> RequestEndpoint:
         """The endpoint: `request -> (response, events)`."""
         return guarded(
-            target_endpoint(self.primary, endpoints),
-            target_endpoint(self.fallback, endpoints),
+            endpoints.binding(self.primary),
+            endpoints.binding(self.fallback),
             protected=self.primary,
             failure_exceptions=self.failure_exceptions,
             breaker=self.circuit_breaker,
@@ -146,7 +146,7 @@ StreamSource = Callable[[Any], AsyncGenerator[tuple[Any, Sequence[Event]], None]
 
 def _stream_source(target: Any, endpoints: Endpoints) -> StreamSource:
     if isinstance(target, Route):
-        built: StreamSource = target.build(endpoints)
+        built: StreamSource = endpoints.binding(target)
         return built
     endpoint = endpoints.get(target)
 

@@ -366,7 +366,7 @@ class StreamingRequestMediator(RequestMediatorBase):
             raise RequestHandlerDoesNotExist(request_type)
         source: Any
         if isinstance(binding, Route):
-            source = binding.build(self._handlers)
+            source = self._handlers.binding(binding)
         else:
             source = self._handlers.get(binding)
         self._sources[request_type] = source
