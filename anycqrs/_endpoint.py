@@ -5,16 +5,29 @@ stream sources, event handlers, the routes (chains of responsibility,
 fallbacks) and saga steps. `Endpoints` is the one cache answering "how do
 I build and run handler X" for one container.
 
-Two ways to use an endpoint:
+The API (stable; the saga steps run on it):
 
-* **one call**: `result, events = await endpoint.run(message)` resolves a handler,
-  runs its method through the middlewares and takes its events (exactly once:
-  the handler's list is left empty).
+* `Endpoints(container, middlewares=NO_MIDDLEWARES)`: one per mediator (and
+  per `with_container`); `endpoints.get(HandlerType, method="handle",
+  middlewares=None)` gives the cached `HandlerEndpoint` (`None`: the cache's
+  own chain); `endpoints.binding(target)` what runs a map binding (a handler
+  class's `run`, or a route's built endpoint), compiled once;
+  `await endpoints(HandlerType)` one instance; `endpoints.factory(HandlerType)`
+  the container's builder.
+* **one call**: `result, events = await endpoint.run(message)` resolves a
+  handler, runs its method through the middlewares and takes its events
+  (exactly once: the handler's list is left empty).
 * **one instance, several calls** (saga steps): `handler = await
   endpoint.resolve()`, then `result = await endpoint.invoke(handler, message)`
   (through the middlewares) and `events = endpoint.take(handler)`; later
-  `await handler.compensate(context)` (or a second endpoint with
-  `method="compensate"`) on the same instance.
+  `await other.invoke(handler, context)` with `other = endpoints.get(Step,
+  method="compensate", middlewares=NO_MIDDLEWARES)` (or a plain
+  `handler.compensate(context)`) on the same instance.
+
+Middlewares: `invoke` calls the outermost middleware directly with the rest
+of the chain around the bound method, so one middleware costs no allocation
+per call (a per-call `chain.wrap(bound)` costs one closure and one frame per
+middleware).
 
 The fast path: when the container hands out synchronous factories
 (`anycqrs.container.FactoryContainer`), there is no middleware and the
@@ -74,6 +87,8 @@ class HandlerEndpoint:
         middlewares: the chain around each call of `method` (may be empty).
         sync: whether `make()` returns an instance (else an awaitable).
         make: builds a handler through the container.
+        standard: whether the handler class keeps the standard `EventSource`
+            list (its events may be taken with `take_list`).
         fast: `make` when the fast path applies (see the module docs), else
             `None`.
         run: `await run(message)` gives `(result, events)`: a new handler is
@@ -90,6 +105,7 @@ class HandlerEndpoint:
         "method",
         "middlewares",
         "run",
+        "standard",
         "sync",
     )
 
@@ -114,7 +130,7 @@ class HandlerEndpoint:
         # middleware per call; measured in the endpoint's notes).
         self._outer: Middleware | None = links[0] if links else None
         self._inner: MiddlewareChain | None = MiddlewareChain(links[1:]) if len(links) > 1 else None
-        standard = keeps_events_list(handler_type)
+        self.standard = standard = keeps_events_list(handler_type)
         self.fast: Callable[[], Any] | None = make if sync and not links and standard else None
         self.run: Callable[[Any], Awaitable[tuple[Any, Sequence[Event]]]] = self._compile(standard)
 

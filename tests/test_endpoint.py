@@ -153,7 +153,10 @@ class TestFastPath:
         assert Endpoints(LagomContainer(), chain).get(PingHandler).fast is None
 
     def test_own_events_property(self) -> None:
-        assert Endpoints(LagomContainer()).get(Step, method="act").fast is None
+        endpoint = Endpoints(LagomContainer()).get(Step, method="act")
+        assert endpoint.fast is None
+        assert not endpoint.standard
+        assert Endpoints(LagomContainer()).get(PingHandler).standard
 
     def test_sync_resolve_containers_are_wrapped_as_factories(self) -> None:
         class SyncResolve:
