@@ -126,8 +126,9 @@ class HandlerEndpoint:
         links = tuple(middlewares)
         # The outermost middleware is called directly with the (rest of the)
         # chain around the bound method: with one middleware nothing is
-        # allocated per call (`chain.wrap(bound)` would build a closure per
-        # middleware per call; measured in the endpoint's notes).
+        # allocated per call. Measured (one process, alternating, best of 9):
+        # one middleware 388 ns vs 733 ns per call with `chain.wrap(bound)`
+        # (asyncio; trio 437 vs 811); with two or three, within 5 %.
         self._outer: Middleware | None = links[0] if links else None
         self._inner: MiddlewareChain | None = MiddlewareChain(links[1:]) if len(links) > 1 else None
         self.standard = standard = keeps_events_list(handler_type)
