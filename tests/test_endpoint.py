@@ -169,6 +169,7 @@ class TestFastPath:
 
     def test_one_cache(self) -> None:
         endpoints = Endpoints(LagomContainer())
+        assert repr(endpoints.get(Step, method="act")) == "HandlerEndpoint(Step.act)"
         assert endpoints.get(PingHandler) is endpoints.get(PingHandler)
         assert endpoints.get(Step, method="act") is not endpoints.get(Step, method="compensate")
         act, compensate = (
