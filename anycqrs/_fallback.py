@@ -8,8 +8,7 @@ from typing import Any, TypeVar
 import attrs
 
 from ._breaker import CircuitBreakerLike, protected_name
-from ._endpoint import Endpoints
-from ._routing import RequestEndpoint, Route
+from ._routing import Route
 from ._validate import exception_types
 from .errors import BindingError
 
@@ -60,15 +59,6 @@ class FallbackBinding:
         for target in (self.primary, self.fallback):
             types.extend(target.handler_types() if isinstance(target, Route) else (target,))
         return types
-
-
-def target_endpoint(target: Any, endpoints: Endpoints) -> RequestEndpoint:
-    """`message -> (result, events)` for a fallback's primary or fallback:
-    a route's own endpoint, or the handler class's `HandlerEndpoint`."""
-    if isinstance(target, Route):
-        built: RequestEndpoint = target.build(endpoints)
-        return built
-    return endpoints.get(target).run
 
 
 def name_of(obj: Any) -> str:

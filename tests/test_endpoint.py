@@ -153,7 +153,10 @@ class TestFastPath:
         assert Endpoints(LagomContainer(), chain).get(PingHandler).fast is None
 
     def test_own_events_property(self) -> None:
-        assert Endpoints(LagomContainer()).get(Step, method="act").fast is None
+        endpoint = Endpoints(LagomContainer()).get(Step, method="act")
+        assert endpoint.fast is None
+        assert not endpoint.standard
+        assert Endpoints(LagomContainer()).get(PingHandler).standard
 
     def test_sync_resolve_containers_are_wrapped_as_factories(self) -> None:
         class SyncResolve:
@@ -166,6 +169,7 @@ class TestFastPath:
 
     def test_one_cache(self) -> None:
         endpoints = Endpoints(LagomContainer())
+        assert repr(endpoints.get(Step, method="act")) == "HandlerEndpoint(Step.act)"
         assert endpoints.get(PingHandler) is endpoints.get(PingHandler)
         assert endpoints.get(Step, method="act") is not endpoints.get(Step, method="compensate")
         act, compensate = (
@@ -175,6 +179,22 @@ class TestFastPath:
         assert act.make is compensate.make
         other = endpoints.with_container(LagomContainer())
         assert other.get(PingHandler) is not endpoints.get(PingHandler)
+
+    def test_bindings_are_compiled_once_and_fast_ones_noted(self) -> None:
+        from anycqrs.requests._chain import chain_route
+
+        class Link(anycqrs.CORRequestHandler[Ping, str]):
+            async def handle(self, request: Ping) -> str | None:
+                return await self.next(request)
+
+        endpoints = Endpoints(LagomContainer())
+        assert endpoints.binding(PingHandler) is endpoints.get(PingHandler).run
+        assert endpoints.fast == {PingHandler: endpoints.get(PingHandler).make}
+        route = chain_route([Link])
+        assert endpoints.binding(route) is endpoints.binding(route)
+        assert route not in endpoints.fast
+        endpoints.binding(Step)
+        assert Step not in endpoints.fast  # its own events list: no fast path
 
 
 class TestMiddlewares:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -8,7 +8,6 @@ import anyio.abc
 
 from .._endpoint import Endpoints
 from .._exc import BaseExceptionGroup, real_errors
-from .._routing import EventEndpoint
 from ..brokers import Message, MessageBroker, publish_many
 from ..container import Container
 from ..errors import EventDispatchError
@@ -40,8 +39,6 @@ class EventDispatcher:
         "_chain",
         "_concurrent",
         "_container",
-        "_endpoints",
-        "_fast",
         "_handlers",
         "_limiter",
         "_map",
@@ -68,8 +65,6 @@ class EventDispatcher:
         self._max_concurrent = max_concurrent
         self._limiter: anyio.CapacityLimiter | None = None
         self._handlers = Endpoints(container, middlewares)
-        self._endpoints: dict[Any, EventEndpoint] = {}
-        self._fast: dict[Any, Callable[[], Any]] = {}
 
     @property
     def event_map(self) -> EventMap:
@@ -102,21 +97,6 @@ class EventDispatcher:
             max_concurrent=self._max_concurrent,
         )
 
-    def _endpoint(self, target: Any) -> EventEndpoint:
-        """`event -> (None, follow-ups)` for a bound handler class or route;
-        notes the handler classes whose fast path the loop may inline."""
-        endpoint = self._endpoints.get(target)
-        if endpoint is None:
-            if isinstance(target, type):
-                handler = self._handlers.get(target)
-                endpoint = handler.run
-                if handler.fast is not None:
-                    self._fast[target] = handler.fast
-            else:
-                endpoint = target.build(self._handlers)
-            self._endpoints[target] = endpoint
-        return endpoint
-
     async def dispatch(self, events: Sequence[Event], *, publish: bool = True) -> None:
         """Handle `events` and everything they lead to.
 
@@ -142,7 +122,7 @@ class EventDispatcher:
         if not self._concurrent and not (publish and isinstance(event, NotificationEvent)):
             targets = self._map.lookup(event)
             if len(targets) == 1:
-                make = self._fast.get(targets[0])
+                make = self._handlers.fast.get(targets[0])
                 if make is not None:
                     handler = make()
                     await handler.handle(event)
@@ -156,7 +136,7 @@ class EventDispatcher:
 
     async def _dispatch_sequential(self, events: Sequence[Event], publish: bool) -> None:
         bound = self._map.bound
-        fast = self._fast
+        fast = self._handlers.fast
         while events:
             followups: list[Event] | None = None
             notifications: list[Message] | None = None
@@ -179,7 +159,7 @@ class EventDispatcher:
                         followups.extend(produced)
                         produced.clear()
                         continue
-                    _, found = await self._endpoint(target)(event)
+                    _, found = await self._handlers.binding(target)(event)
                     if found:
                         if followups is None:
                             followups = []
@@ -236,7 +216,8 @@ class EventDispatcher:
         except anyio.WouldBlock:
             await limiter.acquire()
         try:
-            _, produced = await self._endpoint(target)(event)
+            produced: Sequence[Event]
+            _, produced = await self._handlers.binding(target)(event)
             return produced
         finally:
             limiter.release()

@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 
 from .._endpoint import Endpoints
-from .._fallback import FallbackBinding, guarded, name_of, target_endpoint
+from .._fallback import FallbackBinding, guarded, name_of
 from .._handlers import declared_args
 from .._routing import EventEndpoint, Route
 from ..errors import BindingError
@@ -90,8 +90,8 @@ class EventHandlerFallback(FallbackBinding):
         """The endpoint: `event -> (None, follow-up events)`; each handler
         call goes through the dispatcher's middlewares."""
         return guarded(
-            target_endpoint(self.primary, endpoints),
-            target_endpoint(self.fallback, endpoints),
+            endpoints.binding(self.primary),
+            endpoints.binding(self.fallback),
             protected=self.primary,
             failure_exceptions=self.failure_exceptions,
             breaker=self.circuit_breaker,

@@ -9,7 +9,7 @@ import attrs
 
 from .._breaker import CircuitBreakerLike, protected_name
 from .._endpoint import Endpoints
-from .._fallback import FallbackBinding, guarded, name_of, target_endpoint
+from .._fallback import FallbackBinding, guarded, name_of
 from .._handlers import declared_args
 from .._routing import RequestEndpoint, Route
 from ..errors import BindingError
@@ -133,8 +133,8 @@ class RequestHandlerFallback(FallbackBinding):
     def build(self, endpoints: Endpoints) -> RequestEndpoint:
         """The endpoint: `request -> (response, events)`."""
         return guarded(
-            target_endpoint(self.primary, endpoints),
-            target_endpoint(self.fallback, endpoints),
+            endpoints.binding(self.primary),
+            endpoints.binding(self.fallback),
             protected=self.primary,
             failure_exceptions=self.failure_exceptions,
             breaker=self.circuit_breaker,
@@ -146,7 +146,7 @@ StreamSource = Callable[[Any], AsyncGenerator[tuple[Any, Sequence[Event]], None]
 
 def _stream_source(target: Any, endpoints: Endpoints) -> StreamSource:
     if isinstance(target, Route):
-        built: StreamSource = target.build(endpoints)
+        built: StreamSource = endpoints.binding(target)
         return built
     endpoint = endpoints.get(target)
 
@@ -206,51 +206,60 @@ class StreamingRequestHandlerFallback(FallbackBinding):
         """The stream source: `request -> async iterator of (item, events)`."""
         primary = _stream_source(self.primary, endpoints)
         fallback = _stream_source(self.fallback, endpoints)
-        catch: tuple[type[BaseException], ...] = self.failure_exceptions or (Exception,)
         breaker = self.circuit_breaker
         name = protected_name(self.primary)
 
-        async def source(request: Any) -> AsyncGenerator[tuple[Any, Sequence[Event]], None]:
-            if breaker is not None and await breaker.is_open(name):
-                chosen = fallback(request)
-            else:
-                chosen = primary(request)
-                try:
-                    first = await chosen.__anext__()
-                except StopAsyncIteration:
-                    if breaker is not None:
-                        await breaker.record_success(name)
-                    return
-                except Exception as exc:
-                    if breaker is not None:
-                        await breaker.record_failure(name, exc)
-                    if not isinstance(exc, catch):
-                        raise
-                    chosen = fallback(request)
-                else:
-                    if breaker is not None:
-                        await breaker.record_success(name)
-                    try:
-                        yield first
-                    except BaseException:
-                        await chosen.aclose()
-                        raise
-                    if breaker is not None:
-                        chosen = _counted(chosen, breaker, name)
+        async def open_primary(request: Any) -> tuple[Stream, Any, bool]:
+            return (*await _first(primary(request)), True)
+
+        async def open_fallback(request: Any) -> tuple[Stream, Any, bool]:
+            return (*await _first(fallback(request)), False)
+
+        # The one fallback mechanism decides on the first item.
+        opened = guarded(
+            open_primary,
+            open_fallback,
+            protected=self.primary,
+            failure_exceptions=self.failure_exceptions,
+            breaker=breaker,
+        )
+
+        async def source(request: Any) -> Stream:
+            stream, first, from_primary = await opened(request)
+            if first is _END:
+                return
+            rest = stream
+            if from_primary and breaker is not None:
+                rest = _counted(stream, breaker, name)
             try:
-                async for pair in chosen:
+                yield first
+                async for pair in rest:
                     yield pair
             finally:
-                await chosen.aclose()
+                await rest.aclose()
+                await stream.aclose()  # no-op unless `rest` never started
 
         return source
 
 
-async def _counted(
-    stream: AsyncGenerator[tuple[Any, Sequence[Event]], None],
-    breaker: CircuitBreakerLike,
-    name: str,
-) -> AsyncGenerator[tuple[Any, Sequence[Event]], None]:
+Stream = AsyncGenerator[tuple[Any, Sequence[Event]], None]
+
+_END: Any = object()
+"""What `_first` gives for a stream that ended without an item."""
+
+
+async def _first(stream: Stream) -> tuple[Stream, Any]:
+    """Start `stream`: `(stream, its first (item, events) pair or _END)`.
+
+    A stream that raises before its first item is finished (nothing to close)."""
+    try:
+        first = await stream.__anext__()
+    except StopAsyncIteration:
+        return stream, _END
+    return stream, first
+
+
+async def _counted(stream: Stream, breaker: CircuitBreakerLike, name: str) -> Stream:
     """The rest of the primary's stream, its failures counted by the breaker."""
     try:
         while True:

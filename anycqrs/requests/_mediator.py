@@ -72,7 +72,7 @@ class RequestMediator(RequestMediatorBase):
         dispatch_after = self._events.dispatch_after
         inner: RequestEndpoint
         if isinstance(binding, Route):
-            inner = binding.build(self._handlers)
+            inner = self._handlers.binding(binding)
         else:
             endpoint = self._handlers.get(binding)
             make = endpoint.fast

@@ -171,11 +171,12 @@ class RequestStream(Generic[R]):
     async def _open(self) -> None:
         source = self._source
         if isinstance(source, HandlerEndpoint):
-            make = source.fast
-            if make is not None:  # the endpoint's fast path
-                self._fast = handler = make()
+            make = source.fast  # the endpoint's fast path
+            handler = make() if make is not None else await source.resolve()
+            if source.standard:  # events read from the standard list
+                self._fast = handler
             else:
-                self._handler = handler = await source.resolve()
+                self._handler = handler
             self._agen = handler.handle(self._request)
         else:
             self._agen = source(self._request)
@@ -366,7 +367,7 @@ class StreamingRequestMediator(RequestMediatorBase):
             raise RequestHandlerDoesNotExist(request_type)
         source: Any
         if isinstance(binding, Route):
-            source = binding.build(self._handlers)
+            source = self._handlers.binding(binding)
         else:
             source = self._handlers.get(binding)
         self._sources[request_type] = source

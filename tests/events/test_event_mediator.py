@@ -340,3 +340,47 @@ async def test_unbound_event_is_a_no_op(container: lagom.Container) -> None:
 def test_invalid_concurrency_bound() -> None:
     with pytest.raises(ValueError, match="max_concurrent_event_handlers"):
         bootstrap(max_concurrent_event_handlers=0)
+
+
+class OwnEvents:
+    """A duck-typed handler with its own `events` list (not the fast path)."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+        self.events: list[Any] = []
+
+    async def handle(self, event: Node) -> None:
+        self.log.entries.append(f"own {event.name}")
+        self.events.extend(Node(child) for child in TREE.get(event.name, ()))
+
+
+class AsyncOnly:
+    """A container without the `FactoryContainer` capability."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+
+    async def resolve(self, type_: type) -> Any:
+        return type_(self.log)
+
+
+@pytest.mark.parametrize("concurrent", [False, True])
+@pytest.mark.parametrize("handler", [Expand, OwnEvents])
+async def test_every_handler_shape_and_container_takes_follow_ups_once(
+    log: Log, handler: type, concurrent: bool
+) -> None:
+    for container in (AsyncOnly(log), lagom.Container()):
+        if isinstance(container, lagom.Container):
+            container[Log] = log
+        log.entries.clear()
+        mediator = bootstrap(
+            di_container=container,
+            events_mapper=lambda e: e.bind(Node, handler),
+            concurrent_event_handle_enable=concurrent,
+        )
+        await mediator.send(Node("root"))
+        await mediator.send(Node("b"))
+        prefix = "expand" if handler is Expand else "own"
+        names = sorted(entry.split()[1] for entry in log.entries)
+        assert names == sorted(["root", "a", "b", "a1", "a2", "b1", "b", "b1"])
+        assert all(entry.startswith(prefix) for entry in log.entries)

@@ -11,8 +11,6 @@ import pytest
 import anycqrs
 from anycqrs._breaker import BreakerState, CircuitBreaker, MemoryBreakerStore
 from anycqrs.errors import BindingError
-from anycqrs.events import EventHandlerFallback
-from anycqrs.events.bootstrap import bootstrap as bootstrap_events
 from anycqrs.requests import (
     CORRequestHandler,
     RequestHandlerFallback,
@@ -419,116 +417,38 @@ def test_streaming_mediator_rejects_non_streaming_routes() -> None:
         bootstrap_streaming(queries_mapper=requests)
 
 
-# -- events --------------------------------------------------------------------
+class ScriptedBreaker:
+    """A `CircuitBreakerLike` that is not an `anycqrs.CircuitBreaker`."""
+
+    def __init__(self) -> None:
+        self.open = False
+        self.calls: list[str] = []
+
+    async def is_open(self, name: str) -> bool:
+        self.calls.append(f"is_open {name.rsplit('.', 1)[-1]}")
+        return self.open
+
+    async def record_success(self, name: str) -> None:
+        self.calls.append(f"success {name.rsplit('.', 1)[-1]}")
+
+    async def record_failure(self, name: str, error: BaseException) -> None:
+        self.calls.append(f"failure {name.rsplit('.', 1)[-1]} {type(error).__name__}")
 
 
-@attrs.frozen
-class OrderPaid(anycqrs.DomainEvent):
-    order_id: int
-
-
-@attrs.frozen
-class Notified(anycqrs.DomainEvent):
-    by: str
-
-
-class SendSms(anycqrs.EventHandler[OrderPaid]):
-    def __init__(self, journal: Journal) -> None:
-        self.journal = journal
-
-    async def handle(self, event: OrderPaid) -> None:
-        self.journal.entries.append("sms")
-        self.emit(Notified("sms"))
-        if self.journal.error is not None:
-            raise self.journal.error
-
-
-class SendEmail(anycqrs.EventHandler[OrderPaid]):
-    def __init__(self, journal: Journal) -> None:
-        self.journal = journal
-
-    async def handle(self, event: OrderPaid) -> None:
-        self.journal.entries.append("email")
-        self.emit(Notified("email"))
-
-
-class OnNotified(anycqrs.EventHandler[Notified]):
-    def __init__(self, journal: Journal) -> None:
-        self.journal = journal
-
-    async def handle(self, event: Notified) -> None:
-        self.journal.entries.append(f"notified by {event.by}")
-
-
-def make_events(journal: Journal, binding: Any) -> anycqrs.EventMediator:
-    container = lagom.Container()
-    container[Journal] = journal
-
-    def bind(events: anycqrs.EventMap) -> None:
-        events.bind(OrderPaid, binding)
-        events.bind(Notified, OnNotified)
-
-    return bootstrap_events(di_container=container, events_mapper=bind)
-
-
-async def test_event_fallback() -> None:
+async def test_any_circuit_breaker_like_drives_a_request_fallback() -> None:
     journal = Journal()
-    mediator = make_events(journal, EventHandlerFallback(SendSms, SendEmail))
-    await mediator.send(OrderPaid(1))
-    assert journal.entries == ["sms", "email", "notified by email"]
+    breaker = ScriptedBreaker()
+    mediator = make(journal, RequestHandlerFallback(LiveRates, CacheRates, circuit_breaker=breaker))
+    assert await mediator.send(GetRates()) == CachedRates("cache")
+    assert breaker.calls == ["is_open LiveRates", "failure LiveRates ConnectionError"]
+    breaker.open = True
+    breaker.calls.clear()
+    journal.entries.clear()
+    assert await mediator.send(GetRates()) == CachedRates("cache")
+    assert journal.entries == ["cache", "served by cache"]  # primary not tried
+    assert breaker.calls == ["is_open LiveRates"]
+    breaker.open = False
     journal.error = None
-    journal.entries.clear()
-    await mediator.send(OrderPaid(2))
-    assert journal.entries == ["sms", "notified by sms"]
-
-
-async def test_event_fallback_with_breaker() -> None:
-    journal = Journal()
-    breaker = CircuitBreaker(fail_max=1, store=MemoryBreakerStore(lambda: 0.0))
-    mediator = make_events(
-        journal, EventHandlerFallback(SendSms, SendEmail, circuit_breaker=breaker)
-    )
-    await mediator.send(OrderPaid(1))
-    journal.entries.clear()
-    await mediator.send(OrderPaid(2))
-    assert journal.entries == ["email", "notified by email"]
-
-
-async def test_event_fallback_other_errors_propagate() -> None:
-    journal = Journal()
-    mediator = make_events(
-        journal, EventHandlerFallback(SendSms, SendEmail, failure_exceptions=[TimeoutError])
-    )
-    with pytest.raises(ConnectionError):
-        await mediator.send(OrderPaid(1))
-
-
-class OnOther(anycqrs.EventHandler[Notified]):
-    async def handle(self, event: Notified) -> None:
-        pass
-
-
-def test_event_fallback_type_checks() -> None:
-    with pytest.raises(BindingError, match="handles OrderPaid but the fallback"):
-        EventHandlerFallback(SendSms, OnOther)
-    with pytest.raises(BindingError, match="not an event handler"):
-        EventHandlerFallback(SendSms, 42)
-    events = anycqrs.EventMap()
-    with pytest.raises(BindingError, match="handles OrderPaid, not Notified"):
-        events.bind(Notified, EventHandlerFallback(SendSms, SendEmail))
-    nested = EventHandlerFallback(EventHandlerFallback(SendSms, SendEmail), SendEmail)
-    assert list(nested.handler_types()) == [SendSms, SendEmail, SendEmail]
-    events.bind(OrderPaid, nested)
-
-
-async def test_nested_event_fallbacks() -> None:
-    journal = Journal()
-
-    class Broken(anycqrs.EventHandler[OrderPaid]):
-        async def handle(self, event: OrderPaid) -> None:
-            raise RuntimeError("broken")
-
-    binding = EventHandlerFallback(EventHandlerFallback(SendSms, Broken), SendEmail)
-    mediator = make_events(journal, binding)
-    await mediator.send(OrderPaid(1))
-    assert journal.entries == ["sms", "email", "notified by email"]
+    breaker.calls.clear()
+    assert await mediator.send(GetRates()) == Rates("live")
+    assert breaker.calls == ["is_open LiveRates", "success LiveRates"]
