@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
-from .._handlers import take_events
+from anyio import get_cancelled_exc_class
+
 from ..errors import EventDispatchError
 from ..events._dispatcher import EventDispatcher
 from ._compensation import Compensator
@@ -21,7 +22,7 @@ from ._log import (
     set_saga_id,
     set_step_type,
 )
-from ._run import Handler, Journal, Run
+from ._run import Handler, Journal, Run, take
 from ._snapshot import Dump, Snapshots
 from ._steps import Step, StepFailed, Steps
 from ._types import SagaStatus, SagaStepResult, StepRecord
@@ -144,14 +145,19 @@ class Forward:
                     response = await step.endpoint.invoke(handler, context)
                 else:
                     handler, response = await self._steps.act(run, step, handler)
+            except get_cancelled_exc_class():
+                take(handler)  # cancelled: the step runs again, its events with it
+                raise
             # (two clauses, no local naming the error: a failed saga must not
             # leave a frame <-> traceback cycle for the collector)
             except StepFailed as failure:
+                take(handler)  # a failed act's events are never dispatched
                 compensator = self._compensator
                 logged, _ = compensator.failed(run, failure.name, failure.error, acted=False)
                 await compensator.compensate(run, logged)
                 raise failure.error from None
             except Exception as error:
+                take(handler)
                 compensator = self._compensator
                 logged, _ = compensator.failed(run, step.name, error, acted=False)
                 await compensator.compensate(run, logged)
@@ -197,7 +203,7 @@ class Forward:
         """Dispatch the events the step emitted; a failure compensates the
         step too and raises `EventDispatchError`."""
         try:
-            await self._dispatcher.dispatch(take_events(handler))
+            await self._dispatcher.dispatch(take(handler))
         except Exception as error:
             wrapped = EventDispatchError(
                 response,

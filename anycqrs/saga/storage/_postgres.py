@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import chain
 from typing import Any, TypeVar
@@ -15,8 +15,10 @@ from ...errors import SagaAlreadyExistsError, SagaNotFoundError
 from .._types import SagaState, SagaStatus, SagaStepEntry, StepRecord
 from ._sql import (
     COLUMNS,
+    COMPENSATION_FAILED,
     UNFINISHED,
     as_is,
+    claimable,
     dumps,
     identifier,
     log_values,
@@ -118,6 +120,10 @@ class PostgresSagaStorage:
                 f"CREATE INDEX IF NOT EXISTS {self._sagas.replace('.', '_')}_pending "
                 f"ON {self._sagas} (updated_at) "
                 f"WHERE {UNFINISHED}"
+            )
+            conn.execute(
+                f"CREATE INDEX IF NOT EXISTS {self._sagas.replace('.', '_')}_compensation_failed "
+                f"ON {self._sagas} (updated_at) WHERE {COMPENSATION_FAILED}"
             )
             conn.execute(
                 f"""
@@ -300,10 +306,13 @@ class PostgresSagaStorage:
         saga_id: UUID | None = None,
         stale_after: float = 0.0,
         limit: int = 1,
+        saga_names: Collection[str] | None = None,
+        retry_compensations: int = 0,
     ) -> list[SagaState]:
         """Lease sagas for recovery (see :class:`SagaStorage`): ``FOR UPDATE SKIP LOCKED``."""
-        where = f"{UNFINISHED} AND (lease_until IS NULL OR lease_until <= now())"
-        params: list[Any] = [owner, float(lease_seconds)]
+        taken, taken_params = claimable(saga_names, retry_compensations, "%s")
+        where = f"{taken} AND (lease_until IS NULL OR lease_until <= now())"
+        params: list[Any] = [owner, float(lease_seconds), *taken_params]
         if saga_id is not None:
             where += " AND saga_id = %s"
             params.append(saga_id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 from uuid import UUID
@@ -16,8 +16,10 @@ from .._types import SagaState, SagaStatus, SagaStepEntry, SagaStepStatus, StepA
 
 __all__ = [
     "COLUMNS",
+    "COMPENSATION_FAILED",
     "UNFINISHED",
     "as_is",
+    "claimable",
     "dumps",
     "identifier",
     "loads",
@@ -35,6 +37,27 @@ COLUMNS = "saga_id, saga_name, status, context, version, recovery_attempts, crea
 
 UNFINISHED = "status IN ('PENDING', 'RUNNING', 'COMPENSATING')"
 """Sagas recovery may claim."""
+
+COMPENSATION_FAILED = "status = 'COMPENSATION_FAILED'"
+"""Sagas recovery may claim again to retry their failed compensations."""
+
+
+def claimable(
+    saga_names: Collection[str] | None, retry_compensations: int, mark: str
+) -> tuple[str, list[Any]]:
+    """The condition (and its parameters) on the sagas a claim may take:
+    unfinished, or COMPENSATION_FAILED claimed fewer than
+    `retry_compensations` times, named in `saga_names` (`None`: any);
+    `mark` is the driver's placeholder."""
+    where, params = UNFINISHED, list[Any]()
+    if retry_compensations > 0:
+        where = f"({UNFINISHED} OR ({COMPENSATION_FAILED} AND recovery_attempts < {mark}))"
+        params.append(retry_compensations)
+    if saga_names is not None:
+        where += f" AND saga_name IN ({', '.join([mark] * len(saga_names)) or 'NULL'})"
+        params.extend(saga_names)
+    return where, params
+
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
 

@@ -6,7 +6,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -16,7 +16,7 @@ from ...errors import SagaAlreadyExistsError, SagaNotFoundError
 from .._types import SagaState, SagaStatus, SagaStepEntry, StepRecord
 from ._sql import (
     COLUMNS,
-    UNFINISHED,
+    claimable,
     dumps,
     identifier,
     loads,
@@ -259,13 +259,16 @@ class SqliteSagaStorage:
         saga_id: UUID | None = None,
         stale_after: float = 0.0,
         limit: int = 1,
+        saga_names: Collection[str] | None = None,
+        retry_compensations: int = 0,
     ) -> list[SagaState]:
         """Lease sagas for recovery (see :class:`SagaStorage`)."""
+        taken, taken_params = claimable(saga_names, retry_compensations, "?")
 
         def work(conn: sqlite3.Connection) -> list[Any]:
             now = time.time()
-            where = f"{UNFINISHED} AND (lease_until IS NULL OR lease_until <= ?)"
-            params: list[Any] = [owner, now + lease_seconds, now]
+            where = f"{taken} AND (lease_until IS NULL OR lease_until <= ?)"
+            params: list[Any] = [owner, now + lease_seconds, *taken_params, now]
             if saga_id is not None:
                 where += " AND saga_id = ?"
                 params.append(str(saga_id))
