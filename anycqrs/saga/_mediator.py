@@ -201,12 +201,14 @@ class SagaMediator:
         Stopping early (`break`, cancellation, a timeout in the consumer)
         leaves the saga RUNNING, resumable with `stream(context, saga_id)` or
         `recover`. A failing step makes the completed steps compensate (in
-        reverse order, shielded from cancellation), marks the saga FAILED and
+        reverse order, shielded from cancellation), marks the saga FAILED
+        (COMPENSATION_FAILED when a compensation failed all its retries) and
         re-raises the step's error.
 
         Raises:
             SagaError: no saga is bound to the context's type.
-            SagaStateError: `saga_id` names a saga that is compensating.
+            SagaStateError: `saga_id` names a saga that is compensating, or
+                a saga of another class.
             Exception: the failing step's error, unchanged.
         """
         return Forward(
