@@ -145,9 +145,6 @@ class Forward:
                     response = await step.endpoint.invoke(handler, context)
                 else:
                     handler, response = await self._steps.act(run, step, handler)
-            except get_cancelled_exc_class():
-                take(handler)  # cancelled: the step runs again, its events with it
-                raise
             # (two clauses, no local naming the error: a failed saga must not
             # leave a frame <-> traceback cycle for the collector)
             except StepFailed as failure:
@@ -161,6 +158,10 @@ class Forward:
                 compensator = self._compensator
                 logged, _ = compensator.failed(run, step.name, error, acted=False)
                 await compensator.compensate(run, logged)
+                raise
+            # last: evaluated only for what the clauses above let through
+            except get_cancelled_exc_class():
+                take(handler)  # cancelled: the step runs again, its events with it
                 raise
             run.done.append(handler)
             events = handler._anycqrs_events if fast is not None else handler.events

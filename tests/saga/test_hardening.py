@@ -7,6 +7,7 @@ import dataclasses
 import uuid
 from typing import Any
 
+import anyio
 import attrs
 import lagom
 import pytest
@@ -328,6 +329,21 @@ class Emitting(saga.SagaStepHandler[OrderContext, None]):
             raise Boom("Note")
 
 
+class Stalling(saga.SagaStepHandler[OrderContext, None]):
+    """Emits, then (when told to) waits until cancelled."""
+
+    step_name = "Note"
+
+    def __init__(self) -> None:
+        self.entered = anyio.Event()
+
+    async def act(self, context: OrderContext) -> None:
+        self.emit(Noted(order_id=context.order_id))
+        if context.fail_at == "Note":
+            self.entered.set()
+            await anyio.sleep_forever()
+
+
 class LastFails(saga.SagaStepHandler[OrderContext, None]):
     async def act(self, context: OrderContext) -> None:
         if context.fail_at == "Last":
@@ -338,12 +354,14 @@ class LastFails(saga.SagaStepHandler[OrderContext, None]):
 class TestStepEventsOnce:
     """Each event a step emits is dispatched once: copying `events`, singletons, failures."""
 
-    def mediator(self, step: type, *, singleton: bool) -> tuple[saga.SagaMediator, Seen]:
+    def mediator(
+        self, step: type, *, singleton: bool, instance: Any = None
+    ) -> tuple[saga.SagaMediator, Seen]:
         seen = Seen()
         container = lagom.Container()
         container[Seen] = seen
         if singleton:
-            container[step] = step()
+            container[step] = instance or step()
 
         class NoteSaga(saga.Saga[OrderContext]):
             steps = [step, LastFails]
@@ -372,6 +390,17 @@ class TestStepEventsOnce:
         mediator, seen = self.mediator(step, singleton=True)
         with pytest.raises(Boom):
             await mediator.run(OrderContext(order_id=1, fail_at="Note"))
+        await mediator.run(OrderContext(order_id=2))
+        assert seen.events == [2]
+
+    async def test_singleton_drops_a_cancelled_acts_events(self) -> None:
+        step = Stalling()
+        mediator, seen = self.mediator(Stalling, singleton=True, instance=step)
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(mediator.run, OrderContext(order_id=1, fail_at="Note"))
+                await step.entered.wait()
+                tg.cancel_scope.cancel()  # cancelled during act: left RUNNING
         await mediator.run(OrderContext(order_id=2))
         assert seen.events == [2]
 
