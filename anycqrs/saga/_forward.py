@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
-from anyio import get_cancelled_exc_class
+import anyio
 
 from ..errors import EventDispatchError
 from ..events._dispatcher import EventDispatcher
@@ -160,7 +160,7 @@ class Forward:
                 await compensator.compensate(run, logged)
                 raise
             # last: evaluated only for what the clauses above let through
-            except get_cancelled_exc_class():
+            except anyio.get_cancelled_exc_class():
                 take(handler)  # cancelled: the step runs again, its events with it
                 raise
             run.done.append(handler)

@@ -221,8 +221,9 @@ class Steps:
         replacement = await self.make(other, run.saga_id)
         try:
             return replacement, await self.attempt(run, self.endpoint(other), replacement)
-        except BaseException as failure:
+        except Exception as failure:
             take(replacement)  # a failed act's events are never dispatched
-            if isinstance(failure, Exception):
-                raise StepFailed(other.step_name, failure) from failure
+            raise StepFailed(other.step_name, failure) from failure
+        except anyio.get_cancelled_exc_class():
+            take(replacement)
             raise

@@ -344,6 +344,11 @@ class Stalling(saga.SagaStepHandler[OrderContext, None]):
             await anyio.sleep_forever()
 
 
+class PrimaryFails(saga.SagaStepHandler[OrderContext, None]):
+    async def act(self, context: OrderContext) -> None:
+        raise Boom("primary")
+
+
 class LastFails(saga.SagaStepHandler[OrderContext, None]):
     async def act(self, context: OrderContext) -> None:
         if context.fail_at == "Last":
@@ -355,7 +360,7 @@ class TestStepEventsOnce:
     """Each event a step emits is dispatched once: copying `events`, singletons, failures."""
 
     def mediator(
-        self, step: type, *, singleton: bool, instance: Any = None
+        self, step: type, *, singleton: bool, instance: Any = None, fallback: bool = False
     ) -> tuple[saga.SagaMediator, Seen]:
         seen = Seen()
         container = lagom.Container()
@@ -364,7 +369,10 @@ class TestStepEventsOnce:
             container[step] = instance or step()
 
         class NoteSaga(saga.Saga[OrderContext]):
-            steps = [step, LastFails]
+            steps = [
+                saga.Fallback(step=PrimaryFails, fallback=step) if fallback else step,
+                LastFails,
+            ]
 
         events = EventMap()
         events.bind(Noted, OnNoted)
@@ -385,9 +393,10 @@ class TestStepEventsOnce:
             await mediator.run(OrderContext(order_id=3, fail_at="Last"))
         assert seen.events == [1, 2, 3]
 
+    @pytest.mark.parametrize("fallback", [False, True])
     @pytest.mark.parametrize("step", [CopyingEvents, Emitting])
-    async def test_singleton_drops_a_failed_acts_events(self, step: type) -> None:
-        mediator, seen = self.mediator(step, singleton=True)
+    async def test_singleton_drops_a_failed_acts_events(self, step: type, fallback: bool) -> None:
+        mediator, seen = self.mediator(step, singleton=True, fallback=fallback)
         with pytest.raises(Boom):
             await mediator.run(OrderContext(order_id=1, fail_at="Note"))
         await mediator.run(OrderContext(order_id=2))
