@@ -12,11 +12,10 @@ from typing import Any
 import anyio
 
 from .. import _defaults
-from .._handlers import take_events
 from .._retry import RetryPolicy, Sleep, retry_call
 from ..events._dispatcher import EventDispatcher
 from ._log import ACT, COMPENSATE, COMPLETED, FAILED, STARTED, describe, entry
-from ._run import Handler, Journal, Run
+from ._run import Handler, Journal, Run, take
 from ._snapshot import Snapshots
 from ._types import SagaStatus, StepRecord
 
@@ -118,8 +117,9 @@ class Compensator:
         context: Any = None,
     ) -> None:
         """Compensate `run.done` in reverse order, each with retries, then
-        mark the saga FAILED. `entries` and `context` go with the first write
-        (status COMPENSATING).
+        mark the saga FAILED, or COMPENSATION_FAILED when a compensation
+        failed all its retries (the others still run). `entries` and
+        `context` go with the first write (status COMPENSATING).
 
         Runs in a cancel scope shielded from the caller's cancellation, with
         its own deadline (`timeout` for the whole phase). If the deadline
@@ -142,6 +142,7 @@ class Compensator:
             run.status = SagaStatus.COMPENSATING
             last = len(pending) - 1
             target = run.context
+            ended = SagaStatus.FAILED
             for position, handler in enumerate(pending):
                 # the common case inline: no timeout, the first attempt succeeds
                 if handler.timeout is None:
@@ -155,6 +156,8 @@ class Compensator:
                             await self._events(run, handler)
                 else:
                     ok, details = await self._retry(run, handler, None)
+                if not ok:
+                    ended = SagaStatus.COMPENSATION_FAILED
                 now = time.time()
                 done = entry(
                     (handler.step_name, COMPENSATE, COMPLETED if ok else FAILED, details, now)
@@ -165,10 +168,16 @@ class Compensator:
                     status = None
                 else:
                     batch = (done,)
-                    status = SagaStatus.FAILED
+                    status = ended
                 written = save(saga_id, run.version, status, None, batch, now)
                 run.version = written if isinstance(written, int) else await written
-            run.status = SagaStatus.FAILED
+            run.status = ended
+            if ended is SagaStatus.COMPENSATION_FAILED:
+                logger.error(
+                    "saga %s: marked COMPENSATION_FAILED: a compensation failed all its "
+                    "retries; recovery retries it (see docs/saga-recovery.md)",
+                    saga_id,
+                )
         if scope.cancelled_caught:
             logger.error(
                 "saga %s: compensation did not finish within %s s; the saga stays "
@@ -199,7 +208,7 @@ class Compensator:
                     await handler.compensate(context)
 
         def logged(error: BaseException, *_: Any) -> None:
-            take_events(handler)
+            take(handler)
             logger.warning(
                 "saga %s: compensation of %s, attempt %d/%s failed: %s",
                 run.saga_id,
@@ -236,7 +245,7 @@ class Compensator:
         """Dispatch the events a compensation emitted (a failure is logged:
         the compensation stands)."""
         try:
-            await self.dispatcher.dispatch(take_events(handler))
+            await self.dispatcher.dispatch(take(handler))
         except Exception as exc:  # noqa: BLE001 - compensation stands; logged
             logger.error(
                 "saga %s: events of the compensation of %s failed: %s",

@@ -66,7 +66,10 @@ class SagaMediator:
     default 3), `compensation_retry_delay` (first delay, default 0.5 s) and
     `compensation_retry_backoff` (multiplier, default 2.0), without a
     maximum delay. Giving `compensation_retry` and any of the three is a
-    `ValueError`.
+    `ValueError`. A saga whose compensation fails all its retries ends
+    `COMPENSATION_FAILED`; `recover_pending` retries its compensations
+    (unless `retry_failed_compensations=False`) until it has been claimed
+    `max_recovery_attempts` times.
 
     Example:
         ```python
@@ -107,6 +110,7 @@ class SagaMediator:
         compensation_timeout: float = COMPENSATION_TIMEOUT,
         max_recovery_attempts: int = MAX_RECOVERY_ATTEMPTS,
         recovery_lease: float = RECOVERY_LEASE,
+        retry_failed_compensations: bool = True,
         worker_id: str | None = None,
     ) -> None:
         policy = compensation_policy(
@@ -158,6 +162,7 @@ class SagaMediator:
             owner=worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}",
             lease=recovery_lease,
             max_attempts=max_recovery_attempts,
+            retry_compensations=retry_failed_compensations,
         )
 
     @property
@@ -190,17 +195,20 @@ class SagaMediator:
 
         With `saga_id` of an existing RUNNING saga, the saga resumes from its
         first step not completed, with the stored context copied into
-        `context`; a COMPLETED saga yields nothing.
+        `context`; a finished saga (COMPLETED, FAILED or COMPENSATION_FAILED)
+        yields nothing and runs nothing, so a redelivered start is harmless.
 
         Stopping early (`break`, cancellation, a timeout in the consumer)
         leaves the saga RUNNING, resumable with `stream(context, saga_id)` or
         `recover`. A failing step makes the completed steps compensate (in
-        reverse order, shielded from cancellation), marks the saga FAILED and
+        reverse order, shielded from cancellation), marks the saga FAILED
+        (COMPENSATION_FAILED when a compensation failed all its retries) and
         re-raises the step's error.
 
         Raises:
             SagaError: no saga is bound to the context's type.
-            SagaStateError: `saga_id` names a saga that is compensating.
+            SagaStateError: `saga_id` names a saga that is compensating, or
+                a saga of another class.
             Exception: the failing step's error, unchanged.
         """
         return Forward(
@@ -227,16 +235,23 @@ class SagaMediator:
 
     async def recover(self, saga_id: UUID | str) -> int:
         """Recover one saga: resume a RUNNING (or PENDING) saga from its first
-        step not completed, finish compensating a COMPENSATING one; leave
-        finished sagas alone. Returns 1 if this call handled the saga, 0 if
-        there was nothing to do or another worker holds it.
+        step not completed, finish compensating a COMPENSATING one, retry the
+        failed compensations of a COMPENSATION_FAILED one (whatever its
+        recovery attempts: the operator's retry once the cause is fixed);
+        leave finished sagas alone. Returns 1 if this call handled the saga,
+        0 if there was nothing to do, another worker holds it, or its saga is
+        not bound in this mediator's `SagaMap` (then it is left untouched).
         """
         return await self._recovery.recover(_as_uuid(saga_id))
 
     async def recover_pending(self, limit: int = 100, stale_after: float = 60.0) -> int:
         """Recover up to `limit` unfinished sagas not written for
         `stale_after` seconds (oldest first). Several workers (processes)
-        may call this at once: each saga is claimed by one of them.
+        may call this at once: each saga is claimed by one of them. Only
+        sagas bound in this mediator's `SagaMap` are claimed (others are
+        left untouched, no attempt counted); COMPENSATION_FAILED sagas are
+        retried while claimed fewer than `max_recovery_attempts` times
+        (unless `retry_failed_compensations=False`).
 
         Returns:
             How many sagas this call handled (recovered, failed or given up).

@@ -21,6 +21,10 @@ __all__ = ["Recovery"]
 
 logger = logging.getLogger("anycqrs.saga")
 
+_COMPENSATE = (SagaStatus.COMPENSATING, SagaStatus.COMPENSATION_FAILED)
+_ANY_COUNT = 2**31 - 1
+"""`retry_compensations` of `recover(saga_id)`: whatever the saga's count."""
+
 Resume = Callable[[Run, int], AsyncIterator[SagaStepResult[Any]]]
 """Runs the steps of a rebuilt run from the given index."""
 
@@ -32,6 +36,12 @@ class Recovery:
     `starter` that rebuilds a run, the `snapshots` that load its context, the
     `compensator` that finishes a COMPENSATING saga and `resume`, which runs
     a RUNNING saga's remaining steps. `owner` is this worker's lease name.
+
+    Only sagas the starter's `SagaMap` binds are claimed (by saga name), so
+    a worker never takes, nor counts an attempt of, another service's saga.
+    With `retry_compensations`, `recover_pending` also claims
+    COMPENSATION_FAILED sagas claimed fewer than `max_attempts` times;
+    `recover(saga_id)` claims one whatever its count (an operator's retry).
     """
 
     __slots__ = (
@@ -41,6 +51,7 @@ class Recovery:
         "max_attempts",
         "owner",
         "resume",
+        "retry_compensations",
         "snapshots",
         "starter",
     )
@@ -56,6 +67,7 @@ class Recovery:
         owner: str,
         lease: float,
         max_attempts: int,
+        retry_compensations: bool = True,
     ) -> None:
         self.journal = journal
         self.starter = starter
@@ -65,11 +77,20 @@ class Recovery:
         self.owner = owner
         self.lease = lease
         self.max_attempts = max_attempts
+        self.retry_compensations = retry_compensations
+
+    def _names(self) -> tuple[str, ...]:
+        """The names of the sagas this worker can run."""
+        return tuple({saga.saga_name: None for _, saga in self.starter.saga_map.items()})
 
     async def recover(self, saga_id: UUID) -> int:
         """Recover one saga; 1 if this call handled it, else 0."""
         claimed = await self.journal.storage.claim(
-            owner=self.owner, lease_seconds=self.lease, saga_id=saga_id
+            owner=self.owner,
+            lease_seconds=self.lease,
+            saga_id=saga_id,
+            saga_names=self._names(),
+            retry_compensations=_ANY_COUNT,
         )
         for state in claimed:
             await self._recover_claimed(state)
@@ -83,6 +104,8 @@ class Recovery:
             lease_seconds=self.lease,
             stale_after=stale_after,
             limit=limit,
+            saga_names=self._names(),
+            retry_compensations=self.max_attempts if self.retry_compensations else 0,
         )
         for state in claimed:
             await self._recover_claimed(state)
@@ -91,8 +114,11 @@ class Recovery:
     async def _recover_claimed(self, state: SagaState) -> None:
         storage = self.journal.storage
         try:
-            if state.recovery_attempts > self.max_attempts:
-                await self._give_up(state.saga_id, state.version, "too many recovery attempts")
+            if (
+                state.recovery_attempts > self.max_attempts
+                and state.status is not SagaStatus.COMPENSATION_FAILED
+            ):
+                await self._give_up(state, state.version, "too many recovery attempts")
                 return
             try:
                 await self._recover_state(state)
@@ -106,19 +132,27 @@ class Recovery:
                 if state.recovery_attempts >= self.max_attempts:
                     current = await storage.load_saga_state(state.saga_id)
                     if not current.status.terminal:
-                        await self._give_up(state.saga_id, current.version, describe(error))
+                        await self._give_up(current, current.version, describe(error))
         finally:
             with anyio.CancelScope(shield=True):
                 await storage.release(state.saga_id, self.owner)
 
-    async def _give_up(self, saga_id: UUID, version: int, reason: str) -> None:
+    async def _give_up(self, state: SagaState, version: int, reason: str) -> None:
+        """Mark the saga finished: COMPENSATION_FAILED when it was
+        compensating (steps are left undone), else FAILED."""
+        status = (
+            SagaStatus.COMPENSATION_FAILED
+            if state.status is SagaStatus.COMPENSATING
+            else SagaStatus.FAILED
+        )
         logger.error(
-            "saga %s: giving up after %d recovery attempts (%s); marked FAILED",
-            saga_id,
+            "saga %s: giving up after %d recovery attempts (%s); marked %s",
+            state.saga_id,
             self.max_attempts,
             reason,
+            status.value,
         )
-        await self.journal.storage.save(saga_id, version, status=SagaStatus.FAILED)
+        await self.journal.storage.save(state.saga_id, version, status=status)
 
     async def _recover_state(self, state: SagaState) -> None:
         saga = self.starter.saga_map.by_name(state.saga_name)
@@ -132,8 +166,8 @@ class Recovery:
         start = await self.starter.rebuild(
             run, await self.journal.storage.get_step_history(state.saga_id)
         )
-        if state.status is SagaStatus.COMPENSATING:
-            await self.compensator.compensate(run)
+        if state.status in _COMPENSATE:
+            await self.compensator.compensate(run)  # FAILED, or COMPENSATION_FAILED again
             return
         if not await self.starter.restart(run, start):
             return
@@ -141,10 +175,11 @@ class Recovery:
             async for _ in self.resume(run, start):
                 pass
         except Exception as error:
-            if run.status is not SagaStatus.FAILED:
+            if not run.status.terminal:
                 raise
             logger.info(
-                "saga %s: failed during recovery and was compensated: %s",
+                "saga %s: failed during recovery, now %s: %s",
                 state.saga_id,
+                run.status.value,
                 describe(error),
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Sequence
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 from uuid import UUID
 
 import attrs
@@ -17,6 +17,7 @@ from .._retry import RetryPolicy
 from ..errors import SagaDefinitionError
 
 __all__ = [
+    "ClearsEvents",
     "Fallback",
     "Saga",
     "SagaContext",
@@ -49,6 +50,17 @@ class SagaContext:
     __slots__ = ()
 
 
+@runtime_checkable
+class ClearsEvents(Protocol):
+    """A step of the python-cqrs events idiom: its `events` returns a copy
+    and `clear_events()` empties the list it keeps (checked once per class,
+    when it is defined: `SagaStepHandler._anycqrs_clears_events`)."""
+
+    def clear_events(self) -> None:
+        """Forget the events taken."""
+        ...
+
+
 class SagaStepHandler(EventSource, abc.ABC, Generic[CtxT_contra, RespT]):
     """One step of a saga: ``act`` does the work, ``compensate`` undoes it.
 
@@ -56,6 +68,12 @@ class SagaStepHandler(EventSource, abc.ABC, Generic[CtxT_contra, RespT]):
     ``compensate`` of one run see the same instance. Events the step
     `emit`s during ``act`` are dispatched before the step's result is
     yielded.
+
+    The python-cqrs idiom works too: an ``events`` property returning a
+    copy of the step's own list plus a ``clear_events()`` method; the engine
+    calls ``clear_events()`` when it takes the events, so each is dispatched
+    once (a singleton step included). The events of a failed or cancelled
+    ``act`` are dropped, never dispatched by a later run.
 
     Class attributes a step may set:
 
@@ -92,9 +110,11 @@ class SagaStepHandler(EventSource, abc.ABC, Generic[CtxT_contra, RespT]):
     retry_policy: ClassVar[RetryPolicy | None] = None
 
     _anycqrs_saga_id: UUID | None = None
+    _anycqrs_clears_events: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        cls._anycqrs_clears_events = issubclass(cls, ClearsEvents)
         if "step_name" not in cls.__dict__:
             cls.step_name = cls.__name__
         elif not isinstance(cls.__dict__["step_name"], str) or not cls.step_name:
@@ -209,12 +229,34 @@ def _is_context_class(value: Any) -> bool:
     )
 
 
+def _is_frozen(context: type) -> bool:
+    """Whether instances of `context` refuse attribute assignment (a frozen
+    attrs class or dataclass): one field set on a bare instance, no
+    `__init__` run."""
+    if attrs.has(context):
+        fields = [f.name for f in attrs.fields(context)]
+    elif dataclasses.is_dataclass(context):
+        fields = [f.name for f in dataclasses.fields(context)]
+    else:
+        return False
+    probe = object.__new__(context)
+    try:
+        setattr(probe, fields[0] if fields else "_anycqrs_probe", None)
+    except (attrs.exceptions.FrozenInstanceError, dataclasses.FrozenInstanceError):
+        return True
+    except Exception:  # noqa: BLE001 - a validator refusing None: not frozen
+        return False
+    return False
+
+
 class Saga(Generic[CtxT]):
     """An orchestrated saga: an ordered list of steps over one context type.
 
-    The class is checked when it is defined: every entry of ``steps`` must be
-    a `SagaStepHandler` subclass or a `Fallback`, whose declared
-    context type accepts the saga's context, and step names must be unique.
+    The class is checked when it is defined: the context must be a mutable
+    attrs class or dataclass (a frozen one is a `SagaDefinitionError`: steps
+    pass data on by mutating it), every entry of ``steps`` must be a
+    `SagaStepHandler` subclass or a `Fallback`, whose declared context type
+    accepts the saga's context, and step names must be unique.
 
     ``saga_name`` (default: the class name) identifies the saga in storage;
     recovery finds the class by it, so keep it stable.
@@ -258,6 +300,12 @@ def _validate(saga: type[Saga[Any]]) -> tuple[Slot, ...]:
         raise SagaDefinitionError(
             f"{name}: the context {context!r} must be an attrs class or a dataclass "
             "deriving from SagaContext"
+        )
+    if _is_frozen(context):
+        raise SagaDefinitionError(
+            f"{name}: the context {context.__qualname__} is frozen, but steps pass data on "
+            "by mutating the context; define it with @attrs.define or a @dataclass that "
+            "is not frozen"
         )
     steps = saga.__dict__["steps"]
     if isinstance(steps, (str, bytes)) or not isinstance(steps, Sequence) or not steps:

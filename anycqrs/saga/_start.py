@@ -8,7 +8,17 @@ from typing import Any
 from uuid import UUID
 
 from ..errors import SagaAlreadyExistsError, SagaError, SagaStateError
-from ._log import ACT, COMPENSATE, COMPLETED, RUNNING, STARTED, entry, new_saga_id, record
+from ._log import (
+    ACT,
+    COMPENSATE,
+    COMPLETED,
+    FAILED,
+    RUNNING,
+    STARTED,
+    entry,
+    new_saga_id,
+    record,
+)
 from ._map import SagaMap
 from ._run import Journal, Run
 from ._saga import Saga
@@ -17,6 +27,15 @@ from ._steps import Steps
 from ._types import SagaStatus, SagaStepEntry
 
 __all__ = ["Starter"]
+
+
+def _acted(logged: SagaStepEntry) -> bool:
+    """Whether an `act` entry says the step acted: COMPLETED, or FAILED after
+    its `act` succeeded (its events failed: compensated like the others)."""
+    if logged.status is COMPLETED:
+        return True
+    details = logged.details
+    return logged.status is FAILED and details is not None and details.get("stage") == "events"
 
 
 class Starter:
@@ -54,7 +73,12 @@ class Starter:
     async def start(self, context: Any, saga_id: UUID | None) -> tuple[Run, int] | None:
         """Store a new saga of `context` (RUNNING, its first step STARTED),
         or, when `saga_id` exists already, resume it: `(run, first step to
-        run)`, or `None` when it has completed."""
+        run)`, or `None` when it has finished (COMPLETED, FAILED or
+        COMPENSATION_FAILED alike: nothing runs).
+
+        Raises:
+            SagaStateError: `saga_id` is a saga of another class, or COMPENSATING.
+        """
         saga = self.saga_for(type(context))
         sid = new_saga_id() if saga_id is None else saga_id
         snapshot = self.snapshots.dump(context)
@@ -76,12 +100,12 @@ class Starter:
         state = await storage.load_saga_state(saga_id)
         if state.saga_name != saga.saga_name:
             raise SagaStateError(f"Saga {saga_id} is a {state.saga_name}, not a {saga.saga_name}")
-        if state.status is SagaStatus.COMPLETED:
+        if state.status.terminal:  # finished: a redelivered start runs nothing
             return None
-        if state.status not in (SagaStatus.PENDING, SagaStatus.RUNNING):
+        if state.status is SagaStatus.COMPENSATING:
             raise SagaStateError(
-                f"Saga {saga_id} is {state.status.value}; only a RUNNING saga can be "
-                "resumed by stream() (use recover())"
+                f"Saga {saga_id} is COMPENSATING; only a RUNNING saga can be "
+                "resumed by stream() (recover() finishes its compensation)"
             )
         self.snapshots.restore(context, state.context)
         run = Run(saga_id, saga, context, state.version, state.context)
@@ -92,11 +116,12 @@ class Starter:
 
     async def rebuild(self, run: Run, history: Sequence[SagaStepEntry]) -> int:
         """Fill `run.done` with the handlers whose `act` was logged COMPLETED
-        and that were not compensated yet; return the index of the first slot
-        that did not complete (`len(slots)` if all did)."""
-        acted = {e.step_name for e in history if e.action == ACT and e.status is COMPLETED}
+        and whose compensation was not (one logged FAILED is due again);
+        return the index of the first slot that did not complete
+        (`len(slots)` if all did)."""
+        acted = {e.step_name for e in history if e.action == ACT and _acted(e)}
         compensated = {
-            e.step_name for e in history if e.action == COMPENSATE and e.status is not STARTED
+            e.step_name for e in history if e.action == COMPENSATE and e.status is COMPLETED
         }
         slots = run.saga.slots
         for slot in slots:

@@ -29,7 +29,13 @@ class SagaStatus(str, enum.Enum):
 
     ``PENDING``: created, no step started. ``RUNNING``: steps are acting.
     ``COMPENSATING``: a step failed and completed steps are being undone.
-    ``COMPLETED``: every step acted. ``FAILED``: compensated (or given up).
+    ``COMPLETED``: every step acted. ``FAILED``: a step failed and every step
+    that acted was compensated (or recovery gave up on a run that never
+    started compensating). ``COMPENSATION_FAILED``: a step failed and at least
+    one compensation failed all its retries, so the steps logged
+    ``compensate FAILED`` are not undone; `recover_pending` retries them
+    (within `max_recovery_attempts`), `recover(saga_id)` retries them
+    whatever the count (see docs/saga-recovery.md).
 
     Example:
         ```python
@@ -43,11 +49,17 @@ class SagaStatus(str, enum.Enum):
     COMPENSATING = "COMPENSATING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
+    COMPENSATION_FAILED = "COMPENSATION_FAILED"
 
     @property
     def terminal(self) -> bool:
-        """Whether nothing more will happen to a saga in this status."""
-        return self in (SagaStatus.COMPLETED, SagaStatus.FAILED)
+        """Whether the saga's run is over: ``COMPLETED``, ``FAILED`` or
+        ``COMPENSATION_FAILED`` (nothing runs forward again; only recovery
+        retries a ``COMPENSATION_FAILED`` saga's compensations)."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset((SagaStatus.COMPLETED, SagaStatus.FAILED, SagaStatus.COMPENSATION_FAILED))
 
 
 class SagaStepStatus(str, enum.Enum):

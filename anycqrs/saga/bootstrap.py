@@ -56,6 +56,7 @@ def bootstrap(
     compensation_timeout: float = COMPENSATION_TIMEOUT,
     max_recovery_attempts: int = MAX_RECOVERY_ATTEMPTS,
     recovery_lease: float = RECOVERY_LEASE,
+    retry_failed_compensations: bool = True,
 ) -> SagaMediator:
     """Build a `anycqrs.saga.SagaMediator`.
 
@@ -87,6 +88,10 @@ def bootstrap(
         max_recovery_attempts: recovery claims before a saga is given up and
             marked FAILED (default 5).
         recovery_lease: seconds a recovery worker holds a saga (default 300).
+        retry_failed_compensations: whether `recover_pending` retries the
+            compensations of `COMPENSATION_FAILED` sagas, each until it has
+            been claimed `max_recovery_attempts` times (default `True`).
+            `recover(saga_id)` retries one whatever this says.
     """
     run_startup(on_startup)
     return SagaMediator(
@@ -105,4 +110,5 @@ def bootstrap(
         compensation_timeout=compensation_timeout,
         max_recovery_attempts=max_recovery_attempts,
         recovery_lease=recovery_lease,
+        retry_failed_compensations=retry_failed_compensations,
     )

@@ -136,7 +136,7 @@ async def test_compensation_retries_and_failed_compensation_does_not_stop_others
     assert tail[1] == ("compensate", "Pay", SagaStepStatus.COMPLETED, {"attempts": 3})
     assert tail[3][:3] == ("compensate", "Reserve", SagaStepStatus.FAILED)
     assert tail[3][3] == {"attempts": 3, "error": "RuntimeError: cannot undo"}
-    assert (await storage.load_saga_state(sid)).status is SagaStatus.FAILED
+    assert (await storage.load_saga_state(sid)).status is SagaStatus.COMPENSATION_FAILED
 
 
 class SlowCompensation(Reserve):
@@ -165,7 +165,7 @@ async def test_step_timeout_bounds_each_compensation_attempt() -> None:
     assert journal.names().count("compensate:Reserve") == 2
     last = (await storage.get_step_history(sid))[-1]
     assert last.status is SagaStepStatus.FAILED and "TimeoutError" in str(last.details)
-    assert (await storage.load_saga_state(sid)).status is SagaStatus.FAILED
+    assert (await storage.load_saga_state(sid)).status is SagaStatus.COMPENSATION_FAILED
 
 
 class Hanging(Reserve):

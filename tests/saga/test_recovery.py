@@ -153,7 +153,8 @@ async def test_unrecoverable_saga_is_given_up_after_max_attempts(
 ) -> None:
     mediator = mediator_for(Journal(), storage, max_recovery_attempts=2)
     sid = uuid.uuid4()
-    await storage.create_saga(sid, "Renamed", {"order_id": 1}, status=SagaStatus.RUNNING)
+    # a context that no longer fits the class
+    await storage.create_saga(sid, "OrderSaga", {"order": 1}, status=SagaStatus.RUNNING)
     with caplog.at_level(logging.ERROR, logger="anycqrs.saga"):
         assert await mediator.recover(sid) == 1
         state = await storage.load_saga_state(sid)
@@ -161,8 +162,32 @@ async def test_unrecoverable_saga_is_given_up_after_max_attempts(
         assert await mediator.recover(sid) == 1
     state = await storage.load_saga_state(sid)
     assert (state.status, state.recovery_attempts) == (SagaStatus.FAILED, 2)
-    assert "No saga named 'Renamed'" in caplog.text
-    assert "giving up" in caplog.text
+    assert "recovery attempt 1 failed: DeserializationError" in caplog.text
+    assert "giving up" in caplog.text and "marked FAILED" in caplog.text
+
+
+async def test_given_up_compensation_is_compensation_failed(storage: SagaStorage) -> None:
+    journal = Journal()
+    mediator = mediator_for(journal, storage, max_recovery_attempts=1)
+    sid = uuid.uuid4()
+    context = to_dict(OrderContext(order_id=8, reserved=True))
+    entries = [
+        rec("Reserve", ACT, COMPLETED),
+        rec("Pay", ACT, FAILED),
+        rec("Reserve", COMP, STARTED),
+    ]
+    await storage.create_saga(
+        sid, "OrderSaga", context, status=SagaStatus.COMPENSATING, entries=entries
+    )
+    await storage.claim(owner="someone", lease_seconds=0, saga_id=sid)  # attempt 1, crashed
+    assert await mediator.recover_pending(stale_after=0) == 1  # attempt 2 > max
+    assert journal.names() == []
+    # the steps are left undone: not plain FAILED
+    assert (await storage.load_saga_state(sid)).status is SagaStatus.COMPENSATION_FAILED
+    assert await mediator.recover_pending(stale_after=0) == 0  # past the limit
+    assert await mediator.recover(sid) == 1  # the operator's retry
+    assert journal.names() == ["compensate:Reserve"]
+    assert (await storage.load_saga_state(sid)).status is SagaStatus.FAILED
 
 
 async def test_over_the_limit_is_failed_without_running(storage: SagaStorage) -> None:

@@ -38,7 +38,10 @@ async def test_unbound_context_and_wrong_resume() -> None:
     sid = uuid.uuid4()
     with pytest.raises(Boom):
         await mediator.run(OrderContext(order_id=1, fail_at="Pay"), saga_id=sid)
-    with pytest.raises(SagaStateError, match="FAILED"):
+    assert await mediator.run(OrderContext(order_id=1), saga_id=sid) == []  # FAILED: nothing
+    state = await storage.load_saga_state(sid)
+    await storage.save(sid, state.version, status=saga.SagaStatus.COMPENSATING)
+    with pytest.raises(SagaStateError, match="is COMPENSATING"):
         await mediator.run(OrderContext(order_id=1), saga_id=sid)
     other = make_mediator(journal, storage, FallbackSaga)
     with pytest.raises(SagaStateError, match="not a FallbackOrderSaga"):

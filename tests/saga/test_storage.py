@@ -169,6 +169,34 @@ async def test_claim_filters_leases_and_counts_attempts(storage: SagaStorage) ->
         await storage.save(ids[0], 1, status=SagaStatus.FAILED)
 
 
+async def test_claim_by_saga_name_and_failed_compensations(storage: SagaStorage) -> None:
+    mine, theirs, broken = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await storage.create_saga(mine, "Mine", {}, status=SagaStatus.RUNNING)
+    await storage.create_saga(theirs, "Theirs", {}, status=SagaStatus.RUNNING)
+    await storage.create_saga(broken, "Mine", {}, status=SagaStatus.COMPENSATION_FAILED)
+    assert await storage.claim(owner="w", lease_seconds=0, saga_names=(), limit=10) == []
+    assert (
+        await storage.claim(owner="w", lease_seconds=0, saga_id=theirs, saga_names=["Mine"]) == []
+    )
+    claimed = await storage.claim(owner="w", lease_seconds=0, saga_names=["Mine"], limit=10)
+    assert [s.saga_id for s in claimed] == [mine]  # COMPENSATION_FAILED not asked for
+    state = await storage.load_saga_state(theirs)
+    assert (state.version, state.recovery_attempts) == (1, 0)  # not touched
+    # COMPENSATION_FAILED: taken while claimed fewer than retry_compensations times
+    for attempt in (1, 2):
+        claimed = await storage.claim(
+            owner="w", lease_seconds=0, saga_id=broken, saga_names=["Mine"], retry_compensations=2
+        )
+        assert [(s.status, s.recovery_attempts) for s in claimed] == [
+            (SagaStatus.COMPENSATION_FAILED, attempt)
+        ]
+    assert (
+        await storage.claim(owner="w", lease_seconds=0, saga_id=broken, retry_compensations=2) == []
+    )
+    batch = await storage.claim(owner="w", lease_seconds=0, limit=10, retry_compensations=3)
+    assert sorted(str(s.saga_id) for s in batch) == sorted(map(str, (mine, theirs, broken)))
+
+
 async def test_expired_lease_is_claimable(storage: SagaStorage) -> None:
     sid = uuid.uuid4()
     await storage.create_saga(sid, "S", {}, status=SagaStatus.RUNNING)

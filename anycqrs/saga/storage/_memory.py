@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -185,6 +185,8 @@ class MemorySagaStorage:
         saga_id: UUID | None = None,
         stale_after: float = 0.0,
         limit: int = 1,
+        saga_names: Collection[str] | None = None,
+        retry_compensations: int = 0,
     ) -> list[SagaState]:
         """Lease sagas for recovery (see `SagaStorage`)."""
         now = time.time()
@@ -200,7 +202,11 @@ class MemorySagaStorage:
         for key, row in candidates:
             if len(claimed) >= limit:
                 break
-            if row.status not in _UNFINISHED:
+            if row.status not in _UNFINISHED and not (
+                row.status is SagaStatus.COMPENSATION_FAILED and row.attempts < retry_compensations
+            ):
+                continue
+            if saga_names is not None and row.name not in saga_names:
                 continue
             if row.lease_owner is not None and row.lease_until > now:
                 continue

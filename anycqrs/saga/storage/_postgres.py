@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from itertools import chain
 from typing import Any
 from uuid import UUID
@@ -10,7 +10,16 @@ from uuid import UUID
 from ..._persistence import PostgresConnections, as_is, create_schema, dumps, table_name
 from ...errors import SagaAlreadyExistsError, SagaNotFoundError
 from .._types import SagaState, SagaStatus, SagaStepEntry, StepRecord
-from ._sql import COLUMNS, UNFINISHED, log_values, stale_write, state, step_entries
+from ._sql import (
+    COLUMNS,
+    COMPENSATION_FAILED,
+    UNFINISHED,
+    claimable,
+    log_values,
+    stale_write,
+    state,
+    step_entries,
+)
 
 __all__ = ["PostgresSagaStorage"]
 _VALUE = "(%s::text, %s::text, %s::text, %s::jsonb, to_timestamp(%s::float8))"
@@ -82,6 +91,8 @@ class PostgresSagaStorage:
                 updated_at timestamptz NOT NULL
             )""",
             f"CREATE INDEX IF NOT EXISTS {sagas.index('_pending')} (updated_at) WHERE {UNFINISHED}",
+            f"CREATE INDEX IF NOT EXISTS {sagas.index('_compensation_failed')} (updated_at) "
+            f"WHERE {COMPENSATION_FAILED}",
             f"""CREATE TABLE IF NOT EXISTS {self._log} (
                 seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                 saga_id uuid NOT NULL,
@@ -237,10 +248,13 @@ class PostgresSagaStorage:
         saga_id: UUID | None = None,
         stale_after: float = 0.0,
         limit: int = 1,
+        saga_names: Collection[str] | None = None,
+        retry_compensations: int = 0,
     ) -> list[SagaState]:
         """Lease sagas for recovery (see `SagaStorage`): ``FOR UPDATE SKIP LOCKED``."""
-        where = f"{UNFINISHED} AND (lease_until IS NULL OR lease_until <= now())"
-        params: list[Any] = [owner, float(lease_seconds)]
+        taken, taken_params = claimable(saga_names, retry_compensations, "%s")
+        where = f"{taken} AND (lease_until IS NULL OR lease_until <= now())"
+        params: list[Any] = [owner, float(lease_seconds), *taken_params]
         if saga_id is not None:
             where += " AND saga_id = %s"
             params.append(saga_id)

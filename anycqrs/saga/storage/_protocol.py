@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
@@ -79,15 +79,20 @@ class SagaStorage(Protocol):
         saga_id: UUID | None = None,
         stale_after: float = 0.0,
         limit: int = 1,
+        saga_names: Collection[str] | None = None,
+        retry_compensations: int = 0,
     ) -> list[SagaState]:
         """Lease sagas to ``owner`` for recovery.
 
-        Takes unfinished sagas (PENDING, RUNNING, COMPENSATING) whose lease is
-        free or expired: the one ``saga_id`` if given, else up to ``limit``
-        sagas not written for ``stale_after`` seconds, oldest first. Each
-        claimed saga gets its ``recovery_attempts`` and ``version`` incremented
-        (so a still-running stale writer is fenced off). Concurrent claimers
-        never get the same saga.
+        Takes unfinished sagas (PENDING, RUNNING, COMPENSATING), and
+        COMPENSATION_FAILED ones whose ``recovery_attempts`` is below
+        ``retry_compensations`` (0: none), whose lease is free or expired and
+        whose ``saga_name`` is in ``saga_names`` (``None``: any name; a saga
+        not taken is not touched): the one ``saga_id`` if given, else up to
+        ``limit`` sagas not written for ``stale_after`` seconds, oldest first.
+        Each claimed saga gets its ``recovery_attempts`` and ``version``
+        incremented (so a still-running stale writer is fenced off).
+        Concurrent claimers never get the same saga.
         """
         ...
 

@@ -5,7 +5,7 @@ own SQL text."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -16,7 +16,9 @@ from .._types import SagaState, SagaStatus, SagaStepEntry, SagaStepStatus, StepA
 
 __all__ = [
     "COLUMNS",
+    "COMPENSATION_FAILED",
     "UNFINISHED",
+    "claimable",
     "log_values",
     "stale_write",
     "state",
@@ -29,6 +31,26 @@ COLUMNS = "saga_id, saga_name, status, context, version, recovery_attempts, crea
 
 UNFINISHED = "status IN ('PENDING', 'RUNNING', 'COMPENSATING')"
 """Sagas recovery may claim."""
+
+COMPENSATION_FAILED = "status = 'COMPENSATION_FAILED'"
+"""Sagas recovery may claim again to retry their failed compensations."""
+
+
+def claimable(
+    saga_names: Collection[str] | None, retry_compensations: int, mark: str
+) -> tuple[str, list[Any]]:
+    """The condition (and its parameters) on the sagas a claim may take:
+    unfinished, or COMPENSATION_FAILED claimed fewer than
+    `retry_compensations` times, named in `saga_names` (`None`: any);
+    `mark` is the driver's placeholder."""
+    where, params = UNFINISHED, list[Any]()
+    if retry_compensations > 0:
+        where = f"({UNFINISHED} OR ({COMPENSATION_FAILED} AND recovery_attempts < {mark}))"
+        params.append(retry_compensations)
+    if saga_names is not None:
+        where += f" AND saga_name IN ({', '.join([mark] * len(saga_names)) or 'NULL'})"
+        params.extend(saga_names)
+    return where, params
 
 
 def log_values(records: Sequence[StepRecord], *prefix: Any) -> list[tuple[Any, ...]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -18,7 +18,7 @@ from ..._persistence import (
 )
 from ...errors import SagaAlreadyExistsError, SagaNotFoundError
 from .._types import SagaState, SagaStatus, SagaStepEntry, StepRecord
-from ._sql import COLUMNS, UNFINISHED, log_values, stale_write, state, step_entries
+from ._sql import COLUMNS, claimable, log_values, stale_write, state, step_entries
 
 __all__ = ["SqliteSagaStorage"]
 
@@ -215,13 +215,16 @@ class SqliteSagaStorage:
         saga_id: UUID | None = None,
         stale_after: float = 0.0,
         limit: int = 1,
+        saga_names: Collection[str] | None = None,
+        retry_compensations: int = 0,
     ) -> list[SagaState]:
         """Lease sagas for recovery (see `SagaStorage`)."""
+        taken, taken_params = claimable(saga_names, retry_compensations, "?")
 
         def work(conn: sqlite3.Connection) -> list[Any]:
             now = time.time()
-            where = f"{UNFINISHED} AND (lease_until IS NULL OR lease_until <= ?)"
-            params: list[Any] = [owner, now + lease_seconds, now]
+            where = f"{taken} AND (lease_until IS NULL OR lease_until <= ?)"
+            params: list[Any] = [owner, now + lease_seconds, *taken_params, now]
             if saga_id is not None:
                 where += " AND saga_id = ?"
                 params.append(str(saga_id))
