@@ -295,3 +295,18 @@ class Pool:
 def backend_of(generation: int) -> str:
     """Mixed backends: children alternate between asyncio and trio."""
     return ("asyncio", "trio")[generation % 2]
+
+
+def lag(bootstrap: str, group: str, topic: str, partitions: int) -> int:
+    """How many records of ``topic`` the group has not committed yet."""
+    consumer = Consumer(consumer_config(bootstrap, group))
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        committed = consumer.committed(tps, timeout=10)
+        behind = 0
+        for tp in committed:
+            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            behind += high - max(tp.offset, 0)
+        return behind
+    finally:
+        consumer.close()
