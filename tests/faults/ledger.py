@@ -133,7 +133,7 @@ def table(outcomes: Sequence[Outcome]) -> str:
     """The outcomes as a plain-text table, then the reasons of each failure."""
     rows = [COLUMNS]
     for o in outcomes:
-        order = str(o.order_violations) + ("" if o.order_promised else "*")
+        order = str(o.order_violations) if o.order_promised else "-"
         rows.append(
             (
                 o.name,
@@ -154,7 +154,7 @@ def table(outcomes: Sequence[Outcome]) -> str:
         lines.append("  ".join(cells))
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
-    lines.append("(order*: per-key order not promised there; reported, not failed)")
+    lines.append("(order -: the scenario promises no per-key order)")
     for o in outcomes:
         for reason in o.reasons():
             lines.append(f"FAIL {o.name}: {reason}")
