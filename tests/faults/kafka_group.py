@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 
@@ -45,11 +47,15 @@ async def consume(
 
 class Producer:
     """Produces events ``0, 1, 2 ...`` at ``rate`` per second in a thread
-    (`KafkaMessageBroker.send_many`, batches of 20) until stopped; ``sent``
-    holds the confirmed ones."""
+    (``send_many``, batches of 20, a failed batch published again) until
+    stopped; ``sent`` holds the confirmed ones.
 
-    def __init__(self, bootstrap: str, topic: str, rate: float) -> None:
-        self.bootstrap, self.topic, self.rate = bootstrap, topic, rate
+    Args:
+        broker: makes the broker (an async context manager) in the thread.
+    """
+
+    def __init__(self, broker: Callable[[], Any], topic: str, rate: float) -> None:
+        self.broker, self.topic, self.rate = broker, topic, rate
         self.sent: list[int] = []
         self.errors: list[str] = []
         self.stopping = threading.Event()
@@ -57,14 +63,16 @@ class Producer:
 
     async def _run(self) -> None:
         n = 0
-        async with KafkaMessageBroker({"bootstrap.servers": self.bootstrap}) as broker:
+        async with self.broker() as broker:
             started = time.monotonic()
             while not self.stopping.is_set():
                 batch = list(range(n, n + 20))
+                events = [Message.from_event(tick(i, self.topic)) for i in batch]
                 try:
-                    await broker.send_many([Message.from_event(tick(i, self.topic)) for i in batch])
-                except Exception as error:  # reported in the table, the run goes on
+                    await broker.send_many(events)
+                except Exception as error:  # counted; the batch is published again
                     self.errors.append(repr(error))
+                    await anyio.sleep(0.1)
                     continue
                 self.sent.extend(batch)
                 n += 20
@@ -78,7 +86,7 @@ class Producer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stopping.set()
-        self.thread.join(60)
+        self.thread.join(120)
 
 
 def scenario(settings: Settings) -> Outcome:
@@ -108,7 +116,8 @@ def scenario(settings: Settings) -> Outcome:
             for child in pool.all():
                 if not child.wait_ready():
                     outcome.problem(child.crashed() or f"{child.name} did not start")
-            with Producer(tansu.bootstrap, topic, rate=150) as producer:
+            config = {"bootstrap.servers": tansu.bootstrap}
+            with Producer(lambda: KafkaMessageBroker(config), topic, rate=150) as producer:
                 deadline = time.monotonic() + settings.duration(15, 40)
                 while time.monotonic() < deadline:
                     time.sleep(rng.uniform(1.0, 3.0))

@@ -154,7 +154,8 @@ def table(outcomes: Sequence[Outcome]) -> str:
         lines.append("  ".join(cells))
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
-    lines.append("(order -: the scenario promises no per-key order)")
+    if any(not o.order_promised for o in outcomes):
+        lines.append("(order -: the scenario promises no per-key order)")
     for o in outcomes:
         for reason in o.reasons():
             lines.append(f"FAIL {o.name}: {reason}")
