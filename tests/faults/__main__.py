@@ -32,7 +32,9 @@ SCENARIOS = {
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.faults", description=__doc__)
-    parser.add_argument("--long", action="store_true", help="the long mode (>= 30 s of faults each)")
+    parser.add_argument(
+        "--long", action="store_true", help="the long mode (>= 30 s of faults each)"
+    )
     parser.add_argument("--only", action="append", choices=sorted(SCENARIOS), help="run only these")
     parser.add_argument("--seed", type=int, default=None, help="seed of the random faults")
     args = parser.parse_args(argv)
@@ -47,7 +49,10 @@ def main(argv: list[str]) -> int:
             "ANYCQRS_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
         ),
     )
-    print(f"fault suite: {'long' if long else 'short'} mode, seed {seed}, logs in {workdir}", flush=True)
+    print(
+        f"fault suite: {'long' if long else 'short'} mode, seed {seed}, logs in {workdir}",
+        flush=True,
+    )
     outcomes: list[Outcome] = []
     started = time.monotonic()
     for name in args.only or list(SCENARIOS):

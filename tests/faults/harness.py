@@ -200,7 +200,10 @@ class Child:
         self.name = name
         self.log = workdir / f"{Child.counter:03d}-{name}.log"
         self.killed = False
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        }
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tests.faults.worker", module, function, json.dumps(args)],
@@ -218,7 +221,10 @@ class Child:
 
     def wait_ready(self, timeout: float = 60.0) -> bool:
         """Wait for the child's ``READY`` line (False: it died or took too long)."""
-        return wait_until(lambda: "READY" in self.output() or not self.alive(), timeout) and self.alive()
+        return (
+            wait_until(lambda: "READY" in self.output() or not self.alive(), timeout)
+            and self.alive()
+        )
 
     def alive(self) -> bool:
         return self.process.poll() is None

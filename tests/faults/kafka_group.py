@@ -20,8 +20,17 @@ import anyio
 from anycqrs.brokers import Message
 from anycqrs.brokers.kafka import KafkaEventConsumer, KafkaMessageBroker
 
-from .harness import Child, Pool, Settings, Tansu, backend_of, consumer_config, create_topic
-from .harness import unique, wait_until
+from .harness import (
+    Child,
+    Pool,
+    Settings,
+    Tansu,
+    backend_of,
+    consumer_config,
+    create_topic,
+    unique,
+    wait_until,
+)
 from .ledger import Outcome
 from .model import handled, order_of, recording_mediator, tick
 from .worker import ready

@@ -43,9 +43,7 @@ def read_lines(path: Path | str) -> list[list[str]]:
     return [line.split(" ") for line in lines[:-1] if line]
 
 
-def order_violations(
-    handled: Iterable[int], order_of: Callable[[int], tuple[object, int]]
-) -> int:
+def order_violations(handled: Iterable[int], order_of: Callable[[int], tuple[object, int]]) -> int:
     """How many events were handled for the first time after a later event of
     their key: ``order_of(event)`` gives ``(key, sequence number)``.
 
@@ -150,7 +148,10 @@ def table(outcomes: Sequence[Outcome]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines = []
     for n, row in enumerate(rows):
-        cells = [cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        cells = [
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths))
+        ]
         lines.append("  ".join(cells))
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))

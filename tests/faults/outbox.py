@@ -28,8 +28,17 @@ import psycopg
 from anycqrs.brokers.kafka import KafkaMessageBroker
 from anycqrs.outbox import OutboxRelay, OutboxStatus, PostgresOutbox, PostgresOutboxStore
 
-from .harness import Child, Pool, Settings, Tansu, backend_of, create_topic, read_topic, unique
-from .harness import wait_until
+from .harness import (
+    Child,
+    Pool,
+    Settings,
+    Tansu,
+    backend_of,
+    create_topic,
+    read_topic,
+    unique,
+    wait_until,
+)
 from .ledger import LedgerFile, Outcome, read_lines
 from .model import tick
 from .worker import ready
@@ -41,7 +50,9 @@ class RolledBack(Exception):
     pass
 
 
-async def write(dsn: str, table: str, domain: str, topic: str, ledger: str, start: int, probe: bool) -> None:
+async def write(
+    dsn: str, table: str, domain: str, topic: str, ledger: str, start: int, probe: bool
+) -> None:
     """Child: commit (domain row + outbox event) transactions until killed."""
     book = LedgerFile(ledger)
     conn = psycopg.connect(dsn, autocommit=True)
@@ -65,7 +76,9 @@ async def write(dsn: str, table: str, domain: str, topic: str, ledger: str, star
         try:
             await anyio.to_thread.run_sync(place, n + 1, False)
         except Exception as error:
-            book.write("error", f"after a rolled-back first transaction on a fresh table: {error!r}")
+            book.write(
+                "error", f"after a rolled-back first transaction on a fresh table: {error!r}"
+            )
         n += 2
     ready()
     while True:
@@ -107,15 +120,28 @@ def scenario(settings: Settings) -> Outcome:
 
             def writer(generation: int) -> Child:
                 return Child(
-                    settings.workdir, f"outbox-writer-{generation}", "outbox", "write",
-                    backend=backend_of(generation), domain=domain, topic=topic, ledger=ledger,
-                    start=generation * 1_000_000, probe=generation == 0, **common,
+                    settings.workdir,
+                    f"outbox-writer-{generation}",
+                    "outbox",
+                    "write",
+                    backend=backend_of(generation),
+                    domain=domain,
+                    topic=topic,
+                    ledger=ledger,
+                    start=generation * 1_000_000,
+                    probe=generation == 0,
+                    **common,
                 )
 
             def relayer(generation: int) -> Child:
                 return Child(
-                    settings.workdir, f"outbox-relay-{generation}", "outbox", "relay",
-                    backend=backend_of(generation + 1), bootstrap=tansu.bootstrap, **common,
+                    settings.workdir,
+                    f"outbox-relay-{generation}",
+                    "outbox",
+                    "relay",
+                    backend=backend_of(generation + 1),
+                    bootstrap=tansu.bootstrap,
+                    **common,
                 )
 
             writers = Pool(writer, 1)
@@ -144,7 +170,10 @@ def scenario(settings: Settings) -> Outcome:
                 writers.stop()
                 relays.stop()
             outcome.problems.extend(writers.crashes + relays.crashes)
-            published = [json.loads(m.value())["payload"]["n"] for m in read_topic(tansu.bootstrap, topic, PARTITIONS)]
+            published = [
+                json.loads(m.value())["payload"]["n"]
+                for m in read_topic(tansu.bootstrap, topic, PARTITIONS)
+            ]
         with psycopg.connect(dsn, autocommit=True) as admin:
             committed = [row[0] for row in admin.execute(f"SELECT n FROM {domain}")]
     finally:

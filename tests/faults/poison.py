@@ -27,8 +27,18 @@ from typing import Any
 from anycqrs.brokers import Message
 from anycqrs.brokers.kafka import encode_message
 
-from .harness import Child, Pool, Settings, Tansu, create_topic, produce_raw, read_topic
-from .harness import lag, unique, wait_until
+from .harness import (
+    Child,
+    Pool,
+    Settings,
+    Tansu,
+    create_topic,
+    lag,
+    produce_raw,
+    read_topic,
+    unique,
+    wait_until,
+)
 from .ledger import Outcome
 from .model import handled, order_of, tick
 
@@ -66,7 +76,12 @@ def bad_records(topic: str, rng: Any) -> list[Bad]:
         Bad("null-value", None, b"p", tick_header),
         Bad("oversize-value", b"x" * (MIB + 1), b"p", tick_header),
         Bad("near-limit-value", b"y" * 999_700, b"p", tick_header),
-        Bad("unknown-event-name", _event_json(1, topic, "NoSuchEvent"), b"p", [("event_name", b"NoSuchEvent")]),
+        Bad(
+            "unknown-event-name",
+            _event_json(1, topic, "NoSuchEvent"),
+            b"p",
+            [("event_name", b"NoSuchEvent")],
+        ),
         Bad("wrong-type-str", _event_json("not a number", topic), b"p", tick_header),
         Bad("wrong-type-list", _event_json([1, 2], topic), b"p", tick_header),
         Bad("lenient-str-int", _event_json("100042", topic), b"p", tick_header, as_n=100042),
@@ -89,7 +104,14 @@ def bad_records(topic: str, rng: Any) -> list[Bad]:
             expect="either",
             as_n=100051,
         ),
-        Bad("non-utf8-key", _event_json(100052, topic), b"\xff\xfe\xfd", tick_header, expect="either", as_n=100052),
+        Bad(
+            "non-utf8-key",
+            _event_json(100052, topic),
+            b"\xff\xfe\xfd",
+            tick_header,
+            expect="either",
+            as_n=100052,
+        ),
     ]
 
 
@@ -103,14 +125,18 @@ def scenario(settings: Settings) -> Outcome:
         create_topic(tansu.bootstrap, topic, 2, **{"max.message.bytes": limit})
         create_topic(tansu.bootstrap, dlq, 1)
         bad = bad_records(topic, rng)
-        good = [encode_message(Message.from_event(tick(n, topic))) for n in range(1000, 1000 + GOOD)]
+        good = [
+            encode_message(Message.from_event(tick(n, topic))) for n in range(1000, 1000 + GOOD)
+        ]
         records: list[tuple[str, Any, Any, Any]] = []
         every = GOOD // len(bad)
         for i, record in enumerate(good):
             records.append(record)
             if i % every == every - 1 and i // every < len(bad):
                 b = bad[i // every]
-                records.append((topic, b.value, b.key, [*b.headers, ("faults.label", b.label.encode())]))
+                records.append(
+                    (topic, b.value, b.key, [*b.headers, ("faults.label", b.label.encode())])
+                )
         errors = produce_raw(tansu.bootstrap, records, **{"message.max.bytes": 4 * MIB})
         if errors:
             outcome.problem(f"could not produce the input: {errors[:2]}")
@@ -149,7 +175,9 @@ def scenario(settings: Settings) -> Outcome:
             outcome.problem(f"the consumer crashed {len(crashed)} time(s); first: {crashed[0]}")
         dead = read_topic(tansu.bootstrap, dlq, 1)
         seen = handled(ledger)
-        outcome.notes.append(f"drained in {time.monotonic() - started:.0f} s, {len(dead)} dead letters")
+        outcome.notes.append(
+            f"drained in {time.monotonic() - started:.0f} s, {len(dead)} dead letters"
+        )
     check_dead_letters(outcome, bad, dead, seen, wanted, stuck=bool(crashed))
     return outcome
 
@@ -169,7 +197,9 @@ def check_dead_letters(
         headers = dict(msg.headers() or [])
         label = headers.get("faults.label")
         if label is None:
-            outcome.problem(f"a good event was dead-lettered: {headers.get('anycqrs.error.message')!r}")
+            outcome.problem(
+                f"a good event was dead-lettered: {headers.get('anycqrs.error.message')!r}"
+            )
             continue
         by_label.setdefault(label.decode(), []).append(msg)
     seen_set = set(seen)

@@ -95,7 +95,9 @@ class Sender:
         self.thread.join(120)
 
 
-def faults(proxy: FaultProxy) -> list[tuple[str, float, Callable[[], object], Callable[[], object]]]:
+def faults(
+    proxy: FaultProxy,
+) -> list[tuple[str, float, Callable[[], object], Callable[[], object]]]:
     """One cycle: (name, seconds, start, end)."""
     noop = lambda: None  # noqa: E731
     return [
@@ -126,14 +128,18 @@ def scenario(settings: Settings) -> Outcome:
                         end()
                         outcome.faults += 1
                         time.sleep(2)
-            on_topic = [json.loads(m.value())["payload"]["n"] for m in read_topic(proxy.address, topic, PARTITIONS)]
+            on_topic = [
+                json.loads(m.value())["payload"]["n"]
+                for m in read_topic(proxy.address, topic, PARTITIONS)
+            ]
         finally:
             proxy.close()
     outcome.tally(sender.confirmed, on_topic, order_of)
     if sender.anonymous_failures:
         outcome.problem(
-            f"{sender.anonymous_failures} failure(s) in {sender.failed_reports} BrokerDeliveryError(s) "
-            "carried message_id=None: the caller cannot tell which messages failed"
+            f"{sender.anonymous_failures} failure(s) in {sender.failed_reports} "
+            "BrokerDeliveryError(s) carried message_id=None: the caller cannot tell "
+            "which messages failed"
         )
     outcome.problems.extend(f"unexpected publish error: {e}" for e in sender.other_errors[:3])
     delivered_anyway = len(sender.reported_failed & set(on_topic))

@@ -119,7 +119,7 @@ class FaultProxy:
                 continue
             try:
                 client, _ = listener.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 self._stopped.wait(0.05)

@@ -69,8 +69,15 @@ def scenario(settings: Settings) -> Outcome:
     ledger = str(settings.workdir / "rabbitmq.ledger")
     consumer_proxy, producer_proxy = FaultProxy(port), FaultProxy(port)
     child = Child(
-        settings.workdir, "rabbitmq-consumer", "rabbitmq", "consume", backend="trio",
-        url=url(consumer_proxy.port), queue=queue, exchange=exchange, ledger=ledger,
+        settings.workdir,
+        "rabbitmq-consumer",
+        "rabbitmq",
+        "consume",
+        backend="trio",
+        url=url(consumer_proxy.port),
+        queue=queue,
+        exchange=exchange,
+        ledger=ledger,
     )
     try:
         if not child.wait_ready():

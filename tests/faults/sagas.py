@@ -132,7 +132,10 @@ class OtherSaga(saga.Saga[OtherCtx]):
 
 def storage(dsn: str, suffix: str) -> PostgresSagaStorage:
     return PostgresSagaStorage(
-        dsn, sagas_table=f"faults_sagas_{suffix}", log_table=f"faults_log_{suffix}", max_connections=4
+        dsn,
+        sagas_table=f"faults_sagas_{suffix}",
+        log_table=f"faults_log_{suffix}",
+        max_connections=4,
     )
 
 
@@ -235,15 +238,27 @@ def scenario(settings: Settings) -> Outcome:
 
         def starter(generation: int) -> Child:
             return Child(
-                settings.workdir, f"saga-starter-{generation}", "sagas", "start",
-                backend=backend_of(generation), dsn=dsn, suffix=suffix, ledger=ledger,
+                settings.workdir,
+                f"saga-starter-{generation}",
+                "sagas",
+                "start",
+                backend=backend_of(generation),
+                dsn=dsn,
+                suffix=suffix,
+                ledger=ledger,
                 first=generation * 1_000_000,
             )
 
         def recoverer(generation: int) -> Child:
             return Child(
-                settings.workdir, f"saga-recovery-{generation}", "sagas", "recover",
-                backend=backend_of(generation + 1), dsn=dsn, suffix=suffix, other=generation % 3 == 0,
+                settings.workdir,
+                f"saga-recovery-{generation}",
+                "sagas",
+                "recover",
+                backend=backend_of(generation + 1),
+                dsn=dsn,
+                suffix=suffix,
+                other=generation % 3 == 0,
             )
 
         starters = Pool(starter, 2)
@@ -275,13 +290,17 @@ def scenario(settings: Settings) -> Outcome:
         outcome.problems.extend(recoverers.crashes + starters.crashes)
         states = anyio.run(_states, dsn, suffix, started)
         with psycopg.connect(dsn, autocommit=True) as admin:
-            rows = admin.execute(f"SELECT id, saga, step, what FROM {effects} ORDER BY id").fetchall()
+            rows = admin.execute(
+                f"SELECT id, saga, step, what FROM {effects} ORDER BY id"
+            ).fetchall()
     finally:
         with psycopg.connect(dsn, autocommit=True) as admin:
             for table in (effects, f"faults_log_{suffix}", f"faults_sagas_{suffix}"):
                 admin.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
     check(outcome, states, rows)
-    outcome.notes.append(f"{starters.generation} starters and {recoverers.generation} recovery workers in all")
+    outcome.notes.append(
+        f"{starters.generation} starters and {recoverers.generation} recovery workers in all"
+    )
     return outcome
 
 
@@ -304,7 +323,9 @@ def check(outcome: Outcome, states: dict[int, Any], rows: list[tuple[Any, ...]])
         outcome.duplicated += len(acts) - len(firsts)
         order = [firsts[s] for s in ("Reserve", "Pay", "Ship") if s in firsts]
         first_comp = min((i for i, _, what in mine if what.startswith("compensate")), default=None)
-        if order != sorted(order) or (first_comp is not None and any(i > first_comp for i, _ in acts)):
+        if order != sorted(order) or (
+            first_comp is not None and any(i > first_comp for i, _ in acts)
+        ):
             outcome.order_violations += 1
         status = state.status
         if status not in TERMINAL:
