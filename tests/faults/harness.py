@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -316,3 +317,29 @@ def lag(bootstrap: str, group: str, topic: str, partitions: int) -> int:
         return behind
     finally:
         consumer.close()
+
+
+class RawLogLines:
+    """Captures this process's file descriptor 2 (where librdkafka writes its
+    own log lines unless they are routed to Python ``logging``) into a file,
+    and counts librdkafka's raw lines (``%<level>|<time>|...``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        self._saved = -1
+
+    def __enter__(self) -> RawLogLines:
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 2)
+        os.close(fd)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        text = self.path.read_text(errors="replace")
+        self.count = sum(1 for line in text.splitlines() if re.match(r"%\d\|", line))

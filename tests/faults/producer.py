@@ -11,7 +11,8 @@ error says which ones (``failures`` message ids), the whole batch otherwise.
 Afterwards the topic is read back: every confirmed event must be on it
 (duplicates allowed: a failure report may hide a delivery), each key's events
 in order. Failure reports without a message id are a failure (the caller
-cannot retry exactly what failed).
+cannot retry exactly what failed), and so are librdkafka log lines written
+raw to stderr instead of going through Python ``logging``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from anycqrs.brokers import Message
 from anycqrs.brokers.kafka import KafkaMessageBroker
 from anycqrs.errors import BrokerDeliveryError
 
-from .harness import Settings, Tansu, create_topic, free_port, read_topic, unique
+from .harness import RawLogLines, Settings, Tansu, create_topic, free_port, read_topic, unique
 from .ledger import Outcome
 from .model import order_of, tick
 from .proxy import FaultProxy
@@ -118,7 +119,8 @@ def scenario(settings: Settings) -> Outcome:
         try:
             topic = f"faults-{unique()}"
             create_topic(proxy.address, topic, PARTITIONS)
-            with Sender(proxy.address, topic) as sender:
+            raw = RawLogLines(settings.workdir / "producer-stderr.log")
+            with raw, Sender(proxy.address, topic) as sender:
                 time.sleep(2)
                 deadline = time.monotonic() + settings.duration(1, 30)
                 while time.monotonic() < deadline:
@@ -140,6 +142,11 @@ def scenario(settings: Settings) -> Outcome:
             f"{sender.anonymous_failures} failure(s) in {sender.failed_reports} "
             "BrokerDeliveryError(s) carried message_id=None: the caller cannot tell "
             "which messages failed"
+        )
+    if raw.count:
+        outcome.problem(
+            f"{raw.count} raw librdkafka log line(s) went to stderr instead of Python logging "
+            f"({raw.path})"
         )
     outcome.problems.extend(f"unexpected publish error: {e}" for e in sender.other_errors[:3])
     delivered_anyway = len(sender.reported_failed & set(on_topic))
