@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import random
 import sys
@@ -38,6 +39,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--only", action="append", choices=sorted(SCENARIOS), help="run only these")
     parser.add_argument("--seed", type=int, default=None, help="seed of the random faults")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     long = args.long or os.environ.get("ANYCQRS_FAULTS_MODE", "").lower() == "long"
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
     workdir = Path(tempfile.mkdtemp(prefix="anycqrs-faults-"))

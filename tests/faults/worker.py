@@ -3,7 +3,7 @@
 ``python -m tests.faults.worker MODULE FUNCTION ARGS_JSON`` runs
 ``tests.faults.MODULE.FUNCTION(**args)`` under ``anyio.run`` with the
 ``backend`` argument; SIGTERM cancels it (a graceful stop), SIGKILL is the
-fault the scenarios inject.
+fault the scenarios inject. A child whose parent died stops too.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -33,7 +34,14 @@ async def _main(function: Callable[..., Awaitable[None]], args: dict[str, Any]) 
                     tg.cancel_scope.cancel()
                     return
 
+        async def orphaned() -> None:
+            parent = os.getppid()
+            while os.getppid() == parent:
+                await anyio.sleep(1)
+            tg.cancel_scope.cancel()  # the suite died: do not outlive it
+
         tg.start_soon(on_sigterm)
+        tg.start_soon(orphaned)
         await function(**args)
         tg.cancel_scope.cancel()
 
