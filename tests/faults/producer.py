@@ -122,7 +122,7 @@ def scenario(settings: Settings) -> Outcome:
             raw = RawLogLines(settings.workdir / "producer-stderr.log")
             with raw, Sender(proxy.address, topic) as sender:
                 time.sleep(2)
-                deadline = time.monotonic() + settings.duration(1, 30)
+                deadline = time.monotonic() + settings.duration(1, 60)
                 while time.monotonic() < deadline:
                     for _name, seconds, start, end in faults(proxy):
                         start()

@@ -91,7 +91,7 @@ def scenario(settings: Settings) -> Outcome:
 
         with Producer(broker, "faults.t", rate=100) as producer:
             time.sleep(2)
-            deadline = time.monotonic() + settings.duration(1, 30)
+            deadline = time.monotonic() + settings.duration(1, 60)
             while time.monotonic() < deadline:
                 for proxies in cycle:
                     for proxy in proxies:
