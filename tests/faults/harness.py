@@ -3,6 +3,7 @@ plain Kafka clients to read the truth back, and child processes to kill."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -195,12 +196,11 @@ class Child:
     counter = 0
 
     def __init__(self, workdir: Path, name: str, module: str, function: str, **args: Any) -> None:
-        import json
-
         Child.counter += 1
         self.name = name
         self.log = workdir / f"{Child.counter:03d}-{name}.log"
-        self.killed = False
+        self.accounted = False
+        """Its end is no crash to report: we killed or stopped it, or it was reported."""
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
@@ -232,23 +232,33 @@ class Child:
 
     def kill(self) -> None:
         """SIGKILL (a fault)."""
-        self.killed = True
+        self.accounted = True
         if self.alive():
             self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
 
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM (a graceful stop), then SIGKILL after ``timeout``."""
+    def terminate(self) -> None:
+        """SIGTERM (a graceful stop)."""
+        self.accounted = True
         if self.alive():
             self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
+
+    def wait(self, timeout: float = 20.0) -> None:
+        """Wait for the end, SIGKILL after ``timeout``."""
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 20 s."""
+        self.terminate()
+        self.wait()
 
     def crashed(self) -> str | None:
-        """Why the child ended on its own (None while it runs or when killed)."""
-        if self.killed or self.alive():
+        """Why the child ended on its own (None while it runs, when we ended
+        it, or once the crash was reported)."""
+        if self.accounted or self.alive():
             return None
         code = self.process.returncode
         lines = [line for line in self.output().splitlines() if line.strip()]
@@ -280,10 +290,12 @@ class Pool:
         return victim
 
     def replace_crashed(self, limit: int = 3) -> None:
-        """Restart children that died on their own (each crash is recorded)."""
+        """Restart children that died on their own (each crash is recorded
+        once; after ``limit`` crashes the dead stay dead)."""
         for n, child in enumerate(self.children):
             reason = child.crashed()
             if reason is not None:
+                child.accounted = True
                 self.crashes.append(reason)
                 if len(self.crashes) <= limit:
                     self.children[n] = self._next()
@@ -292,11 +304,11 @@ class Pool:
         return iter(self.children)
 
     def stop(self) -> None:
+        """Stop every child gracefully (all at once)."""
         for child in self.children:
-            if child.alive():
-                child.process.send_signal(signal.SIGTERM)
+            child.terminate()
         for child in self.children:
-            child.stop()
+            child.wait()
 
 
 def backend_of(generation: int) -> str:
