@@ -26,6 +26,7 @@ SCENARIOS = {
     "kafka-poison": "poison",
     "kafka-producer-proxy": "producer",
     "outbox-kill": "outbox",
+    "outbox-relay-outage": "relay_outage",
     "saga-kill": "sagas",
     "rabbitmq-proxy": "rabbitmq",
 }

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
 import anyio.to_thread
 import psycopg
 
+from anycqrs.brokers import Message
 from anycqrs.brokers.kafka import KafkaMessageBroker
 from anycqrs.outbox import OutboxRelay, OutboxStatus, PostgresOutbox, PostgresOutboxStore
 
@@ -91,12 +93,50 @@ async def write(
         await anyio.sleep(0.005)
 
 
-async def relay(dsn: str, table: str, bootstrap: str) -> None:
-    """Child: an `OutboxRelay` from PostgreSQL to Kafka."""
+class TimedBroker:
+    """A broker that records how long each batch publish took (``publish
+    <seconds> <messages> <outcome>`` lines in a ledger)."""
+
+    def __init__(self, broker: KafkaMessageBroker, book: LedgerFile) -> None:
+        self.broker = broker
+        self.book = book
+
+    async def send_message(self, message: Message, /) -> None:
+        await self.send_many([message])
+
+    async def send_many(self, messages: Sequence[Message], /) -> None:
+        started, outcome = time.monotonic(), "cancelled"
+        try:
+            await self.broker.send_many(messages)
+            outcome = "ok"
+        except Exception as error:
+            outcome = type(error).__name__
+            raise
+        finally:
+            self.book.write("publish", f"{time.monotonic() - started:.3f}", len(messages), outcome)
+
+
+async def relay(
+    dsn: str,
+    table: str,
+    bootstrap: str,
+    ledger: str | None = None,
+    producer: dict[str, Any] | None = None,
+    batch_size: int = 50,
+) -> None:
+    """Child: an `OutboxRelay` from PostgreSQL to Kafka (lease 4 s, publish
+    timeout 2 s); with a ``ledger``, each batch publish is timed."""
     with PostgresOutboxStore(dsn, table=table) as store:
-        async with KafkaMessageBroker({"bootstrap.servers": bootstrap}) as broker:
+        config = {"bootstrap.servers": bootstrap, **(producer or {})}
+        async with KafkaMessageBroker(config) as broker:
+            target: Any = broker if ledger is None else TimedBroker(broker, LedgerFile(ledger))
             service = OutboxRelay(
-                store, broker, batch_size=50, lease=4.0, publish_timeout=2.0, poll_interval=0.2
+                store,
+                target,
+                batch_size=batch_size,
+                lease=4.0,
+                publish_timeout=2.0,
+                poll_interval=0.2,
             )
             async with anyio.create_task_group() as tg:
                 await tg.start(service.run)
