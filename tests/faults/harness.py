@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP_SETTINGS = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 200}
@@ -176,12 +176,12 @@ def read_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 60.
         deadline = time.monotonic() + timeout
         while len(ended) < partitions and time.monotonic() < deadline:
             for msg in consumer.consume(500, 0.5):
-                error = msg.error()
+                error, partition = msg.error(), int(msg.partition() or 0)
                 if error is None:
                     records.append(msg)
-                    ended.discard(msg.partition())
+                    ended.discard(partition)
                 elif error.code() == KafkaError._PARTITION_EOF:
-                    ended.add(msg.partition())
+                    ended.add(partition)
         if len(ended) < partitions:
             raise RuntimeError(f"could not read {topic} to its end in {timeout} s")
     finally:
@@ -274,6 +274,8 @@ class Pool:
         self.spawn = spawn
         self.generation = 0
         self.children: list[Child] = []
+        self.every: list[Child] = []
+        """Every child the pool started, alive or not."""
         self.crashes: list[str] = []
         for _ in range(count):
             self.children.append(self._next())
@@ -281,6 +283,7 @@ class Pool:
     def _next(self) -> Child:
         child = self.spawn(self.generation)
         self.generation += 1
+        self.every.append(child)
         return child
 
     def kill_one(self, rng: random.Random) -> Child:

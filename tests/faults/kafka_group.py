@@ -10,14 +10,10 @@ for the first time, in the order they were produced.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
 import anyio
 
-from anycqrs.brokers import Message
 from anycqrs.brokers.kafka import KafkaEventConsumer, KafkaMessageBroker
 
 from .harness import (
@@ -32,7 +28,7 @@ from .harness import (
     wait_until,
 )
 from .ledger import Outcome
-from .model import handled, order_of, recording_mediator, tick
+from .model import Producer, handled, order_of, recording_mediator
 from .worker import ready
 
 PARTITIONS = 6
@@ -54,50 +50,6 @@ async def consume(
         ready()
 
 
-class Producer:
-    """Produces events ``0, 1, 2 ...`` at ``rate`` per second in a thread
-    (``send_many``, batches of 20, a failed batch published again) until
-    stopped; ``sent`` holds the confirmed ones.
-
-    Args:
-        broker: makes the broker (an async context manager) in the thread.
-    """
-
-    def __init__(self, broker: Callable[[], Any], topic: str, rate: float) -> None:
-        self.broker, self.topic, self.rate = broker, topic, rate
-        self.sent: list[int] = []
-        self.errors: list[str] = []
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=anyio.run, args=(self._run,), daemon=True)
-
-    async def _run(self) -> None:
-        n = 0
-        async with self.broker() as broker:
-            started = time.monotonic()
-            while not self.stopping.is_set():
-                batch = list(range(n, n + 20))
-                events = [Message.from_event(tick(i, self.topic)) for i in batch]
-                try:
-                    await broker.send_many(events)
-                except Exception as error:  # counted; the batch is published again
-                    self.errors.append(repr(error))
-                    await anyio.sleep(0.1)
-                    continue
-                self.sent.extend(batch)
-                n += 20
-                ahead = started + n / self.rate - time.monotonic()
-                if ahead > 0:
-                    await anyio.sleep(ahead)
-
-    def __enter__(self) -> Producer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stopping.set()
-        self.thread.join(120)
-
-
 def scenario(settings: Settings) -> Outcome:
     outcome = Outcome("kafka-group-kill")
     rng = settings.rng(outcome.name)
@@ -117,7 +69,7 @@ def scenario(settings: Settings) -> Outcome:
                 topic=topic,
                 group=group,
                 ledger=ledger,
-                delay=0.002,
+                delay=0.01,
             )
 
         pool = Pool(spawn, 3)

@@ -1,7 +1,11 @@
-"""The event every scenario sends, and the handler that records it in a ledger."""
+"""The event every scenario sends, the handler that records it in a ledger,
+and a producer that sends it at a steady rate."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -9,6 +13,7 @@ import attrs
 import lagom
 
 import anycqrs
+from anycqrs.brokers import Message
 from anycqrs.events import EventHandler, EventMap, EventMediator
 
 from .ledger import LedgerFile, read_lines
@@ -23,7 +28,6 @@ class Tick:
     """Event number ``n`` of a scenario."""
 
     n: int
-    pad: str = ""
 
 
 def order_of(n: int) -> tuple[object, int]:
@@ -70,3 +74,47 @@ def handled(ledger: str) -> list[int]:
 def odd(ledger: str) -> list[str]:
     """Handled events whose ``n`` was not an ``int`` (a wrong type let through)."""
     return [" ".join(fields)[4:] for fields in read_lines(ledger) if fields[0].startswith("odd:")]
+
+
+class Producer:
+    """Produces events ``0, 1, 2 ...`` at ``rate`` per second in a thread
+    (``send_many``, batches of 20, a failed batch published again) until
+    stopped; ``sent`` holds the confirmed ones.
+
+    Args:
+        broker: makes the broker (an async context manager) in the thread.
+    """
+
+    def __init__(self, broker: Callable[[], Any], topic: str, rate: float) -> None:
+        self.broker, self.topic, self.rate = broker, topic, rate
+        self.sent: list[int] = []
+        self.errors: list[str] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=anyio.run, args=(self._run,), daemon=True)
+
+    async def _run(self) -> None:
+        n = 0
+        async with self.broker() as broker:
+            started = time.monotonic()
+            while not self.stopping.is_set():
+                batch = list(range(n, n + 20))
+                events = [Message.from_event(tick(i, self.topic)) for i in batch]
+                try:
+                    await broker.send_many(events)
+                except Exception as error:  # counted; the batch is published again
+                    self.errors.append(repr(error))
+                    await anyio.sleep(0.1)
+                    continue
+                self.sent.extend(batch)
+                n += 20
+                ahead = started + n / self.rate - time.monotonic()
+                if ahead > 0:
+                    await anyio.sleep(ahead)
+
+    def __enter__(self) -> Producer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stopping.set()
+        self.thread.join(120)

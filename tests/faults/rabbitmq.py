@@ -21,9 +21,8 @@ import pika
 from anycqrs.brokers.rabbitmq import RabbitMQEventConsumer, RabbitMQMessageBroker
 
 from .harness import Child, Settings, reachable, unique, wait_until
-from .kafka_group import Producer
 from .ledger import Outcome
-from .model import handled, order_of, recording_mediator
+from .model import Producer, handled, order_of, recording_mediator
 from .proxy import FaultProxy
 from .worker import ready
 

@@ -32,6 +32,7 @@ import lagom
 import psycopg
 
 import anycqrs.saga as saga
+from anycqrs.errors import SagaNotFoundError
 from anycqrs.saga.bootstrap import bootstrap
 from anycqrs.saga.storage import PostgresSagaStorage
 
@@ -211,12 +212,12 @@ async def recover(dsn: str, suffix: str, other: bool) -> None:
 
 async def _states(dsn: str, suffix: str, ns: list[int]) -> dict[int, Any]:
     store = storage(dsn, suffix)
-    states = {}
+    states: dict[int, Any] = {}
     try:
         for n in ns:
             try:
                 states[n] = await store.load_saga_state(saga_id(n))
-            except Exception:
+            except SagaNotFoundError:
                 states[n] = None
     finally:
         store.close()
@@ -288,6 +289,14 @@ def scenario(settings: Settings) -> Outcome:
             starters.stop()
             recoverers.stop()
         outcome.problems.extend(recoverers.crashes + starters.crashes)
+        failures = [
+            line
+            for child in recoverers.every
+            for line in child.output().splitlines()
+            if line.startswith("recover_pending failed")
+        ]
+        if failures:
+            outcome.problem(f"recover_pending raised {len(failures)} time(s); first: {failures[0]}")
         states = anyio.run(_states, dsn, suffix, started)
         with psycopg.connect(dsn, autocommit=True) as admin:
             rows = admin.execute(
@@ -317,7 +326,7 @@ def check(outcome: Outcome, states: dict[int, Any], rows: list[tuple[Any, ...]])
         mine = calls.get(str(saga_id(n)), [])
         acts = [(i, step) for i, step, what in mine if what == "act"]
         done = {step for _, step, what in mine if what == "compensate"}
-        firsts = {}
+        firsts: dict[str, int] = {}
         for i, step in acts:
             firsts.setdefault(step, i)
         outcome.duplicated += len(acts) - len(firsts)
