@@ -286,6 +286,12 @@ class Pool:
         self.every.append(child)
         return child
 
+    def grow(self) -> Child:
+        """Start one more child."""
+        child = self._next()
+        self.children.append(child)
+        return child
+
     def kill_one(self, rng: random.Random) -> Child:
         victim = rng.choice(self.children)
         victim.kill()

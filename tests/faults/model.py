@@ -3,6 +3,7 @@ and a producer that sends it at a steady rate."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ import anycqrs
 from anycqrs.brokers import Message
 from anycqrs.events import EventHandler, EventMap, EventMediator
 
+from .harness import read_topic
 from .ledger import LedgerFile, read_lines
 
 KEYS = 16
@@ -69,6 +71,13 @@ def recording_mediator(ledger: str, delay: float = 0.0) -> EventMediator:
 def handled(ledger: str) -> list[int]:
     """The ``n`` of every handled event, in handling order."""
     return [int(fields[0]) for fields in read_lines(ledger) if not fields[0].startswith("odd:")]
+
+
+def ticks_on(bootstrap: str, topic: str, partitions: int) -> list[int]:
+    """The ``n`` of every event on a Kafka topic, in offset order per partition."""
+    return [
+        json.loads(msg.value())["payload"]["n"] for msg in read_topic(bootstrap, topic, partitions)
+    ]
 
 
 def odd(ledger: str) -> list[str]:

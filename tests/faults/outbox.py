@@ -17,7 +17,6 @@ order is not promised across concurrent relays (not measured).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -37,12 +36,11 @@ from .harness import (
     Tansu,
     backend_of,
     create_topic,
-    read_topic,
     unique,
     wait_until,
 )
 from .ledger import LedgerFile, Outcome, read_lines
-from .model import tick
+from .model import tick, ticks_on
 from .worker import ready
 
 PARTITIONS = 3
@@ -143,6 +141,22 @@ async def relay(
                 ready()
 
 
+def settle(outcome: Outcome, dsn: str, table: str, relays: Pool) -> None:
+    """Wait (90 s at most) until the relays published every pending row;
+    a row left pending or dead is a failure."""
+    with PostgresOutboxStore(dsn, table=table) as store:
+
+        def settled() -> bool:
+            relays.replace_crashed()
+            return store.counts().get(OutboxStatus.PENDING, 0) == 0
+
+        if not wait_until(settled, 90, 0.5):
+            outcome.problem("rows still pending 90 s after the last fault")
+        dead = store.counts().get(OutboxStatus.DEAD, 0)
+    if dead:
+        outcome.problem(f"{dead} outbox row(s) dead")
+
+
 def scenario(settings: Settings) -> Outcome:
     outcome = Outcome("outbox-kill", order_promised=False)
     rng = settings.rng(outcome.name)
@@ -186,7 +200,7 @@ def scenario(settings: Settings) -> Outcome:
 
             writers = Pool(writer, 1)
             writers.children[0].wait_ready()
-            writers.children.append(writers._next())
+            writers.grow()
             relays = Pool(relayer, 2)
             try:
                 deadline = time.monotonic() + settings.duration(15, 40)
@@ -197,23 +211,12 @@ def scenario(settings: Settings) -> Outcome:
                     writers.replace_crashed()
                     relays.replace_crashed()
                 writers.stop()
-                with PostgresOutboxStore(dsn, table=table) as store:
-
-                    def settled() -> bool:
-                        relays.replace_crashed()
-                        return store.counts().get(OutboxStatus.PENDING, 0) == 0
-
-                    if not wait_until(settled, 90, 0.5):
-                        outcome.problem("rows still pending 90 s after the last fault")
-                    dead = store.counts().get(OutboxStatus.DEAD, 0)
+                settle(outcome, dsn, table, relays)
             finally:
                 writers.stop()
                 relays.stop()
             outcome.problems.extend(writers.crashes + relays.crashes)
-            published = [
-                json.loads(m.value())["payload"]["n"]
-                for m in read_topic(tansu.bootstrap, topic, PARTITIONS)
-            ]
+            published = ticks_on(tansu.bootstrap, topic, PARTITIONS)
         with psycopg.connect(dsn, autocommit=True) as admin:
             committed = [row[0] for row in admin.execute(f"SELECT n FROM {domain}")]
     finally:
@@ -227,8 +230,6 @@ def scenario(settings: Settings) -> Outcome:
     leaked = rolled_back & set(published)
     if leaked:
         outcome.problem(f"{len(leaked)} rolled-back event(s) published, e.g. {min(leaked)}")
-    if dead:
-        outcome.problem(f"{dead} outbox row(s) dead")
     if errors:
         outcome.problem(f"{len(errors)} writer transaction(s) failed; first: {errors[0][:300]}")
     outcome.notes.append(

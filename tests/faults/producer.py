@@ -17,7 +17,6 @@ raw to stderr instead of going through Python ``logging``.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -28,9 +27,9 @@ from anycqrs.brokers import Message
 from anycqrs.brokers.kafka import KafkaMessageBroker
 from anycqrs.errors import BrokerDeliveryError
 
-from .harness import RawLogLines, Settings, Tansu, create_topic, free_port, read_topic, unique
+from .harness import RawLogLines, Settings, Tansu, create_topic, free_port, unique
 from .ledger import Outcome
-from .model import order_of, tick
+from .model import order_of, tick, ticks_on
 from .proxy import FaultProxy
 
 PARTITIONS = 3
@@ -130,10 +129,7 @@ def scenario(settings: Settings) -> Outcome:
                         end()
                         outcome.faults += 1
                         time.sleep(2)
-            on_topic = [
-                json.loads(m.value())["payload"]["n"]
-                for m in read_topic(proxy.address, topic, PARTITIONS)
-            ]
+            on_topic = ticks_on(proxy.address, topic, PARTITIONS)
         finally:
             proxy.close()
     outcome.tally(sender.confirmed, on_topic, order_of)

@@ -15,13 +15,12 @@ another relay publishes the same rows.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
 import psycopg
 
-from anycqrs.outbox import OutboxStatus, PostgresOutbox, PostgresOutboxStore
+from anycqrs.outbox import PostgresOutbox
 
 from .harness import (
     Child,
@@ -31,12 +30,11 @@ from .harness import (
     backend_of,
     create_topic,
     free_port,
-    read_topic,
     unique,
-    wait_until,
 )
 from .ledger import Outcome, read_lines
-from .model import tick
+from .model import tick, ticks_on
+from .outbox import settle
 from .proxy import FaultProxy
 
 PUBLISH_TIMEOUT = 2.0
@@ -116,30 +114,17 @@ def scenario(settings: Settings) -> Outcome:
                             proxy.accept()
                             outcome.faults += 2
                         time.sleep(2)
-                    with PostgresOutboxStore(dsn, table=table) as store:
-
-                        def settled() -> bool:
-                            relays.replace_crashed()
-                            return store.counts().get(OutboxStatus.PENDING, 0) == 0
-
-                        if not wait_until(settled, 90, 0.5):
-                            outcome.problem("rows still pending 90 s after the last fault")
-                        dead = store.counts().get(OutboxStatus.DEAD, 0)
+                    settle(outcome, dsn, table, relays)
                 finally:
                     relays.stop()
                 outcome.problems.extend(relays.crashes)
-                published = [
-                    json.loads(m.value())["payload"]["n"]
-                    for m in read_topic(proxy.address, topic, 3)
-                ]
+                published = ticks_on(proxy.address, topic, 3)
             finally:
                 proxy.close()
     finally:
         with psycopg.connect(dsn, autocommit=True) as admin:
             admin.execute(f"DROP TABLE IF EXISTS {table}")
     outcome.tally(writer.committed, published)
-    if dead:
-        outcome.problem(f"{dead} outbox row(s) dead")
     times = [float(f[1]) for f in read_lines(ledger) if f[0] == "publish"]
     late = [t for t in times if t > PUBLISH_TIMEOUT + SLACK]
     if late:
