@@ -89,6 +89,20 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def faults(session: nox.Session) -> None:
+    """The fault suite (tests/faults): multi-process scenarios with a ledger each.
+
+    ``nox -s faults`` runs the short mode (a few minutes); ``nox -s faults -- --long``
+    (or ``ANYCQRS_FAULTS_MODE=long``) the long one. Other arguments go to
+    ``python -m tests.faults`` (``--only NAME``, ``--seed N``). Needs PostgreSQL
+    (``ANYCQRS_TEST_POSTGRES_DSN``) and RabbitMQ on 127.0.0.1; Kafka is a Tansu
+    broker the suite starts itself. Not one of the default sessions.
+    """
+    _install(session)
+    session.run("python", "-m", "tests.faults", *session.posargs)
+
+
+@nox.session
 def demo(session: nox.Session) -> None:
     """The order-service demo on embedded defaults (SQLite, in-memory broker),
     once under asyncio and once under trio."""
