@@ -282,7 +282,7 @@ class OutboxRelay:
                 )
                 dead.append((record.id, error))
             else:
-                logger.warning(
+                logger.debug(
                     "Publishing outbox message %s (%s) failed (attempt %d of %s): %s",
                     message.message_id,
                     message.message_name,
@@ -292,6 +292,18 @@ class OutboxRelay:
                 )
                 due = now + timedelta(seconds=policy.delay_before(failures))
                 retry.append((record.id, due, error))
+        if retry or dead:
+            first = retry[0][2] if retry else dead[0][1]
+            logger.warning(
+                "Outbox relay: %d of %d message(s) not published (%d to retry, %d dead-lettered, "
+                "%d sent); first error: %s",
+                len(retry) + len(dead),
+                len(batch.records),
+                len(retry),
+                len(dead),
+                len(sent),
+                first,
+            )
         return OutboxSettlement(sent=sent, retry=retry, dead=dead)
 
     async def _publish(

@@ -352,3 +352,19 @@ def test_relay_validates_its_settings(db: Harness) -> None:
         ):
             with pytest.raises(ValueError):
                 OutboxRelay(store, broker, **kwargs)
+
+
+async def test_failed_publishes_are_logged_once_per_batch_with_counts(
+    db: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    db.add(*(event(i) for i in range(5)))
+    broker = RecordingBroker(fail=lambda m: m.payload["payload"]["order_id"] % 2 == 0)
+    policy = RetryPolicy(attempts=3, delay=1.0)
+    with db.store() as store, caplog.at_level(logging.WARNING, "anycqrs.outbox"):
+        assert await OutboxRelay(store, broker, retry=policy, batch_size=5).publish_pending() == 2
+    summaries = [r for r in caplog.records if "not published" in r.getMessage()]
+    assert len(summaries) == 1
+    assert summaries[0].levelno == logging.WARNING
+    message = summaries[0].getMessage()
+    assert "3 of 5 message(s) not published (3 to retry, 0 dead-lettered, 2 sent)" in message
+    assert "ConnectionError: broker refused OrderPlaced" in message
