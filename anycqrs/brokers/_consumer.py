@@ -9,6 +9,7 @@ RabbitMQ consumer runs on `anycqrs.consumers.consume`.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +25,16 @@ here; the public paths `anycqrs.brokers.ConsumerRetryPolicy` and
 `anycqrs.brokers.kafka.ConsumerRetryPolicy` warn)."""
 
 logger = logging.getLogger("anycqrs.brokers")
+
+
+def deprecated_retry_policy(module: str) -> type[RetryPolicy]:
+    """`RetryPolicy`, with the warning a `module.ConsumerRetryPolicy` access gives."""
+    warnings.warn(
+        f"{module}.ConsumerRetryPolicy is deprecated; use anycqrs.RetryPolicy",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return RetryPolicy
 
 
 class _Settle:

@@ -17,7 +17,7 @@ from ..serialization import to_dict
 class Message:
     """What goes on the wire for one notification event.
 
-    Build it from an event with :meth:`from_event`.
+    Build it from an event with `Message.from_event`.
     """
 
     message_name: str

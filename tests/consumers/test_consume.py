@@ -12,12 +12,14 @@ from anycqrs.consumers import InMemoryTransport, Lanes, consume
 from anycqrs.errors import MessageHandlingError
 from anycqrs.events import EventMediator
 
-from .conftest import FakeSleep, Seen, paid
+from .conftest import FakeSleep, OrderPaid, Seen, paid
+
+Paid = anycqrs.NotificationEvent[OrderPaid]
 
 pytestmark = pytest.mark.anyio
 
 
-def _transport(*events: anycqrs.NotificationEvent[object], **kw: object) -> InMemoryTransport:
+def _transport(*events: Paid, **kw: object) -> InMemoryTransport:
     transport = InMemoryTransport(**kw)  # type: ignore[arg-type]
     for event in events:
         transport.put_event(event)
@@ -49,7 +51,7 @@ class TestDelivery:
         keys = ["a", "b", "c", "d"]
         transport = _transport(*(paid(i, key=keys[i % 4]) for i in range(40)))
 
-        async def yield_a_few(event: object, call: int) -> None:
+        async def yield_a_few(event: Paid, call: int) -> None:
             for _ in range(call % 3):
                 await anyio.lowlevel.checkpoint()
 
@@ -90,7 +92,7 @@ class TestRetries:
     async def test_failing_twice_then_succeeding(
         self, mediator: EventMediator, seen: Seen, sleep: FakeSleep
     ) -> None:
-        def flaky(event: object, call: int) -> None:
+        def flaky(event: Paid, call: int) -> None:
             if call < 3:
                 raise ConnectionError(f"try {call}")
 
@@ -106,8 +108,8 @@ class TestRetries:
     async def test_exhausted_goes_to_the_dead_letters_and_the_run_goes_on(
         self, mediator: EventMediator, seen: Seen, sleep: FakeSleep
     ) -> None:
-        def fail_first(event: anycqrs.NotificationEvent[object], call: int) -> None:
-            if event.payload.order_id == 1:  # type: ignore[attr-defined]
+        def fail_first(event: Paid, call: int) -> None:
+            if event.payload.order_id == 1:
                 raise ValueError("bad order")
 
         seen.behaviour = fail_first
@@ -123,7 +125,7 @@ class TestRetries:
     async def test_errors_outside_retry_on_are_not_retried(
         self, mediator: EventMediator, seen: Seen, sleep: FakeSleep
     ) -> None:
-        def fail(event: object, call: int) -> None:
+        def fail(event: Paid, call: int) -> None:
             raise KeyError("not retryable")
 
         seen.behaviour = fail
@@ -136,8 +138,8 @@ class TestRetries:
     async def test_without_a_dead_letter_destination_the_run_stops_unsettled(
         self, mediator: EventMediator, seen: Seen, sleep: FakeSleep
     ) -> None:
-        def fail_second(event: anycqrs.NotificationEvent[object], call: int) -> None:
-            if event.payload.order_id == 2:  # type: ignore[attr-defined]
+        def fail_second(event: Paid, call: int) -> None:
+            if event.payload.order_id == 2:
                 raise ValueError("always")
 
         seen.behaviour = fail_second
@@ -188,8 +190,8 @@ class TestStopAndRevoke:
     async def test_cancel_settles_what_finished(self, mediator: EventMediator, seen: Seen) -> None:
         started, release = anyio.Event(), anyio.Event()
 
-        async def block_third(event: anycqrs.NotificationEvent[object], call: int) -> None:
-            if event.payload.order_id == 2:  # type: ignore[attr-defined]
+        async def block_third(event: Paid, call: int) -> None:
+            if event.payload.order_id == 2:
                 started.set()
                 await release.wait()
 
@@ -211,7 +213,7 @@ class TestStopAndRevoke:
     ) -> None:
         started, release = anyio.Event(), anyio.Event()
 
-        async def block_first(event: anycqrs.NotificationEvent[object], call: int) -> None:
+        async def block_first(event: Paid, call: int) -> None:
             if call == 1:
                 started.set()
                 await release.wait()

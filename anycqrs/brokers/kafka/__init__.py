@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 from ._consumer import KafkaEventConsumer as KafkaEventConsumer
@@ -30,12 +29,7 @@ __all__ = ["KafkaEventConsumer", "KafkaMessageBroker", "encode_message"]
 
 def __getattr__(name: str) -> Any:
     if name == "ConsumerRetryPolicy":
-        warnings.warn(
-            "anycqrs.brokers.kafka.ConsumerRetryPolicy is deprecated; use anycqrs.RetryPolicy",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        from ..._retry import RetryPolicy
+        from .._consumer import deprecated_retry_policy
 
-        return RetryPolicy
+        return deprecated_retry_policy("anycqrs.brokers.kafka")
     raise AttributeError(f"module 'anycqrs.brokers.kafka' has no attribute {name!r}")
