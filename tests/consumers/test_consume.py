@@ -32,6 +32,14 @@ async def _drain(mediator: EventMediator, transport: InMemoryTransport, **kw: ob
         await consume(mediator, transport, **kw)  # type: ignore[arg-type]
 
 
+def _one_key_per_lane(lanes: int) -> list[str]:
+    """Keys that land in different lanes (string hashes change per process)."""
+    by_lane: dict[int, str] = {}
+    for i in range(1000):
+        by_lane.setdefault(hash(f"key{i}") % lanes, f"key{i}")
+    return [by_lane[lane] for lane in range(lanes)]
+
+
 class TestDelivery:
     """Handled, settled, in per-key order, within the concurrency bound."""
 
@@ -48,7 +56,7 @@ class TestDelivery:
     async def test_per_key_order_with_concurrency(
         self, mediator: EventMediator, seen: Seen
     ) -> None:
-        keys = ["a", "b", "c", "d"]
+        keys = _one_key_per_lane(4)
         transport = _transport(*(paid(i, key=keys[i % 4]) for i in range(40)))
 
         async def yield_a_few(event: Paid, call: int) -> None:
@@ -233,3 +241,20 @@ class TestStopAndRevoke:
         assert seen.ids() == [0, 0, 1, 2]
         assert [r.offset for r in transport.settled] == [0, 1, 2]
         assert transport.fetches == 2
+
+    async def test_records_put_while_running_are_fetched(
+        self, mediator: EventMediator, seen: Seen
+    ) -> None:
+        transport = InMemoryTransport()
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                await group.start(consume, mediator, transport)
+                await transport.wait_settled(0)
+                transport.put_event(paid(1))
+                await transport.wait_settled(1)
+                transport.put_event(paid(2))
+                transport.put_event(paid(3))
+                await transport.wait_settled(3)
+                group.cancel_scope.cancel()
+        assert sorted(seen.ids()) == [1, 2, 3]
+        assert transport.fetches >= 2
