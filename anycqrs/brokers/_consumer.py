@@ -2,8 +2,10 @@
 
 `anycqrs.brokers.rabbitmq` still imports `Lanes`, `EventDecoder`, `Inbound`
 and `ConsumerRetryPolicy` from here and hands the lanes a transport that
-settles with `done`; `Lanes` here adapts that. Remove this module once the
-RabbitMQ consumer runs on `anycqrs.consumers.consume`.
+settles with `done`; `Lanes` here adapts that. Remove those re-exports once the
+RabbitMQ consumer runs on `anycqrs.consumers.consume`; `deprecated_retry_policy`
+(the warning of the deprecated `ConsumerRetryPolicy` paths) stays until the
+alias goes.
 """
 
 from __future__ import annotations
