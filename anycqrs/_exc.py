@@ -49,5 +49,6 @@ def single_error() -> Iterator[None]:
     except BaseExceptionGroup as failure:
         errors = real_errors(failure)
         if len(errors) == 1:
-            raise errors[0] from None
+            (error,) = errors
+            raise error from error.__cause__  # keep its own cause, drop the group
         raise

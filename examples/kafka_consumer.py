@@ -21,7 +21,7 @@ import lagom
 
 import anycqrs
 from anycqrs.brokers import Message
-from anycqrs.brokers.kafka import ConsumerRetryPolicy, KafkaEventConsumer, KafkaMessageBroker
+from anycqrs.brokers.kafka import KafkaEventConsumer, KafkaMessageBroker
 from anycqrs.events import EventHandler, EventMap, EventMediator
 
 
@@ -94,7 +94,7 @@ async def main(args: argparse.Namespace) -> None:
         config,
         [args.topic],
         mediator,
-        retry=ConsumerRetryPolicy(attempts=3, delay=0.2),
+        retry=anycqrs.RetryPolicy(attempts=3, delay=0.2),
         dead_letter_topic=f"{args.topic}.dlt",
     )
     async with anyio.create_task_group() as group:

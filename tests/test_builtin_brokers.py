@@ -91,6 +91,16 @@ async def test_publish_many_uses_the_batch_capability() -> None:
     await publish_many(Batches(), [_message(1), _message(2)])
     assert calls == [("many", ["1", "2"])]
 
+    class SometimesBatches:
+        async def send_message(self, message: Message) -> None:
+            calls.append(("one", message.key))
+
+    batching = SometimesBatches()
+    batching.send_many = Batches().send_many  # type: ignore[attr-defined]
+    calls.clear()
+    await publish_many(batching, [_message(4)])
+    assert calls == [("one", "4")]  # the capability belongs to the class, not an instance
+
 
 def test_publish_many_is_private_but_still_reachable() -> None:
     import anycqrs.brokers

@@ -31,3 +31,17 @@ class TestSingleError:
                     group.start_soon(fail, KeyError("a"))
                     group.start_soon(fail, ValueError("b"))
         assert {type(e) for e in caught.value.exceptions} == {KeyError, ValueError}
+
+    async def test_the_error_keeps_its_own_cause(self) -> None:
+        async def fail() -> None:
+            try:
+                raise OSError("disk")
+            except OSError as exc:
+                raise RuntimeError("wrapped") from exc
+
+        with pytest.raises(RuntimeError) as caught:
+            with single_error():
+                async with anyio.create_task_group() as group:
+                    group.start_soon(fail)
+        assert isinstance(caught.value.__cause__, OSError)
+        assert caught.value.__suppress_context__

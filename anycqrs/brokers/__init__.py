@@ -11,7 +11,6 @@ consumers run on the public consumer layer, `anycqrs.consumers`.
 from __future__ import annotations
 
 import importlib
-import warnings
 from types import MappingProxyType
 from typing import Any
 
@@ -49,14 +48,9 @@ _LAZY = MappingProxyType(
 
 def __getattr__(name: str) -> Any:
     if name == "ConsumerRetryPolicy":
-        warnings.warn(
-            "anycqrs.brokers.ConsumerRetryPolicy is deprecated; use anycqrs.RetryPolicy",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        from .._retry import RetryPolicy
+        from ._deprecated import consumer_retry_policy
 
-        return RetryPolicy
+        return consumer_retry_policy("anycqrs.brokers")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'anycqrs.brokers' has no attribute {name!r}")

@@ -17,12 +17,13 @@ class InMemoryMessageBroker:
     Args:
         max_messages: how many messages to keep (default 10 000).
 
-    Example::
-
+    Example:
+        ```python
         broker = InMemoryMessageBroker()
         mediator = bootstrap(message_broker=broker, ...)
         await mediator.send(PayOrder(order_id=1))
         assert broker.messages[-1].message_name == "OrderPaid"
+        ```
     """
 
     __slots__ = ("_messages",)

@@ -17,7 +17,7 @@ from ..serialization import to_dict
 class Message:
     """What goes on the wire for one notification event.
 
-    Build it from an event with :meth:`from_event`.
+    Build it from an event with `Message.from_event`.
     """
 
     message_name: str
@@ -91,23 +91,26 @@ class BatchMessageBroker(MessageBroker, Protocol):
 
 
 @functools.lru_cache(maxsize=256)
-def _publishes_batches(cls: type) -> bool:
-    # the protocol check costs 6-12 us per call, the cached answer ~0.1 us
+def _class_publishes_batches(cls: type) -> bool:
+    # isinstance() on the protocol costs 6-12 us per call, the cached class answer ~0.15 us
     return issubclass(cls, BatchMessageBroker)
 
 
 def publishes_batches(broker: MessageBroker) -> bool:
-    """Whether `broker` is a `BatchMessageBroker` (decided once per class)."""
-    return _publishes_batches(type(broker))
+    """Whether `broker` is a `BatchMessageBroker`.
+
+    The capability is declared by the broker's class (a `send_many` method)
+    and decided once per class; an instance attribute doesn't count.
+    """
+    return _class_publishes_batches(type(broker))
 
 
 async def publish_many(broker: MessageBroker, messages: Sequence[Message]) -> None:
     """Publish `messages` in order, as one batch when `broker` is a `BatchMessageBroker`.
 
     Private to anycqrs (the event dispatcher and the outbox relay use it).
-    The capability is decided by the broker's class, once per class.
     """
-    if _publishes_batches(type(broker)):
+    if publishes_batches(broker):
         await cast(BatchMessageBroker, broker).send_many(messages)
         return
     for message in messages:

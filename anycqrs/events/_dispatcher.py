@@ -8,7 +8,8 @@ import anyio.abc
 
 from .._endpoint import Endpoints
 from .._exc import BaseExceptionGroup, real_errors
-from ..brokers import Message, MessageBroker, publish_many
+from ..brokers import Message, MessageBroker
+from ..brokers._message import publish_many
 from ..container import Container
 from ..errors import EventDispatchError
 from ..messages import Event, NotificationEvent

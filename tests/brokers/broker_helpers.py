@@ -12,13 +12,15 @@ import anyio.to_thread
 import attrs
 import lagom
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 import anycqrs
 from anycqrs.events import EventHandler, EventMap, EventMediator
 
-# Tansu joins a consumer group in ~23 s with librdkafka's defaults; these make it ~3 s.
-GROUP_SETTINGS = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 200}
+# Tansu waits about half the session timeout for members to join: ~23 s with
+# librdkafka's defaults, ~3.5 s at 6 s, ~1.7 s at 2 s (heartbeats every 100 ms
+# from librdkafka's own thread keep a 2 s session alive on a loaded machine).
+GROUP_SETTINGS = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 100}
 
 
 @attrs.frozen
@@ -137,13 +139,18 @@ async def plain_produce(bootstrap: str, records: list[tuple[str, Any, Any, Any]]
 
 
 def _plain_consume(bootstrap: str, topic: str, count: int, timeout: float) -> list[Any]:
+    # assign() instead of subscribe(): no group to join, reading starts at once
     consumer = Consumer(consumer_config(bootstrap, f"plain-{topic}"))
-    consumer.subscribe([topic])
     got: list[Any] = []
     deadline = anyio_deadline(timeout)
     try:
+        while not deadline():
+            partitions = consumer.list_topics(topic, timeout=5).topics[topic].partitions
+            if partitions:
+                break
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(partitions)])
         while len(got) < count and not deadline():
-            for msg in consumer.consume(100, 0.5):
+            for msg in consumer.consume(100, 0.2):
                 if msg.error() is None:
                     got.append(msg)
     finally:

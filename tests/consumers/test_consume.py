@@ -12,12 +12,14 @@ from anycqrs.consumers import InMemoryTransport, Lanes, consume
 from anycqrs.errors import MessageHandlingError
 from anycqrs.events import EventMediator
 
-from .conftest import FakeSleep, Seen, paid
+from .conftest import FakeSleep, OrderPaid, Seen, paid
+
+Paid = anycqrs.NotificationEvent[OrderPaid]
 
 pytestmark = pytest.mark.anyio
 
 
-def _transport(*events: anycqrs.NotificationEvent[object], **kw: object) -> InMemoryTransport:
+def _transport(*events: Paid, **kw: object) -> InMemoryTransport:
     transport = InMemoryTransport(**kw)  # type: ignore[arg-type]
     for event in events:
         transport.put_event(event)
@@ -28,6 +30,14 @@ async def _drain(mediator: EventMediator, transport: InMemoryTransport, **kw: ob
     transport.close()
     with anyio.fail_after(10):
         await consume(mediator, transport, **kw)  # type: ignore[arg-type]
+
+
+def _one_key_per_lane(lanes: int) -> list[str]:
+    """Keys that land in different lanes (string hashes change per process)."""
+    by_lane: dict[int, str] = {}
+    for i in range(1000):
+        by_lane.setdefault(hash(f"key{i}") % lanes, f"key{i}")
+    return [by_lane[lane] for lane in range(lanes)]
 
 
 class TestDelivery:
@@ -46,10 +56,10 @@ class TestDelivery:
     async def test_per_key_order_with_concurrency(
         self, mediator: EventMediator, seen: Seen
     ) -> None:
-        keys = ["a", "b", "c", "d"]
+        keys = _one_key_per_lane(4)
         transport = _transport(*(paid(i, key=keys[i % 4]) for i in range(40)))
 
-        async def yield_a_few(event: object, call: int) -> None:
+        async def yield_a_few(event: Paid, call: int) -> None:
             for _ in range(call % 3):
                 await anyio.lowlevel.checkpoint()
 
@@ -90,7 +100,7 @@ class TestRetries:
     async def test_failing_twice_then_succeeding(
         self, mediator: EventMediator, seen: Seen, sleep: FakeSleep
     ) -> None:
-        def flaky(event: object, call: int) -> None:
+        def flaky(event: Paid, call: int) -> None:
             if call < 3:
                 raise ConnectionError(f"try {call}")
 
@@ -106,8 +116,8 @@ class TestRetries:
     async def test_exhausted_goes_to_the_dead_letters_and_the_run_goes_on(
         self, mediator: EventMediator, seen: Seen, sleep: FakeSleep
     ) -> None:
-        def fail_first(event: anycqrs.NotificationEvent[object], call: int) -> None:
-            if event.payload.order_id == 1:  # type: ignore[attr-defined]
+        def fail_first(event: Paid, call: int) -> None:
+            if event.payload.order_id == 1:
                 raise ValueError("bad order")
 
         seen.behaviour = fail_first
@@ -123,7 +133,7 @@ class TestRetries:
     async def test_errors_outside_retry_on_are_not_retried(
         self, mediator: EventMediator, seen: Seen, sleep: FakeSleep
     ) -> None:
-        def fail(event: object, call: int) -> None:
+        def fail(event: Paid, call: int) -> None:
             raise KeyError("not retryable")
 
         seen.behaviour = fail
@@ -136,8 +146,8 @@ class TestRetries:
     async def test_without_a_dead_letter_destination_the_run_stops_unsettled(
         self, mediator: EventMediator, seen: Seen, sleep: FakeSleep
     ) -> None:
-        def fail_second(event: anycqrs.NotificationEvent[object], call: int) -> None:
-            if event.payload.order_id == 2:  # type: ignore[attr-defined]
+        def fail_second(event: Paid, call: int) -> None:
+            if event.payload.order_id == 2:
                 raise ValueError("always")
 
         seen.behaviour = fail_second
@@ -188,8 +198,8 @@ class TestStopAndRevoke:
     async def test_cancel_settles_what_finished(self, mediator: EventMediator, seen: Seen) -> None:
         started, release = anyio.Event(), anyio.Event()
 
-        async def block_third(event: anycqrs.NotificationEvent[object], call: int) -> None:
-            if event.payload.order_id == 2:  # type: ignore[attr-defined]
+        async def block_third(event: Paid, call: int) -> None:
+            if event.payload.order_id == 2:
                 started.set()
                 await release.wait()
 
@@ -211,7 +221,7 @@ class TestStopAndRevoke:
     ) -> None:
         started, release = anyio.Event(), anyio.Event()
 
-        async def block_first(event: anycqrs.NotificationEvent[object], call: int) -> None:
+        async def block_first(event: Paid, call: int) -> None:
             if call == 1:
                 started.set()
                 await release.wait()
@@ -231,3 +241,20 @@ class TestStopAndRevoke:
         assert seen.ids() == [0, 0, 1, 2]
         assert [r.offset for r in transport.settled] == [0, 1, 2]
         assert transport.fetches == 2
+
+    async def test_records_put_while_running_are_fetched(
+        self, mediator: EventMediator, seen: Seen
+    ) -> None:
+        transport = InMemoryTransport()
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                await group.start(consume, mediator, transport)
+                await transport.wait_settled(0)
+                transport.put_event(paid(1))
+                await transport.wait_settled(1)
+                transport.put_event(paid(2))
+                transport.put_event(paid(3))
+                await transport.wait_settled(3)
+                group.cancel_scope.cancel()
+        assert sorted(seen.ids()) == [1, 2, 3]
+        assert transport.fetches >= 2

@@ -32,7 +32,7 @@ def test_the_layer_does_not_import_the_events_package() -> None:
         assert "..events" not in source and "anycqrs.events import" not in source, path
 
 
-@pytest.mark.parametrize("module", ["anycqrs.brokers"])
+@pytest.mark.parametrize("module", ["anycqrs.brokers", "anycqrs.brokers.kafka"])
 def test_consumer_retry_policy_is_a_deprecated_alias(module: str) -> None:
     namespace = importlib.import_module(module)
     with pytest.warns(DeprecationWarning, match="anycqrs.RetryPolicy"):

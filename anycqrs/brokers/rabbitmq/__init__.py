@@ -26,7 +26,6 @@ Example:
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 from ._consumer import RabbitMQEventConsumer as RabbitMQEventConsumer
@@ -42,12 +41,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "ConsumerRetryPolicy":
-        warnings.warn(
-            "anycqrs.brokers.rabbitmq.ConsumerRetryPolicy is deprecated; use anycqrs.RetryPolicy",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        from ..._retry import RetryPolicy
+        from .._deprecated import consumer_retry_policy
 
-        return RetryPolicy
+        return consumer_retry_policy("anycqrs.brokers.rabbitmq")
     raise AttributeError(f"module 'anycqrs.brokers.rabbitmq' has no attribute {name!r}")

@@ -1,3 +1,8 @@
+"""`KafkaEventConsumer` against a real (Tansu) broker: what is Kafka's own —
+wire interop, partitions, offset commits, the dead-letter topic, rebalances.
+The lanes' contract (retries, poison, order, stop) is tested without a broker
+in tests/consumers."""
+
 from __future__ import annotations
 
 import json
@@ -7,12 +12,13 @@ import anyio
 import pytest
 
 import anycqrs
+from anycqrs import RetryPolicy
 from anycqrs.brokers import Message
-from anycqrs.brokers.kafka import ConsumerRetryPolicy, KafkaEventConsumer, KafkaMessageBroker
-from anycqrs.errors import MessageHandlingError
+from anycqrs.brokers.kafka import KafkaEventConsumer, KafkaMessageBroker
+from anycqrs.errors import BrokerError, MessageHandlingError
 from anycqrs.events import EventMediator
 
-from .broker_helpers import (
+from ..broker_helpers import (
     Recorder,
     committed,
     consumer_config,
@@ -25,44 +31,30 @@ from .broker_helpers import (
 
 pytestmark = pytest.mark.anyio
 
-FAST_RETRY = ConsumerRetryPolicy(attempts=3, delay=0.01, multiplier=2.0, max_delay=0.05)
+NO_WAIT = RetryPolicy(attempts=3, delay=0.0)
+"""Retries without backoff delays (backoff itself is tested on a fake sleep)."""
 
 
 def _json(data: Any) -> bytes:
     return json.dumps(data).encode()
 
 
-async def test_consumes_what_a_plain_producer_wrote(
-    kafka_bootstrap: str, unique: str, mediator: EventMediator, recorder: Recorder
-) -> None:
-    topic, group = f"in-{unique}", f"g-{unique}"
-    await create_topic(kafka_bootstrap, topic, partitions=1)
-    await plain_produce(
-        kafka_bootstrap,
-        [
-            # minimal: payload only, name from the header
-            (topic, _json({"payload": {"order_id": 1}}), b"k1", [("event_name", b"OrderPaid")]),
-            # no header: the JSON's event_name field routes it
-            (topic, _json({"payload": {"order_id": 2}, "event_name": "OrderPaid"}), None, None),
-            # a payload class with __event_name__
-            (topic, _json({"payload": {"order_id": 3}}), None, [("event_name", b"orders.shipped")]),
-        ],
-    )
-    consumer = KafkaEventConsumer(consumer_config(kafka_bootstrap, group), [topic], mediator)
-    assert consumer.topics == [topic]
-    async with running(consumer):
-        await recorder.wait_count(3)
-    assert sorted(e.payload.order_id for e in recorder.events) == [1, 2, 3]
-    first = next(e for e in recorder.events if e.payload.order_id == 1)
-    assert (first.key, first.topic) == ("k1", topic)  # filled from the Kafka message
-    assert await committed(kafka_bootstrap, group, topic) == [3]
-
-
-async def test_round_trip_keeps_per_key_order_across_partitions(
+async def test_round_trip_across_partitions_and_plain_records(
     kafka_bootstrap: str, unique: str, mediator: EventMediator, recorder: Recorder
 ) -> None:
     topic, group = f"rt-{unique}", f"g-{unique}"
     await create_topic(kafka_bootstrap, topic, partitions=3)
+    await plain_produce(
+        kafka_bootstrap,
+        [
+            # minimal: payload only, name from the header
+            (topic, _json({"payload": {"order_id": 1001}}), b"p1", [("event_name", b"OrderPaid")]),
+            # no header: the JSON's event_name field routes it
+            (topic, _json({"payload": {"order_id": 1002}, "event_name": "OrderPaid"}), b"x", None),
+            # a payload class with __event_name__
+            (topic, _json({"payload": {"order_id": 3}}), b"y", [("event_name", b"orders.shipped")]),
+        ],
+    )
     events = [paid(i, topic, key=f"k{i % 5}") for i in range(200)]
 
     async def jitter(event: anycqrs.NotificationEvent[Any], _calls: int) -> None:
@@ -75,35 +67,19 @@ async def test_round_trip_keeps_per_key_order_across_partitions(
     consumer = KafkaEventConsumer(
         consumer_config(kafka_bootstrap, group), [topic], mediator, max_concurrency=4
     )
+    assert consumer.topics == [topic]
     async with running(consumer):
-        await recorder.wait_count(200)
-    assert sorted(recorder.ids()) == list(range(200))
+        await recorder.wait_count(203)
+    paid_ids = sorted(e.payload.order_id for e in recorder.events if e.event_name == "OrderPaid")
+    assert paid_ids == [*range(200), 1001, 1002]
+    assert [e.payload.order_id for e in recorder.events if e.event_name == "orders.shipped"] == [3]
     for k in range(5):
         ids = [e.payload.order_id for e in recorder.events if e.key == f"k{k}"]
         assert ids == sorted(ids)
-    assert recorder.events[0] in events  # same event_id, timestamp, headers...
-    assert sum(await committed(kafka_bootstrap, group, topic, partitions=3)) == 200
-
-
-async def test_handler_failing_twice_is_retried(
-    kafka_bootstrap: str, unique: str, mediator: EventMediator, recorder: Recorder
-) -> None:
-    topic, group = f"retry-{unique}", f"g-{unique}"
-
-    def flaky(_event: Any, calls: int) -> None:
-        if calls <= 2:
-            raise ConnectionError(f"down ({calls})")
-
-    recorder.behaviour = flaky
-    async with KafkaMessageBroker({"bootstrap.servers": kafka_bootstrap}) as broker:
-        await broker.send_message(Message.from_event(paid(1, topic)))
-    consumer = KafkaEventConsumer(
-        consumer_config(kafka_bootstrap, group), [topic], mediator, retry=FAST_RETRY
-    )
-    async with running(consumer):
-        await recorder.wait_count(1)
-    assert recorder.calls == 3
-    assert recorder.ids() == [1]
+    first = next(e for e in recorder.events if e.payload.order_id == 1001)
+    assert (first.key, first.topic) == ("p1", topic)  # filled from the Kafka message
+    assert next(e for e in recorder.events if e.payload.order_id == 0) in events  # same id...
+    assert sum(await committed(kafka_bootstrap, group, topic, partitions=3)) == 203
 
 
 async def test_exhausted_and_poison_messages_go_to_the_dead_letter_topic(
@@ -133,7 +109,7 @@ async def test_exhausted_and_poison_messages_go_to_the_dead_letter_topic(
         (topic, _json({"payload": {"order_id": 5}}), b"k5", [("event_name", b"OrderPaid")]),
     ]
     await plain_produce(kafka_bootstrap, poison)
-    retry = ConsumerRetryPolicy(attempts=2, delay=0.0, retry_on=(ValueError,))
+    retry = RetryPolicy(attempts=2, delay=0.0, retry_on=(ValueError,))
     consumer = KafkaEventConsumer(
         consumer_config(kafka_bootstrap, group),
         [topic],
@@ -164,6 +140,7 @@ async def test_exhausted_and_poison_messages_go_to_the_dead_letter_topic(
     assert b"cursed" in cursed["anycqrs.error.message"]
     assert cursed["anycqrs.attempts"] == b"2"
     assert cursed["anycqrs.original.topic"] == topic.encode()
+    assert cursed["anycqrs.original.partition"] == b"0"
     assert cursed["anycqrs.original.offset"] == b"1"
     assert cursed["event_name"] == b"OrderPaid"  # original headers kept
     assert by_key[b"k2"].value() == json.dumps(anycqrs.to_dict(good[1])).replace(" ", "").encode()
@@ -174,29 +151,14 @@ async def test_exhausted_and_poison_messages_go_to_the_dead_letter_topic(
     assert by_key[b"empty"].value() is None
 
 
-async def test_poison_without_dead_letter_topic_is_skipped(
-    kafka_bootstrap: str, unique: str, mediator: EventMediator, recorder: Recorder
-) -> None:
-    topic, group = f"skip-{unique}", f"g-{unique}"
-    await create_topic(kafka_bootstrap, topic, partitions=1)
-    await plain_produce(
-        kafka_bootstrap,
-        [
-            (topic, b"garbage", None, None),
-            (topic, _json({"payload": {"order_id": 1}}), None, [("event_name", b"OrderPaid")]),
-        ],
-    )
-    consumer = KafkaEventConsumer(consumer_config(kafka_bootstrap, group), [topic], mediator)
-    async with running(consumer):
-        await recorder.wait_count(1)
-    assert await committed(kafka_bootstrap, group, topic) == [2]
-
-
 async def test_failure_without_dead_letter_topic_stops_uncommitted(
     kafka_bootstrap: str, unique: str, mediator: EventMediator, recorder: Recorder
 ) -> None:
+    """A poison message is skipped and committed; a failing one stops the
+    consumer with its offset uncommitted."""
     topic, group = f"stop-{unique}", f"g-{unique}"
     await create_topic(kafka_bootstrap, topic, partitions=1)
+    await plain_produce(kafka_bootstrap, [(topic, b"garbage", None, None)])
 
     def fail_on_two(event: Any, _calls: int) -> None:
         if event.payload.order_id == 2:
@@ -209,18 +171,18 @@ async def test_failure_without_dead_letter_topic_stops_uncommitted(
         consumer_config(kafka_bootstrap, group),
         [topic],
         mediator,
-        retry=FAST_RETRY,
+        retry=NO_WAIT,
         max_concurrency=1,
     )
     with anyio.fail_after(30), pytest.raises(MessageHandlingError) as info:
         await consumer.run()
     assert info.value.attempts == 3
-    assert f"{topic}[0]@2" in str(info.value)
-    assert recorder.ids()[:2] == [0, 1]
-    assert await committed(kafka_bootstrap, group, topic) == [2]
+    assert info.value.location == f"{topic}[0]@3"
+    assert recorder.ids() == [0, 1]
+    assert await committed(kafka_bootstrap, group, topic) == [3]
 
 
-async def test_cancel_mid_batch_commits_what_finished(
+async def test_cancel_commits_what_finished_and_the_next_run_resumes(
     kafka_bootstrap: str, unique: str, mediator: EventMediator, recorder: Recorder
 ) -> None:
     topic, group = f"cancel-{unique}", f"g-{unique}"
@@ -235,18 +197,20 @@ async def test_cancel_mid_batch_commits_what_finished(
     recorder.behaviour = block_on_three
     async with KafkaMessageBroker({"bootstrap.servers": kafka_bootstrap}) as broker:
         await broker.send_many([Message.from_event(paid(i, topic)) for i in range(10)])
-    config = consumer_config(kafka_bootstrap, group)
-    consumer = KafkaEventConsumer(config, [topic], mediator, max_concurrency=1)
+    consumer = KafkaEventConsumer(
+        consumer_config(kafka_bootstrap, group), [topic], mediator, max_concurrency=1
+    )
     async with running(consumer):
         with anyio.fail_after(30):
             await blocked.wait()
     assert recorder.ids() == [0, 1, 2]
     assert await committed(kafka_bootstrap, group, topic) == [3]
-    # a new member of the group resumes at the first unfinished message
+    # the same consumer runs again and resumes at the first unfinished message
     recorder.behaviour = None
-    async with running(KafkaEventConsumer(config, [topic], mediator)):
+    async with running(consumer):
         await recorder.wait_count(10)
     assert recorder.ids() == list(range(10))
+    assert await committed(kafka_bootstrap, group, topic) == [10]
 
 
 async def test_rebalance_between_two_members_loses_nothing(
@@ -268,18 +232,6 @@ async def test_rebalance_between_two_members_loses_nothing(
     assert sum(await committed(kafka_bootstrap, group, topic, partitions=2)) == 100
 
 
-def test_retry_policy() -> None:
-    policy = ConsumerRetryPolicy(attempts=5, delay=0.1, multiplier=3.0, max_delay=1.0)
-    assert list(policy.delays()) == pytest.approx([0.1, 0.3, 0.9, 1.0])
-    assert list(ConsumerRetryPolicy(attempts=1).delays()) == []
-    assert policy.should_retry(ValueError()) and not ConsumerRetryPolicy(
-        retry_on=(KeyError,)
-    ).should_retry(ValueError())
-    for bad in ({"attempts": 0}, {"delay": -1.0}, {"max_delay": float("nan")}):
-        with pytest.raises(ValueError):
-            ConsumerRetryPolicy(**bad)
-
-
 def test_consumer_arguments_are_checked(mediator: EventMediator) -> None:
     config = {"bootstrap.servers": "x", "group.id": "g"}
     with pytest.raises(TypeError):
@@ -292,9 +244,13 @@ def test_consumer_arguments_are_checked(mediator: EventMediator) -> None:
         KafkaEventConsumer(config, ["t"], mediator, batch_size=0)
 
 
-async def test_bad_consumer_config_is_broker_error(mediator: EventMediator) -> None:
-    from anycqrs.errors import BrokerError
+def test_internal_methods_are_private(mediator: EventMediator) -> None:
+    consumer = KafkaEventConsumer({"group.id": "g"}, ["t"], mediator)
+    for name in ("stale", "done", "settle", "location", "dead_letter"):
+        assert not hasattr(consumer, name), name
 
+
+async def test_bad_consumer_config_is_broker_error(mediator: EventMediator) -> None:
     consumer = KafkaEventConsumer({"bootstrap.servers": "x"}, ["t"], mediator)  # no group.id
     with pytest.raises(BrokerError, match="Cannot start"):
         await consumer.run()

@@ -1,20 +1,20 @@
-"""The engine behind :class:`~anycqrs.brokers.kafka.KafkaMessageBroker` and the
-consumers' dead-letter producer.
+"""The Kafka producer: `KafkaMessageBroker` and the engine behind it and the
+consumer's dead-letter producer, `KafkaProducerCore`.
 
-One librdkafka ``Producer`` and one delivery-report thread that polls it. A
+One librdkafka `Producer` and one delivery-report thread that polls it. A
 publish is a *batch*: its records are produced (in one worker-thread hop, or
-inline on the event loop for a handful of records, since ``produce`` never
-blocks) and the caller awaits one :class:`anyio.Event`. The delivery thread
-counts the reports of each batch and, after every ``poll``, wakes the event
-loop once for all the batches that finished (``anyio.from_thread.run_sync``
+inline on the event loop for a handful of records, since `produce` never
+blocks) and the caller awaits one `anyio.Event`. The delivery thread
+counts the reports of each batch and, after every `poll`, wakes the event
+loop once for all the batches that finished (`anyio.from_thread.run_sync`
 with the loop's token): one hop per poll, never one per message.
 
 A batch too large to produce inline goes to a worker thread that serves
 delivery reports itself while it produces, then flushes until the batch is
-confirmed (no ``linger.ms`` wait: nothing more is coming). The delivery
+confirmed (no `linger.ms` wait: nothing more is coming). The delivery
 thread stands down meanwhile, so the two don't trade the GIL per report.
 
-A full local queue (``BufferError``) is backpressure: the producing thread
+A full local queue (`BufferError`) is backpressure: the producing thread
 serves delivery reports until there is room again; nothing is dropped.
 """
 
@@ -23,7 +23,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -32,18 +33,18 @@ import anyio.lowlevel
 import anyio.to_thread
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from ..errors import BrokerDeliveryError, BrokerError
+from ...errors import BrokerDeliveryError, BrokerError
+from .._message import Message
+from ._wire import Headers, Record, encode_message
+
+__all__ = ["KafkaMessageBroker", "KafkaProducerCore"]
 
 logger = logging.getLogger("anycqrs.brokers.kafka")
-
-Headers = list[tuple[str, str | bytes | None]]
-Record = tuple[str, bytes | None, str | bytes | None, Headers | None]
-"""``(topic, value, key, headers)`` as handed to ``Producer.produce``."""
 
 T = TypeVar("T")
 
 INLINE_RECORDS = 32
-"""Batches up to this size are produced on the event loop (``produce`` only
+"""Batches up to this size are produced on the event loop (`produce` only
 enqueues; a thread hop would cost more than the work)."""
 
 
@@ -86,7 +87,7 @@ class _Batch:
             self._done.append(self)
 
     def not_produced(self, count: int, reason: str, message_id: str | None) -> bool:
-        """Record ``count`` records that never reached librdkafka; True when
+        """Record `count` records that never reached librdkafka; True when
         the batch is now complete."""
         with self._lock:
             self.failures.append((message_id, reason))
@@ -96,15 +97,15 @@ class _Batch:
 
 
 class KafkaProducerCore(Generic[T]):
-    """Produces items of type ``T`` (encoded by ``encode``) and awaits their
-    delivery reports. Used inside ``async with``.
+    """Produces items of type `T` (encoded by `encode`) and awaits their
+    delivery reports. Used inside `async with`.
 
     Args:
         config: librdkafka configuration, passed through.
-        encode: turns an item into a :data:`Record`; runs in the producing
+        encode: turns an item into a `Record`; runs in the producing
             thread for large batches.
         flush_timeout: seconds the shielded flush on exit may take.
-        poll_interval: seconds each delivery-thread ``poll`` may block.
+        poll_interval: seconds each delivery-thread `poll` may block.
         name: used in errors and the thread name.
     """
 
@@ -149,9 +150,9 @@ class KafkaProducerCore(Generic[T]):
         self._thread.start()
 
     async def stop(self) -> None:
-        """Stop the delivery thread and flush, shielded, within ``flush_timeout``.
+        """Stop the delivery thread and flush, shielded, within `flush_timeout`.
 
-        Batches still unconfirmed afterwards fail with :class:`BrokerDeliveryError`.
+        Batches still unconfirmed afterwards fail with `BrokerDeliveryError`.
         """
         producer, thread = self._producer, self._thread
         if producer is None:
@@ -206,8 +207,8 @@ class KafkaProducerCore(Generic[T]):
             batch.event.set()
 
     def _produce(self, batch: _Batch, items: Sequence[T], start: int, block: bool) -> int:
-        """Produce ``items[start:]``; returns where it stopped (``len(items)``
-        unless ``block`` is false and the local queue filled up).
+        """Produce `items[start:]`; returns where it stopped (`len(items)`
+        unless `block` is false and the local queue filled up).
 
         Blocking (in a worker thread), it serves delivery reports itself as
         it goes, the way a plain producer loop does: cheaper than handing
@@ -240,9 +241,9 @@ class KafkaProducerCore(Generic[T]):
         return n
 
     def _produce_and_flush(self, batch: _Batch, items: Sequence[T], start: int) -> None:
-        """Produce ``items[start:]`` in a worker thread, then flush until the
+        """Produce `items[start:]` in a worker thread, then flush until the
         batch is confirmed: the whole batch is queued, so waiting out
-        ``linger.ms`` for more would only add latency. Returns early when the
+        `linger.ms` for more would only add latency. Returns early when the
         producer stops or the caller is cancelled (delivery is still awaited
         or flushed on exit)."""
         self._produce(batch, items, start, True)
@@ -253,7 +254,7 @@ class KafkaProducerCore(Generic[T]):
             anyio.from_thread.check_cancelled()
 
     async def produce(self, items: Sequence[T]) -> None:
-        """Produce ``items`` in order and return once all were confirmed.
+        """Produce `items` in order and return once all were confirmed.
 
         Raises:
             BrokerDeliveryError: some were not delivered (the others were).
@@ -282,3 +283,79 @@ class KafkaProducerCore(Generic[T]):
             await batch.event.wait()
         if batch.failures:
             raise BrokerDeliveryError(batch.failures, batch.delivered, what=self._name)
+
+
+class KafkaMessageBroker:
+    """Publishes messages to Kafka; `send_message` returns once the broker
+    confirmed delivery.
+
+    Use it inside `async with`: entering creates the librdkafka producer and
+    its delivery-report thread; leaving flushes what is still queued
+    (shielded from cancellation, for at most `flush_timeout` seconds).
+
+    Args:
+        config: librdkafka configuration, passed through unchanged
+            (`bootstrap.servers`, security, `compression.type`,
+            `enable.idempotence`, `linger.ms`, `message.timeout.ms`...).
+        flush_timeout: seconds the flush on exit may take.
+        poll_interval: seconds each delivery-thread poll may block.
+
+    A publish fails with `anycqrs.errors.BrokerDeliveryError` when the broker
+    rejects a message or cannot be reached within librdkafka's
+    `message.timeout.ms` (librdkafka retries until then). A full local queue
+    is backpressure: the publish waits for room, nothing is dropped.
+
+    Example:
+        ```python
+        async with KafkaMessageBroker({"bootstrap.servers": "localhost:9092"}) as broker:
+            await broker.send_message(Message.from_event(event))
+            await broker.send_many([Message.from_event(e) for e in events])
+        ```
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        *,
+        flush_timeout: float = 30.0,
+        poll_interval: float = 0.05,
+    ) -> None:
+        self._core: KafkaProducerCore[Message] = KafkaProducerCore(
+            config,
+            encode_message,
+            flush_timeout=flush_timeout,
+            poll_interval=poll_interval,
+            name="KafkaMessageBroker",
+        )
+
+    async def __aenter__(self) -> KafkaMessageBroker:
+        await self._core.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._core.stop()
+
+    async def send_message(self, message: Message, /) -> None:
+        """Publish `message` and wait for the broker's confirmation.
+
+        Raises:
+            BrokerDeliveryError: the broker did not confirm it.
+            BrokerError: the broker is not started (use `async with`).
+        """
+        await self._core.produce((message,))
+
+    async def send_many(self, messages: Iterable[Message], /) -> None:
+        """Publish `messages` in order (one thread hop, one wait) and return
+        once all were confirmed. Messages with one key stay in order.
+
+        Raises:
+            BrokerDeliveryError: some were not confirmed (`.failures` lists
+                them; the rest were delivered).
+        """
+        batch = messages if isinstance(messages, Sequence) else list(messages)
+        await self._core.produce(batch)

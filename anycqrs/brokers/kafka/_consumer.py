@@ -1,0 +1,369 @@
+"""`KafkaEventConsumer`: a Kafka transport for the consumer layer
+(`anycqrs.consumers`), with manual, batched offset commits.
+
+Every blocking librdkafka call runs in a worker thread, one hop per batch:
+the hop commits the positions that moved, consumes a batch and splits it into
+runs of one partition. The batch is decoded on the event loop and handed to
+the lanes; `settle` advances the partitions' positions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from ..._retry import RetryPolicy
+from ...consumers import DEFAULT_RETRY, EventDecoder, EventSink, Inbound, consume
+from ...errors import BrokerError
+from ._offsets import Offsets, Partition
+from ._producer import KafkaProducerCore
+from ._wire import Record, dead_letter_record, event_name
+
+__all__ = ["KafkaEventConsumer"]
+
+logger = logging.getLogger("anycqrs.brokers.kafka")
+
+_CONSUMER_ONLY = (
+    "group.",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "partition.assignment.strategy",
+    "auto.offset.reset",
+    "enable.auto.commit",
+    "auto.commit.",
+    "enable.auto.offset.store",
+    "enable.partition.eof",
+    "isolation.level",
+    "fetch.",
+    "queued.",
+    "check.crcs",
+    "on_commit",
+    "coordinator.",
+    "consume.",
+)
+
+
+def _producer_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if not k.startswith(_CONSUMER_ONLY)}
+
+
+def _identity(record: Record) -> Record:
+    return record
+
+
+_Run = tuple[Partition, list[Any]]
+"""Consecutive fetched messages of one partition."""
+
+
+class KafkaEventConsumer:
+    """Consumes notification events from Kafka topics and feeds them to an
+    `anycqrs.EventMediator` (any `anycqrs.consumers.EventSink`), at least once.
+
+    Messages are routed by their `event_name` header (else the JSON's
+    `event_name` field) to the `NotificationEvent[P]` bound in the mediator's
+    `EventMap`. Offsets are committed only after the mediator handled a
+    message (manual commits, batched; a partition's offset only moves past
+    messages that all finished). Up to `max_concurrency` messages are handled
+    at once; messages with one key (or, without a key, from one partition)
+    are handled in order.
+
+    A failing handler is retried by `retry`; when it still fails the message
+    goes to `dead_letter_topic` (original value, key and headers plus
+    `anycqrs.error.*` / `anycqrs.original.*` headers) and the consumer moves
+    on. Without a dead-letter topic it stops with
+    `anycqrs.errors.MessageHandlingError`, leaving the message uncommitted.
+    Undecodable messages (malformed JSON, unknown event name, wrong payload
+    shape) are logged, dead-lettered when a topic is set, and committed.
+
+    Cancelling the task that runs `run` stops the consumer: in-flight
+    handlers are cancelled, finished messages are committed, and the
+    consumer leaves its group (shielded, within `close_timeout`). On a
+    rebalance the finished work of revoked partitions is committed and their
+    queued messages are dropped unhandled for the new owner. Each `run` has
+    its own state: a stopped consumer can run again.
+
+    Args:
+        config: librdkafka consumer configuration (`bootstrap.servers`,
+            `group.id`, `auto.offset.reset`...). `enable.auto.commit` is
+            forced off.
+        topics: the topics to subscribe to.
+        mediator: the event sink (an `anycqrs.EventMediator`).
+        max_concurrency: how many messages may be handled at once (lanes).
+        retry: the `anycqrs.RetryPolicy` of failing handlers (default:
+            `anycqrs.consumers.DEFAULT_RETRY`, 3 attempts).
+        dead_letter_topic: where failed and undecodable messages go.
+        dead_letter_config: producer configuration for the dead-letter topic
+            (default: `config` without its consumer-only settings).
+        batch_size: most messages fetched by one `consume()` call.
+        poll_timeout: seconds one `consume()` call may wait.
+        close_timeout: seconds the final commit and group leave may take.
+
+    Example:
+        ```python
+        consumer = KafkaEventConsumer(
+            {"bootstrap.servers": "localhost:9092", "group.id": "shipping",
+             "auto.offset.reset": "earliest"},
+            ["orders"],
+            mediator,
+            retry=anycqrs.RetryPolicy(attempts=5, delay=0.2),
+            dead_letter_topic="orders.dlt",
+        )
+        async with anyio.create_task_group() as tg:
+            await tg.start(consumer.run)
+            ...
+            tg.cancel_scope.cancel()   # graceful stop
+        ```
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        topics: Sequence[str],
+        mediator: EventSink,
+        *,
+        max_concurrency: int = 16,
+        retry: RetryPolicy | None = None,
+        dead_letter_topic: str | None = None,
+        dead_letter_config: Mapping[str, Any] | None = None,
+        batch_size: int = 500,
+        poll_timeout: float = 0.2,
+        close_timeout: float = 30.0,
+    ) -> None:
+        if isinstance(topics, str):
+            raise TypeError("topics must be a sequence of topic names, not a string")
+        if not topics:
+            raise ValueError("subscribe to at least one topic")
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self._config = {**config, "enable.auto.commit": False}
+        self._config.setdefault("on_commit", _on_commit)
+        self._topics = list(topics)
+        self._sink = mediator
+        self._max_concurrency = max_concurrency
+        self._retry = retry if retry is not None else DEFAULT_RETRY
+        self._dead_letter_topic = dead_letter_topic
+        self._dead_letter_config = (
+            dict(dead_letter_config) if dead_letter_config is not None else _producer_config(config)
+        )
+        self._batch_size = batch_size
+        self._poll_timeout = poll_timeout
+        self._close_timeout = close_timeout
+
+    @property
+    def topics(self) -> list[str]:
+        """The subscribed topics."""
+        return list(self._topics)
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Consume until cancelled (or a message fails for good).
+
+        Start it with `await task_group.start(consumer.run)`: it reports
+        started once it subscribed. Cancel the scope to stop it gracefully.
+
+        Raises:
+            MessageHandlingError: a handler kept failing and no dead-letter
+                topic is configured (the message stays uncommitted).
+            BrokerError: the consumer cannot be created or failed fatally.
+        """
+        dead_letters: KafkaProducerCore[Record] | None = None
+        if self._dead_letter_topic is not None:
+            dead_letters = KafkaProducerCore(
+                self._dead_letter_config, _identity, name="dead-letter producer"
+            )
+        transport = _KafkaTransport(
+            batch_size=self._batch_size,
+            poll_timeout=self._poll_timeout,
+            dead_letter_topic=self._dead_letter_topic,
+            dead_letters=dead_letters,
+        )
+        await anyio.to_thread.run_sync(transport.open, self._config, self._topics)
+        try:
+            if dead_letters is not None:
+                await dead_letters.start()
+            await consume(
+                self._sink,
+                transport,
+                concurrency=self._max_concurrency,
+                retry=self._retry,
+                logger=logger,
+                task_status=task_status,
+            )
+        finally:
+            with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(self._close_timeout) as scope:
+                    await anyio.to_thread.run_sync(transport.close)
+                if scope.cancelled_caught:  # pragma: no cover - needs a hung broker
+                    logger.warning("Kafka consumer did not close within %.1fs", self._close_timeout)
+                if dead_letters is not None:
+                    await dead_letters.stop()
+
+
+class _KafkaTransport:
+    """One run of a `KafkaEventConsumer`: the open librdkafka consumer, its
+    partitions' offsets and the dead-letter producer (the `Transport` of
+    `anycqrs.consumers.consume`)."""
+
+    __slots__ = ("_batch_size", "_consumer", "_dead_letters", "_dlq_topic", "_offsets", "_timeout")
+
+    def __init__(
+        self,
+        *,
+        batch_size: int,
+        poll_timeout: float,
+        dead_letter_topic: str | None,
+        dead_letters: KafkaProducerCore[Record] | None,
+    ) -> None:
+        self._batch_size = batch_size
+        self._timeout = poll_timeout
+        self._dlq_topic = dead_letter_topic
+        self._dead_letters = dead_letters
+        self._offsets = Offsets()
+        self._consumer: Consumer | None = None
+
+    # -- worker-thread side ------------------------------------------------------
+
+    def open(self, config: Mapping[str, Any], topics: list[str]) -> None:
+        try:
+            consumer = Consumer(dict(config))
+            consumer.subscribe(
+                topics,
+                on_assign=_on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+        except (KafkaException, ValueError, TypeError) as exc:
+            raise BrokerError(f"Cannot start the Kafka consumer: {exc}") from exc
+        self._consumer = consumer
+
+    def _fetch(self, commits: list[TopicPartition]) -> list[_Run]:
+        """Commit, fetch a batch and split it into runs of one partition (the
+        partition objects are looked up here, next to the rebalance callbacks
+        that revoke them)."""
+        consumer = self._consumer
+        assert consumer is not None
+        if commits:
+            try:
+                consumer.commit(offsets=commits, asynchronous=True)
+            except KafkaException as exc:
+                logger.warning("Kafka commit failed: %s", exc)
+        messages = consumer.consume(self._batch_size, self._timeout)
+        if not messages:
+            return []
+        partition = self._offsets.partition
+        runs: list[_Run] = []
+        part: Partition | None = None
+        run: list[Any] = []
+        for msg in messages:
+            error = msg.error()
+            if error is not None:
+                _fetch_error(error)
+                continue
+            topic, number = msg.topic(), msg.partition()
+            if part is None or part.partition != number or part.topic != topic:
+                assert topic is not None and number is not None
+                part = partition(topic, number)
+                run = []
+                runs.append((part, run))
+            run.append(msg)
+        return runs
+
+    def close(self) -> None:
+        consumer = self._consumer
+        if consumer is None:  # pragma: no cover - open() failed
+            return
+        commits = self._offsets.final_commits()
+        try:
+            if commits:
+                consumer.commit(offsets=commits, asynchronous=False)
+        except KafkaException as exc:
+            logger.warning("Kafka final commit failed: %s", exc)
+        finally:
+            consumer.close()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        commits = self._offsets.forget(partitions)
+        logger.info("Kafka partitions revoked: %s", _describe(partitions))
+        if commits:
+            try:
+                consumer.commit(offsets=commits, asynchronous=False)
+            except KafkaException as exc:
+                logger.warning("Kafka commit on revoke failed: %s", exc)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._offsets.forget(partitions)
+        logger.warning("Kafka partitions lost: %s", _describe(partitions))
+
+    # -- event-loop side (the Transport protocol) ---------------------------------
+
+    async def fetch(self, decode: EventDecoder, /) -> list[Inbound]:
+        runs = await anyio.to_thread.run_sync(self._fetch, self._offsets.take_commits())
+        inbound = decode.inbound
+        items: list[Inbound] = []
+        append = items.append
+        for part, messages in runs:
+            if part.revoked:  # revoked since the fetch: the new owner reads them
+                continue
+            topic, lane, pend = part.topic, part.lane, part.pending.append
+            for msg in messages:
+                key = msg.key()
+                item = inbound(
+                    msg.value(),
+                    event_name(msg),
+                    topic,
+                    key,
+                    lane=hash(key) if key is not None else lane,
+                    raw=msg,
+                    ticket=part,
+                )
+                pend(item)
+                append(item)
+        return items
+
+    def settle(self, items: Sequence[Inbound], /) -> None:
+        self._offsets.settle(items)
+
+    def stale(self, item: Inbound, /) -> bool:
+        revoked: bool = item.ticket.revoked
+        return revoked
+
+    def location(self, item: Inbound, /) -> str:
+        msg = item.raw
+        return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+
+    async def dead_letter(self, item: Inbound, error: BaseException, attempts: int, /) -> bool:
+        producer, topic = self._dead_letters, self._dlq_topic
+        if producer is None or topic is None:
+            return False
+        await producer.produce([dead_letter_record(item.raw, error, attempts, topic)])
+        return True
+
+
+def _fetch_error(error: KafkaError) -> None:
+    if error.fatal():
+        raise BrokerError(f"Kafka consumer failed: {error.str()}")
+    if error.code() != KafkaError._PARTITION_EOF:
+        logger.warning("Kafka consumer: %s", error.str())
+
+
+def _on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    logger.info("Kafka partitions assigned: %s", _describe(partitions))
+
+
+def _on_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+    if error is not None and error.code() != KafkaError._NO_OFFSET:
+        logger.warning("Kafka commit failed: %s", error.str())
+
+
+def _describe(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "none"

@@ -1,0 +1,69 @@
+"""Offset bookkeeping without a broker: a partition's position only moves past
+messages that all finished; revoked partitions commit no more."""
+
+from __future__ import annotations
+
+from confluent_kafka import TopicPartition
+
+from anycqrs.brokers.kafka._offsets import Offsets
+from anycqrs.consumers import Inbound
+
+
+class Fetched:
+    def __init__(self, offset: int) -> None:
+        self._offset = offset
+
+    def offset(self) -> int:
+        return self._offset
+
+
+def _fetch(offsets: Offsets, topic: str, partition: int, start: int, count: int) -> list[Inbound]:
+    part = offsets.partition(topic, partition)
+    items = [Inbound(None, None, part.lane, Fetched(o), part) for o in range(start, start + count)]
+    part.pending.extend(items)
+    return items
+
+
+def _positions(commits: list[TopicPartition]) -> dict[tuple[str, int], int]:
+    return {(tp.topic, tp.partition): tp.offset for tp in commits}
+
+
+class TestOffsets:
+    """Commit positions of one run."""
+
+    def test_position_waits_for_the_oldest_unfinished_message(self) -> None:
+        offsets = Offsets()
+        items = _fetch(offsets, "t", 0, 10, 4)
+        offsets.settle([items[1], items[2]])  # 11 and 12 finished, 10 still running
+        assert offsets.take_commits() == []
+        offsets.settle([items[0]])
+        assert _positions(offsets.take_commits()) == {("t", 0): 13}
+        assert offsets.take_commits() == []  # nothing moved since
+        offsets.settle([items[3]])
+        assert _positions(offsets.take_commits()) == {("t", 0): 14}
+        assert _positions(offsets.final_commits()) == {("t", 0): 14}
+
+    def test_partitions_move_independently(self) -> None:
+        offsets = Offsets()
+        a = _fetch(offsets, "t", 0, 0, 2)
+        b = _fetch(offsets, "t", 1, 5, 2)
+        assert offsets.partition("t", 0) is a[0].ticket
+        offsets.settle([a[0], b[0], b[1]])
+        assert _positions(offsets.take_commits()) == {("t", 0): 1, ("t", 1): 7}
+
+    def test_revoked_partitions_commit_once_then_never(self) -> None:
+        offsets = Offsets()
+        items = _fetch(offsets, "t", 0, 0, 3)
+        offsets.settle(items[:1])
+        revoked = offsets.forget([TopicPartition("t", 0), TopicPartition("t", 9)])
+        assert _positions(revoked) == {("t", 0): 1}
+        assert items[1].ticket.revoked
+        offsets.settle(items[1:])
+        assert offsets.take_commits() == []
+        assert offsets.final_commits() == []
+
+    def test_nothing_finished_commits_nothing(self) -> None:
+        offsets = Offsets()
+        _fetch(offsets, "t", 0, 0, 2)
+        assert offsets.final_commits() == []
+        assert offsets.forget([TopicPartition("t", 0)]) == []

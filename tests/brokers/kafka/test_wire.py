@@ -1,0 +1,75 @@
+"""The Kafka wire format, without a broker."""
+
+from __future__ import annotations
+
+import anycqrs
+from anycqrs.brokers import Message
+from anycqrs.brokers.kafka import encode_message
+from anycqrs.brokers.kafka._wire import dead_letter_record, event_name
+from anycqrs.serialization import from_json
+
+from ..broker_helpers import OrderPaid, paid
+
+
+class Consumed:
+    """Stands in for a consumed `confluent_kafka.Message` (its accessors only)."""
+
+    def __init__(self, value: bytes | None, key: bytes | None, headers: list[object]) -> None:
+        self._value, self._key, self._headers = value, key, headers
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def headers(self) -> list[object]:
+        return self._headers
+
+    def topic(self) -> str:
+        return "orders"
+
+    def partition(self) -> int:
+        return 2
+
+    def offset(self) -> int:
+        return 41
+
+
+def test_encode_message_without_key_or_headers() -> None:
+    message = Message(message_name="N", topic="t", payload={"a": 1})
+    topic, value, key, headers = encode_message(message)
+    assert (topic, value, key) == ("t", b'{"a":1}', None)
+    assert headers == [("event_name", "N"), ("message_id", str(message.message_id))]
+
+
+def test_encode_message_keeps_event_headers_but_not_reserved_names() -> None:
+    event = paid(1, "t", key="k", headers={"tenant": "acme", "event_name": "spoof"})
+    _topic, value, key, headers = encode_message(Message.from_event(event))
+    assert key == "k"
+    assert headers is not None
+    assert headers[0] == ("tenant", "acme")
+    assert [name for name, _ in headers].count("event_name") == 1
+    assert value is not None
+    assert from_json(anycqrs.NotificationEvent[OrderPaid], value) == event
+
+
+def test_event_name_header() -> None:
+    assert event_name(Consumed(b"{}", None, [("a", b"1"), ("event_name", b"Paid")])) == b"Paid"
+    assert event_name(Consumed(b"{}", None, [("event_name", None)])) is None
+    assert event_name(Consumed(b"{}", None, None)) is None  # type: ignore[arg-type]
+
+
+def test_dead_letter_record_keeps_the_original_and_says_why() -> None:
+    msg = Consumed(b"body", b"k", [("event_name", b"Paid"), ("empty", None)])
+    topic, value, key, headers = dead_letter_record(msg, ValueError("no"), 3, "orders.dlt")
+    assert (topic, value, key) == ("orders.dlt", b"body", b"k")
+    assert headers is not None
+    found = dict(headers)
+    assert found["event_name"] == b"Paid" and found["empty"] == b""
+    assert found["anycqrs.error.type"] == b"ValueError"
+    assert found["anycqrs.error.message"] == b"no"
+    assert found["anycqrs.original.topic"] == b"orders"
+    assert found["anycqrs.original.partition"] == b"2"
+    assert found["anycqrs.original.offset"] == b"41"
+    assert found["anycqrs.attempts"] == b"3"
