@@ -12,7 +12,7 @@ from anycqrs.consumers import InMemoryTransport, Lanes, consume
 from anycqrs.errors import MessageHandlingError
 from anycqrs.events import EventMediator
 
-from .conftest import FakeSleep, OrderPaid, Seen, paid
+from .consumer_helpers import FakeSleep, OrderPaid, Seen, paid
 
 Paid = anycqrs.NotificationEvent[OrderPaid]
 

@@ -12,7 +12,7 @@ from anycqrs.errors import DeserializationError, UnknownEventName
 from anycqrs.events import EventMediator
 from anycqrs.serialization import dumps, to_dict
 
-from .conftest import OrderPaid, paid
+from .consumer_helpers import OrderPaid, paid
 
 
 def _body(order_id: object = 1, **extra: object) -> bytes:

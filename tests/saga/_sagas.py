@@ -163,3 +163,11 @@ async def stored_run(storage: SagaStorage, context: OrderContext) -> Run:
         saga_id, OrderSaga.saga_name, snapshot, status=saga.SagaStatus.RUNNING
     )
     return Run(saga_id, OrderSaga, context, version, snapshot)
+
+
+def drop_tables(dsn: str, *tables: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for table in tables:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")

@@ -14,13 +14,7 @@ from anycqrs.saga.storage import (
     SqliteSagaStorage,
 )
 
-
-def drop_tables(dsn: str, *tables: str) -> None:
-    import psycopg
-
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for table in tables:
-            conn.execute(f"DROP TABLE IF EXISTS {table}")
+from ._sagas import drop_tables
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])

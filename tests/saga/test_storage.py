@@ -19,7 +19,7 @@ from anycqrs.errors import (
 from anycqrs.saga import SagaStatus, SagaStepStatus, StepAction
 from anycqrs.saga.storage import PostgresSagaStorage, SagaStorage, SqliteSagaStorage, StepRecord
 
-from .conftest import drop_tables
+from ._sagas import drop_tables
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from .conftest import drop_tables
+from ._sagas import drop_tables
 
 WORKER = Path(__file__).with_name("_worker.py")
 ROOT = Path(__file__).resolve().parents[2]
