@@ -94,20 +94,22 @@ class DeserializationError(AnyCQRSError, ValueError):
     """Plain data could not be turned into the requested type.
 
     Attributes:
-        target: the type that was asked for.
+        target: the type that was asked for, always a type: a class, a generic
+            alias such as `NotificationEvent[OrderPaid]`, or `typing.Any` for
+            JSON parsed without a type.
         errors: one human-readable line per problem, each naming the field path
-            (for example ``"required field missing @ $.payload.order_id"``).
+            (for example `"required field missing @ $.payload.order_id"`).
     """
 
     def __init__(self, target: Any, errors: Sequence[str]) -> None:
+        if isinstance(target, str):
+            raise TypeError(f"DeserializationError needs the target type, not {target!r}")
         self.target = target
         self.errors = tuple(errors)
-        if isinstance(target, str):
-            name = target
-        elif get_origin(target) is not None:
+        if get_origin(target) is not None:
             name = _short(target)
         else:
-            name = getattr(target, "__qualname__", None) or repr(target)
+            name = getattr(target, "__qualname__", None) or getattr(target, "_name", repr(target))
         super().__init__(f"Cannot build {name}: " + "; ".join(self.errors))
 
 
@@ -115,9 +117,11 @@ class UnknownEventName(DeserializationError):
     """A message names an event that no ``NotificationEvent[P]`` binding knows."""
 
     def __init__(self, event_name: str) -> None:
+        from .messages import NotificationEvent
+
         self.event_name = event_name
         super().__init__(
-            "NotificationEvent",
+            NotificationEvent,
             [f"unknown event_name {event_name!r}; bind NotificationEvent[Payload] in an EventMap"],
         )
 

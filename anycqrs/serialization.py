@@ -227,15 +227,21 @@ def to_json(obj: Any) -> bytes:
         raise SerializationError(f"Cannot encode {type(obj).__qualname__} as JSON: {exc}") from exc
 
 
-def loads(raw: bytes | str) -> Any:
-    """Parse JSON, raising :class:`DeserializationError` on malformed input."""
+def loads(raw: bytes | str, target: Any = Any) -> Any:
+    """Parse JSON, raising `DeserializationError` on malformed input.
+
+    Args:
+        raw: the JSON text.
+        target: the type the JSON is meant to become, named by the error
+            (`typing.Any` when there is none).
+    """
     try:
         return _loads(raw)
     except Exception as exc:
-        raise DeserializationError("JSON", [f"malformed JSON: {exc}"]) from exc
+        raise DeserializationError(target, [f"malformed JSON: {exc} @ $"]) from exc
 
 
 def from_json(cls: type[T] | Any, raw: bytes | str) -> T:
     """Parse JSON bytes/str into ``cls``; errors name the offending field."""
-    result: T = from_dict(cls, loads(raw))
+    result: T = from_dict(cls, loads(raw, cls))
     return result

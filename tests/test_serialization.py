@@ -3,7 +3,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from uuid import UUID, uuid4
 
 import attrs
@@ -210,3 +210,27 @@ class TestStrictDecoding:
     def test_uuid_needs_a_string(self) -> None:
         with pytest.raises(anycqrs.errors.DeserializationError, match="expected a UUID string"):
             anycqrs.from_dict(UUID, 5)
+
+
+class TestDeserializationErrorTarget:
+    """`DeserializationError.target` is always a type."""
+
+    def test_malformed_json_names_the_type_asked_for(self) -> None:
+        with pytest.raises(DeserializationError) as caught:
+            from_json(Scalars, b"{not json")
+        assert caught.value.target is Scalars
+        assert str(caught.value).startswith("Cannot build Scalars: malformed JSON")
+
+    def test_untyped_json_is_any(self) -> None:
+        with pytest.raises(DeserializationError) as caught:
+            loads(b"[1,")
+        assert caught.value.target is Any
+        assert str(caught.value).startswith("Cannot build Any: malformed JSON")
+
+    def test_a_string_target_is_a_programming_error(self) -> None:
+        with pytest.raises(TypeError, match="target type"):
+            DeserializationError("JSON", ["x"])
+
+    def test_unknown_event_name_targets_notification_event(self) -> None:
+        error = anycqrs.errors.UnknownEventName("nope")
+        assert error.target is anycqrs.NotificationEvent

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import DeserializationError
+from ..messages import NotificationEvent
 from ..serialization import converter, from_dict, loads
 from ._protocols import EventTypes
 
@@ -94,17 +95,17 @@ class EventDecoder:
             UnknownEventName: nothing is bound under the name.
         """
         if value is None:
-            raise DeserializationError("NotificationEvent", ["empty message value @ $"])
-        data = loads(value)
+            raise DeserializationError(NotificationEvent, ["empty message value @ $"])
+        data = loads(value, NotificationEvent)
         if not isinstance(data, dict):
             raise DeserializationError(
-                "NotificationEvent", [f"expected a JSON object, got {type(data).__name__} @ $"]
+                NotificationEvent, [f"expected a JSON object, got {type(data).__name__} @ $"]
             )
         if event_name is None:
             event_name = data.get("event_name")
             if not isinstance(event_name, str):
                 raise DeserializationError(
-                    "NotificationEvent", ["no event_name header and no event_name field @ $"]
+                    NotificationEvent, ["no event_name header and no event_name field @ $"]
                 )
         if topic is not None and "topic" not in data:
             data["topic"] = topic
@@ -146,6 +147,6 @@ class EventDecoder:
         except DeserializationError as exc:
             return Inbound(None, exc, lane, raw, ticket)
         except UnicodeDecodeError as exc:
-            error = DeserializationError("NotificationEvent", [f"{exc} @ headers"])
+            error = DeserializationError(NotificationEvent, [f"{exc} @ headers"])
             return Inbound(None, error, lane, raw, ticket)
         return Inbound(event, None, lane, raw, ticket)

@@ -147,14 +147,14 @@ class OutboxRecord:
             message_id = UUID(self.message_id)
         except (TypeError, ValueError, AttributeError) as exc:
             raise DeserializationError(
-                "outbox row", [f"invalid message_id {self.message_id!r}: {exc} @ $.message_id"]
+                Message, [f"invalid message_id {self.message_id!r}: {exc} @ $.message_id"]
             ) from exc
         headers = loads(self.headers)
         if not isinstance(headers, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
         ):
             raise DeserializationError(
-                "outbox row", ["headers must be a JSON object of strings @ $.headers"]
+                Message, ["headers must be a JSON object of strings @ $.headers"]
             )
         return Message(
             message_name=self.message_name,
