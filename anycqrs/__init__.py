@@ -11,6 +11,7 @@ from . import errors as errors
 from ._breaker import BreakerState as BreakerState
 from ._breaker import BreakerStore as BreakerStore
 from ._breaker import CircuitBreaker as CircuitBreaker
+from ._breaker import CircuitBreakerLike as CircuitBreakerLike
 from ._breaker import MemoryBreakerStore as MemoryBreakerStore
 from ._breaker import RedisBreakerStore as RedisBreakerStore
 from ._retry import RetryPolicy as RetryPolicy
@@ -54,6 +55,7 @@ __all__ = [
     "BreakerStore",
     "CORRequestHandler",
     "CircuitBreaker",
+    "CircuitBreakerLike",
     "Container",
     "DomainEvent",
     "Event",

@@ -18,6 +18,7 @@ TOP_LEVEL = {
     "StreamingRequestHandlerFallback",
     "CORRequestHandler",
     "CircuitBreaker",
+    "CircuitBreakerLike",
     "Container",
     "DomainEvent",
     "Event",
