@@ -109,7 +109,7 @@ class DeserializationError(AnyCQRSError, ValueError):
         if get_origin(target) is not None:
             name = _short(target)
         else:
-            name = getattr(target, "__qualname__", None) or getattr(target, "_name", repr(target))
+            name = str(getattr(target, "__qualname__", None) or getattr(target, "_name", target))
         super().__init__(f"Cannot build {name}: " + "; ".join(self.errors))
 
 
