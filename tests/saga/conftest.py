@@ -1,4 +1,5 @@
-"""Saga storages for the shared contract suite: memory, SQLite and PostgreSQL."""
+"""Saga storages for the shared contract suite: memory, SQLite, PostgreSQL, and
+the SQLAlchemy storage on SQLite, PostgreSQL and MariaDB."""
 
 from __future__ import annotations
 
@@ -14,10 +15,19 @@ from anycqrs.saga.storage import (
     SqliteSagaStorage,
 )
 
-from ._sagas import drop_tables
+from ._sagas import drop_sqlalchemy_tables, drop_tables, sqlalchemy_engine
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
+@pytest.fixture(
+    params=[
+        "memory",
+        "sqlite",
+        "postgres",
+        "sqlalchemy-sqlite",
+        "sqlalchemy-postgres",
+        "sqlalchemy-mariadb",
+    ]
+)
 def storage_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -31,11 +41,16 @@ def make_storage(
     dsn = request.getfixturevalue("postgres_dsn") if storage_kind == "postgres" else ""
     memory = MemorySagaStorage()
     sagas, log = f"sagas_{unique}", f"saga_log_{unique}"
+    engine = sqlalchemy_engine(storage_kind, request, tmp_path)
 
     def make() -> SagaStorage:
         storage: SagaStorage
         if storage_kind == "memory":
             storage = memory
+        elif engine is not None:
+            from anycqrs.saga.storage import SqlAlchemySagaStorage
+
+            storage = SqlAlchemySagaStorage(engine, sagas_table=sagas, log_table=log)
         elif storage_kind == "sqlite":
             storage = SqliteSagaStorage(tmp_path / "sagas.db", sagas_table=sagas, log_table=log)
         else:
@@ -50,6 +65,9 @@ def make_storage(
             close()
     if dsn:
         drop_tables(dsn, sagas, log)
+    if engine is not None:
+        drop_sqlalchemy_tables(engine, sagas, log)
+        engine.dispose()
 
 
 @pytest.fixture
