@@ -1,5 +1,6 @@
 """Outbox fixtures: one harness per database (a real SQLite file in tmp_path,
-the real PostgreSQL), each with its own uniquely named tables."""
+the real PostgreSQL; the SQLAlchemy outbox on SQLite, PostgreSQL and MariaDB),
+each with its own uniquely named tables."""
 
 from __future__ import annotations
 
@@ -14,16 +15,28 @@ import pytest
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
-from .outbox_helpers import Harness, PostgresHarness, SqliteHarness
+from .outbox_helpers import Harness, PostgresHarness, SqlAlchemyHarness, SqliteHarness
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(
+    params=["sqlite", "postgres", "sqlalchemy-sqlite", "sqlalchemy-postgres", "sqlalchemy-mariadb"]
+)
 def db(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Iterator[Harness]:
-    harness: SqliteHarness | PostgresHarness
-    if request.param == "sqlite":
+    harness: SqliteHarness | PostgresHarness | SqlAlchemyHarness
+    kind = request.param
+    if kind == "sqlite":
         harness = SqliteHarness(tmp_path / "app.db", unique)
-    else:
+    elif kind == "postgres":
         harness = PostgresHarness(request.getfixturevalue("postgres_dsn"), unique)
+    elif kind == "sqlalchemy-sqlite":
+        harness = SqlAlchemyHarness(kind, f"sqlite:///{tmp_path / 'app.db'}", unique, session=False)
+    elif kind == "sqlalchemy-postgres":
+        dsn = request.getfixturevalue("postgres_dsn")
+        url = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+        harness = SqlAlchemyHarness(kind, url, unique, session=True)
+    else:
+        url = request.getfixturevalue("mariadb_url")
+        harness = SqlAlchemyHarness(kind, url, unique, session=True)
     try:
         yield harness
     finally:

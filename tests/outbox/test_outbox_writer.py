@@ -24,7 +24,7 @@ class Boom(Exception):
 
 
 def _insert_order(db: Harness, connection: Any, order_id: int) -> None:
-    connection.execute(f"INSERT INTO {db.orders} (id) VALUES ({db.ph()})", (order_id,))
+    db.insert_order(connection, order_id)
 
 
 def test_commit_stores_domain_row_and_event(db: Harness) -> None:
@@ -100,14 +100,9 @@ async def test_caller_transaction_in_worker_thread(db: Harness) -> None:
     outbox = db.writer(connection)
 
     def place_order_tx(order_id: int) -> None:
-        if db.kind == "sqlite":
-            with connection:
-                _insert_order(db, connection, order_id)
-                outbox.add(event(order_id))
-        else:
-            with connection.transaction():
-                _insert_order(db, connection, order_id)
-                outbox.add(event(order_id))
+        with db.transaction(connection):
+            _insert_order(db, connection, order_id)
+            outbox.add(event(order_id))
 
     await anyio.to_thread.run_sync(place_order_tx, 5)
     connection.close()
