@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from .._persistence import Table, as_is, table_name, utcnow
 from .._persistence._sqlalchemy import (
@@ -144,7 +144,7 @@ class SqlAlchemyOutbox(TransactionalWriter[Bind]):
             dialect = connection_of(self._connection).dialect.name
             statement = self._statement = _insert(self._insert, dialect)
         names = (*_INSERTED, "created_at", "next_attempt_at")
-        self._connection.execute(statement, [dict(zip(names, row)) for row in rows])
+        self._connection.execute(statement, [dict(zip(names, row, strict=True)) for row in rows])
 
     def add(self, item: OutboxItem, /) -> None:
         """Stage ``item`` (a ``NotificationEvent`` or a broker ``Message``) in
@@ -155,7 +155,19 @@ class SqlAlchemyOutbox(TransactionalWriter[Bind]):
         self._insert_many(rows)
 
 
-class SqlAlchemyOutboxStore(RelayStore[Engine]):
+class _Borrowed:
+    """The application's engine, as a relay store holds it: never disposed."""
+
+    __slots__ = ("engine",)
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def close(self) -> None:
+        """Nothing to close: the application owns the engine."""
+
+
+class SqlAlchemyOutboxStore(RelayStore[_Borrowed]):
     """The relay's side of a SQLAlchemy outbox, on its own connections from a
     sync ``Engine`` (PostgreSQL, MySQL/MariaDB, SQLite).
 
@@ -181,15 +193,12 @@ class SqlAlchemyOutboxStore(RelayStore[Engine]):
     __slots__ = ("_outbox",)
 
     def __init__(self, engine: Engine, *, table: str = DEFAULT_TABLE) -> None:
-        super().__init__(table, engine)
+        super().__init__(table, _Borrowed(engine))
         self._outbox = _table(self._table)
-
-    def close(self) -> None:
-        """Nothing to close: the application owns the engine."""
 
     def ensure_schema(self) -> None:
         """Create the table and index if missing (idempotent, safe to race)."""
-        with self._db.begin() as connection:
+        with self._db.engine.begin() as connection:
             create_tables(connection, self._outbox.metadata, _lock_key(self._table))
 
     def _columns(self) -> list[sa.Column[Any]]:
@@ -212,7 +221,7 @@ class SqlAlchemyOutboxStore(RelayStore[Engine]):
             .with_for_update(skip_locked=True)
         )
         stamp = {"claimed_until": now + timedelta(seconds=lease), "claim_token": token}
-        with self._db.begin() as connection:
+        with self._db.engine.begin() as connection:
             if connection.dialect.update_returning:  # one statement
                 rows = connection.execute(
                     self._outbox.update()
@@ -235,7 +244,7 @@ class SqlAlchemyOutboxStore(RelayStore[Engine]):
         held = (c.id == sa.bindparam("row_id")) & (c.claim_token == token)
         free = {"claimed_until": None, "claim_token": None}
         counted = {"attempts": c.attempts + 1, **free}
-        with self._db.begin() as connection:
+        with self._db.engine.begin() as connection:
             if settlement.sent:
                 connection.execute(
                     t.update()
@@ -271,7 +280,7 @@ class SqlAlchemyOutboxStore(RelayStore[Engine]):
                 )
 
     def _read(self, query: Any) -> list[Any]:
-        with self._db.connect() as connection:
+        with self._db.engine.connect() as connection:
             return list(connection.execute(query).all())
 
     def fetch(
@@ -291,7 +300,7 @@ class SqlAlchemyOutboxStore(RelayStore[Engine]):
         return tally(self._read(sa.select(c.status, sa.func.count()).group_by(c.status)))
 
     def _write(self, statement: Any) -> int:
-        with self._db.begin() as connection:
+        with self._db.engine.begin() as connection:
             return int(connection.execute(statement).rowcount)
 
     def retry_dead(self, ids: Iterable[int] | None = None, *, now: datetime | None = None) -> int:

@@ -272,7 +272,7 @@ class SqlAlchemySagaStorage:
     ) -> list[SagaState]:
         """Lease sagas for recovery (see `SagaStorage`): ``FOR UPDATE SKIP LOCKED``."""
         c = self._sagas.c
-        taken = c.status.in_(_UNFINISHED)
+        taken: sa.ColumnElement[bool] = c.status.in_(_UNFINISHED)
         if retry_compensations > 0:
             failed = c.status == SagaStatus.COMPENSATION_FAILED.value
             taken = taken | (failed & (c.recovery_attempts < retry_compensations))
@@ -281,7 +281,9 @@ class SqlAlchemySagaStorage:
 
         def work(connection: Connection) -> list[SagaState]:
             now = utcnow()
-            where = taken & (c.lease_until.is_(None) | (c.lease_until <= now))
+            where: sa.ColumnElement[bool] = taken & (
+                c.lease_until.is_(None) | (c.lease_until <= now)
+            )
             if saga_id is not None:
                 where = where & (c.saga_id == saga_id)
             else:
