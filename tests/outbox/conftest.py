@@ -1,6 +1,7 @@
 """Outbox fixtures: one harness per database (a real SQLite file in tmp_path,
-the real PostgreSQL; the SQLAlchemy outbox on SQLite, PostgreSQL and MariaDB),
-each with its own uniquely named tables."""
+the real PostgreSQL, with relay stores on a ``psycopg_pool`` pool too; the
+SQLAlchemy outbox on SQLite, PostgreSQL and MariaDB), each with its own
+uniquely named tables."""
 
 from __future__ import annotations
 
@@ -19,15 +20,23 @@ from .outbox_helpers import Harness, PostgresHarness, SqlAlchemyHarness, SqliteH
 
 
 @pytest.fixture(
-    params=["sqlite", "postgres", "sqlalchemy-sqlite", "sqlalchemy-postgres", "sqlalchemy-mariadb"]
+    params=[
+        "sqlite",
+        "postgres",
+        "postgres-pool",
+        "sqlalchemy-sqlite",
+        "sqlalchemy-postgres",
+        "sqlalchemy-mariadb",
+    ]
 )
 def db(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Iterator[Harness]:
     harness: SqliteHarness | PostgresHarness | SqlAlchemyHarness
     kind = request.param
     if kind == "sqlite":
         harness = SqliteHarness(tmp_path / "app.db", unique)
-    elif kind == "postgres":
-        harness = PostgresHarness(request.getfixturevalue("postgres_dsn"), unique)
+    elif kind in ("postgres", "postgres-pool"):
+        dsn = request.getfixturevalue("postgres_dsn")
+        harness = PostgresHarness(dsn, unique, pooled=kind == "postgres-pool")
     elif kind == "sqlalchemy-sqlite":
         harness = SqlAlchemyHarness(kind, f"sqlite:///{tmp_path / 'app.db'}", unique, session=False)
     elif kind == "sqlalchemy-postgres":

@@ -112,10 +112,18 @@ class SqliteHarness(Harness):
 
 
 class PostgresHarness(Harness):
+    """The psycopg outbox; with ``pooled=True`` its relay stores borrow their
+    connections from a ``psycopg_pool.ConnectionPool``."""
+
     kind = "postgres"
 
-    def __init__(self, dsn: str, unique: str) -> None:
+    def __init__(self, dsn: str, unique: str, *, pooled: bool = False) -> None:
         self.dsn = dsn
+        self.pool: Any = None
+        if pooled:
+            from psycopg_pool import ConnectionPool
+
+            self.pool = ConnectionPool(dsn, min_size=1, max_size=4, open=True)
         self.table = f"outbox_{unique}"
         self.orders = f"orders_{unique}"
         self.execute(f"CREATE TABLE {self.orders} (id INTEGER PRIMARY KEY)")
@@ -129,6 +137,8 @@ class PostgresHarness(Harness):
         return PostgresOutbox(connection, table=self.table, **kwargs)
 
     def store(self) -> PostgresOutboxStore:
+        if self.pool is not None:
+            return PostgresOutboxStore(pool=self.pool, table=self.table)
         return PostgresOutboxStore(self.dsn, table=self.table)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -139,6 +149,8 @@ class PostgresHarness(Harness):
             return cursor.fetchall() if cursor.description else []
 
     def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
         self.execute(f'DROP TABLE IF EXISTS "{self.table}"')
         self.execute(f"DROP TABLE IF EXISTS {self.orders}")
 
