@@ -9,7 +9,7 @@ with microseconds), table names follow `table_name`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypeVar, Union
 
@@ -28,6 +28,7 @@ __all__ = [
     "UtcDateTime",
     "connection_of",
     "create_tables",
+    "lease_rows",
     "sa_table",
     "transactional_ddl",
 ]
@@ -81,6 +82,35 @@ def create_tables(connection: Connection, metadata: sa.MetaData, key: str) -> No
     if connection.dialect.name == "postgresql":
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
     metadata.create_all(connection, checkfirst=True)
+
+
+def lease_rows(
+    connection: Connection,
+    table: sa.Table,
+    candidates: sa.Select[Any],
+    values: Mapping[str, Any],
+    columns: Sequence[sa.ColumnElement[Any]],
+) -> Sequence[sa.Row[Any]]:
+    """Lock the rows ``candidates`` selects (their primary key, first column;
+    ``FOR UPDATE SKIP LOCKED`` where the database has row locks), set
+    ``values`` on them and return their ``columns`` as updated: one
+    ``UPDATE ... RETURNING`` where the database has it (PostgreSQL, SQLite),
+    else (MySQL/MariaDB) lock, update by key and read back, all in the
+    connection's transaction. The recovery claims and the outbox relay's."""
+    key = table.primary_key.columns.values()[0]
+    locked = candidates.with_for_update(skip_locked=True)
+    if connection.dialect.update_returning:
+        return connection.execute(
+            table.update()
+            .where(key.in_(locked.scalar_subquery()))
+            .values(**values)
+            .returning(*columns)
+        ).all()
+    keys = list(connection.execute(locked).scalars())
+    if not keys:
+        return []
+    connection.execute(table.update().where(key.in_(keys)).values(**values))
+    return connection.execute(sa.select(*columns).where(key.in_(keys))).all()
 
 
 def connection_of(bind: Bind) -> Connection:

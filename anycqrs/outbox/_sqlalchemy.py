@@ -18,6 +18,7 @@ from .._persistence._sqlalchemy import (
     UtcDateTime,
     connection_of,
     create_tables,
+    lease_rows,
     sa_table,
 )
 from ._model import DEFAULT_TABLE, OutboxItem, OutboxRecord, OutboxSettlement, OutboxStatus
@@ -218,23 +219,10 @@ class SqlAlchemyOutboxStore(RelayStore[_Borrowed]):
             )
             .order_by(c.id)
             .limit(limit)
-            .with_for_update(skip_locked=True)
         )
         stamp = {"claimed_until": now + timedelta(seconds=lease), "claim_token": token}
         with self._db.engine.begin() as connection:
-            if connection.dialect.update_returning:  # one statement
-                rows = connection.execute(
-                    self._outbox.update()
-                    .where(c.id.in_(due.scalar_subquery()))
-                    .values(**stamp)
-                    .returning(*self._columns())
-                ).all()
-            else:  # MySQL/MariaDB: lock the rows, then stamp them
-                ids = list(connection.execute(due).scalars())
-                if not ids:
-                    return []
-                connection.execute(self._outbox.update().where(c.id.in_(ids)).values(**stamp))
-                rows = connection.execute(sa.select(*self._columns()).where(c.id.in_(ids))).all()
+            rows = lease_rows(connection, self._outbox, due, stamp, self._columns())
         return sorted((record(row, as_is) for row in rows), key=lambda claimed: claimed.id)
 
     def settle(self, token: str, settlement: OutboxSettlement, *, now: datetime) -> None:

@@ -13,7 +13,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ..._persistence import as_is, dumps, in_thread, loads, table_name, utc, utcnow
-from ..._persistence._sqlalchemy import JsonText, UtcDateTime, create_tables, sa_table
+from ..._persistence._sqlalchemy import (
+    JsonText,
+    UtcDateTime,
+    create_tables,
+    lease_rows,
+    sa_table,
+)
 from ...errors import SagaAlreadyExistsError, SagaNotFoundError
 from .._types import SagaState, SagaStatus, SagaStepEntry, StepRecord
 from ._sql import stale_write, state, step_entries
@@ -288,34 +294,14 @@ class SqlAlchemySagaStorage:
                 where = where & (c.saga_id == saga_id)
             else:
                 where = where & (c.updated_at <= now - timedelta(seconds=stale_after))
-            candidates = (
-                sa.select(c.saga_id)
-                .where(where)
-                .order_by(c.updated_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
+            candidates = sa.select(c.saga_id).where(where).order_by(c.updated_at).limit(limit)
             lease = {
                 "lease_owner": owner,
                 "lease_until": now + timedelta(seconds=lease_seconds),
                 "recovery_attempts": c.recovery_attempts + 1,
                 "version": c.version + 1,
             }
-            if connection.dialect.update_returning:  # one statement
-                claimed = connection.execute(
-                    self._sagas.update()
-                    .where(c.saga_id.in_(candidates.scalar_subquery()))
-                    .values(**lease)
-                    .returning(*self._columns)
-                ).all()
-            else:  # MySQL/MariaDB: lock the rows, then update them
-                ids = list(connection.execute(candidates).scalars())
-                if not ids:
-                    return []
-                connection.execute(self._sagas.update().where(c.saga_id.in_(ids)).values(**lease))
-                claimed = connection.execute(
-                    sa.select(*self._columns).where(c.saga_id.in_(ids))
-                ).all()
+            claimed = lease_rows(connection, self._sagas, candidates, lease, self._columns)
             return sorted((self._state(row) for row in claimed), key=lambda s: s.updated_at)
 
         result: list[SagaState] = await self._run(work)
