@@ -67,6 +67,7 @@ from ._postgres import PooledConnections as PooledConnections
 from ._postgres import PostgresCaller as PostgresCaller
 from ._postgres import PostgresConnections as PostgresConnections
 from ._postgres import create_schema as create_schema
+from ._postgres import store_connections as store_connections
 from ._sqlite import SqliteCaller as SqliteCaller
 from ._sqlite import SqliteConnection as SqliteConnection
 from ._sqlite import sqlite_transaction as sqlite_transaction
@@ -84,6 +85,7 @@ __all__ = [
     "in_thread",
     "loads",
     "sqlite_transaction",
+    "store_connections",
     "table_name",
     "utc",
     "utcnow",

@@ -14,7 +14,13 @@ if TYPE_CHECKING:
     import psycopg
     import psycopg_pool
 
-__all__ = ["PooledConnections", "PostgresCaller", "PostgresConnections", "create_schema"]
+__all__ = [
+    "PooledConnections",
+    "PostgresCaller",
+    "PostgresConnections",
+    "create_schema",
+    "store_connections",
+]
 
 T = TypeVar("T")
 
@@ -161,6 +167,28 @@ class PooledConnections:
 
     def close(self) -> None:
         """Nothing to close: the pool is the application's."""
+
+
+def store_connections(
+    owner: str,
+    conninfo: str | Connect | None,
+    pool: psycopg_pool.ConnectionPool[Any] | None,
+    *,
+    size: int = 1,
+    setup: Callable[[psycopg.Connection[Any]], object] | None = None,
+) -> PostgresConnections | PooledConnections:
+    """A store's connections: its own (``conninfo``) or borrowed from the
+    application's ``pool``, exactly one of them.
+
+    Raises:
+        ValueError: both or neither given; the message names ``owner``.
+    """
+    if (conninfo is None) == (pool is None):
+        raise ValueError(f"{owner} needs a conninfo/dsn or a pool (one of them)")
+    if pool is not None:
+        return PooledConnections(pool, setup=setup)
+    assert conninfo is not None
+    return PostgresConnections(conninfo, size=size, setup=setup)
 
 
 class PostgresCaller(Caller["psycopg.Connection[Any]"]):

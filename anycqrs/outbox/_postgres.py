@@ -14,6 +14,7 @@ from .._persistence import (
     Table,
     as_is,
     create_schema,
+    store_connections,
     table_name,
     utcnow,
 )
@@ -170,15 +171,7 @@ class PostgresOutboxStore(RelayStore[Union[PostgresConnections, PooledConnection
         table: str = DEFAULT_TABLE,
         pool: psycopg_pool.ConnectionPool[Any] | None = None,
     ) -> None:
-        if (conninfo is None) == (pool is None):
-            raise ValueError("PostgresOutboxStore needs a conninfo or a pool (one of them)")
-        db: PostgresConnections | PooledConnections
-        if pool is not None:
-            db = PooledConnections(pool)
-        else:
-            assert conninfo is not None
-            db = PostgresConnections(conninfo)
-        super().__init__(table, db)
+        super().__init__(table, store_connections("PostgresOutboxStore", conninfo, pool))
 
     def ensure_schema(self) -> None:
         """Create the table and index if missing (idempotent, safe to race)."""

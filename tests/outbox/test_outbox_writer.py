@@ -288,3 +288,10 @@ def test_a_writer_per_request_on_pooled_connections(pg: PostgresHarness) -> None
     with pg.store() as store:
         assert sorted(order_ids([r.to_message() for r in store.fetch()])) == [1, 2, 3, 5, 6, 7]
     assert 1 <= len(seen) <= 2
+
+
+def test_postgres_relay_store_takes_a_conninfo_or_a_pool() -> None:
+    from anycqrs.outbox import PostgresOutboxStore
+
+    with pytest.raises(ValueError, match="PostgresOutboxStore needs a conninfo/dsn or a pool"):
+        PostgresOutboxStore()

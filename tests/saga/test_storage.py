@@ -241,7 +241,7 @@ def test_table_names_are_validated(tmp_path: Any) -> None:
         PostgresSagaStorage("postgresql://nowhere", sagas_table="Sagas")
     with pytest.raises(ValueError, match="max_connections"):
         PostgresSagaStorage("postgresql://nowhere", max_connections=0)
-    with pytest.raises(ValueError, match="needs a dsn or a pool"):
+    with pytest.raises(ValueError, match="PostgresSagaStorage needs a conninfo/dsn or a pool"):
         PostgresSagaStorage()
     from anycqrs.saga.storage import SqlAlchemySagaStorage
 

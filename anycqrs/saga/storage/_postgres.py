@@ -7,14 +7,7 @@ from itertools import chain
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from ..._persistence import (
-    PooledConnections,
-    PostgresConnections,
-    as_is,
-    create_schema,
-    dumps,
-    table_name,
-)
+from ..._persistence import as_is, create_schema, dumps, store_connections, table_name
 from ...errors import SagaAlreadyExistsError, SagaNotFoundError
 from .._types import SagaState, SagaStatus, SagaStepEntry, StepRecord
 from ._sql import (
@@ -96,8 +89,6 @@ class PostgresSagaStorage:
     ) -> None:
         if max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {max_connections}")
-        if (dsn is None) == (pool is None):
-            raise ValueError("PostgresSagaStorage needs a dsn or a pool (one of them)")
         sagas = table_name(sagas_table, "sagas_table")
         log = table_name(log_table, "log_table")
         self._sagas, self._log = sagas.quoted, log.quoted
@@ -129,12 +120,9 @@ class PostgresSagaStorage:
             )""",
             f"CREATE INDEX IF NOT EXISTS {log.index('_saga')} (saga_id, seq)",
         )
-        self._db: PostgresConnections | PooledConnections
-        if pool is not None:
-            self._db = PooledConnections(pool, setup=self._setup)
-        else:
-            assert dsn is not None
-            self._db = PostgresConnections(dsn, size=max_connections, setup=self._setup)
+        self._db = store_connections(
+            "PostgresSagaStorage", dsn, pool, size=max_connections, setup=self._setup
+        )
         self._save_sql: dict[int, str] = {}
         self._create_sql: dict[int, str] = {}
 

@@ -65,8 +65,9 @@ class SqlAlchemySagaStorage:
 
         from anycqrs.saga.storage import SqlAlchemySagaStorage
 
-        engine = sqlalchemy.create_engine("sqlite://")
+        engine = sqlalchemy.create_engine("mysql+pymysql://app@db:3306/app")
         storage = SqlAlchemySagaStorage(engine)
+        mediator = anycqrs.saga.bootstrap.bootstrap(sagas_mapper=..., saga_storage=storage)
         ```
     """
 
