@@ -61,6 +61,13 @@ def postgres_dsn() -> str:
 
 
 @pytest.fixture(scope="session")
+def mariadb_url() -> str:
+    """SQLAlchemy URL of the real MariaDB test database."""
+    _require("MariaDB", "127.0.0.1", 3306)
+    return os.environ.get("ANYCQRS_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+
+
+@pytest.fixture(scope="session")
 def rabbitmq_url() -> str:
     """AMQP URL of the real RabbitMQ."""
     _require("RabbitMQ", "127.0.0.1", 5672)

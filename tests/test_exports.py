@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import subprocess
+import sys
 
 import pytest
 
@@ -66,6 +68,7 @@ DOCUMENTED_PATHS = [
     ("anycqrs.saga.storage", "MemorySagaStorage"),
     ("anycqrs.saga.storage", "SqliteSagaStorage"),
     ("anycqrs.saga.storage", "PostgresSagaStorage"),
+    ("anycqrs.saga.storage", "SqlAlchemySagaStorage"),
     ("anycqrs.brokers", "Message"),
     ("anycqrs.brokers", "MessageBroker"),
     ("anycqrs.brokers", "InMemoryMessageBroker"),
@@ -94,6 +97,8 @@ DOCUMENTED_PATHS = [
     ("anycqrs.outbox", "OutboxRelay"),
     ("anycqrs.outbox", "SqliteOutbox"),
     ("anycqrs.outbox", "PostgresOutbox"),
+    ("anycqrs.outbox", "SqlAlchemyOutbox"),
+    ("anycqrs.outbox", "SqlAlchemyOutboxStore"),
 ]
 
 
@@ -187,3 +192,28 @@ def test_rabbitmq_surface() -> None:
     assert issubclass(anycqrs.errors.ConnectionLost, anycqrs.errors.BrokerError)
     consumer = rabbitmq.RabbitMQEventConsumer
     assert not {"stale", "done", "location", "dead_letter"} & set(dir(consumer))
+
+
+def test_sqlalchemy_stores_are_imported_on_first_use() -> None:
+    """``anycqrs.saga.storage`` and ``anycqrs.outbox`` import without
+    SQLAlchemy; its stores import it when first named."""
+    code = (
+        "import sys; sys.modules['sqlalchemy'] = None\n"
+        "import anycqrs.saga.storage, anycqrs.outbox\n"
+        "for module, name in [(anycqrs.saga.storage, 'SqlAlchemySagaStorage'),"
+        " (anycqrs.outbox, 'SqlAlchemyOutbox')]:\n"
+        "    try:\n"
+        "        getattr(module, name)\n"
+        "    except ImportError:\n"
+        "        pass\n"
+        "    else:\n"
+        "        raise SystemExit(name + ' imported without SQLAlchemy')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    import anycqrs.outbox
+    import anycqrs.saga.storage
+
+    assert "SqlAlchemySagaStorage" in anycqrs.saga.storage.__all__
+    assert {"SqlAlchemyOutbox", "SqlAlchemyOutboxStore"} <= set(anycqrs.outbox.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        anycqrs.outbox.Nope  # type: ignore[attr-defined]

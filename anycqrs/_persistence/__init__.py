@@ -15,7 +15,8 @@ Conventions (the same in every store):
   (`sqlite_transaction(connection, fn, *args)`), rolled back on any error; on PostgreSQL it is
   psycopg's `connection.transaction()`.
 * **Where the thread hop happens**: database code is blocking and never hops;
-  it runs on a connection holder (`SqliteConnection`, `PostgresConnections`)
+  it runs on a connection holder (`SqliteConnection`, `PostgresConnections`,
+  `PooledConnections` over the application's ``psycopg_pool`` pool)
   or on the caller's connection (`SqliteCaller`, `PostgresCaller`). The async
   layer above it hops to a worker thread **once per unit of work** (one
   transaction, or one claim plus its decoding) through `in_thread` and never
@@ -27,6 +28,12 @@ Conventions (the same in every store):
   created on first use inside the caller's transaction, and believed to exist
   only once that creation is known to be committed, so a caller's rollback
   never leaves a store writing to a table that is gone.
+
+**SQLAlchemy** (`anycqrs._persistence._sqlalchemy`, imported only by the
+SQLAlchemy stores so nothing else needs SQLAlchemy): portable column types
+(`UtcDateTime`, `JsonText`), `create_tables`, and `SqlAlchemyCaller` for the
+caller's ``Session``/``Connection``; MySQL/MariaDB commit on DDL, so there a
+schema is created on a connection of its own.
 
 A store that writes in the caller's transaction (the outbox writers; the inbox
 of processed message ids next) is a table name, its DDL, a caller and its
@@ -56,14 +63,17 @@ from ._common import loads as loads
 from ._common import table_name as table_name
 from ._common import utc as utc
 from ._common import utcnow as utcnow
+from ._postgres import PooledConnections as PooledConnections
 from ._postgres import PostgresCaller as PostgresCaller
 from ._postgres import PostgresConnections as PostgresConnections
 from ._postgres import create_schema as create_schema
+from ._postgres import store_connections as store_connections
 from ._sqlite import SqliteCaller as SqliteCaller
 from ._sqlite import SqliteConnection as SqliteConnection
 from ._sqlite import sqlite_transaction as sqlite_transaction
 
 __all__ = [
+    "PooledConnections",
     "PostgresCaller",
     "PostgresConnections",
     "SqliteCaller",
@@ -75,6 +85,7 @@ __all__ = [
     "in_thread",
     "loads",
     "sqlite_transaction",
+    "store_connections",
     "table_name",
     "utc",
     "utcnow",

@@ -12,8 +12,15 @@ from ._common import in_thread
 
 if TYPE_CHECKING:
     import psycopg
+    import psycopg_pool
 
-__all__ = ["PostgresCaller", "PostgresConnections", "create_schema"]
+__all__ = [
+    "PooledConnections",
+    "PostgresCaller",
+    "PostgresConnections",
+    "create_schema",
+    "store_connections",
+]
 
 T = TypeVar("T")
 
@@ -113,6 +120,75 @@ class PostgresConnections:
             idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()
+
+
+class PooledConnections:
+    """A store's connections borrowed from the application's
+    ``psycopg_pool.ConnectionPool``, one per call (blocking; see `run`).
+
+    Same interface as `PostgresConnections`. Each call runs in the pool's
+    ``connection()`` block, which commits the work when it returns and rolls
+    it back if it raises (or leaves autocommit work alone, if the pool's
+    connections are in autocommit). The pool stays the application's: it
+    sizes, checks and closes its connections, and `close` doesn't close it.
+
+    Args:
+        pool: an open ``psycopg_pool.ConnectionPool``.
+        setup: run once, on the first connection borrowed (the schema); it
+            commits on its own.
+    """
+
+    __slots__ = ("_lock", "_pool", "_ready", "_setup")
+
+    def __init__(
+        self,
+        pool: psycopg_pool.ConnectionPool[Any],
+        *,
+        setup: Callable[[psycopg.Connection[Any]], object] | None = None,
+    ) -> None:
+        self._pool = pool
+        self._setup = setup
+        self._ready = setup is None
+        self._lock = threading.Lock()
+
+    def call(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``work(connection)`` on a connection borrowed from the pool."""
+        with self._pool.connection() as connection:
+            if not self._ready and self._setup is not None:
+                with self._lock:
+                    if not self._ready:
+                        self._setup(connection)
+                        self._ready = True
+            return work(connection)
+
+    async def run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """`call` in a worker thread."""
+        return await in_thread(self.call, work)
+
+    def close(self) -> None:
+        """Nothing to close: the pool is the application's."""
+
+
+def store_connections(
+    owner: str,
+    conninfo: str | Connect | None,
+    pool: psycopg_pool.ConnectionPool[Any] | None,
+    *,
+    size: int = 1,
+    setup: Callable[[psycopg.Connection[Any]], object] | None = None,
+) -> PostgresConnections | PooledConnections:
+    """A store's connections: its own (``conninfo``) or borrowed from the
+    application's ``pool``, exactly one of them.
+
+    Raises:
+        ValueError: both or neither given; the message names ``owner``.
+    """
+    if (conninfo is None) == (pool is None):
+        raise ValueError(f"{owner} needs a conninfo/dsn or a pool (one of them)")
+    if pool is not None:
+        return PooledConnections(pool, setup=setup)
+    assert conninfo is not None
+    return PostgresConnections(conninfo, size=size, setup=setup)
 
 
 class PostgresCaller(Caller["psycopg.Connection[Any]"]):

@@ -2,11 +2,16 @@
 transaction as your domain writes, and let a relay publish them to a broker.
 
 * Writers bound to **your** transaction: `SqliteOutbox` (a ``sqlite3``
-  connection you own) and `PostgresOutbox` (a psycopg 3 connection you
-  own). ``add`` stages a row; your commit makes it durable together with your
+  connection you own), `PostgresOutbox` (a psycopg 3 connection you
+  own, e.g. one borrowed from a ``psycopg_pool.ConnectionPool`` per request)
+  and `SqlAlchemyOutbox` (a SQLAlchemy 2 ``Session`` or ``Connection``:
+  PostgreSQL, MySQL/MariaDB, SQLite; extra ``sqlalchemy``, imported on
+  first use). ``add`` stages a row; your commit makes it durable together with your
   domain rows, your rollback drops both.
 * Relay stores on their own connection: `SqliteOutboxStore`,
-  `PostgresOutboxStore` (several relays at once, ``FOR UPDATE SKIP LOCKED``).
+  `PostgresOutboxStore` (several relays at once, ``FOR UPDATE SKIP LOCKED``;
+  its own connection or a ``psycopg_pool.ConnectionPool``) and
+  `SqlAlchemyOutboxStore` (a sync ``Engine``).
 * `OutboxRelay` publishes batches to any
   `anycqrs.brokers.MessageBroker`, marks them sent, retries with the
   backoff of an `anycqrs.RetryPolicy` and dead-letters when it gives up
@@ -29,6 +34,10 @@ Example:
     ```
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from ._model import DEFAULT_TABLE as DEFAULT_TABLE
 from ._model import OutboxItem as OutboxItem
 from ._model import OutboxRecord as OutboxRecord
@@ -43,6 +52,10 @@ from ._relay import OutboxRelay as OutboxRelay
 from ._sqlite import SqliteOutbox as SqliteOutbox
 from ._sqlite import SqliteOutboxStore as SqliteOutboxStore
 
+if TYPE_CHECKING:
+    from ._sqlalchemy import SqlAlchemyOutbox as SqlAlchemyOutbox
+    from ._sqlalchemy import SqlAlchemyOutboxStore as SqlAlchemyOutboxStore
+
 __all__ = [
     "DEFAULT_TABLE",
     "OutboxItem",
@@ -55,6 +68,16 @@ __all__ = [
     "OutboxWriter",
     "PostgresOutbox",
     "PostgresOutboxStore",
+    "SqlAlchemyOutbox",
+    "SqlAlchemyOutboxStore",
     "SqliteOutbox",
     "SqliteOutboxStore",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("SqlAlchemyOutbox", "SqlAlchemyOutboxStore"):  # need SQLAlchemy: on first use
+        from . import _sqlalchemy
+
+        return getattr(_sqlalchemy, name)
+    raise AttributeError(f"module 'anycqrs.outbox' has no attribute {name!r}")

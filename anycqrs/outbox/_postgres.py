@@ -8,11 +8,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Union
 
 from .._persistence import (
+    PooledConnections,
     PostgresCaller,
     PostgresConnections,
     Table,
     as_is,
     create_schema,
+    store_connections,
     table_name,
     utcnow,
 )
@@ -33,6 +35,7 @@ from ._writer import TransactionalWriter
 
 if TYPE_CHECKING:
     import psycopg
+    import psycopg_pool
 
 __all__ = ["PostgresOutbox", "PostgresOutboxStore"]
 
@@ -61,6 +64,24 @@ class PostgresOutbox(TransactionalWriter["psycopg.Connection[Any]"]):
 
     The table is created on first use unless ``create_schema=False`` (then
     create it with `ensure_schema`, the relay's startup, or a migration).
+
+    **One writer per request, from a pool**: so concurrent requests don't
+    share one connection, borrow one from a ``psycopg_pool.ConnectionPool``
+    per unit of work and bind a writer to it (a writer is cheap: a few
+    attributes). The pool's ``connection()`` block commits when it exits
+    normally and rolls back on an error. Pass ``create_schema=False`` (and
+    create the table once at startup) so a new writer doesn't check for its
+    table on its first ``add``:
+
+    ```python
+    def place_order(order_id: int) -> None:
+        with pool.connection() as conn:  # commits both rows, or neither
+            conn.execute("INSERT INTO orders (id) VALUES (%s)", (order_id,))
+            outbox = PostgresOutbox(conn, create_schema=False)
+            outbox.add(NotificationEvent(payload=OrderPlaced(order_id), topic="orders"))
+
+    await anyio.to_thread.run_sync(place_order, 42)
+    ```
 
     Args:
         connection: the application's ``psycopg.Connection``.
@@ -111,7 +132,7 @@ class PostgresOutbox(TransactionalWriter["psycopg.Connection[Any]"]):
             cursor.executemany(self._insert, rows)
 
 
-class PostgresOutboxStore(RelayStore[PostgresConnections]):
+class PostgresOutboxStore(RelayStore[Union[PostgresConnections, PooledConnections]]):
     """The relay's side of a PostgreSQL outbox, on its own connection.
 
     Many relays may run at once: a claim is one statement that picks due rows
@@ -127,8 +148,11 @@ class PostgresOutboxStore(RelayStore[PostgresConnections]):
 
     Args:
         conninfo: a libpq DSN/URL, or a zero-argument callable returning a new
-            ``psycopg.Connection`` (autocommit is switched on).
+            ``psycopg.Connection`` (autocommit is switched on); give this or
+            ``pool``.
         table: table name (as given to `PostgresOutbox`).
+        pool: a ``psycopg_pool.ConnectionPool`` to borrow a connection from
+            per call instead (extra ``postgres``); `close` leaves it open.
 
     Example:
         ```python
@@ -140,8 +164,14 @@ class PostgresOutboxStore(RelayStore[PostgresConnections]):
 
     __slots__ = ()
 
-    def __init__(self, conninfo: Union[str, Connect], *, table: str = DEFAULT_TABLE) -> None:
-        super().__init__(table, PostgresConnections(conninfo))
+    def __init__(
+        self,
+        conninfo: Union[str, Connect, None] = None,
+        *,
+        table: str = DEFAULT_TABLE,
+        pool: psycopg_pool.ConnectionPool[Any] | None = None,
+    ) -> None:
+        super().__init__(table, store_connections("PostgresOutboxStore", conninfo, pool))
 
     def ensure_schema(self) -> None:
         """Create the table and index if missing (idempotent, safe to race)."""

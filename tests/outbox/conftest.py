@@ -1,5 +1,7 @@
 """Outbox fixtures: one harness per database (a real SQLite file in tmp_path,
-the real PostgreSQL), each with its own uniquely named tables."""
+the real PostgreSQL, with relay stores on a ``psycopg_pool`` pool too; the
+SQLAlchemy outbox on SQLite, PostgreSQL and MariaDB), each with its own
+uniquely named tables."""
 
 from __future__ import annotations
 
@@ -14,16 +16,36 @@ import pytest
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
-from .outbox_helpers import Harness, PostgresHarness, SqliteHarness
+from .outbox_helpers import Harness, PostgresHarness, SqlAlchemyHarness, SqliteHarness
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        "postgres",
+        "postgres-pool",
+        "sqlalchemy-sqlite",
+        "sqlalchemy-postgres",
+        "sqlalchemy-mariadb",
+    ]
+)
 def db(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Iterator[Harness]:
-    harness: SqliteHarness | PostgresHarness
-    if request.param == "sqlite":
+    harness: SqliteHarness | PostgresHarness | SqlAlchemyHarness
+    kind = request.param
+    if kind == "sqlite":
         harness = SqliteHarness(tmp_path / "app.db", unique)
+    elif kind in ("postgres", "postgres-pool"):
+        dsn = request.getfixturevalue("postgres_dsn")
+        harness = PostgresHarness(dsn, unique, pooled=kind == "postgres-pool")
+    elif kind == "sqlalchemy-sqlite":
+        harness = SqlAlchemyHarness(kind, f"sqlite:///{tmp_path / 'app.db'}", unique, session=False)
+    elif kind == "sqlalchemy-postgres":
+        dsn = request.getfixturevalue("postgres_dsn")
+        url = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+        harness = SqlAlchemyHarness(kind, url, unique, session=True)
     else:
-        harness = PostgresHarness(request.getfixturevalue("postgres_dsn"), unique)
+        url = request.getfixturevalue("mariadb_url")
+        harness = SqlAlchemyHarness(kind, url, unique, session=True)
     try:
         yield harness
     finally:

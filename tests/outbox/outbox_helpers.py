@@ -55,6 +55,14 @@ class Harness:
     def ph(self) -> str:
         return "?" if self.kind == "sqlite" else "%s"
 
+    def insert_order(self, connection: Any, order_id: int) -> None:
+        """A domain row, written on the application's ``connection``."""
+        connection.execute(f"INSERT INTO {self.orders} (id) VALUES ({self.ph()})", (order_id,))
+
+    def transaction(self, connection: Any) -> Any:
+        """The application's own transaction block on ``connection``."""
+        return connection.transaction()
+
     def add(self, *items: OutboxItem) -> None:
         """Commit ``items`` in one transaction of a fresh application connection."""
         connection = self.connect()
@@ -85,6 +93,9 @@ class SqliteHarness(Harness):
     def connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, check_same_thread=False)
 
+    def transaction(self, connection: Any) -> Any:
+        return connection
+
     def writer(self, connection: Any, **kwargs: Any) -> SqliteOutbox:
         return SqliteOutbox(connection, table=self.table, **kwargs)
 
@@ -101,10 +112,18 @@ class SqliteHarness(Harness):
 
 
 class PostgresHarness(Harness):
+    """The psycopg outbox; with ``pooled=True`` its relay stores borrow their
+    connections from a ``psycopg_pool.ConnectionPool``."""
+
     kind = "postgres"
 
-    def __init__(self, dsn: str, unique: str) -> None:
+    def __init__(self, dsn: str, unique: str, *, pooled: bool = False) -> None:
         self.dsn = dsn
+        self.pool: Any = None
+        if pooled:
+            from psycopg_pool import ConnectionPool
+
+            self.pool = ConnectionPool(dsn, min_size=1, max_size=4, open=True)
         self.table = f"outbox_{unique}"
         self.orders = f"orders_{unique}"
         self.execute(f"CREATE TABLE {self.orders} (id INTEGER PRIMARY KEY)")
@@ -118,6 +137,8 @@ class PostgresHarness(Harness):
         return PostgresOutbox(connection, table=self.table, **kwargs)
 
     def store(self) -> PostgresOutboxStore:
+        if self.pool is not None:
+            return PostgresOutboxStore(pool=self.pool, table=self.table)
         return PostgresOutboxStore(self.dsn, table=self.table)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -128,8 +149,63 @@ class PostgresHarness(Harness):
             return cursor.fetchall() if cursor.description else []
 
     def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
         self.execute(f'DROP TABLE IF EXISTS "{self.table}"')
         self.execute(f"DROP TABLE IF EXISTS {self.orders}")
+
+
+class SqlAlchemyHarness(Harness):
+    """The SQLAlchemy outbox on one database; the application binds the
+    writer to a ``Connection`` or (``session=True``) an ORM ``Session``."""
+
+    def __init__(self, kind: str, url: str, unique: str, *, session: bool) -> None:
+        import sqlalchemy
+
+        self.kind = kind
+        self.engine = sqlalchemy.create_engine(url)
+        self.session = session
+        self.table = f"outbox_{unique}"
+        self.orders = f"orders_{unique}"
+        self.execute(f"CREATE TABLE {self.orders} (id INTEGER PRIMARY KEY)")
+
+    def ph(self) -> str:
+        return "?" if self.kind == "sqlalchemy-sqlite" else "%s"
+
+    def connect(self) -> Any:
+        from sqlalchemy.orm import Session
+
+        return Session(self.engine) if self.session else self.engine.connect()
+
+    def writer(self, connection: Any, **kwargs: Any) -> Any:
+        from anycqrs.outbox import SqlAlchemyOutbox
+
+        return SqlAlchemyOutbox(connection, table=self.table, **kwargs)
+
+    def store(self) -> Any:
+        from anycqrs.outbox import SqlAlchemyOutboxStore
+
+        return SqlAlchemyOutboxStore(self.engine, table=self.table)
+
+    def insert_order(self, connection: Any, order_id: int) -> None:
+        from sqlalchemy import text
+
+        connection.execute(text(f"INSERT INTO {self.orders} (id) VALUES (:id)"), {"id": order_id})
+
+    def transaction(self, connection: Any) -> Any:
+        return connection.begin()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.engine.begin() as connection:
+            result = connection.exec_driver_sql(
+                sql.replace('"', "`") if self.kind == "sqlalchemy-mariadb" else sql, tuple(params)
+            )
+            return [tuple(row) for row in result] if result.returns_rows else []
+
+    def close(self) -> None:
+        self.execute(f'DROP TABLE IF EXISTS "{self.table}"')
+        self.execute(f"DROP TABLE IF EXISTS {self.orders}")
+        self.engine.dispose()
 
 
 class Clock:

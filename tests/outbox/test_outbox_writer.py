@@ -3,6 +3,7 @@ real SQLite file and the real PostgreSQL."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from datetime import datetime, timezone
@@ -14,9 +15,9 @@ import pytest
 
 from anycqrs.brokers import Message
 from anycqrs.errors import SerializationError
-from anycqrs.outbox import OutboxSettlement, OutboxStatus, OutboxWriter
+from anycqrs.outbox import OutboxSettlement, OutboxStatus, OutboxWriter, PostgresOutbox
 
-from .outbox_helpers import Harness, SqliteHarness, event, order_ids
+from .outbox_helpers import Harness, PostgresHarness, SqliteHarness, event, order_ids
 
 
 class Boom(Exception):
@@ -24,7 +25,7 @@ class Boom(Exception):
 
 
 def _insert_order(db: Harness, connection: Any, order_id: int) -> None:
-    connection.execute(f"INSERT INTO {db.orders} (id) VALUES ({db.ph()})", (order_id,))
+    db.insert_order(connection, order_id)
 
 
 def test_commit_stores_domain_row_and_event(db: Harness) -> None:
@@ -100,14 +101,9 @@ async def test_caller_transaction_in_worker_thread(db: Harness) -> None:
     outbox = db.writer(connection)
 
     def place_order_tx(order_id: int) -> None:
-        if db.kind == "sqlite":
-            with connection:
-                _insert_order(db, connection, order_id)
-                outbox.add(event(order_id))
-        else:
-            with connection.transaction():
-                _insert_order(db, connection, order_id)
-                outbox.add(event(order_id))
+        with db.transaction(connection):
+            _insert_order(db, connection, order_id)
+            outbox.add(event(order_id))
 
     await anyio.to_thread.run_sync(place_order_tx, 5)
     connection.close()
@@ -256,3 +252,46 @@ class TestSchemaCreatedInARolledBackTransaction:
         connection.close()
         with db.store() as store:
             assert store.counts()[OutboxStatus.PENDING] == 1
+
+
+def test_a_writer_per_request_on_pooled_connections(pg: PostgresHarness) -> None:
+    """The documented pattern for HTTP handlers: each request borrows its own
+    connection from a ``psycopg_pool`` pool and binds a writer to it; the
+    pool's block commits a request's rows together, or rolls them back."""
+    from psycopg_pool import ConnectionPool
+
+    with pg.store() as store:
+        store.ensure_schema()  # once, at startup: writers skip the check
+    seen: set[int] = set()
+    lock = threading.Lock()
+
+    def request(pool: ConnectionPool[Any], order_id: int) -> None:
+        with pool.connection() as connection:
+            with lock:
+                seen.add(id(connection))
+            pg.insert_order(connection, order_id)
+            PostgresOutbox(connection, table=pg.table, create_schema=False).add(event(order_id))
+            if order_id % 4 == 0:
+                raise Boom
+
+    def handle(pool: ConnectionPool[Any], order_id: int) -> None:
+        with contextlib.suppress(Boom):
+            request(pool, order_id)
+
+    with ConnectionPool(pg.dsn, min_size=2, max_size=2, open=True) as pool:
+        threads = [threading.Thread(target=handle, args=(pool, i)) for i in range(1, 9)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert pg.order_ids() == [1, 2, 3, 5, 6, 7]
+    with pg.store() as store:
+        assert sorted(order_ids([r.to_message() for r in store.fetch()])) == [1, 2, 3, 5, 6, 7]
+    assert 1 <= len(seen) <= 2
+
+
+def test_postgres_relay_store_takes_a_conninfo_or_a_pool() -> None:
+    from anycqrs.outbox import PostgresOutboxStore
+
+    with pytest.raises(ValueError, match="PostgresOutboxStore needs a conninfo/dsn or a pool"):
+        PostgresOutboxStore()

@@ -171,3 +171,27 @@ def drop_tables(dsn: str, *tables: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for table in tables:
             conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def sqlalchemy_engine(kind: str, request: Any, tmp_path: Any) -> Any:
+    """A sync SQLAlchemy engine for a ``sqlalchemy-<database>`` storage kind
+    (``None`` for the other kinds)."""
+    if not kind.startswith("sqlalchemy-"):
+        return None
+    import sqlalchemy
+
+    database = kind.removeprefix("sqlalchemy-")
+    if database == "sqlite":
+        return sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'sagas-sa.db'}")
+    if database == "postgres":
+        dsn = request.getfixturevalue("postgres_dsn")
+        return sqlalchemy.create_engine(dsn.replace("postgresql://", "postgresql+psycopg://", 1))
+    return sqlalchemy.create_engine(request.getfixturevalue("mariadb_url"))
+
+
+def drop_sqlalchemy_tables(engine: Any, *tables: str) -> None:
+    import sqlalchemy
+
+    with engine.begin() as connection:
+        for table in tables:
+            connection.execute(sqlalchemy.text(f"DROP TABLE IF EXISTS {table}"))

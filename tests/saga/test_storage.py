@@ -1,4 +1,5 @@
-"""One contract suite for every saga storage (memory, SQLite, PostgreSQL)."""
+"""One contract suite for every saga storage (memory, SQLite, PostgreSQL, its
+pool option, SQLAlchemy on SQLite, PostgreSQL and MariaDB)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
+import sqlalchemy
 
 from anycqrs.errors import (
     ConcurrencyError,
@@ -19,7 +21,7 @@ from anycqrs.errors import (
 from anycqrs.saga import SagaStatus, SagaStepStatus, StepAction
 from anycqrs.saga.storage import PostgresSagaStorage, SagaStorage, SqliteSagaStorage, StepRecord
 
-from ._sagas import drop_tables
+from ._sagas import drop_sqlalchemy_tables, drop_tables, sqlalchemy_engine
 
 pytestmark = pytest.mark.anyio
 
@@ -239,6 +241,12 @@ def test_table_names_are_validated(tmp_path: Any) -> None:
         PostgresSagaStorage("postgresql://nowhere", sagas_table="Sagas")
     with pytest.raises(ValueError, match="max_connections"):
         PostgresSagaStorage("postgresql://nowhere", max_connections=0)
+    with pytest.raises(ValueError, match="PostgresSagaStorage needs a conninfo/dsn or a pool"):
+        PostgresSagaStorage()
+    from anycqrs.saga.storage import SqlAlchemySagaStorage
+
+    with pytest.raises(ValueError, match="Invalid log_table name 'x-y'"):
+        SqlAlchemySagaStorage(sqlalchemy.create_engine("sqlite://"), log_table="x-y")
 
 
 async def test_sqlite_memory_database_and_reopen(tmp_path: Any) -> None:
@@ -257,14 +265,22 @@ async def test_sqlite_memory_database_and_reopen(tmp_path: Any) -> None:
     second.close()
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "sqlalchemy-sqlite", "sqlalchemy-postgres"])
 async def test_schema_qualified_table_names(
     kind: str, tmp_path: Any, unique: str, request: pytest.FixtureRequest
 ) -> None:
     sid = uuid.uuid4()
     sagas, log = f"sagas_{unique}", f"saga_log_{unique}"
     storage: SagaStorage
-    if kind == "sqlite":
+    schema = "main" if kind.endswith("sqlite") else "public"
+    engine = sqlalchemy_engine(kind, request, tmp_path)
+    if engine is not None:
+        from anycqrs.saga.storage import SqlAlchemySagaStorage
+
+        storage = SqlAlchemySagaStorage(
+            engine, sagas_table=f"{schema}.{sagas}", log_table=f"{schema}.{log}"
+        )
+    elif kind == "sqlite":
         storage = SqliteSagaStorage(
             tmp_path / "q.db", sagas_table=f"main.{sagas}", log_table=f"main.{log}"
         )
@@ -281,3 +297,6 @@ async def test_schema_qualified_table_names(
         storage.close()  # type: ignore[attr-defined]
         if kind == "postgres":
             drop_tables(dsn, f"public.{sagas}", f"public.{log}")
+        if engine is not None:
+            drop_sqlalchemy_tables(engine, f"{schema}.{sagas}", f"{schema}.{log}")
+            engine.dispose()

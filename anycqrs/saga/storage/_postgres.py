@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from ..._persistence import PostgresConnections, as_is, create_schema, dumps, table_name
+from ..._persistence import as_is, create_schema, dumps, store_connections, table_name
 from ...errors import SagaAlreadyExistsError, SagaNotFoundError
 from .._types import SagaState, SagaStatus, SagaStepEntry, StepRecord
 from ._sql import (
@@ -21,6 +21,9 @@ from ._sql import (
     step_entries,
 )
 
+if TYPE_CHECKING:
+    import psycopg_pool
+
 __all__ = ["PostgresSagaStorage"]
 _VALUE = "(%s::text, %s::text, %s::text, %s::jsonb, to_timestamp(%s::float8))"
 
@@ -28,10 +31,13 @@ _VALUE = "(%s::text, %s::text, %s::text, %s::jsonb, to_timestamp(%s::float8))"
 class PostgresSagaStorage:
     """Saga state in PostgreSQL.
 
-    Blocking psycopg 3 connections from a small internal pool are used in
-    worker threads. Every write (status + context + step-log entries +
-    version check) is **one SQL statement** (data-modifying CTEs), so one
-    network round trip and one thread hop per step. Recovery claims use
+    Blocking psycopg 3 connections are used in worker threads: from a small
+    internal pool (``dsn``), or borrowed per call from your
+    ``psycopg_pool.ConnectionPool`` (``pool=``), which then sizes and closes
+    them and is shared with the rest of the application. Every write
+    (status + context + step-log entries + version check) is **one SQL
+    statement** (data-modifying CTEs), so one network round trip and one
+    thread hop per step. Recovery claims use
     ``FOR UPDATE SKIP LOCKED`` plus a lease column, so many workers in many
     processes never recover one saga at once.
 
@@ -47,11 +53,14 @@ class PostgresSagaStorage:
             created_at timestamptz)
 
     Args:
-        dsn: a libpq connection string, e.g. ``postgresql://user@host:5432/db``.
+        dsn: a libpq connection string, e.g. ``postgresql://user@host:5432/db``
+            (give this or ``pool``).
         sagas_table: name of the saga table (may be schema-qualified, like
             every table name: lowercase letters, digits and ``_``).
         log_table: name of the step-log table.
-        max_connections: size of the connection pool.
+        max_connections: size of the internal pool (with ``dsn``).
+        pool: a ``psycopg_pool.ConnectionPool`` to borrow connections from
+            instead (extra ``postgres``); `close` leaves it open.
 
     Example:
         ```python
@@ -60,19 +69,26 @@ class PostgresSagaStorage:
         ...
         storage.close()
         ```
+
+        With the application's pool:
+
+        ```python
+        pool = psycopg_pool.ConnectionPool("postgresql://postgres@127.0.0.1:5432/app")
+        storage = PostgresSagaStorage(pool=pool)
+        ```
     """
 
     def __init__(
         self,
-        dsn: str,
+        dsn: str | None = None,
         *,
         sagas_table: str = "anycqrs_sagas",
         log_table: str = "anycqrs_saga_log",
         max_connections: int = 8,
+        pool: psycopg_pool.ConnectionPool[Any] | None = None,
     ) -> None:
         if max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {max_connections}")
-        self._dsn = dsn
         sagas = table_name(sagas_table, "sagas_table")
         log = table_name(log_table, "log_table")
         self._sagas, self._log = sagas.quoted, log.quoted
@@ -104,12 +120,14 @@ class PostgresSagaStorage:
             )""",
             f"CREATE INDEX IF NOT EXISTS {log.index('_saga')} (saga_id, seq)",
         )
-        self._db = PostgresConnections(dsn, size=max_connections, setup=self._setup)
+        self._db = store_connections(
+            "PostgresSagaStorage", dsn, pool, size=max_connections, setup=self._setup
+        )
         self._save_sql: dict[int, str] = {}
         self._create_sql: dict[int, str] = {}
 
     def close(self) -> None:
-        """Close the pooled connections."""
+        """Close the internal pool's connections (a ``pool=`` stays open)."""
         self._db.close()
 
     def _setup(self, conn: Any) -> None:
