@@ -10,7 +10,7 @@ from typing_extensions import TypeVar
 
 from .._endpoint import Endpoints
 from .._handlers import EventSource, declared_args
-from .._routing import RequestEndpoint
+from .._routing import RequestEndpoint, describe
 from ..errors import BindingError
 from ..messages import Event
 
@@ -134,8 +134,8 @@ class ChainRoute:
                 and not issubclass(message_type, declared[0])
             ):
                 raise BindingError(
-                    f"chain link {handler.__name__} handles {declared[0].__name__}, "
-                    f"not {message_type.__name__}"
+                    f"chain link {handler.__qualname__} handles {declared[0].__qualname__}, "
+                    f"not {message_type.__qualname__}"
                 )
 
     def build(self, endpoints: Endpoints) -> RequestEndpoint:
@@ -174,7 +174,7 @@ def chain_route(handlers: Sequence[Any]) -> ChainRoute:
     for handler in handlers:
         if not (isinstance(handler, type) and issubclass(handler, CORRequestHandler)):
             raise BindingError(
-                f"{getattr(handler, '__qualname__', handler)!r} is not a CORRequestHandler "
+                f"{describe(handler)} is not a CORRequestHandler "
                 "subclass; every link of a chain must be one"
             )
     if len(set(handlers)) != len(handlers):
@@ -188,7 +188,7 @@ def chain_route(handlers: Sequence[Any]) -> ChainRoute:
         if len(args := declared_args(h, CORRequestHandler)) > 1 and isinstance(args[1], type)
     }
     if responses and not any(all(issubclass(r, top) for r in responses) for top in responses):
-        names = ", ".join(sorted(r.__name__ for r in responses))
+        names = ", ".join(sorted(r.__qualname__ for r in responses))
         raise BindingError(
             "the links of a chain must return one response type (or subclasses of one), "
             f"got {names}"
