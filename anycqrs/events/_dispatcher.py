@@ -247,7 +247,8 @@ class EventDispatcher:
             if not errors:
                 raise
             if len(errors) == 1:
-                raise errors[0] from None
+                error = errors[0]
+                raise error from error.__cause__  # itself, its own cause kept
             raise EventDispatchError(None, errors, after_handler=False) from failure
 
     async def _limited(self, target: Any, event: Event) -> Sequence[Event]:

@@ -8,8 +8,8 @@ from typing import Any, Generic
 
 from typing_extensions import TypeVar
 
-from .._endpoint import Endpoints
-from .._handlers import EventSource, declared_args
+from .._endpoint import Endpoints, resolution_failed
+from .._handlers import EventSource, declared_args, take_events
 from .._routing import RequestEndpoint, describe
 from ..errors import BindingError
 from ..messages import Event
@@ -77,10 +77,14 @@ class CORRequestHandler(EventSource, abc.ABC, Generic[ReqT, ResT]):
         if index >= len(links.types):
             return None
         factories = links.factories
-        if factories is not None:
-            handler = factories[index]()
-        else:
-            handler = await links.resolve(links.types[index])
+        try:
+            if factories is not None:
+                handler = factories[index]()
+            else:
+                handler = await links.resolve(links.types[index])
+        except Exception as error:
+            resolution_failed(links.types[index], request, error)
+            raise
         handler._anycqrs_links = links
         handler._anycqrs_index = index
         self._anycqrs_child = handler
@@ -89,15 +93,11 @@ class CORRequestHandler(EventSource, abc.ABC, Generic[ReqT, ResT]):
 
 
 def _collect(first: CORRequestHandler[Any, Any]) -> Sequence[Event]:
-    """The events of every link that ran, in chain order (lists are cleared)."""
+    """The events of every link that ran, in chain order (each link left with none)."""
     events: list[Event] = []
     handler: CORRequestHandler[Any, Any] | None = first
     while handler is not None:
-        produced = handler.events
-        if produced:
-            events.extend(produced)
-            if isinstance(produced, list):
-                produced.clear()
+        events.extend(take_events(handler))
         handler = handler._anycqrs_child
     return events
 
@@ -150,7 +150,11 @@ class ChainRoute:
         first = factories[0] if factories is not None else None
 
         async def endpoint(request: Any) -> tuple[Any, Sequence[Event]]:
-            handler = first() if first is not None else await resolve(types[0])
+            try:
+                handler = first() if first is not None else await resolve(types[0])
+            except Exception as error:
+                resolution_failed(types[0], request, error)
+                raise
             handler._anycqrs_links = links
             response = await handler.handle(request)
             if handler._anycqrs_child is None and not handler.events:

@@ -134,3 +134,63 @@ async def test_event_mediator_dispatch_error_does_not_claim_a_handler_succeeded(
         await mediator.send(Leaf("x"))
     assert "succeeded" not in str(caught.value)
     assert {type(e) for e in caught.value.exceptions} == {KeyError, ValueError}
+
+
+class Gauge:
+    """How many handlers run at once, and the most seen."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.most = 0
+
+
+class Measured(anycqrs.EventHandler[Leaf]):
+    def __init__(self, gauge: Gauge) -> None:
+        self.gauge = gauge
+
+    async def handle(self, event: Leaf) -> None:
+        self.gauge.now += 1
+        self.gauge.most = max(self.gauge.most, self.gauge.now)
+        for _ in range(3):
+            await anyio.sleep(0)  # let siblings run if they could
+        self.gauge.now -= 1
+
+
+class AlsoMeasured(Measured):
+    pass
+
+
+class Fans(anycqrs.EventHandler[Outer]):
+    def __init__(self, holder: Holder, gauge: Gauge) -> None:
+        self.holder, self.gauge = holder, gauge
+
+    async def handle(self, event: Outer) -> None:
+        self.gauge.now += 1
+        self.gauge.most = max(self.gauge.most, self.gauge.now)
+        self.gauge.now -= 1  # waiting in a nested send: its slot is lent
+        await self.holder.mediator.send(Leaf(str(event.depth)))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("bound", [1, 2])
+async def test_nested_dispatch_stays_within_the_bound(bound: int) -> None:
+    container = lagom.Container()
+    holder, gauge = Holder(), Gauge()
+    container[Holder] = holder
+    container[Gauge] = gauge
+
+    def bind(events: anycqrs.EventMap) -> None:
+        events.bind(Outer, Fans)
+        events.bind(Leaf, Measured)
+        events.bind(Leaf, AlsoMeasured)
+
+    holder.mediator = bootstrap(
+        di_container=container,
+        events_mapper=bind,
+        concurrent_event_handle_enable=True,
+        max_concurrent_event_handlers=bound,
+    )
+    with anyio.fail_after(5):
+        await holder.mediator.send_many([Outer(n) for n in range(4)])
+    assert 1 <= gauge.most <= bound
+    assert gauge.now == 0

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 import attrs
 import lagom
+import lagom.exceptions
 import pytest
 
 import anycqrs
-from anycqrs.errors import AnyCQRSError, BindingError
+from anycqrs.errors import AnyCQRSError, BindingError, HandlerResolutionError
 from anycqrs.events.bootstrap import bootstrap as bootstrap_events
-from anycqrs.requests.bootstrap import bootstrap
+from anycqrs.requests.bootstrap import bootstrap, bootstrap_streaming
 
 
 @attrs.frozen
@@ -145,3 +149,119 @@ class TestUnresolvableDependency:
             await mediator.send(Priced(1))
         message = str(caught.value)
         assert "EventNeedsDatabase" in message and "Priced" in message and "Database" in message
+
+
+class TestRequestSideRejectsEventHandlers:
+    """The mirror image: request maps and fallbacks take no event handler."""
+
+    def test_request_map_rejects_an_event_handler(self) -> None:
+        with pytest.raises(BindingError, match="PricedHandler is an EventHandler"):
+            anycqrs.RequestMap().bind(Quote, PricedHandler)
+
+    def test_request_fallback_rejects_an_event_handler(self) -> None:
+        with pytest.raises(BindingError, match="PricedHandler is an EventHandler"):
+            anycqrs.RequestHandlerFallback(QuoteHandler, PricedHandler)
+
+    def test_fallback_repr_names_classes(self) -> None:
+        fallback = anycqrs.RequestHandlerFallback([Cheap, Dear], Fixed)
+        assert repr(fallback) == "RequestHandlerFallback([Cheap, Dear], Fixed)"
+
+
+@pytest.mark.anyio
+async def test_a_chain_fallback_primary_has_one_circuit() -> None:
+    breaker = anycqrs.CircuitBreaker(fail_max=1, reset_timeout=60)
+    fallback = anycqrs.RequestHandlerFallback(
+        [Cheap, Dear], Fixed, failure_exceptions=ConnectionError, circuit_breaker=breaker
+    )
+    mediator = bootstrap(queries_mapper=lambda requests: requests.bind(Quote, fallback))
+    assert await mediator.send(Quote(5000)) == 3  # the chain fails: the circuit opens
+    assert await breaker.is_open(f"{__name__}.Cheap+{__name__}.Dear")
+    assert await mediator.send(Quote(5)) == 3  # open: the chain is not tried
+
+
+class DeepNeed(anycqrs.CORRequestHandler[Quote, int]):
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def handle(self, request: Quote) -> int | None:
+        return 4
+
+
+class StreamNeedsDatabase(anycqrs.StreamingRequestHandler[Quote, int]):
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def handle(self, request: Quote) -> AsyncIterator[int]:
+        yield 1
+
+
+def assert_names_all_three(error: BaseException, handler: type, message: type) -> None:
+    assert isinstance(error, HandlerResolutionError)
+    assert isinstance(error, LookupError)
+    assert error.handler_type is handler
+    assert error.message_type is message
+    assert error.missing == "Database"
+    text = str(error)
+    assert handler.__qualname__ in text and message.__qualname__ in text
+    assert "<class" not in text
+    assert isinstance(error.__cause__, lagom.exceptions.UnresolvableType)
+
+
+@pytest.mark.anyio
+class TestResolutionErrorEverywhere:
+    """Every path that builds a handler names the handler, the message and the dependency."""
+
+    async def test_with_middlewares(self) -> None:
+        class Passes:
+            async def __call__(self, message: object, call_next: Any) -> Any:
+                return await call_next(message)
+
+        mediator = bootstrap(
+            middlewares=[Passes()],
+            commands_mapper=lambda requests: requests.bind(Quote, NeedsDatabase),
+        )
+        with pytest.raises(HandlerResolutionError) as caught:
+            await mediator.send(Quote(1))
+        assert_names_all_three(caught.value, NeedsDatabase, Quote)
+
+    async def test_a_chain_link_reached_later(self) -> None:
+        mediator = bootstrap(
+            queries_mapper=lambda requests: requests.bind(Quote, [Cheap, DeepNeed])
+        )
+        assert await mediator.send(Quote(1)) == 1  # DeepNeed is never built
+        with pytest.raises(HandlerResolutionError) as caught:
+            await mediator.send(Quote(50))
+        assert_names_all_three(caught.value, DeepNeed, Quote)
+
+    async def test_a_stream(self) -> None:
+        mediator = bootstrap_streaming(
+            queries_mapper=lambda requests: requests.bind(Quote, StreamNeedsDatabase)
+        )
+        with pytest.raises(HandlerResolutionError) as caught:
+            async with mediator.stream(Quote(1)) as items:
+                async for _ in items:
+                    pass
+        assert_names_all_three(caught.value, StreamNeedsDatabase, Quote)
+
+    @pytest.mark.parametrize("concurrent", [False, True])
+    async def test_an_event_handler_among_others(self, concurrent: bool) -> None:
+        def bind(events: anycqrs.EventMap) -> None:
+            events.bind(Priced, PricedHandler)
+            events.bind(Priced, EventNeedsDatabase)
+
+        mediator = bootstrap_events(events_mapper=bind, concurrent_event_handle_enable=concurrent)
+        with pytest.raises(HandlerResolutionError) as caught:
+            await mediator.send(Priced(1))
+        assert_names_all_three(caught.value, EventNeedsDatabase, Priced)
+
+    async def test_a_handler_constructor_error_is_not_wrapped(self) -> None:
+        class Broken(anycqrs.RequestHandler[Quote, int]):
+            def __init__(self) -> None:
+                raise RuntimeError("no")
+
+            async def handle(self, request: Quote) -> int:
+                return 0
+
+        mediator = bootstrap(commands_mapper=lambda requests: requests.bind(Quote, Broken))
+        with pytest.raises(RuntimeError, match="no"):
+            await mediator.send(Quote(1))

@@ -34,6 +34,8 @@ class RecordTick(anycqrs.EventHandler[Tick]):
         self.ticks = ticks
 
     async def handle(self, event: Tick) -> None:
+        # re-dispatched events can loop forever: stop the test instead
+        assert len(self.ticks.seen) < 50, f"events dispatched again and again: {self.ticks.seen}"
         self.ticks.seen.append(event.n)
 
 
@@ -117,3 +119,72 @@ async def test_singleton_stream_handler_starts_clean() -> None:
     assert [i async for i in mediator.stream(Count(2))] == [0, 1]
     assert [i async for i in mediator.stream(Count(1))] == [0]
     assert ticks.seen == [0, 1, 0]
+
+
+class FollowUp(PyCqrsEvents, anycqrs.EventHandler[Tick]):
+    """An event handler with the copying idiom: its follow-up is dispatched once."""
+
+    async def handle(self, event: Tick) -> None:
+        if event.n < 10:
+            self._events.append(Tick(event.n + 10))
+
+
+async def test_event_handler_follow_ups_with_copying_events_once() -> None:
+    ticks = Ticks()
+
+    def bind(events: anycqrs.EventMap) -> None:
+        events.bind(Tick, RecordTick)
+        events.bind(Tick, FollowUp)
+
+    mediator = bootstrap(
+        di_container=container_with(ticks, FollowUp),
+        commands_mapper=lambda requests: requests.bind(Count, EmitTick),
+        domain_events_mapper=bind,
+    )
+    await mediator.send(Count(1))
+    await mediator.send(Count(2))
+    assert ticks.seen == [1, 11, 2, 12]
+
+
+class FirstLink(PyCqrsEvents, anycqrs.CORRequestHandler[Count, int]):
+    async def handle(self, request: Count) -> int | None:
+        self._events.append(Tick(100 + request.items))
+        return await self.next(request)
+
+
+class LastLink(PyCqrsEvents, anycqrs.CORRequestHandler[Count, int]):
+    async def handle(self, request: Count) -> int | None:
+        self._events.append(Tick(200 + request.items))
+        return request.items
+
+
+async def test_chain_links_with_copying_events_once() -> None:
+    ticks = Ticks()
+    mediator = bootstrap(
+        di_container=container_with(ticks, FirstLink, LastLink),
+        commands_mapper=lambda requests: requests.bind(Count, [FirstLink, LastLink]),
+        domain_events_mapper=bind_ticks,
+    )
+    assert await mediator.send(Count(1)) == 1
+    assert await mediator.send(Count(2)) == 2
+    assert ticks.seen == [101, 201, 102, 202]
+
+
+class SelfAssigned(anycqrs.RequestHandler[Count, int]):
+    """The other python-cqrs idiom: a fresh list assigned in `handle`."""
+
+    async def handle(self, request: Count) -> int:
+        self.events = [Tick(request.items)]
+        return request.items
+
+
+async def test_assigned_events_list_once() -> None:
+    ticks = Ticks()
+    mediator = bootstrap(
+        di_container=container_with(ticks, SelfAssigned),
+        commands_mapper=lambda requests: requests.bind(Count, SelfAssigned),
+        domain_events_mapper=bind_ticks,
+    )
+    await mediator.send(Count(1))
+    await mediator.send(Count(2))
+    assert ticks.seen == [1, 2]
