@@ -20,7 +20,9 @@ The API (stable; the saga steps run on it):
   see `anycqrs._handlers.take_events`).
 * **one instance, several calls** (saga steps): `handler = await
   endpoint.resolve(message)`, then `result = await endpoint.invoke(handler, message)`
-  (through the middlewares) and `events = endpoint.take(handler)`; later
+  (through the middlewares) and `events = endpoint.take_events(handler)`
+  (the taker chosen for the class; `anycqrs._handlers.take_events(handler)`
+  does the same for any instance); later
   `await other.invoke(handler, context)` with `other = endpoints.get(Step,
   method="compensate", middlewares=NO_MIDDLEWARES)` (or a plain
   `handler.compensate(context)`) on the same instance.

@@ -141,12 +141,12 @@ def take_events(handler: Any) -> Sequence[Event]:
 
 def kind_of(handler_type: type) -> str:
     """The anycqrs base class `handler_type` derives from, by name
-    (`"RequestHandler"`, `"EventHandler"`...), for error messages; `"a
-    plain class"` for a duck-typed handler."""
+    (`"RequestHandler"`, `"EventHandler"`...), for error messages
+    (`"handler of another kind"` when it derives from none)."""
     for klass in handler_type.__mro__[1:]:
         if klass is not EventSource and klass.__module__.startswith("anycqrs."):
             return klass.__qualname__
-    return "a plain class"
+    return "handler of another kind"
 
 
 def declared_args(handler_type: type, base: type) -> tuple[Any, ...]:

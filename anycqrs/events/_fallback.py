@@ -32,9 +32,11 @@ class EventHandlerFallback(FallbackBinding):
     handler that succeeded contributes follow-up events. Bind it like a
     handler: `events.bind(OrderPaid, EventHandlerFallback(Notify, LogOnly))`.
 
+    Both must be event handler classes (or event routes): a `RequestHandler`,
+    a chain link or a streaming handler is rejected when the fallback is
+    created, with a `anycqrs.errors.BindingError` naming both classes.
     Mismatched event types (the two handlers declare unrelated events, or one
-    that does not fit the bound event) are rejected with
-    `anycqrs.errors.BindingError`.
+    that does not fit the bound event) are rejected too.
 
     Attributes:
         primary: the `EventHandler` class normally used.
