@@ -270,4 +270,9 @@ def _unbuildable(error: BaseException, handler_type: type) -> Any | None:
     chain = error.get_unresolvable_deps_sequence()
     if chain and chain[0] == handler_type.__name__:
         chain = chain[1:]
-    return chain[0] if chain else error.dep_type
+    name = chain[0] if chain else error.dep_type
+    try:  # lagom names the type; the handler's constructor has the class
+        hints = typing.get_type_hints(handler_type.__init__)  # type: ignore[misc]
+    except Exception:  # noqa: BLE001 - unusual constructors: keep the name
+        return name
+    return next((h for h in hints.values() if getattr(h, "__name__", None) == name), name)

@@ -98,7 +98,7 @@ class EventMap:
         if isinstance(handler, Route):
             handler.validate(event_type)
             return
-        check_event_handler("", handler)
+        check_event_handler(f"{describe(event_type)}: ", handler)
         declared = declared_args(handler, EventHandler)
         if declared:
             expected = declared[0]

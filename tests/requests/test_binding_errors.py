@@ -49,7 +49,7 @@ class TestEventFallbackTypes:
             anycqrs.EventHandlerFallback(PricedHandler, QuoteHandler)
 
     def test_event_map_rejects_a_request_handler(self) -> None:
-        with pytest.raises(BindingError, match="QuoteHandler"):
+        with pytest.raises(BindingError, match="Priced: QuoteHandler is a RequestHandler"):
             anycqrs.EventMap().bind(Priced, QuoteHandler)  # type: ignore[arg-type]
 
 
@@ -200,7 +200,7 @@ def assert_names_all_three(error: BaseException, handler: type, message: type) -
     assert isinstance(error, LookupError)
     assert error.handler_type is handler
     assert error.message_type is message
-    assert error.missing == "Database"
+    assert error.missing is Database
     text = str(error)
     assert handler.__qualname__ in text and message.__qualname__ in text
     assert "<class" not in text
