@@ -16,10 +16,13 @@ The API (stable; the saga steps run on it):
   the container's builder.
 * **one call**: `result, events = await endpoint.run(message)` resolves a
   handler, runs its method through the middlewares and takes its events
-  (exactly once: the handler's list is left empty).
+  (exactly once: the handler is left with none, whatever its events idiom:
+  see `anycqrs._handlers.take_events`).
 * **one instance, several calls** (saga steps): `handler = await
-  endpoint.resolve()`, then `result = await endpoint.invoke(handler, message)`
-  (through the middlewares) and `events = endpoint.take(handler)`; later
+  endpoint.resolve(message)`, then `result = await endpoint.invoke(handler, message)`
+  (through the middlewares) and `events = endpoint.take_events(handler)`
+  (the taker chosen for the class; `anycqrs._handlers.take_events(handler)`
+  does the same for any instance); later
   `await other.invoke(handler, context)` with `other = endpoints.get(Step,
   method="compensate", middlewares=NO_MIDDLEWARES)` (or a plain
   `handler.compensate(context)`) on the same instance.
@@ -45,7 +48,9 @@ if make is not None:
 ```
 
 and call `await endpoint.run(message)` otherwise. Nothing else decides whether
-the fast path applies.
+the fast path applies. Where an inlined path builds a handler, it wraps `make()`
+as `resolution_failed` shows (a container that can't build a dependency raises
+`anycqrs.errors.HandlerResolutionError`).
 """
 
 from __future__ import annotations
@@ -53,13 +58,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from ._handlers import keeps_events_list, take_events
+from ._handlers import events_taker, keeps_events_list, take_events, take_list
 from ._routing import Route
-from .container import Container, _factory_for, _is_sync
+from .container import Container, _factory_for, _is_sync, _unbuildable
+from .errors import HandlerResolutionError
 from .messages import Event
 from .middlewares import Middleware, MiddlewareChain
 
-__all__ = ["NO_MIDDLEWARES", "Endpoints", "HandlerEndpoint", "take_list"]
+__all__ = ["NO_MIDDLEWARES", "Endpoints", "HandlerEndpoint", "resolution_failed", "take_list"]
 
 NO_MIDDLEWARES = MiddlewareChain()
 """The empty chain (an endpoint without middlewares)."""
@@ -67,15 +73,28 @@ NO_MIDDLEWARES = MiddlewareChain()
 _NONE: tuple[Event, ...] = ()
 
 
-def take_list(handler: Any) -> Sequence[Event]:
-    """Take the events of a handler that keeps the standard `EventSource` list
-    (the fast path's `take_events`): a tuple, the list left empty."""
-    events = handler._anycqrs_events
-    if not events:
-        return _NONE
-    taken = tuple(events)
-    events.clear()
-    return taken
+def resolution_failed(handler_type: type, message: Any, error: BaseException) -> None:
+    """Raise `HandlerResolutionError` (from `error`) if `error` is the
+    container failing to build a `handler_type` dependency; return otherwise,
+    for the caller to re-raise `error` unchanged.
+
+    Every place that builds a handler calls it from an `except` clause around
+    `make()`, so the success path costs nothing:
+
+    ```python
+    try:
+        handler = make()
+    except Exception as error:
+        resolution_failed(handler_type, message, error)
+        raise
+    ```
+
+    `message` is the message the handler was built for (`None` if none).
+    """
+    missing = _unbuildable(error, handler_type)
+    if missing is not None:
+        message_type = None if message is None else type(message)
+        raise HandlerResolutionError(handler_type, message_type, missing) from error
 
 
 class HandlerEndpoint:
@@ -89,6 +108,8 @@ class HandlerEndpoint:
         make: builds a handler through the container.
         standard: whether the handler class keeps the standard `EventSource`
             list (its events may be taken with `take_list`).
+        take_events: takes (and clears) an instance's events, the way its
+            class keeps them (`anycqrs._handlers.events_taker`).
         fast: `make` when the fast path applies (see the module docs), else
             `None`.
         run: `await run(message)` gives `(result, events)`: a new handler is
@@ -107,6 +128,7 @@ class HandlerEndpoint:
         "run",
         "standard",
         "sync",
+        "take_events",
     )
 
     def __init__(
@@ -132,16 +154,26 @@ class HandlerEndpoint:
         self._outer: Middleware | None = links[0] if links else None
         self._inner: MiddlewareChain | None = MiddlewareChain(links[1:]) if len(links) > 1 else None
         self.standard = standard = keeps_events_list(handler_type)
+        self.take_events = events_taker(handler_type)
         self.fast: Callable[[], Any] | None = make if sync and not links and standard else None
-        self.run: Callable[[Any], Awaitable[tuple[Any, Sequence[Event]]]] = self._compile(standard)
+        self.run: Callable[[Any], Awaitable[tuple[Any, Sequence[Event]]]] = self._compile()
 
     def __repr__(self) -> str:
         return f"HandlerEndpoint({self.handler_type.__qualname__}.{self.method})"
 
-    async def resolve(self) -> Any:
-        """A new handler instance (or what the container returns for the type)."""
-        made = self.make()
-        return made if self.sync else await made
+    async def resolve(self, message: Any = None) -> Any:
+        """A new handler instance (or what the container returns for the type).
+
+        Raises:
+            HandlerResolutionError: the container can't build a dependency
+                (`message` is the message it is built for, to name it).
+        """
+        try:
+            made = self.make()
+            return made if self.sync else await made
+        except Exception as error:
+            resolution_failed(self.handler_type, message, error)
+            raise
 
     def invoke(self, handler: Any, message: Any) -> Awaitable[Any]:
         """Run `handler.<method>(message)` through the middlewares: await it
@@ -158,33 +190,45 @@ class HandlerEndpoint:
 
     @staticmethod
     def take(handler: Any) -> Sequence[Event]:
-        """Take (and clear) the events `handler` produced since the last take."""
-        return take_events(handler) if handler.events else _NONE
+        """Take (and clear) the events `handler` produced since the last take
+        (`anycqrs._handlers.take_events`)."""
+        return take_events(handler)
 
-    def _compile(self, standard: bool) -> Callable[[Any], Awaitable[tuple[Any, Sequence[Event]]]]:
+    def _compile(self) -> Callable[[Any], Awaitable[tuple[Any, Sequence[Event]]]]:
         make = self.make
+        handler_type = self.handler_type
         if self.fast is not None and self.method == "handle":
 
             async def fast(message: Any) -> tuple[Any, Sequence[Event]]:
-                handler = make()
+                try:
+                    handler = make()
+                except Exception as error:
+                    resolution_failed(handler_type, message, error)
+                    raise
                 result = await handler.handle(message)
                 return result, take_list(handler) if handler._anycqrs_events else _NONE
 
             return fast
 
         invoke = self.invoke
-        take = take_list if standard else self.take
+        take = self.take_events
         if self.sync:
 
             async def call(message: Any) -> tuple[Any, Sequence[Event]]:
-                handler = make()
+                try:
+                    handler = make()
+                except Exception as error:
+                    resolution_failed(handler_type, message, error)
+                    raise
                 result = await invoke(handler, message)
                 return result, take(handler)
 
             return call
 
+        resolve = self.resolve
+
         async def call_async(message: Any) -> tuple[Any, Sequence[Event]]:
-            handler = await make()
+            handler = await resolve(message)
             result = await invoke(handler, message)
             return result, take(handler)
 

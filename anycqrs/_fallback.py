@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import attrs
 
 from ._breaker import CircuitBreakerLike, protected_name
-from ._routing import Route
+from ._routing import Route, describe
 from ._validate import exception_types
 from .errors import BindingError
 
@@ -35,7 +35,7 @@ def check_breaker(value: Any) -> None:
         )
 
 
-@attrs.frozen(eq=False)
+@attrs.frozen(eq=False, repr=False)
 class FallbackBinding:
     """The options every fallback binding has (request, streaming, event), and
     the list of handler classes it may run. Subclasses add the checks and the
@@ -53,17 +53,15 @@ class FallbackBinding:
         default=None, validator=lambda _self, _attribute, value: check_breaker(value)
     )
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({describe(self.primary)}, {describe(self.fallback)})"
+
     def handler_types(self) -> Sequence[type]:
         """The primary's and the fallback's handler classes."""
         types: list[type] = []
         for target in (self.primary, self.fallback):
             types.extend(target.handler_types() if isinstance(target, Route) else (target,))
         return types
-
-
-def name_of(obj: Any) -> str:
-    """A short, readable name of a handler class or a route."""
-    return getattr(obj, "__name__", None) or repr(obj)
 
 
 def guarded(

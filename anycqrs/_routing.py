@@ -8,8 +8,9 @@ mediator's `Endpoints`.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, get_args, get_origin, runtime_checkable
 
 from .messages import Event
 
@@ -48,3 +49,26 @@ class Route(Protocol):
         """The endpoint (or stream source) running this route, its handlers
         built through `endpoints`."""
         ...
+
+
+def describe(obj: Any) -> str:
+    """How binding errors name `obj`: a class by its qualified name
+    (`NotificationEvent[OrderPaid]` for an alias), a route by its short
+    repr, anything else as `a <type> instance` (never `<class '...'>` nor an
+    object repr)."""
+    if isinstance(obj, type):
+        return obj.__qualname__
+    if get_origin(obj) is not None:
+        args = ", ".join(describe(arg) for arg in get_args(obj))
+        return f"{describe(get_origin(obj))}[{args}]"
+    if isinstance(obj, Route):
+        return repr(obj)
+    if isinstance(obj, (list, tuple)):
+        return "[" + ", ".join(describe(item) for item in obj) + "]"
+    if type(obj).__module__ == "typing":  # Any, a TypeVar...: their repr reads well
+        return repr(obj)
+    if inspect.isfunction(obj):
+        return f"function {obj.__qualname__}"
+    name = getattr(type(obj), "__qualname__", "object")
+    article = "an" if name[:1].lower() in "aeiou" else "a"
+    return f"{article} {name} instance"

@@ -30,6 +30,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import lagom
 from lagom.definitions import PlainInstance
+from lagom.exceptions import DependencyNotDefined, UnresolvableType
 
 __all__ = ["Container", "FactoryContainer", "LagomContainer", "as_container"]
 
@@ -253,3 +254,25 @@ def _factory_for(container: Container, type_: type[T]) -> Callable[[], Any]:
 def _is_sync(container: Container) -> bool:
     """Whether `_factory_for` returns plain instances for `container` (private)."""
     return isinstance(container, FactoryContainer)
+
+
+def _unbuildable(error: BaseException, handler_type: type) -> Any | None:
+    """The dependency a container's "can't build" `error` names (private):
+    a class, or its name; `None` when `error` is anything else.
+
+    Only lagom's resolution errors are recognised; a handler constructor's
+    own exception is not a resolution failure.
+    """
+    if isinstance(error, DependencyNotDefined):
+        return error.dep_type
+    if not isinstance(error, UnresolvableType):
+        return None
+    chain = error.get_unresolvable_deps_sequence()
+    if chain and chain[0] == handler_type.__name__:
+        chain = chain[1:]
+    name = chain[0] if chain else error.dep_type
+    try:  # lagom names the type; the handler's constructor has the class
+        hints = typing.get_type_hints(handler_type.__init__)  # type: ignore[misc]
+    except Exception:  # noqa: BLE001 - unusual constructors: keep the name
+        return name
+    return next((h for h in hints.values() if getattr(h, "__name__", None) == name), name)

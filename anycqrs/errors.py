@@ -9,6 +9,7 @@ AnyCQRSError
 ├── BindingError (TypeError) ............ a map binding or a definition is invalid
 │   └── SagaDefinitionError (SagaError)
 ├── RequestHandlerDoesNotExist (LookupError)
+├── HandlerResolutionError (LookupError)  the container can't build a handler's dependency
 ├── SerializationError (ValueError) ..... an object can't become plain data
 ├── DeserializationError (ValueError) ... plain data doesn't fit the type asked for
 │   └── UnknownEventName ................ no NotificationEvent[P] bound under the name
@@ -47,6 +48,7 @@ __all__ = [
     "ConnectionLost",
     "DeserializationError",
     "EventDispatchError",
+    "HandlerResolutionError",
     "MessageHandlingError",
     "RequestHandlerDoesNotExist",
     "SagaAlreadyExistsError",
@@ -66,6 +68,12 @@ def _short(alias: Any) -> str:
     return f"{getattr(origin, '__qualname__', repr(origin))}[{args}]"
 
 
+def _name(type_: Any) -> str:
+    if get_origin(type_) is not None:
+        return _short(type_)
+    return getattr(type_, "__qualname__", None) or repr(type_)
+
+
 class AnyCQRSError(Exception):
     """Root of every exception raised by anycqrs."""
 
@@ -83,6 +91,32 @@ class RequestHandlerDoesNotExist(AnyCQRSError, LookupError):
         super().__init__(
             f"No handler bound for {request_type.__qualname__}; bind one in a RequestMap "
             "(commands_mapper or queries_mapper)"
+        )
+
+
+class HandlerResolutionError(AnyCQRSError, LookupError):
+    """The container could not build a handler: one of its dependencies (or
+    one of theirs) can't be resolved. Raised when the handler is resolved for
+    a message; the container's own error is the `__cause__`.
+
+    Attributes:
+        handler_type: the handler class being built.
+        message_type: the type of the message it was resolved for (`None`
+            when built outside a dispatch).
+        missing: the dependency the container could not build (a class, or
+            its name when the container only reports a name).
+    """
+
+    def __init__(self, handler_type: type, message_type: Any, missing: Any) -> None:
+        self.handler_type = handler_type
+        self.message_type = message_type
+        self.missing = missing
+        name = getattr(missing, "__qualname__", None) or str(missing)
+        target = "" if message_type is None else f" for {_name(message_type)}"
+        super().__init__(
+            f"Cannot build {handler_type.__qualname__}{target}: the container cannot "
+            f"build its dependency {name}; define it in the container (for lagom: "
+            f"`container[{name}] = ...`) or give the parameter a default"
         )
 
 
@@ -134,16 +168,27 @@ class EventDispatchError(AnyCQRSError):
     Attributes:
         response: what the handler returned (``None`` for event handlers).
         exceptions: the underlying exception(s), in the order they were raised.
+
+    Args:
+        after_handler: `False` when no handler result is involved (handlers
+            of an event sent with `EventMediator.send` failed together); the
+            message then says so instead of "the handler succeeded".
     """
 
-    def __init__(self, response: Any, exceptions: Sequence[BaseException]) -> None:
+    def __init__(
+        self, response: Any, exceptions: Sequence[BaseException], *, after_handler: bool = True
+    ) -> None:
         self.response = response
         self.exceptions = tuple(exceptions)
         causes = ", ".join(f"{type(e).__name__}: {e}" for e in self.exceptions)
-        super().__init__(
-            f"The handler succeeded but dispatching its events failed ({causes}); "
-            "the handler's result is in .response"
-        )
+        if after_handler:
+            message = (
+                f"The handler succeeded but dispatching its events failed ({causes}); "
+                "the handler's result is in .response"
+            )
+        else:  # `EventMediator.send`: the event's own handlers failed together
+            message = f"{len(self.exceptions)} event handlers failed together ({causes})"
+        super().__init__(message)
 
 
 class BrokerError(AnyCQRSError):

@@ -60,6 +60,7 @@ DOCUMENTED_PATHS = [
     ("anycqrs.saga.bootstrap", "bootstrap"),
     ("anycqrs.errors", "RequestHandlerDoesNotExist"),
     ("anycqrs.errors", "EventDispatchError"),
+    ("anycqrs.errors", "HandlerResolutionError"),
     ("anycqrs.diagrams", "CoRMermaid"),
     ("anycqrs.diagrams", "SagaMermaid"),
     ("anycqrs.saga", "Fallback"),

@@ -3,15 +3,36 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
+from ..errors import SerializationError
+from ..serialization import dumps
 from ._message import Message
 
 DEFAULT_MAX_MESSAGES = 10_000
 
 
+def _encode(message: Message) -> None:
+    """Encode the payload the way the Kafka and RabbitMQ brokers put it on the
+    wire (`anycqrs.serialization.dumps`), so what they would refuse is
+    refused here too."""
+    try:
+        dumps(message.payload)
+    except Exception as exc:
+        raise SerializationError(
+            f"Cannot encode the payload of {message.message_name} (message "
+            f"{message.message_id}) for the wire: {exc}"
+        ) from exc
+
+
 class InMemoryMessageBroker:
     """Keeps published messages in memory: the embedded default and a test double.
 
-    It is bounded: past ``max_messages`` the oldest messages are dropped, so a
+    It encodes every message the way the real brokers' wire does (the JSON of
+    its payload, `anycqrs.serialization.dumps`), so a payload they would
+    refuse (a `Decimal`, a plain class the converter leaves as is) raises
+    `anycqrs.errors.SerializationError` here too, and nothing of that
+    publish is kept. `messages` holds what was accepted.
+
+    It is bounded: past `max_messages` the oldest messages are dropped, so a
     long-running process never grows without limit.
 
     Args:
@@ -35,7 +56,8 @@ class InMemoryMessageBroker:
 
     @property
     def messages(self) -> list[Message]:
-        """What was sent, oldest first (at most ``max_messages``)."""
+        """What was sent, oldest first (at most `max_messages`): the messages
+        as published, each one whose payload encoded for the wire."""
         return list(self._messages)
 
     @property
@@ -48,12 +70,25 @@ class InMemoryMessageBroker:
         self._messages.clear()
 
     async def send_message(self, message: Message, /) -> None:
-        """Record ``message``."""
+        """Encode `message` like the wire, then record it.
+
+        Raises:
+            SerializationError: its payload can't be encoded.
+        """
+        _encode(message)
         self._messages.append(message)
 
     async def send_many(self, messages: Iterable[Message], /) -> None:
-        """Record ``messages`` in order."""
-        self._messages.extend(messages)
+        """Encode `messages` like the wire, then record them in order (none
+        of them if one can't be encoded).
+
+        Raises:
+            SerializationError: a payload can't be encoded.
+        """
+        batch = messages if isinstance(messages, (list, tuple)) else tuple(messages)
+        for message in batch:
+            _encode(message)
+        self._messages.extend(batch)
 
 
 class DevnullMessageBroker:

@@ -7,12 +7,12 @@ from typing import Any
 import attrs
 
 from .._endpoint import Endpoints
-from .._fallback import FallbackBinding, guarded, name_of
+from .._fallback import FallbackBinding, guarded
 from .._handlers import declared_args
-from .._routing import EventEndpoint, Route
+from .._routing import EventEndpoint, Route, describe
 from ..errors import BindingError
 from ._handler import EventHandler
-from ._map import _describe, _event_fits
+from ._map import _event_fits, check_event_handler
 
 __all__ = ["EventHandlerFallback"]
 
@@ -22,7 +22,7 @@ def _declared(target: Any) -> Any:
     return args[0] if args else None
 
 
-@attrs.frozen(eq=False)
+@attrs.frozen(eq=False, repr=False)
 class EventHandlerFallback(FallbackBinding):
     """Bind an event handler with a fallback that runs when it fails.
 
@@ -32,9 +32,11 @@ class EventHandlerFallback(FallbackBinding):
     handler that succeeded contributes follow-up events. Bind it like a
     handler: `events.bind(OrderPaid, EventHandlerFallback(Notify, LogOnly))`.
 
+    Both must be event handler classes (or event routes): a `RequestHandler`,
+    a chain link or a streaming handler is rejected when the fallback is
+    created, with a `anycqrs.errors.BindingError` naming both classes.
     Mismatched event types (the two handlers declare unrelated events, or one
-    that does not fit the bound event) are rejected with
-    `anycqrs.errors.BindingError`.
+    that does not fit the bound event) are rejected too.
 
     Attributes:
         primary: the `EventHandler` class normally used.
@@ -54,13 +56,10 @@ class EventHandlerFallback(FallbackBinding):
     """
 
     def __attrs_post_init__(self) -> None:
-        for target in (self.primary, self.fallback):
-            if isinstance(target, Route):
-                continue
-            if not (isinstance(target, type) and callable(getattr(target, "handle", None))):
-                raise BindingError(
-                    f"EventHandlerFallback: {target!r} is not an event handler class"
-                )
+        owner = f"EventHandlerFallback({describe(self.primary)}, {describe(self.fallback)}): "
+        for role, target in (("the primary ", self.primary), ("the fallback ", self.fallback)):
+            if not isinstance(target, Route):
+                check_event_handler(owner + role, target)
         primary, fallback = _declared(self.primary), _declared(self.fallback)
         if (
             primary is not None
@@ -68,9 +67,9 @@ class EventHandlerFallback(FallbackBinding):
             and not (_event_fits(primary, fallback) or _event_fits(fallback, primary))
         ):
             raise BindingError(
-                f"EventHandlerFallback: the primary {name_of(self.primary)} handles "
-                f"{_describe(primary)} but the fallback {name_of(self.fallback)} handles "
-                f"{_describe(fallback)}"
+                f"EventHandlerFallback: the primary {describe(self.primary)} handles "
+                f"{describe(primary)} but the fallback {describe(self.fallback)} handles "
+                f"{describe(fallback)}"
             )
 
     def validate(self, message_type: Any) -> None:
@@ -82,8 +81,8 @@ class EventHandlerFallback(FallbackBinding):
             declared = _declared(target)
             if declared is not None and not _event_fits(message_type, declared):
                 raise BindingError(
-                    f"EventHandlerFallback: {name_of(target)} handles {_describe(declared)}, "
-                    f"not {_describe(message_type)}"
+                    f"EventHandlerFallback: {describe(target)} handles {describe(declared)}, "
+                    f"not {describe(message_type)}"
                 )
 
     def build(self, endpoints: Endpoints) -> EventEndpoint:

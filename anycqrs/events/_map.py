@@ -3,8 +3,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, get_args, get_origin
 
-from .._handlers import declared_args
-from .._routing import Route
+from .._handlers import EventSource, declared_args, kind_of
+from .._routing import Route, describe
 from ..errors import BindingError, UnknownEventName
 from ..messages import Event, NotificationEvent, event_name_of
 from ._handler import EventHandler
@@ -18,11 +18,20 @@ def event_key(event_type: Any) -> Any:
     return event_type
 
 
-def _describe(event_type: Any) -> str:
-    if get_origin(event_type) is NotificationEvent:
-        (payload_type,) = get_args(event_type)
-        return f"NotificationEvent[{getattr(payload_type, '__qualname__', payload_type)}]"
-    return getattr(event_type, "__qualname__", repr(event_type))
+def check_event_handler(owner: str, handler: Any) -> None:
+    """Raise `BindingError` unless `handler` is an event handler class: an
+    `EventHandler` subclass, or a plain class with `async def handle` (not a
+    request handler, a chain link or a saga step)."""
+    if not (isinstance(handler, type) and callable(getattr(handler, "handle", None))):
+        raise BindingError(
+            f"{owner}{describe(handler)} is not an event handler: bind a class with "
+            "`async def handle(self, event)` (an anycqrs.EventHandler subclass)"
+        )
+    if issubclass(handler, EventSource) and not issubclass(handler, EventHandler):
+        raise BindingError(
+            f"{owner}{handler.__qualname__} is a {kind_of(handler)}, not an EventHandler: "
+            "bind it in a RequestMap, or bind an anycqrs.EventHandler here"
+        )
 
 
 class EventMap:
@@ -62,23 +71,22 @@ class EventMap:
         if get_origin(event_type) is NotificationEvent:
             (payload_type,) = get_args(event_type)
             if not isinstance(payload_type, type):
-                raise BindingError(f"{_describe(event_type)}: the payload must be a class")
+                raise BindingError(f"{describe(event_type)}: the payload must be a class")
         elif not (isinstance(event_type, type) and issubclass(event_type, Event)):
             raise BindingError(
-                f"{event_type!r} is not an event type: use a DomainEvent subclass or "
+                f"{describe(event_type)} is not an event type: use a DomainEvent subclass or "
                 "NotificationEvent[Payload]"
             )
         self._check_handler(event_type, handler)
         bound = self._handlers.get(key, ())
         if handler in bound:
-            name = getattr(handler, "__qualname__", repr(handler))
-            raise BindingError(f"{name} is already bound to {_describe(event_type)}")
+            raise BindingError(f"{describe(handler)} is already bound to {describe(event_type)}")
         if isinstance(key, tuple):
             name = event_name_of(key[1])
             other = self._by_name.get(name)
             if other is not None and other != event_type:
                 raise BindingError(
-                    f"{_describe(event_type)} and {_describe(other)} share the event name "
+                    f"{describe(event_type)} and {describe(other)} share the event name "
                     f"{name!r}; set __event_name__ on one payload class"
                 )
             self._by_name[name] = event_type
@@ -90,18 +98,14 @@ class EventMap:
         if isinstance(handler, Route):
             handler.validate(event_type)
             return
-        if not (isinstance(handler, type) and callable(getattr(handler, "handle", None))):
-            raise BindingError(
-                f"{handler!r} is not an event handler: bind a class with "
-                "`async def handle(self, event)` (an anycqrs.EventHandler subclass)"
-            )
+        check_event_handler(f"{describe(event_type)}: ", handler)
         declared = declared_args(handler, EventHandler)
         if declared:
             expected = declared[0]
             if not _event_fits(event_type, expected):
                 raise BindingError(
-                    f"{handler.__qualname__} handles {_describe(expected)}, "
-                    f"not {_describe(event_type)}"
+                    f"{handler.__qualname__} handles {describe(expected)}, "
+                    f"not {describe(event_type)}"
                 )
 
     @property
@@ -149,8 +153,7 @@ class EventMap:
 
     def __repr__(self) -> str:
         inner = ", ".join(
-            f"{_describe(t)}: [{', '.join(getattr(h, '__qualname__', repr(h)) for h in hs)}]"
-            for t, hs in self.items()
+            f"{describe(t)}: [{', '.join(describe(h) for h in hs)}]" for t, hs in self.items()
         )
         return f"EventMap({{{inner}}})"
 

@@ -8,9 +8,9 @@ from typing import Any, Generic
 
 from typing_extensions import TypeVar
 
-from .._endpoint import Endpoints
-from .._handlers import EventSource, declared_args
-from .._routing import RequestEndpoint
+from .._endpoint import Endpoints, resolution_failed
+from .._handlers import EventSource, declared_args, take_events
+from .._routing import RequestEndpoint, describe
 from ..errors import BindingError
 from ..messages import Event
 
@@ -77,10 +77,14 @@ class CORRequestHandler(EventSource, abc.ABC, Generic[ReqT, ResT]):
         if index >= len(links.types):
             return None
         factories = links.factories
-        if factories is not None:
-            handler = factories[index]()
-        else:
-            handler = await links.resolve(links.types[index])
+        try:
+            if factories is not None:
+                handler = factories[index]()
+            else:
+                handler = await links.resolve(links.types[index])
+        except Exception as error:
+            resolution_failed(links.types[index], request, error)
+            raise
         handler._anycqrs_links = links
         handler._anycqrs_index = index
         self._anycqrs_child = handler
@@ -89,15 +93,11 @@ class CORRequestHandler(EventSource, abc.ABC, Generic[ReqT, ResT]):
 
 
 def _collect(first: CORRequestHandler[Any, Any]) -> Sequence[Event]:
-    """The events of every link that ran, in chain order (lists are cleared)."""
+    """The events of every link that ran, in chain order (each link left with none)."""
     events: list[Event] = []
     handler: CORRequestHandler[Any, Any] | None = first
     while handler is not None:
-        produced = handler.events
-        if produced:
-            events.extend(produced)
-            if isinstance(produced, list):
-                produced.clear()
+        events.extend(take_events(handler))
         handler = handler._anycqrs_child
     return events
 
@@ -134,8 +134,8 @@ class ChainRoute:
                 and not issubclass(message_type, declared[0])
             ):
                 raise BindingError(
-                    f"chain link {handler.__name__} handles {declared[0].__name__}, "
-                    f"not {message_type.__name__}"
+                    f"chain link {handler.__qualname__} handles {declared[0].__qualname__}, "
+                    f"not {message_type.__qualname__}"
                 )
 
     def build(self, endpoints: Endpoints) -> RequestEndpoint:
@@ -150,7 +150,11 @@ class ChainRoute:
         first = factories[0] if factories is not None else None
 
         async def endpoint(request: Any) -> tuple[Any, Sequence[Event]]:
-            handler = first() if first is not None else await resolve(types[0])
+            try:
+                handler = first() if first is not None else await resolve(types[0])
+            except Exception as error:
+                resolution_failed(types[0], request, error)
+                raise
             handler._anycqrs_links = links
             response = await handler.handle(request)
             if handler._anycqrs_child is None and not handler.events:
@@ -174,7 +178,7 @@ def chain_route(handlers: Sequence[Any]) -> ChainRoute:
     for handler in handlers:
         if not (isinstance(handler, type) and issubclass(handler, CORRequestHandler)):
             raise BindingError(
-                f"{getattr(handler, '__qualname__', handler)!r} is not a CORRequestHandler "
+                f"{describe(handler)} is not a CORRequestHandler "
                 "subclass; every link of a chain must be one"
             )
     if len(set(handlers)) != len(handlers):
@@ -188,7 +192,7 @@ def chain_route(handlers: Sequence[Any]) -> ChainRoute:
         if len(args := declared_args(h, CORRequestHandler)) > 1 and isinstance(args[1], type)
     }
     if responses and not any(all(issubclass(r, top) for r in responses) for top in responses):
-        names = ", ".join(sorted(r.__name__ for r in responses))
+        names = ", ".join(sorted(r.__qualname__ for r in responses))
         raise BindingError(
             "the links of a chain must return one response type (or subclasses of one), "
             f"got {names}"

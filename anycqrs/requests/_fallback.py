@@ -9,13 +9,14 @@ import attrs
 
 from .._breaker import CircuitBreakerLike, protected_name
 from .._endpoint import Endpoints
-from .._fallback import FallbackBinding, guarded, name_of
+from .._fallback import FallbackBinding, guarded
 from .._handlers import declared_args
-from .._routing import RequestEndpoint, Route
+from .._routing import RequestEndpoint, Route, describe
 from ..errors import BindingError
 from ..messages import Event
 from ._chain import CORRequestHandler
 from ._handler import RequestHandler
+from ._map import as_route, check_request_handler_class
 from ._streaming import StreamingRequestHandler, is_streaming_handler, stream_handler
 
 __all__ = ["RequestHandlerFallback", "StreamingRequestHandlerFallback"]
@@ -47,13 +48,13 @@ def _check_pair(owner: str, primary: Any, fallback: Any, base: type) -> None:
         and not (issubclass(p_req, f_req) or issubclass(f_req, p_req))
     ):
         raise BindingError(
-            f"{owner}: the primary {name_of(primary)} handles {p_req.__name__} but the "
-            f"fallback {name_of(fallback)} handles {f_req.__name__}"
+            f"{owner}: the primary {describe(primary)} handles {p_req.__qualname__} but the "
+            f"fallback {describe(fallback)} handles {f_req.__qualname__}"
         )
     if p_res is not None and f_res is not None and not issubclass(f_res, p_res):
         raise BindingError(
-            f"{owner}: the fallback {name_of(fallback)} returns {f_res.__name__}, which is "
-            f"not a {p_res.__name__} (what the primary {name_of(primary)} returns)"
+            f"{owner}: the fallback {describe(fallback)} returns {f_res.__qualname__}, which "
+            f"is not a {p_res.__qualname__} (what the primary {describe(primary)} returns)"
         )
 
 
@@ -68,11 +69,12 @@ def _check_accepts(owner: str, target: Any, request_type: Any, base: type) -> No
         and not issubclass(request_type, declared)
     ):
         raise BindingError(
-            f"{owner}: {name_of(target)} handles {declared.__name__}, not {request_type.__name__}"
+            f"{owner}: {describe(target)} handles {declared.__qualname__}, "
+            f"not {request_type.__qualname__}"
         )
 
 
-@attrs.frozen(eq=False)
+@attrs.frozen(eq=False, repr=False)
 class RequestHandlerFallback(FallbackBinding):
     """Bind a primary handler with a fallback that runs when it fails.
 
@@ -83,15 +85,17 @@ class RequestHandlerFallback(FallbackBinding):
     are dropped). Failures of the event dispatch after a success are not
     handler failures: they raise `EventDispatchError` as usual.
 
-    Both `primary` and `fallback` are `RequestHandler` classes (or routes
-    such as a chain of responsibility). Mismatched declared types are rejected
+    Both `primary` and `fallback` are `RequestHandler` classes, chains of
+    responsibility (a list of `CORRequestHandler` classes, as
+    `RequestMap.bind` takes) or other fallbacks. Mismatched declared types are rejected
     with `anycqrs.errors.BindingError` when the fallback is created or
     bound: the two must handle related request types, and the fallback's
     response type must be the primary's (or a subclass of it).
 
     Attributes:
-        primary: the handler normally used.
-        fallback: the handler used instead.
+        primary: the handler normally used (a chain given as a list is kept
+            as its compiled route).
+        fallback: the handler used instead (likewise).
         failure_exceptions: exception types that trigger the fallback.
         circuit_breaker: a `anycqrs.CircuitBreaker` protecting the primary.
 
@@ -111,16 +115,20 @@ class RequestHandlerFallback(FallbackBinding):
 
     def __attrs_post_init__(self) -> None:
         owner = type(self).__name__
+        # a list is a chain of responsibility, as `RequestMap.bind` takes it
+        object.__setattr__(self, "primary", as_route(self.primary))
+        object.__setattr__(self, "fallback", as_route(self.fallback))
         for target in (self.primary, self.fallback):
             if isinstance(target, Route):
                 if target.streaming:
-                    raise BindingError(f"{owner}: {target!r} streams; use a streaming fallback")
+                    raise BindingError(
+                        f"{owner}: {describe(target)} streams; use a streaming fallback"
+                    )
                 continue
-            if not (isinstance(target, type) and callable(getattr(target, "handle", None))):
-                raise BindingError(f"{owner}: {target!r} is not a request handler class")
+            check_request_handler_class(f"{owner}: ", target)
             if is_streaming_handler(target):
                 raise BindingError(
-                    f"{owner}: {target.__name__} streams; use StreamingRequestHandlerFallback"
+                    f"{owner}: {target.__qualname__} streams; use StreamingRequestHandlerFallback"
                 )
         _check_pair(owner, self.primary, self.fallback, RequestHandler)
 
@@ -156,7 +164,7 @@ def _stream_source(target: Any, endpoints: Endpoints) -> StreamSource:
     return source
 
 
-@attrs.frozen(eq=False)
+@attrs.frozen(eq=False, repr=False)
 class StreamingRequestHandlerFallback(FallbackBinding):
     """A fallback for `anycqrs.StreamingRequestHandler`s.
 
@@ -187,12 +195,11 @@ class StreamingRequestHandlerFallback(FallbackBinding):
         for target in (self.primary, self.fallback):
             if isinstance(target, Route):
                 if not target.streaming:
-                    raise BindingError(f"{owner}: {target!r} does not stream")
+                    raise BindingError(f"{owner}: {describe(target)} does not stream")
                 continue
             if not is_streaming_handler(target):
                 raise BindingError(
-                    f"{owner}: {getattr(target, '__name__', target)!r} is not a "
-                    "StreamingRequestHandler class"
+                    f"{owner}: {describe(target)} is not a StreamingRequestHandler class"
                 )
         _check_pair(owner, self.primary, self.fallback, StreamingRequestHandler)
 

@@ -4,13 +4,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from .._handlers import declared_args
-from .._routing import Route
+from .._routing import Route, describe
 from ..errors import BindingError
+from ..events._handler import EventHandler
 from ._handler import RequestHandler
-
-
-def _name(obj: Any) -> str:
-    return getattr(obj, "__qualname__", None) or repr(obj)
 
 
 class RequestMap:
@@ -39,25 +36,18 @@ class RequestMap:
                 can't serve it (wrong declared request type, not a handler).
         """
         if not isinstance(request_type, type):
-            raise BindingError(f"{request_type!r} is not a request class")
+            raise BindingError(f"{describe(request_type)} is not a request class")
         if request_type in self._bindings:
             raise BindingError(
                 f"{request_type.__qualname__} is already bound to "
-                f"{_name(self._bindings[request_type])}; a request has exactly one handler"
+                f"{describe(self._bindings[request_type])}; a request has exactly one handler"
             )
-        if isinstance(handler, (list, tuple)):
-            from ._chain import chain_route
-
-            handler = chain_route(handler)
+        handler = as_route(handler)
         if isinstance(handler, Route):
             handler.validate(request_type)
-        elif isinstance(handler, type) and callable(getattr(handler, "handle", None)):
-            check_request_handler(handler, request_type)
         else:
-            raise BindingError(
-                f"{handler!r} is not a request handler: bind a RequestHandler subclass, "
-                "a list of CORRequestHandler subclasses or a RequestHandlerFallback"
-            )
+            check_request_handler_class("", handler)
+            check_request_handler(handler, request_type)
         self._bindings[request_type] = handler
 
     def get(self, request_type: type) -> Any:
@@ -75,8 +65,33 @@ class RequestMap:
         return len(self._bindings)
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{_name(k)}: {_name(v)}" for k, v in self._bindings.items())
+        inner = ", ".join(f"{describe(k)}: {describe(v)}" for k, v in self._bindings.items())
         return f"RequestMap({{{inner}}})"
+
+
+def as_route(handler: Any) -> Any:
+    """A list (or tuple) of `CORRequestHandler` classes compiled into its
+    chain route; anything else as is."""
+    if isinstance(handler, (list, tuple)):
+        from ._chain import chain_route
+
+        return chain_route(handler)
+    return handler
+
+
+def check_request_handler_class(owner: str, handler: Any) -> None:
+    """Raise `BindingError` unless `handler` is a request handler class (not
+    an instance, not an event handler)."""
+    if not (isinstance(handler, type) and callable(getattr(handler, "handle", None))):
+        raise BindingError(
+            f"{owner}{describe(handler)} is not a request handler: bind a RequestHandler "
+            "subclass, a list of CORRequestHandler subclasses or a RequestHandlerFallback"
+        )
+    if issubclass(handler, EventHandler):
+        raise BindingError(
+            f"{owner}{handler.__qualname__} is an EventHandler, not a RequestHandler: "
+            "bind it in an EventMap"
+        )
 
 
 def check_request_handler(handler: type, request_type: type, base: type = RequestHandler) -> None:
@@ -84,5 +99,6 @@ def check_request_handler(handler: type, request_type: type, base: type = Reques
     declared = declared_args(handler, base)
     if declared and isinstance(declared[0], type) and not issubclass(request_type, declared[0]):
         raise BindingError(
-            f"{handler.__name__} handles {declared[0].__name__}, not {request_type.__name__}"
+            f"{handler.__qualname__} handles {declared[0].__qualname__}, "
+            f"not {request_type.__qualname__}"
         )

@@ -3,7 +3,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from .._routing import RequestEndpoint, Route
+from .._endpoint import resolution_failed
+from .._routing import RequestEndpoint, Route, describe
 from ..errors import BindingError, RequestHandlerDoesNotExist
 from ..messages import Request
 from ._base import RequestMediatorBase
@@ -59,7 +60,7 @@ class RequestMediator(RequestMediatorBase):
         if streams:
             raise BindingError(
                 f"{request_type.__qualname__} is bound to a streaming handler "
-                f"({getattr(binding, '__qualname__', binding)!r}): stream it with a "
+                f"({describe(binding)}): stream it with a "
                 "StreamingRequestMediator (bootstrap_streaming), not RequestMediator.send"
             )
         endpoint = self._endpoint(binding)
@@ -79,7 +80,11 @@ class RequestMediator(RequestMediatorBase):
             if make is not None:  # the endpoint's fast path, inlined
 
                 async def fast(request: Any) -> Any:
-                    handler = make()
+                    try:
+                        handler = make()
+                    except Exception as error:
+                        resolution_failed(binding, request, error)
+                        raise
                     response = await handler.handle(request)
                     events = handler._anycqrs_events
                     if events:

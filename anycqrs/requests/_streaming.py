@@ -29,9 +29,9 @@ from typing import Any, Generic
 import anyio
 from typing_extensions import TypeVar
 
-from .._endpoint import HandlerEndpoint, take_list
-from .._handlers import EventSource, declared_args
-from .._routing import Route
+from .._endpoint import HandlerEndpoint
+from .._handlers import EventSource, declared_args, take_events, take_list
+from .._routing import Route, describe
 from ..errors import BindingError, RequestHandlerDoesNotExist
 from ..messages import Event, Request
 from ._base import RequestMediatorBase
@@ -91,20 +91,21 @@ def check_streaming_binding(request_type: type, binding: Any) -> None:
     if isinstance(binding, Route):
         if not binding.streaming:
             raise BindingError(
-                f"{request_type.__qualname__} is bound to {binding!r}, which does not "
+                f"{request_type.__qualname__} is bound to {describe(binding)}, which does not "
                 "stream; bind a StreamingRequestHandler or a StreamingRequestHandlerFallback"
             )
         return
     if not is_streaming_handler(binding):
         raise BindingError(
-            f"{getattr(binding, '__qualname__', binding)!r} does not stream: a handler bound "
+            f"{describe(binding)} does not stream: a handler bound "
             "in a StreamingRequestMediator must be a StreamingRequestHandler (an async "
             "generator `handle`)"
         )
     declared = declared_args(binding, StreamingRequestHandler)
     if declared and isinstance(declared[0], type) and not issubclass(request_type, declared[0]):
         raise BindingError(
-            f"{binding.__name__} handles {declared[0].__name__}, not {request_type.__name__}"
+            f"{binding.__qualname__} handles {declared[0].__qualname__}, "
+            f"not {request_type.__qualname__}"
         )
 
 
@@ -141,6 +142,7 @@ class RequestStream(Generic[R]):
         "_mediator",
         "_request",
         "_source",
+        "_take",
         "_wrap",
     )
 
@@ -152,6 +154,7 @@ class RequestStream(Generic[R]):
         self._agen: Any = None
         self._handler: Any = None
         self._fast: Any = None
+        self._take: Callable[[Any], Sequence[Event]] = take_events
         self._done = False
 
     def __aiter__(self) -> RequestStream[R]:
@@ -171,12 +174,12 @@ class RequestStream(Generic[R]):
     async def _open(self) -> None:
         source = self._source
         if isinstance(source, HandlerEndpoint):
-            make = source.fast  # the endpoint's fast path
-            handler = make() if make is not None else await source.resolve()
+            handler = await source.resolve(self._request)
             if source.standard:  # events read from the standard list
                 self._fast = handler
             else:
                 self._handler = handler
+                self._take = source.take_events
             self._agen = handler.handle(self._request)
         else:
             self._agen = source(self._request)
@@ -220,8 +223,10 @@ class RequestStream(Generic[R]):
             item = await agen.__anext__()
         except StopAsyncIteration:
             self._finish()
-            if handler is not None and handler.events:
-                await self._mediator._dispatch(None, HandlerEndpoint.take(handler))
+            if handler is not None:
+                trailing = self._take(handler)
+                if trailing:
+                    await self._mediator._dispatch(None, trailing)
             raise
         except BaseException:
             self._finish()
@@ -234,8 +239,10 @@ class RequestStream(Generic[R]):
                 return await self._next()
             if events:
                 await self._deliver_events(item, events)
-        elif handler.events:
-            await self._deliver_events(item, HandlerEndpoint.take(handler))
+        else:
+            events = self._take(handler)
+            if events:
+                await self._deliver_events(item, events)
         if self._wrap is None:
             return item  # type: ignore[no-any-return]
         return await self._wrapped(item)
@@ -381,8 +388,8 @@ async def stream_handler(
     endpoint: HandlerEndpoint, request: Any
 ) -> AsyncGenerator[tuple[Any, Sequence[Event]], None]:
     """Run a streaming handler class as a route source: yields `(item, events)`."""
-    handler = await endpoint.resolve()
-    take = endpoint.take
+    handler = await endpoint.resolve(request)
+    take = endpoint.take_events
     agen = handler.handle(request)
     try:
         async for item in agen:

@@ -214,7 +214,7 @@ def test_bind_rejects_mismatched_and_non_handlers() -> None:
         pass
 
     requests = anycqrs.RequestMap()
-    with pytest.raises(BindingError, match="handles CreateUser, not Other"):
+    with pytest.raises(BindingError, match=r"handles CreateUser, not .*<locals>\.Other"):
         requests.bind(Other, CreateUserHandler)
     with pytest.raises(BindingError, match="not a request handler"):
         requests.bind(Other, object())
