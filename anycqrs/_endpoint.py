@@ -43,8 +43,10 @@ directly). Hot loops that cannot afford one more coroutine frame per handler
 make = endpoint.fast
 if make is not None:
     handler = make()
-    result = await handler.handle(message)
-    events = take_list(handler)
+    try:
+        result = await handler.handle(message)
+    finally:  # a failed call's events go with it (singletons!)
+        events = take_list(handler)
 ```
 
 and call `await endpoint.run(message)` otherwise. Nothing else decides whether
@@ -205,8 +207,11 @@ class HandlerEndpoint:
                 except Exception as error:
                     resolution_failed(handler_type, message, error)
                     raise
-                result = await handler.handle(message)
-                return result, take_list(handler) if handler._anycqrs_events else _NONE
+                try:
+                    result = await handler.handle(message)
+                finally:  # a failed call's events are dropped with it, never dispatched later
+                    events = take_list(handler) if handler._anycqrs_events else _NONE
+                return result, events
 
             return fast
 
@@ -220,8 +225,11 @@ class HandlerEndpoint:
                 except Exception as error:
                     resolution_failed(handler_type, message, error)
                     raise
-                result = await invoke(handler, message)
-                return result, take(handler)
+                try:
+                    result = await invoke(handler, message)
+                finally:
+                    events = take(handler)
+                return result, events
 
             return call
 
@@ -229,8 +237,11 @@ class HandlerEndpoint:
 
         async def call_async(message: Any) -> tuple[Any, Sequence[Event]]:
             handler = await resolve(message)
-            result = await invoke(handler, message)
-            return result, take(handler)
+            try:
+                result = await invoke(handler, message)
+            finally:
+                events = take(handler)
+            return result, events
 
         return call_async
 

@@ -216,7 +216,7 @@ class TestMiddlewares:
         assert events == (Pinged(text="x"),)
         assert log == ["a>", "b>", "upper>", "<b", "<a"]
 
-    async def test_handler_error_keeps_events_untaken(self) -> None:
+    async def test_handler_error_drops_its_events(self) -> None:
         class Boom(anycqrs.RequestHandler[Ping, str]):
             async def handle(self, request: Ping) -> str:
                 self.emit(Pinged(text="lost"))

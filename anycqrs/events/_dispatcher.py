@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from .._endpoint import Endpoints, resolution_failed
+from .._endpoint import Endpoints, resolution_failed, take_list
 from .._exc import BaseExceptionGroup, real_errors
 from ..brokers import Message, MessageBroker
 from ..brokers._message import publish_many
@@ -196,11 +196,11 @@ class EventDispatcher:
                     except Exception as error:
                         resolution_failed(targets[0], event, error)
                         raise
-                    await handler.handle(event)
-                    produced = handler._anycqrs_events
-                    if produced:
-                        followups = tuple(produced)
-                        produced.clear()
+                    try:
+                        await handler.handle(event)
+                    finally:  # a failed call's events are dropped with it (singletons)
+                        followups = take_list(handler) if handler._anycqrs_events else None
+                    if followups:
                         await self._dispatch_sequential(followups, True)
                     return
         await self.dispatch((event,), publish=publish)
@@ -225,14 +225,15 @@ class EventDispatcher:
                         except Exception as error:
                             resolution_failed(target, event, error)
                             raise
-                        await handler.handle(event)
-                        produced = handler._anycqrs_events
+                        try:
+                            await handler.handle(event)
+                        finally:  # a failed call's events are dropped with it
+                            produced = take_list(handler) if handler._anycqrs_events else None
                         if not produced:
                             continue
                         if followups is None:
                             followups = []
                         followups.extend(produced)
-                        produced.clear()
                         continue
                     _, found = await self._handlers.binding(target)(event)
                     if found:

@@ -156,10 +156,12 @@ class ChainRoute:
                 resolution_failed(types[0], request, error)
                 raise
             handler._anycqrs_links = links
-            response = await handler.handle(request)
-            if handler._anycqrs_child is None and not handler.events:
-                return response, ()
-            return response, _collect(handler)
+            try:
+                response = await handler.handle(request)
+            finally:  # a failed chain's events are dropped with it (singleton links)
+                ran = handler._anycqrs_child is not None or handler.events
+                events = _collect(handler) if ran else ()
+            return response, events
 
         return endpoint
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from .._endpoint import resolution_failed
+from .._endpoint import resolution_failed, take_list
 from .._routing import RequestEndpoint, Route, describe
 from ..errors import BindingError, RequestHandlerDoesNotExist
 from ..messages import Request
@@ -85,11 +85,11 @@ class RequestMediator(RequestMediatorBase):
                     except Exception as error:
                         resolution_failed(binding, request, error)
                         raise
-                    response = await handler.handle(request)
-                    events = handler._anycqrs_events
-                    if events:
-                        taken = tuple(events)
-                        events.clear()
+                    try:
+                        response = await handler.handle(request)
+                    finally:  # a failed call's events are dropped with it (singletons)
+                        taken = take_list(handler) if handler._anycqrs_events else None
+                    if taken:
                         await dispatch_after(response, taken)
                     return response
 

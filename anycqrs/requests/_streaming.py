@@ -197,6 +197,8 @@ class RequestStream(Generic[R]):
             raise
         except BaseException:
             self._finish()
+            if handler._anycqrs_events:
+                take_list(handler)  # a failed item's events are dropped (singletons)
             raise
         if handler._anycqrs_events:
             await self._deliver_events(item, take_list(handler))
@@ -230,6 +232,8 @@ class RequestStream(Generic[R]):
             raise
         except BaseException:
             self._finish()
+            if handler is not None:
+                self._take(handler)  # a failed item's events are dropped (singletons)
             raise
         if handler is None:
             item, events = item

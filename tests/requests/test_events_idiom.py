@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import attrs
 import lagom
 import pytest
 
 import anycqrs
+from anycqrs.events.bootstrap import bootstrap as bootstrap_events
 from anycqrs.requests.bootstrap import bootstrap, bootstrap_streaming
 
 pytestmark = pytest.mark.anyio
@@ -188,3 +190,106 @@ async def test_assigned_events_list_once() -> None:
     await mediator.send(Count(1))
     await mediator.send(Count(2))
     assert ticks.seen == [1, 2]
+
+
+@attrs.frozen
+class Maybe(anycqrs.Request):
+    n: int
+    fail: bool = False
+
+
+class FlakySingleton(anycqrs.RequestHandler[Maybe, int]):
+    async def handle(self, request: Maybe) -> int:
+        self.emit(Tick(request.n))
+        if request.fail:
+            raise ValueError(request.n)
+        return request.n
+
+
+class FlakyLink(anycqrs.CORRequestHandler[Maybe, int]):
+    async def handle(self, request: Maybe) -> int | None:
+        self.emit(Tick(request.n))
+        if request.fail:
+            raise ValueError(request.n)
+        return request.n
+
+
+class FlakyStream(anycqrs.StreamingRequestHandler[Maybe, int]):
+    async def handle(self, request: Maybe) -> AsyncIterator[int]:
+        self.emit(Tick(request.n))
+        if request.fail:
+            raise ValueError(request.n)
+        yield request.n
+
+
+class FlakyEvent(anycqrs.EventHandler[Tick]):
+    def __init__(self, ticks: Ticks) -> None:
+        self.ticks = ticks
+
+    async def handle(self, event: Tick) -> None:
+        self.ticks.seen.append(event.n)
+        self.emit(Tock(event.n))
+        if event.n < 0:
+            raise ValueError(event.n)
+
+
+@attrs.frozen
+class Tock(anycqrs.DomainEvent):
+    n: int
+
+
+class RecordTock(anycqrs.EventHandler[Tock]):
+    def __init__(self, ticks: Ticks) -> None:
+        self.ticks = ticks
+
+    async def handle(self, event: Tock) -> None:
+        self.ticks.seen.append(1000 + event.n)
+
+
+class TestFailedCallsDropTheirEvents:
+    """A singleton's failed call never leaks its events into the next call."""
+
+    @pytest.mark.parametrize("handler", [FlakySingleton, [FlakyLink]], ids=["handler", "chain"])
+    async def test_request(self, handler: Any) -> None:
+        ticks = Ticks()
+        singletons = handler if isinstance(handler, list) else [handler]
+        mediator = bootstrap(
+            di_container=container_with(ticks, *singletons),
+            commands_mapper=lambda requests: requests.bind(Maybe, handler),
+            domain_events_mapper=bind_ticks,
+        )
+        with pytest.raises(ValueError):
+            await mediator.send(Maybe(1, fail=True))
+        assert await mediator.send(Maybe(2)) == 2
+        assert ticks.seen == [2]
+
+    async def test_stream(self) -> None:
+        ticks = Ticks()
+        mediator = bootstrap_streaming(
+            di_container=container_with(ticks, FlakyStream),
+            queries_mapper=lambda requests: requests.bind(Maybe, FlakyStream),
+            domain_events_mapper=bind_ticks,
+        )
+        with pytest.raises(ValueError):
+            [i async for i in mediator.stream(Maybe(1, fail=True))]
+        assert [i async for i in mediator.stream(Maybe(2))] == [2]
+        assert ticks.seen == [2]
+
+    @pytest.mark.parametrize("parallel", [False, True])
+    async def test_event_handler(self, parallel: bool) -> None:
+        ticks = Ticks()
+        container = lagom.Container()
+        container[Ticks] = ticks
+        container[FlakyEvent] = FlakyEvent(ticks)
+
+        def bind(events: anycqrs.EventMap) -> None:
+            events.bind(Tick, FlakyEvent)
+            events.bind(Tock, RecordTock)
+
+        mediator = bootstrap_events(
+            di_container=container, events_mapper=bind, concurrent_event_handle_enable=parallel
+        )
+        with pytest.raises(ValueError):
+            await mediator.send(Tick(-1))
+        await mediator.send(Tick(2))
+        assert ticks.seen == [-1, 2, 1002]
