@@ -242,9 +242,16 @@ class BrokerDeliveryError(BrokerError):
         )
 
     def undelivered(self, messages: Sequence[T]) -> list[T]:
-        """The messages of `messages` (the publish that failed, in its order)
-        that were not delivered; all of them when `positions` is unknown
-        (a retry then re-sends some delivered ones: at least once)."""
+        """The messages of a failed publish that were not delivered.
+
+        Args:
+            messages: what was published, in the order it was passed.
+
+        Returns:
+            The undelivered ones, in publish order; all of them when
+            `positions` is unknown (a retry then re-sends some delivered
+            ones: at least once).
+        """
         if self.positions is None:
             return list(messages)
         return [messages[i] for i in self.positions]
