@@ -89,9 +89,9 @@ class KafkaEventConsumer:
     the original value plus the `anycqrs.*` headers), a truncated dead letter
     is written instead (the value cut to 4 KiB, marked by the
     `anycqrs.truncated` header; see docs/consumers.md), logged, and the
-    message committed. Only a dead-letter
-    topic that stays unreachable stops `run` with
-    `anycqrs.errors.DeadLetterError`, the message uncommitted.
+    message committed. Only a dead-letter topic that stays unreachable stops
+    `run` with `anycqrs.errors.DeadLetterError` (never an exception group),
+    the message uncommitted.
 
     librdkafka's own log lines go to the Python loggers
     `anycqrs.brokers.kafka.librdkafka.consumer` and `.dlq` (unless the
