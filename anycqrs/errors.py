@@ -26,6 +26,7 @@ AnyCQRSError
 └── BrokerError ......................... a broker refused or failed
     ├── BrokerDeliveryError ............. some messages of a publish not confirmed
     ├── ConnectionLost .................. the broker connection went away
+    ├── DeadLetterError ................. the dead-letter destination is unusable
     └── MessageHandlingError ............ a consumed message kept failing, no DLQ
 ```
 
@@ -36,7 +37,9 @@ exception always reaches the caller unchanged, never wrapped in these.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, get_args, get_origin
+from typing import Any, TypeVar, get_args, get_origin
+
+T = TypeVar("T")
 
 __all__ = [
     "AnyCQRSError",
@@ -46,6 +49,7 @@ __all__ = [
     "CircuitBreakerOpen",
     "ConcurrencyError",
     "ConnectionLost",
+    "DeadLetterError",
     "DeserializationError",
     "EventDispatchError",
     "HandlerResolutionError",
@@ -250,22 +254,56 @@ class BrokerDeliveryError(BrokerError):
     """The broker did not confirm some messages of a publish.
 
     Attributes:
-        failures: ``(message_id, reason)`` pairs, one per message that was not
-            delivered (``message_id`` is ``None`` when the message had none).
+        failures: `(message_id, reason)` pairs, one per message that was not
+            delivered, in publish order (`message_id` is `None` when the
+            message had none).
         delivered: how many messages of the same publish were confirmed.
+        positions: where the failed messages stood in the publish (0-based
+            indexes into what was passed to `send_many`, parallel to
+            `failures`), or `None` when the broker cannot tell; every other
+            message of the publish was confirmed.
+
+    Example:
+        ```python
+        try:
+            await broker.send_many(messages)
+        except BrokerDeliveryError as error:
+            await broker.send_many(error.undelivered(messages))  # exactly the failures
+        ```
     """
 
     def __init__(
-        self, failures: Sequence[tuple[str | None, str]], delivered: int = 0, *, what: str = ""
+        self,
+        failures: Sequence[tuple[str | None, str]],
+        delivered: int = 0,
+        *,
+        what: str = "",
+        positions: Sequence[int] | None = None,
     ) -> None:
         self.failures = tuple(failures)
         self.delivered = delivered
+        self.positions = tuple(positions) if positions is not None else None
         first_id, first_reason = self.failures[0] if self.failures else (None, "unknown")
         where = f" to {what}" if what else ""
         super().__init__(
             f"{len(self.failures)} message(s) not delivered{where} ({delivered} delivered); "
             f"first: {first_id or '?'}: {first_reason}"
         )
+
+    def undelivered(self, messages: Sequence[T]) -> list[T]:
+        """The messages of a failed publish that were not delivered.
+
+        Args:
+            messages: what was published, in the order it was passed.
+
+        Returns:
+            The undelivered ones, in publish order; all of them when
+            `positions` is unknown (a retry then re-sends some delivered
+            ones: at least once).
+        """
+        if self.positions is None:
+            return list(messages)
+        return [messages[i] for i in self.positions]
 
 
 class ConnectionLost(BrokerError):
@@ -275,6 +313,23 @@ class ConnectionLost(BrokerError):
     RabbitMQ producer and consumer reconnect after it following their
     `reconnect` policy; a login or vhost refusal is never retried.
     """
+
+
+class DeadLetterError(BrokerError):
+    """A consumer could not write a dead letter even after retrying (the
+    dead-letter topic is unreachable or refuses every record, even a
+    truncated one): the consumer stops without committing
+    the message, so it is consumed again after a restart (at-least-once).
+
+    Attributes:
+        location: where the message came from (`topic[partition]@offset`).
+    """
+
+    def __init__(self, location: str, error: BaseException) -> None:
+        self.location = location
+        super().__init__(
+            f"Cannot dead-letter the message at {location}: {type(error).__name__}: {error}"
+        )
 
 
 class MessageHandlingError(BrokerError):

@@ -6,12 +6,15 @@ events from a topic, prints them, stops on Ctrl-C / SIGTERM or after
         --group printer [--count 10] [--produce 10] [--backend trio]
 
 ``--produce N`` first publishes N demo events with KafkaMessageBroker, so the
-example is self-contained against an empty broker.
+example is self-contained against an empty broker. Log lines (anycqrs's and
+librdkafka's own, under ``anycqrs.brokers.kafka.librdkafka.*``) go to stderr
+through ``logging``.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 from typing import Any
 
@@ -96,12 +99,14 @@ async def main(args: argparse.Namespace) -> None:
         mediator,
         retry=anycqrs.RetryPolicy(attempts=3, delay=0.2),
         dead_letter_topic=f"{args.topic}.dlt",
+        unassigned_warning=30.0,  # WARN when this member holds no partition for 30 s
     )
     async with anyio.create_task_group() as group:
         group.start_soon(stop_on_signals, group.cancel_scope)
         await group.start(consumer.run)
         print(f"consuming {args.topic} as {args.group}")
         await progress.done.wait()  # forever without --count
+        print(f"partitions held: {sorted(consumer.status.assigned)}")
         group.cancel_scope.cancel()  # graceful: commits what finished, leaves the group
     print(f"done: {progress.seen} events")
 
@@ -119,4 +124,5 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     arguments = parse()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     anyio.run(main, arguments, backend=arguments.backend)

@@ -108,15 +108,21 @@ class Lanes:
         """Hand `items` to their lanes (waits while a lane's buffer is full)."""
         streams = self._streams
         count = len(streams)
+        chunks: list[list[Inbound]]
         if count == 1:
-            await streams[0].send(list(items))
-            return
-        chunks: list[list[Inbound]] = [[] for _ in range(count)]
-        for item in items:
-            chunks[item.lane % count].append(item)
-        for stream, chunk in zip(streams, chunks, strict=True):
-            if chunk:
-                await stream.send(chunk)
+            chunks = [list(items)]
+        else:
+            chunks = [[] for _ in range(count)]
+            for item in items:
+                chunks[item.lane % count].append(item)
+        try:
+            for stream, chunk in zip(streams, chunks, strict=True):
+                if chunk:
+                    await stream.send(chunk)
+        except anyio.BrokenResourceError:
+            # A lane ended with an error (the only way one stops before
+            # `close`): that error cancels this task; don't add a second one.
+            await anyio.sleep_forever()
 
     async def close(self) -> None:
         """Let the lanes finish what they were given, then end them."""

@@ -8,6 +8,9 @@ batch. Wire format (`encode_message`): value = JSON of `to_dict(event)`
 (`Message.payload`), key = the event's `key` (UTF-8), headers `event_name`
 and `message_id` plus the event's own `headers`.
 
+librdkafka's own log lines go to Python `logging`, under
+`anycqrs.brokers.kafka.librdkafka.producer`, `.consumer` and `.dlq`.
+
 Example:
     ```python
     async with KafkaMessageBroker({"bootstrap.servers": "localhost:9092"}) as broker:
@@ -22,9 +25,10 @@ from typing import Any
 
 from ._consumer import KafkaEventConsumer as KafkaEventConsumer
 from ._producer import KafkaMessageBroker as KafkaMessageBroker
+from ._status import KafkaConsumerStatus as KafkaConsumerStatus
 from ._wire import encode_message as encode_message
 
-__all__ = ["KafkaEventConsumer", "KafkaMessageBroker", "encode_message"]
+__all__ = ["KafkaConsumerStatus", "KafkaEventConsumer", "KafkaMessageBroker", "encode_message"]
 
 
 def __getattr__(name: str) -> Any:

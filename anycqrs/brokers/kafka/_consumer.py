@@ -18,12 +18,15 @@ import anyio.abc
 import anyio.to_thread
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from ..._exc import BaseExceptionGroup, real_errors
 from ..._retry import RetryPolicy
 from ...consumers import DEFAULT_RETRY, EventDecoder, EventSink, Inbound, consume
 from ...errors import BrokerError
+from ._dead_letters import DEAD_LETTER_RETRY, DeadLetters
+from ._logs import with_logger
 from ._offsets import Offsets, Partition
-from ._producer import KafkaProducerCore
-from ._wire import Record, dead_letter_record, event_name
+from ._status import STOPPED, Assignment, KafkaConsumerStatus
+from ._wire import event_name, record_key
 
 __all__ = ["KafkaEventConsumer"]
 
@@ -54,10 +57,6 @@ def _producer_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if not k.startswith(_CONSUMER_ONLY)}
 
 
-def _identity(record: Record) -> Record:
-    return record
-
-
 _Run = tuple[Partition, list[Any]]
 """Consecutive fetched messages of one partition."""
 
@@ -81,6 +80,24 @@ class KafkaEventConsumer:
     `anycqrs.errors.MessageHandlingError`, leaving the message uncommitted.
     Undecodable messages (malformed JSON, unknown event name, wrong payload
     shape) are logged, dead-lettered when a topic is set, and committed.
+    A record key that is not UTF-8 is no reason to dead-letter: the event's
+    `key` keeps its undecodable bytes as `\\xNN` escapes (ordering follows
+    the raw bytes).
+
+    Bad input never stops the consumer. Writing a dead letter is retried by
+    `dead_letter_retry`; when the topic refuses the record itself (too large:
+    the original value plus the `anycqrs.*` headers), a truncated dead letter
+    is written instead (the value cut to 4 KiB, marked by the
+    `anycqrs.truncated` header; see docs/consumers.md), logged, and the
+    message committed. Only a dead-letter topic that stays unreachable stops
+    `run` with `anycqrs.errors.DeadLetterError` (never an exception group),
+    the message uncommitted.
+
+    librdkafka's own log lines go to the Python loggers
+    `anycqrs.brokers.kafka.librdkafka.consumer` and `.dlq` (unless the
+    configuration holds a `logger`). `status` tells which partitions the
+    member holds; a member left without any for `unassigned_warning`
+    seconds logs a WARNING.
 
     Cancelling the task that runs `run` stops the consumer: in-flight
     handlers are cancelled, finished messages are committed, and the
@@ -101,6 +118,10 @@ class KafkaEventConsumer:
         dead_letter_topic: where failed and undecodable messages go.
         dead_letter_config: producer configuration for the dead-letter topic
             (default: `config` without its consumer-only settings).
+        dead_letter_retry: how writing a dead letter is retried (default
+            `DEAD_LETTER_RETRY`: 6 attempts, 0.5 s doubling to 10 s).
+        unassigned_warning: seconds a subscribed member may hold no
+            partition before it logs a WARNING (`None`: never).
         batch_size: most messages fetched by one `consume()` call.
         poll_timeout: seconds one `consume()` call may wait.
         close_timeout: seconds the final commit and group leave may take.
@@ -132,6 +153,8 @@ class KafkaEventConsumer:
         retry: RetryPolicy | None = None,
         dead_letter_topic: str | None = None,
         dead_letter_config: Mapping[str, Any] | None = None,
+        dead_letter_retry: RetryPolicy = DEAD_LETTER_RETRY,
+        unassigned_warning: float | None = 30.0,
         batch_size: int = 500,
         poll_timeout: float = 0.2,
         close_timeout: float = 30.0,
@@ -144,16 +167,22 @@ class KafkaEventConsumer:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self._config = {**config, "enable.auto.commit": False}
+        self._config = with_logger({**config, "enable.auto.commit": False}, "consumer")
         self._config.setdefault("on_commit", _on_commit)
         self._topics = list(topics)
         self._sink = mediator
         self._max_concurrency = max_concurrency
         self._retry = retry if retry is not None else DEFAULT_RETRY
         self._dead_letter_topic = dead_letter_topic
-        self._dead_letter_config = (
-            dict(dead_letter_config) if dead_letter_config is not None else _producer_config(config)
+        self._dead_letter_config = with_logger(
+            dead_letter_config if dead_letter_config is not None else _producer_config(config),
+            "dlq",
         )
+        self._dead_letter_retry = dead_letter_retry
+        if unassigned_warning is not None and unassigned_warning <= 0:
+            raise ValueError(f"unassigned_warning must be positive, got {unassigned_warning}")
+        self._unassigned_warning = unassigned_warning
+        self._transport: _KafkaTransport | None = None
         self._batch_size = batch_size
         self._poll_timeout = poll_timeout
         self._close_timeout = close_timeout
@@ -162,6 +191,13 @@ class KafkaEventConsumer:
     def topics(self) -> list[str]:
         """The subscribed topics."""
         return list(self._topics)
+
+    @property
+    def status(self) -> KafkaConsumerStatus:
+        """What the consumer holds now: running or not, its partitions, and
+        how long it has had none (a fresh snapshot per read)."""
+        transport = self._transport
+        return STOPPED if transport is None else transport.assignment.status()
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -174,20 +210,23 @@ class KafkaEventConsumer:
         Raises:
             MessageHandlingError: a handler kept failing and no dead-letter
                 topic is configured (the message stays uncommitted).
+            DeadLetterError: the dead-letter topic stayed unreachable (the
+                message stays uncommitted).
             BrokerError: the consumer cannot be created or failed fatally.
         """
-        dead_letters: KafkaProducerCore[Record] | None = None
+        dead_letters: DeadLetters | None = None
         if self._dead_letter_topic is not None:
-            dead_letters = KafkaProducerCore(
-                self._dead_letter_config, _identity, name="dead-letter producer"
+            dead_letters = DeadLetters(
+                self._dead_letter_topic, self._dead_letter_config, self._dead_letter_retry
             )
         transport = _KafkaTransport(
             batch_size=self._batch_size,
             poll_timeout=self._poll_timeout,
-            dead_letter_topic=self._dead_letter_topic,
             dead_letters=dead_letters,
+            assignment=Assignment(self._unassigned_warning, self._topics),
         )
         await anyio.to_thread.run_sync(transport.open, self._config, self._topics)
+        self._transport = transport
         try:
             if dead_letters is not None:
                 await dead_letters.start()
@@ -199,7 +238,11 @@ class KafkaEventConsumer:
                 logger=logger,
                 task_status=task_status,
             )
+        except BaseExceptionGroup as group:
+            _raise_first(group)
+            raise
         finally:
+            self._transport = None
             with anyio.CancelScope(shield=True):
                 with anyio.move_on_after(self._close_timeout) as scope:
                     await anyio.to_thread.run_sync(transport.close)
@@ -214,20 +257,27 @@ class _KafkaTransport:
     partitions' offsets and the dead-letter producer (the `Transport` of
     `anycqrs.consumers.consume`)."""
 
-    __slots__ = ("_batch_size", "_consumer", "_dead_letters", "_dlq_topic", "_offsets", "_timeout")
+    __slots__ = (
+        "_batch_size",
+        "_consumer",
+        "_dead_letters",
+        "_offsets",
+        "_timeout",
+        "assignment",
+    )
 
     def __init__(
         self,
         *,
         batch_size: int,
         poll_timeout: float,
-        dead_letter_topic: str | None,
-        dead_letters: KafkaProducerCore[Record] | None,
+        dead_letters: DeadLetters | None,
+        assignment: Assignment,
     ) -> None:
         self._batch_size = batch_size
         self._timeout = poll_timeout
-        self._dlq_topic = dead_letter_topic
         self._dead_letters = dead_letters
+        self.assignment = assignment
         self._offsets = Offsets()
         self._consumer: Consumer | None = None
 
@@ -238,7 +288,7 @@ class _KafkaTransport:
             consumer = Consumer(dict(config))
             consumer.subscribe(
                 topics,
-                on_assign=_on_assign,
+                on_assign=self._on_assign,
                 on_revoke=self._on_revoke,
                 on_lost=self._on_lost,
             )
@@ -259,6 +309,7 @@ class _KafkaTransport:
                 logger.warning("Kafka commit failed: %s", exc)
         messages = consumer.consume(self._batch_size, self._timeout)
         if not messages:
+            self.assignment.check()
             return []
         partition = self._offsets.partition
         runs: list[_Run] = []
@@ -291,7 +342,12 @@ class _KafkaTransport:
         finally:
             consumer.close()
 
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assignment.assign(partitions)
+        logger.info("Kafka partitions assigned: %s", _describe(partitions))
+
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assignment.revoke(partitions)
         commits = self._offsets.forget(partitions)
         logger.info("Kafka partitions revoked: %s", _describe(partitions))
         if commits:
@@ -301,6 +357,7 @@ class _KafkaTransport:
                 logger.warning("Kafka commit on revoke failed: %s", exc)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assignment.revoke(partitions)
         self._offsets.forget(partitions)
         logger.warning("Kafka partitions lost: %s", _describe(partitions))
 
@@ -321,7 +378,7 @@ class _KafkaTransport:
                     msg.value(),
                     event_name(msg),
                     topic,
-                    key,
+                    record_key(key) if key is not None else None,
                     lane=hash(key) if key is not None else lane,
                     raw=msg,
                     ticket=part,
@@ -342,11 +399,23 @@ class _KafkaTransport:
         return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
 
     async def dead_letter(self, item: Inbound, error: BaseException, attempts: int, /) -> bool:
-        producer, topic = self._dead_letters, self._dlq_topic
-        if producer is None or topic is None:
+        dead_letters = self._dead_letters
+        if dead_letters is None:
             return False
-        await producer.produce([dead_letter_record(item.raw, error, attempts, topic)])
+        await dead_letters.write(item.raw, error, attempts, self.location(item))
         return True
+
+
+def _raise_first(group: BaseExceptionGroup[BaseException]) -> None:
+    """Several lanes failed for good at once (a dead-letter topic gone fails
+    every lane that tries it): raise the first failure itself, log the rest."""
+    errors = real_errors(group)
+    if not errors:
+        return
+    for other in errors[1:]:
+        logger.error("The Kafka consumer also failed with %s: %s", type(other).__name__, other)
+    first = errors[0]
+    raise first from first.__cause__
 
 
 def _fetch_error(error: KafkaError) -> None:
@@ -354,10 +423,6 @@ def _fetch_error(error: KafkaError) -> None:
         raise BrokerError(f"Kafka consumer failed: {error.str()}")
     if error.code() != KafkaError._PARTITION_EOF:
         logger.warning("Kafka consumer: %s", error.str())
-
-
-def _on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
-    logger.info("Kafka partitions assigned: %s", _describe(partitions))
 
 
 def _on_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:

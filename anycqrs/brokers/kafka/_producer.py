@@ -24,6 +24,8 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
+from operator import attrgetter
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -35,6 +37,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from ...errors import BrokerDeliveryError, BrokerError
 from .._message import Message
+from ._logs import with_logger
 from ._wire import Headers, Record, encode_message
 
 __all__ = ["KafkaMessageBroker", "KafkaProducerCore"]
@@ -48,13 +51,6 @@ INLINE_RECORDS = 32
 enqueues; a thread hop would cost more than the work)."""
 
 
-def _message_id(msg: Any) -> str | None:
-    for name, value in msg.headers() or ():
-        if name == "message_id" and value is not None:
-            return bytes(value).decode(errors="replace")
-    return None
-
-
 def _header_text(headers: Headers | None, name: str) -> str | None:
     for key, value in headers or ():
         if key == name and value is not None:
@@ -62,38 +58,70 @@ def _header_text(headers: Headers | None, name: str) -> str | None:
     return None
 
 
-class _Batch:
-    """Delivery bookkeeping of one publish (touched by the delivery thread)."""
+def record_id(record: Record) -> str | None:
+    """The `message_id` header of a record (how failures of raw records are named)."""
+    return _header_text(record[3], "message_id")
 
-    __slots__ = ("_done", "_lock", "delivered", "event", "failures", "remaining")
+
+class Failure:
+    """One record of a batch that was not delivered."""
+
+    __slots__ = ("code", "index", "reason")
+
+    def __init__(self, index: int, reason: str, code: int | None) -> None:
+        self.index = index
+        """Its position in the batch."""
+        self.reason = reason
+        self.code = code
+        """The `KafkaError` code, `None` when it never reached librdkafka."""
+
+
+class _Batch:
+    """Delivery bookkeeping of one publish (touched by the delivery thread).
+
+    Each record's delivery callback carries its position in the batch
+    (librdkafka drops the headers of failed messages, so a report cannot be
+    matched by its content)."""
+
+    __slots__ = ("_done", "_lock", "_settled", "delivered", "event", "failures", "remaining")
 
     def __init__(self, size: int, done: deque[_Batch]) -> None:
         self._lock = threading.Lock()
         self._done = done
+        self._settled = bytearray(size)  # 1 once a record's outcome is known
         self.remaining = size
         self.delivered = 0
-        self.failures: list[tuple[str | None, str]] = []
+        self.failures: list[Failure] = []
         self.event = anyio.Event()
 
-    def on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+    def report(self, index: int, err: KafkaError | None, _msg: Any) -> None:
         with self._lock:
+            self._settled[index] = 1
             if err is None:
                 self.delivered += 1
             else:
-                self.failures.append((_message_id(msg), f"{err.name()}: {err.str()}"))
+                self.failures.append(Failure(index, f"{err.name()}: {err.str()}", err.code()))
             self.remaining -= 1
             finished = self.remaining == 0
         if finished:
             self._done.append(self)
 
-    def not_produced(self, count: int, reason: str, message_id: str | None) -> bool:
-        """Record `count` records that never reached librdkafka; True when
-        the batch is now complete."""
+    def not_produced(self, start: int, stop: int, reason: str, code: int | None) -> bool:
+        """Record `start..stop` as never handed to librdkafka; True when the
+        batch is now complete."""
         with self._lock:
-            self.failures.append((message_id, reason))
-            self.failures.extend((None, reason) for _ in range(count - 1))
-            self.remaining -= count
+            self.failures.extend(Failure(i, reason, code) for i in range(start, stop))
+            self._settled[start:stop] = b"\x01" * (stop - start)
+            self.remaining -= stop - start
             return self.remaining == 0
+
+    def abandon(self, reason: str) -> None:
+        """Fail every record whose outcome is still unknown."""
+        with self._lock:
+            settled = self._settled
+            self.failures.extend(Failure(i, reason, None) for i, s in enumerate(settled) if not s)
+            settled[:] = b"\x01" * len(settled)
+            self.remaining = 0
 
 
 class KafkaProducerCore(Generic[T]):
@@ -104,6 +132,7 @@ class KafkaProducerCore(Generic[T]):
         config: librdkafka configuration, passed through.
         encode: turns an item into a `Record`; runs in the producing
             thread for large batches.
+        identify: the message id of an item (names it in failures).
         flush_timeout: seconds the shielded flush on exit may take.
         poll_interval: seconds each delivery-thread `poll` may block.
         name: used in errors and the thread name.
@@ -113,6 +142,7 @@ class KafkaProducerCore(Generic[T]):
         self,
         config: Mapping[str, Any],
         encode: Callable[[T], Record],
+        identify: Callable[[T], str | None],
         *,
         flush_timeout: float = 30.0,
         poll_interval: float = 0.05,
@@ -120,6 +150,7 @@ class KafkaProducerCore(Generic[T]):
     ) -> None:
         self._config = dict(config)
         self._encode = encode
+        self._identify = identify
         self._flush_timeout = flush_timeout
         self._poll_interval = poll_interval
         self._name = name
@@ -164,9 +195,9 @@ class KafkaProducerCore(Generic[T]):
             left = await anyio.to_thread.run_sync(producer.flush, self._flush_timeout)
             self._finish(self._drain())
             for batch in list(self._pending):
-                if batch.not_produced(batch.remaining, "not delivered before shutdown", None):
-                    self._pending.discard(batch)
-                    batch.event.set()
+                batch.abandon("not delivered before shutdown")
+                self._pending.discard(batch)
+                batch.event.set()
             self._producer = None
             self._thread = None
         if left:
@@ -182,6 +213,7 @@ class KafkaProducerCore(Generic[T]):
         assert producer is not None
         poll, stopping, done = producer.poll, self._stopping, self._done
         interval = self._poll_interval
+        poll(0)  # serve what librdkafka logged while starting
         while not stopping.is_set():
             if self._producers:
                 stopping.wait(0.005)
@@ -217,24 +249,32 @@ class KafkaProducerCore(Generic[T]):
         producer = self._producer
         assert producer is not None
         produce, poll = producer.produce, producer.poll
-        encode, on_delivery = self._encode, batch.on_delivery
+        encode, report = self._encode, batch.report
         i = start
         n = len(items)
         while i < n:
             topic, value, key, headers = encode(items[i])
             try:
-                produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+                produce(topic, value, key, headers=headers, on_delivery=partial(report, i))
             except BufferError:
                 if not block:
                     return i
-                # Backpressure: serve delivery reports until there is room.
+                # Backpressure: serve delivery reports until there is room;
+                # the caller may give up meanwhile (nothing more is queued).
                 poll(0.01)
+                try:
+                    anyio.from_thread.check_cancelled()
+                except BaseException:
+                    if batch.not_produced(i, n, "cancelled before it was produced", None):
+                        self._done.append(batch)
+                    raise
                 continue
             except (KafkaException, TypeError, ValueError) as exc:
-                message_id = _header_text(headers, "message_id")
-                if batch.not_produced(n - i, f"rejected by the client: {exc}", message_id):
+                code = exc.args[0].code() if isinstance(exc, KafkaException) else None
+                if batch.not_produced(i, i + 1, f"rejected by the client: {exc}", code):
                     self._done.append(batch)
-                return n
+                i += 1
+                continue
             if block and not i & 7:
                 poll(0)
             i += 1
@@ -257,11 +297,29 @@ class KafkaProducerCore(Generic[T]):
         """Produce `items` in order and return once all were confirmed.
 
         Raises:
-            BrokerDeliveryError: some were not delivered (the others were).
+            BrokerDeliveryError: some were not delivered (the others were;
+                `positions` says which failed).
+            BrokerError: the producer is not running.
+        """
+        failures = await self.deliver(items)
+        if failures:
+            identify = self._identify
+            raise BrokerDeliveryError(
+                [(identify(items[f.index]), f.reason) for f in failures],
+                len(items) - len(failures),
+                what=self._name,
+                positions=[f.index for f in failures],
+            )
+
+    async def deliver(self, items: Sequence[T]) -> list[Failure]:
+        """Produce `items` in order, wait for every delivery report and
+        return the failures, in batch order.
+
+        Raises:
             BrokerError: the producer is not running.
         """
         if not items:
-            return
+            return []
         if not self.running:
             raise BrokerError(f"{self._name} is not running; use `async with` around it")
         batch = _Batch(len(items), self._done)
@@ -281,8 +339,14 @@ class KafkaProducerCore(Generic[T]):
             self._pending.discard(batch)
         else:
             await batch.event.wait()
-        if batch.failures:
-            raise BrokerDeliveryError(batch.failures, batch.delivered, what=self._name)
+        return sorted(batch.failures, key=_index)
+
+
+_index = attrgetter("index")
+
+
+def _id(message: Message) -> str:
+    return str(message.message_id)
 
 
 class KafkaMessageBroker:
@@ -297,13 +361,19 @@ class KafkaMessageBroker:
         config: librdkafka configuration, passed through unchanged
             (`bootstrap.servers`, security, `compression.type`,
             `enable.idempotence`, `linger.ms`, `message.timeout.ms`...).
+            librdkafka's own log lines go to the Python logger
+            `anycqrs.brokers.kafka.librdkafka.producer` unless it holds a
+            `logger` of its own.
         flush_timeout: seconds the flush on exit may take.
         poll_interval: seconds each delivery-thread poll may block.
 
     A publish fails with `anycqrs.errors.BrokerDeliveryError` when the broker
     rejects a message or cannot be reached within librdkafka's
-    `message.timeout.ms` (librdkafka retries until then). A full local queue
-    is backpressure: the publish waits for room, nothing is dropped.
+    `message.timeout.ms` (librdkafka retries until then); its `failures`
+    name each undelivered message and `positions` / `undelivered()` give
+    exactly the ones to retry. A full local queue is backpressure: the
+    publish waits for room, nothing is dropped, and cancelling it returns
+    at once (within about 10 ms; records not yet queued are not sent).
 
     Example:
         ```python
@@ -321,8 +391,9 @@ class KafkaMessageBroker:
         poll_interval: float = 0.05,
     ) -> None:
         self._core: KafkaProducerCore[Message] = KafkaProducerCore(
-            config,
+            with_logger(config, "producer"),
             encode_message,
+            _id,
             flush_timeout=flush_timeout,
             poll_interval=poll_interval,
             name="KafkaMessageBroker",

@@ -12,7 +12,15 @@ from typing import Any
 from ...serialization import dumps
 from .._message import Message
 
-__all__ = ["Headers", "Record", "dead_letter_record", "encode_message", "event_name"]
+__all__ = [
+    "Headers",
+    "Record",
+    "dead_letter_record",
+    "encode_message",
+    "event_name",
+    "record_key",
+    "truncated_dead_letter",
+]
 
 Headers = list[tuple[str, str | bytes | None]]
 """Record headers as librdkafka takes them."""
@@ -59,6 +67,17 @@ def event_name(msg: Any) -> bytes | None:
     return name
 
 
+def record_key(key: bytes) -> str:
+    """A consumed record's key as the event's `key`: UTF-8, and a key that
+    is not valid UTF-8 keeps its undecodable bytes as `\\xNN` escapes
+    (`b"o\\xff1"` becomes `"o\\\\xff1"`) instead of making the event poison.
+    Ordering still follows the raw bytes."""
+    try:
+        return key.decode()
+    except UnicodeDecodeError:
+        return key.decode(errors="backslashreplace")
+
+
 def dead_letter_record(msg: Any, error: BaseException, attempts: int, topic: str) -> Record:
     """A consumed record as it goes to the dead-letter `topic`: original value,
     key and headers plus `anycqrs.error.*`, `anycqrs.original.*` and
@@ -66,7 +85,51 @@ def dead_letter_record(msg: Any, error: BaseException, attempts: int, topic: str
     headers: Headers = [
         (name, value if value is not None else b"") for name, value in msg.headers() or []
     ]
+    return topic, msg.value(), msg.key(), headers + _error_headers(msg, error, attempts)
+
+
+_SMALL = 1024
+"""Key and header values longer than this are left out of a truncated dead letter."""
+
+TRUNCATED_VALUE = 4096
+"""How many bytes of the value a truncated dead letter keeps."""
+
+
+def truncated_dead_letter(
+    msg: Any, error: BaseException, attempts: int, topic: str, rejected: str
+) -> Record:
+    """The dead letter written when the topic refused the full one (too
+    large): the first `TRUNCATED_VALUE` bytes of the value, the key and the
+    original headers when each is at most 1 KiB, and the usual
+    `anycqrs.error.*` / `anycqrs.original.*` headers, marked by
+    `anycqrs.truncated` (what was cut: `value`, `headers`, `key`,
+    comma-separated), `anycqrs.original.size` (the value's size in bytes)
+    and `anycqrs.rejected` (why the full one was refused)."""
+    value, key = msg.value(), msg.key()
+    truncated = ["value"]
+    if value is not None:
+        value = value[:TRUNCATED_VALUE]
+    headers: Headers = []
+    for name, header in msg.headers() or []:
+        if header is None or len(header) <= _SMALL:
+            headers.append((name, header if header is not None else b""))
+        elif "headers" not in truncated:
+            truncated.append("headers")
+    if key is not None and len(key) > _SMALL:
+        key = None
+        truncated.append("key")
+    size = len(msg.value() or b"")
+    headers += _error_headers(msg, error, attempts)
     headers += [
+        ("anycqrs.truncated", ",".join(truncated).encode()),
+        ("anycqrs.original.size", str(size).encode()),
+        ("anycqrs.rejected", rejected[:_SMALL].encode(errors="replace")),
+    ]
+    return topic, value, key, headers
+
+
+def _error_headers(msg: Any, error: BaseException, attempts: int) -> Headers:
+    return [
         ("anycqrs.error.type", type(error).__qualname__.encode()),
         ("anycqrs.error.message", str(error)[:4000].encode(errors="replace")),
         ("anycqrs.original.topic", str(msg.topic()).encode()),
@@ -74,4 +137,3 @@ def dead_letter_record(msg: Any, error: BaseException, attempts: int, topic: str
         ("anycqrs.original.offset", str(msg.offset()).encode()),
         ("anycqrs.attempts", str(attempts).encode()),
     ]
-    return topic, msg.value(), msg.key(), headers

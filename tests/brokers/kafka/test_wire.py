@@ -5,7 +5,13 @@ from __future__ import annotations
 import anycqrs
 from anycqrs.brokers import Message
 from anycqrs.brokers.kafka import encode_message
-from anycqrs.brokers.kafka._wire import dead_letter_record, event_name
+from anycqrs.brokers.kafka._wire import (
+    TRUNCATED_VALUE,
+    dead_letter_record,
+    event_name,
+    record_key,
+    truncated_dead_letter,
+)
 from anycqrs.serialization import from_json
 
 from ..broker_helpers import OrderPaid, paid
@@ -73,3 +79,36 @@ def test_dead_letter_record_keeps_the_original_and_says_why() -> None:
     assert found["anycqrs.original.partition"] == b"2"
     assert found["anycqrs.original.offset"] == b"41"
     assert found["anycqrs.attempts"] == b"3"
+
+
+def test_truncated_dead_letter_cuts_what_is_large_and_says_so() -> None:
+    value = b"v" * 2_000_000
+    msg = Consumed(
+        value,
+        b"k" * 2000,
+        [("event_name", b"OrderPaid"), ("blob", b"b" * 5000), ("trace", b"t-1"), ("none", None)],
+    )
+    topic, cut, key, headers = truncated_dead_letter(
+        msg, ValueError("bad"), 0, "orders.dlt", "MSG_SIZE_TOO_LARGE: too big"
+    )
+    named = dict(headers)
+    assert topic == "orders.dlt" and key is None and cut == value[:TRUNCATED_VALUE]
+    assert named["anycqrs.truncated"] == b"value,headers,key"
+    assert named["anycqrs.original.size"] == b"2000000"
+    assert named["anycqrs.rejected"] == b"MSG_SIZE_TOO_LARGE: too big"
+    assert named["anycqrs.original.offset"] == b"41"
+    assert (named["event_name"], named["trace"], named["none"]) == (b"OrderPaid", b"t-1", b"")
+    assert "blob" not in named
+
+
+def test_truncated_dead_letter_of_an_empty_value_keeps_the_key() -> None:
+    _topic, value, key, headers = truncated_dead_letter(
+        Consumed(None, b"k1", []), ValueError("x"), 1, "dlt", "INVALID_RECORD"
+    )
+    assert (value, key) == (None, b"k1")
+    assert dict(headers)["anycqrs.original.size"] == b"0"
+
+
+def test_record_key_keeps_undecodable_bytes_as_escapes() -> None:
+    assert record_key(b"caf\xc3\xa9") == "caf\u00e9"
+    assert record_key(b"o\xff1") == "o\\xff1"
