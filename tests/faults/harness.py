@@ -334,7 +334,10 @@ def lag(bootstrap: str, group: str, topic: str, partitions: int) -> int:
         behind = 0
         for tp in committed:
             _low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            behind += high - max(tp.offset, 0)
+            # Tansu reports a partition's high watermark as its last batch's base offset
+            # + 1 (not its last offset + 1), so a group that committed everything can sit
+            # above it: that partition has nothing left, it is not "negative lag".
+            behind += max(0, high - max(tp.offset, 0))
         return behind
     finally:
         consumer.close()
