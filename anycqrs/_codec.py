@@ -24,6 +24,7 @@ import importlib
 import types
 from collections.abc import Callable, Mapping, MutableMapping
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 from uuid import UUID
 
@@ -36,6 +37,12 @@ try:  # pragma: no cover - depends on the environment
     _msgspec = importlib.import_module("msgspec")
 except ImportError:  # pragma: no cover
     _msgspec = None
+
+_orjson: Any
+try:  # pragma: no cover - depends on the environment
+    _orjson = importlib.import_module("orjson")
+except ImportError:  # pragma: no cover
+    _orjson = None
 
 AVAILABLE = _msgspec is not None
 """Whether msgspec is installed."""
@@ -143,6 +150,13 @@ class _Scan:
         self, cls: Any, args: tuple[Any, ...], params: Mapping[Any, Any], depth: int
     ) -> Check | None:
         """The aware-datetime check of a class (`args`: its generic arguments)."""
+        return _combine(*self._needs(cls, args, params, depth))
+
+    def _needs(
+        self, cls: Any, args: tuple[Any, ...], params: Mapping[Any, Any], depth: int
+    ) -> tuple[list[str], list[tuple[str, Check]]]:
+        """Dotted attribute paths to datetimes through nested classes, and the
+        checks of the other values holding some (lists, dicts, optionals)."""
         if not isinstance(cls, type) or cls in self._active:
             raise _Unsupported(cls)
         names = _fields(cls)
@@ -153,23 +167,68 @@ class _Scan:
         except Exception as exc:
             raise _Unsupported(cls) from exc  # unresolvable annotations: the converter decides
         self._active.add(cls)
+        paths: list[str] = []
         checks: list[tuple[str, Check]] = []
         for name in names:
             hint = hints.get(name, Any)
-            if depth == 0 and (hint is Any or isinstance(hint, TypeVar)):
+            if isinstance(hint, TypeVar):
+                hint = inner.get(hint, Any)
+                if depth == 0:
+                    self.open_fields.append(name)
+            elif depth == 0 and hint is Any:
                 self.open_fields.append(name)
-            check = self.type(hint, inner, depth + 1)
-            if check is not None:
-                checks.append((name, check))
+            origin = get_origin(hint) or hint
+            if hint is datetime:
+                paths.append(name)
+            elif isinstance(origin, type) and (attrs.has(origin) or _is_record(origin)):
+                sub_paths, sub_checks = self._needs(origin, get_args(hint), inner, depth + 1)
+                paths += [f"{name}.{path}" for path in sub_paths]
+                checks += [(f"{name}.{path}", check) for path, check in sub_checks]
+            else:
+                check = self.type(hint, inner, depth + 1)
+                if check is not None:
+                    checks.append((name, check))
         self._active.discard(cls)
-        if not checks:
-            return None
+        return paths, checks
 
-        def check_fields(value: Any) -> bool:
-            return all(check(getattr(value, name)) for name, check in checks)
 
-        return check_fields
+def _is_record(cls: type) -> bool:
+    return dataclasses.is_dataclass(cls) or (
+        _msgspec is not None and issubclass(cls, _msgspec.Struct)
+    )
 
+
+def _combine(paths: list[str], checks: list[tuple[str, Check]]) -> Check | None:
+    """One check over every path: a single `attrgetter` for the datetimes
+    reached through attributes (the common case costs one C call)."""
+    parts: list[Check] = []
+    if len(paths) == 1:
+        get_one = attrgetter(paths[0])
+        parts.append(lambda value: get_one(value).tzinfo is not None)
+    elif paths:
+        get_all, tzinfo = attrgetter(*paths), attrgetter("tzinfo")
+        parts.append(lambda value: None not in map(tzinfo, get_all(value)))
+    for path, check in checks:
+        get = attrgetter(path)
+        parts.append(lambda value, get=get, check=check: check(get(value)))  # type: ignore[misc]
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    return lambda value: all(part(value) for part in parts)
+
+
+_AS_IS = (
+    (
+        _orjson.OPT_PASSTHROUGH_DATACLASS
+        | _orjson.OPT_PASSTHROUGH_DATETIME
+        | _orjson.OPT_PASSTHROUGH_SUBCLASS
+    )
+    if _orjson is not None
+    else 0
+)
+"""orjson refuses (for `msgspec.convert` to handle) what JSON would change:
+dataclass instances, datetime objects, subclasses of str / int / dict / list."""
 
 MISS: Any = object()
 """What the fast path returns for a value it leaves to the converter."""
@@ -203,7 +262,20 @@ class FastType:
         return value if self._check is None or self._check(value) else MISS
 
     def build(self, data: Any) -> Any:
-        """Plain data to the value, or `MISS` (refused, or a naive datetime)."""
+        """Plain data to the value, or `MISS` (refused, or a naive datetime).
+
+        Data orjson writes as it is (JSON types and UUIDs: what `to_dict`
+        returns) goes through the type's JSON decoder, which is faster than
+        `msgspec.convert` on a generic alias; the rest (datetime objects,
+        int keys...) through `msgspec.convert`.
+        """
+        if _orjson is not None:
+            try:
+                raw = _orjson.dumps(data, option=_AS_IS)
+            except Exception:  # noqa: BLE001 - not plain JSON data: convert it
+                pass
+            else:
+                return self.load(raw)
         try:
             value = self._convert(data)
         except Exception:  # noqa: BLE001 - the converter names every error
