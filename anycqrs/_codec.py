@@ -38,12 +38,6 @@ try:  # pragma: no cover - depends on the environment
 except ImportError:  # pragma: no cover
     _msgspec = None
 
-_orjson: Any
-try:  # pragma: no cover - depends on the environment
-    _orjson = importlib.import_module("orjson")
-except ImportError:  # pragma: no cover
-    _orjson = None
-
 AVAILABLE = _msgspec is not None
 """Whether msgspec is installed."""
 
@@ -218,18 +212,6 @@ def _combine(paths: list[str], checks: list[tuple[str, Check]]) -> Check | None:
     return lambda value: all(part(value) for part in parts)
 
 
-_AS_IS = (
-    (
-        _orjson.OPT_PASSTHROUGH_DATACLASS
-        | _orjson.OPT_PASSTHROUGH_DATETIME
-        | _orjson.OPT_PASSTHROUGH_SUBCLASS
-    )
-    if _orjson is not None
-    else 0
-)
-"""orjson refuses (for `msgspec.convert` to handle) what JSON would change:
-dataclass instances, datetime objects, subclasses of str / int / dict / list."""
-
 MISS: Any = object()
 """What the fast path returns for a value it leaves to the converter."""
 
@@ -262,20 +244,7 @@ class FastType:
         return value if self._check is None or self._check(value) else MISS
 
     def build(self, data: Any) -> Any:
-        """Plain data to the value, or `MISS` (refused, or a naive datetime).
-
-        Data orjson writes as it is (JSON types and UUIDs: what `to_dict`
-        returns) goes through the type's JSON decoder, which is faster than
-        `msgspec.convert` on a generic alias; the rest (datetime objects,
-        int keys...) through `msgspec.convert`.
-        """
-        if _orjson is not None:
-            try:
-                raw = _orjson.dumps(data, option=_AS_IS)
-            except Exception:  # noqa: BLE001 - not plain JSON data: convert it
-                pass
-            else:
-                return self.load(raw)
+        """Plain data to the value, or `MISS` (refused, or a naive datetime)."""
         try:
             value = self._convert(data)
         except Exception:  # noqa: BLE001 - the converter names every error

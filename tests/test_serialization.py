@@ -200,6 +200,7 @@ class TestStrictDecoding:
             ("count", True, "expected an integer, got bool True @ $.count"),
             ("count", 123456789012345678901234567890.0, "expected an integer, got float"),
             ("name", 12345, "expected a string, got int 12345 @ $.name"),
+            ("name", UUID(int=5), "expected a string, got UUID @ $.name"),
             ("ratio", "0.5", "expected a number, got str '0.5' @ $.ratio"),
             ("flag", 1, "expected true or false, got int 1 @ $.flag"),
             ("ids", {"x": "a"}, "expected an integer key, got str 'x' @ $.ids"),
