@@ -19,7 +19,6 @@ naming the fields) is what the caller sees.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib
 import types
 from collections.abc import Callable, Mapping, MutableMapping
@@ -29,6 +28,8 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 from uuid import UUID
 
 import attrs
+
+from .messages import NotificationEvent
 
 __all__ = ["AVAILABLE", "MISS", "FastType", "encode", "fast_type", "set_enabled", "to_builtins"]
 
@@ -48,6 +49,10 @@ _SCALARS = frozenset({int, float, str, bool, type(None), UUID})
 _OPEN_VALUES = frozenset({int, float, str, bool, type(None)})
 _SEQUENCES = frozenset({list, tuple, set, frozenset})
 _MAPPINGS = frozenset({dict, Mapping, MutableMapping})
+
+
+_MADE_AWARE = frozenset({(NotificationEvent, "event_timestamp")})
+"""Datetime fields their class's `__attrs_post_init__` makes aware: not checked."""
 
 
 class _Unsupported(Exception):
@@ -172,6 +177,8 @@ class _Scan:
             elif depth == 0 and hint is Any:
                 self.open_fields.append(name)
             origin = get_origin(hint) or hint
+            if (cls, name) in _MADE_AWARE:
+                continue
             if hint is datetime:
                 paths.append(name)
             elif isinstance(origin, type) and (attrs.has(origin) or _is_record(origin)):
@@ -226,13 +233,12 @@ class FastType:
             from plain data too).
     """
 
-    __slots__ = ("_check", "_convert", "_decode")
+    __slots__ = ("_check", "_decode", "_str_keys", "_target")
 
     def __init__(self, target: Any, check: Check | None, *, int_keys: bool) -> None:
         self._decode = _msgspec.json.Decoder(target, strict=True).decode
-        self._convert = functools.partial(
-            _msgspec.convert, type=target, strict=True, str_keys=int_keys
-        )
+        self._target = target
+        self._str_keys = int_keys
         self._check = check
 
     def load(self, raw: bytes | str) -> Any:
@@ -246,7 +252,7 @@ class FastType:
     def build(self, data: Any) -> Any:
         """Plain data to the value, or `MISS` (refused, or a naive datetime)."""
         try:
-            value = self._convert(data)
+            value = _msgspec.convert(data, self._target, str_keys=self._str_keys)  # strict
         except Exception:  # noqa: BLE001 - the converter names every error
             return MISS
         return value if self._check is None or self._check(value) else MISS
@@ -254,7 +260,10 @@ class FastType:
 
 _enabled = AVAILABLE
 _types: dict[Any, FastType | None] = {}
-_encoders: dict[type, tuple[str, ...] | None] = {}
+_by_id: dict[int, tuple[Any, FastType | None]] = {}
+_Encoder = tuple[tuple[str, ...], bool]  # (open fields, int-keyed mapping inside)
+_encoders: dict[type, _Encoder | None] = {}
+_UNSEEN: Any = object()
 
 
 def set_enabled(enabled: bool) -> bool:
@@ -271,47 +280,61 @@ def fast_type(target: Any) -> FastType | None:
     must handle the type (or the fast path is off)."""
     if not _enabled:
         return None
+    seen = _by_id.get(id(target))  # generic aliases hash in Python: look them up by identity
+    if seen is not None and seen[0] is target:
+        return seen[1]
     try:
-        return _types[target]
+        fast = _types[target]
     except KeyError:
-        pass
+        fast = _build(target)
+        _types[target] = fast
     except TypeError:  # an unhashable annotation: not cached, not fast
         return None
-    scan = _Scan()
-    try:
-        check = scan.type(target, {}, 0)
-        fast: FastType | None = FastType(target, check, int_keys=scan.int_keys)
-    except (_Unsupported, TypeError):
-        fast = None
-    _types[target] = fast
+    _by_id[id(target)] = (target, fast)  # the tuple keeps `target` alive: its id stays its own
     return fast
 
 
-def _encoder_fields(cls: type) -> tuple[str, ...] | None:
-    """The open fields of an encodable class (`None`: not encodable)."""
+def _build(target: Any) -> FastType | None:
+    scan = _Scan()
     try:
-        return _encoders[cls]
-    except KeyError:
-        pass
+        check = scan.type(target, {}, 0)
+        return FastType(target, check, int_keys=scan.int_keys)
+    except (_Unsupported, TypeError):
+        return None
+
+
+def _encoder(cls: type) -> _Encoder | None:
+    """How the fast path encodes instances of `cls` (`None`: it does not)."""
     scan = _Scan()
     try:
         scan.cls(cls, (), {}, 0)
-        fields = tuple(scan.open_fields) if scan.encodable else None
     except (_Unsupported, TypeError):
-        fields = None
-    _encoders[cls] = fields
-    return fields
+        scan.encodable = False
+    encoder = (tuple(scan.open_fields), scan.int_keys) if scan.encodable else None
+    _encoders[cls] = encoder
+    return encoder
 
 
-def _encodes(obj: Any) -> bool:
-    fields = _encoder_fields(type(obj))
-    if fields is None:
-        return False
-    for name in fields:
+def _str_keys(obj: Any) -> bool | None:
+    """`None` when the converter must encode `obj`, else whether an int-keyed
+    mapping may be inside (msgspec then writes the keys as strings)."""
+    encoder = _encoders.get(type(obj), _UNSEEN)
+    if encoder is _UNSEEN:
+        encoder = _encoder(type(obj))
+    if encoder is None:
+        return None
+    fields, int_keys = encoder
+    for name in fields:  # Any / type-variable fields: scalars, or classes without such fields
         value_cls = type(getattr(obj, name))
-        if value_cls not in _OPEN_VALUES and _encoder_fields(value_cls) != ():
-            return False
-    return True
+        if value_cls in _OPEN_VALUES:
+            continue
+        inner = _encoders.get(value_cls, _UNSEEN)
+        if inner is _UNSEEN:
+            inner = _encoder(value_cls)
+        if inner is None or inner[0]:
+            return None
+        int_keys = int_keys or inner[1]
+    return bool(int_keys)
 
 
 def to_builtins(obj: Any) -> Any:
@@ -319,17 +342,18 @@ def to_builtins(obj: Any) -> Any:
     converter must do it: its class holds an unsupported type, or a top-level
     `Any` / type-variable field holds something but a scalar or a class
     without such fields."""
-    if not _enabled or not _encodes(obj):
+    str_keys = _str_keys(obj) if _enabled else None
+    if str_keys is None:
         return MISS
     try:
-        return _msgspec.to_builtins(obj, str_keys=True)
+        return _msgspec.to_builtins(obj, str_keys=str_keys)
     except Exception:  # noqa: BLE001 - the converter says what is wrong
         return MISS
 
 
 def encode(obj: Any) -> Any:
     """`obj` as compact JSON bytes, or `MISS` (see `to_builtins`)."""
-    if not _enabled or not _encodes(obj):
+    if not _enabled or _str_keys(obj) is None:
         return MISS
     try:
         return _msgspec.json.encode(obj)
