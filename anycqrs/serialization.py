@@ -233,12 +233,8 @@ def from_dict(cls: type[T] | Any, data: Any) -> T:
         DeserializationError: the data does not fit `cls`; the message names
             every offending field, e.g. `required field missing @ $.order_id`.
     """
-    fast = _codec.fast_type(cls)
-    if fast is not None:
-        value = fast.build(data)
-        if value is not _codec.MISS:
-            return cast(T, value)
-    return cast(T, _structure(cls, data))
+    value = _codec.load_dict(cls, data)
+    return cast(T, _structure(cls, data) if value is _codec.MISS else value)
 
 
 def _structure(cls: Any, data: Any) -> Any:
@@ -290,9 +286,7 @@ def loads(raw: bytes | str, target: Any = Any) -> Any:
 
 def from_json(cls: type[T] | Any, raw: bytes | str) -> T:
     """Parse JSON bytes/str into `cls`; errors name the offending field."""
-    fast = _codec.fast_type(cls)
-    if fast is not None:
-        value = fast.load(raw)
-        if value is not _codec.MISS:
-            return cast(T, value)
+    value = _codec.load_json(cls, raw)
+    if value is not _codec.MISS:
+        return cast(T, value)
     return cast(T, _structure(cls, loads(raw, cls)))
