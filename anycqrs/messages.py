@@ -77,10 +77,6 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
-
-
 @attrs.frozen(kw_only=True)
 class NotificationEvent(Event, Generic[PayloadT]):
     """An integration event: delivered to its bound handlers *and* published
@@ -94,26 +90,35 @@ class NotificationEvent(Event, Generic[PayloadT]):
     consumer can deduplicate redeliveries in a set; equality still compares
     every field, which is consistent: equal events have equal ids.
 
-    Example::
-
+    Example:
+        ```python
         event = NotificationEvent(payload=OrderPaid(order_id=1), topic="orders", key="1")
         assert event.event_name == "OrderPaid"
+        ```
     """
 
     payload: PayloadT = attrs.field(hash=False)
     """The event's data (an attrs class or dataclass)."""
     topic: str = attrs.field(default="", hash=False)
     """Destination topic (Kafka) or routing key (RabbitMQ)."""
-    event_name: str = attrs.field(
-        default=attrs.Factory(lambda self: event_name_of(type(self.payload)), takes_self=True),
-        hash=False,
-    )
-    """Wire name used for routing; defaults to the payload class's name."""
+    event_name: str = attrs.field(default="", hash=False)
+    """Wire name used for routing; empty (the default) means the payload class's
+    name (`event_name_of`)."""
     key: str | None = attrs.field(default=None, hash=False)
     """Partition / ordering key: events with one key stay in order."""
     headers: Mapping[str, str] = attrs.field(factory=dict, hash=False)
     """Extra transport headers."""
     event_id: UUID = attrs.field(factory=uuid4)
     """Unique id of this event (deduplication key; the event's hash)."""
-    event_timestamp: datetime = attrs.field(factory=_utcnow, converter=_aware, hash=False)
-    """When the event was created, timezone-aware (UTC by default)."""
+    event_timestamp: datetime = attrs.field(factory=_utcnow, hash=False)
+    """When the event was created, timezone-aware (a naive value is taken as UTC)."""
+
+    def __attrs_post_init__(self) -> None:
+        # Defaults that depend on other fields, and the naive-means-UTC rule, live here
+        # rather than in a `takes_self` factory and a converter: msgspec (the fast wire
+        # codec) builds attrs classes without `__init__` but runs this hook.
+        if not self.event_name:
+            object.__setattr__(self, "event_name", event_name_of(type(self.payload)))
+        timestamp = self.event_timestamp
+        if timestamp.tzinfo is None:
+            object.__setattr__(self, "event_timestamp", timestamp.replace(tzinfo=timezone.utc))

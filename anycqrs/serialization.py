@@ -1,22 +1,32 @@
-"""One converter for every message: ``to_dict`` / ``from_dict`` and JSON.
+"""One codec for every message: `to_dict` / `from_dict` and JSON.
 
-The converter is a :mod:`cattrs` converter (the orjson-flavoured one when
-:mod:`orjson` is installed) with hooks for UUIDs and timezone-aware datetimes.
+The general path is a `cattrs` converter (the orjson-flavoured one when
+`orjson` is installed) with hooks for UUIDs and timezone-aware datetimes.
 It handles attrs classes, dataclasses, nested messages, lists, dicts,
-optionals and generics such as ``NotificationEvent[OrderPaid]``.
+optionals and generics such as `NotificationEvent[OrderPaid]`.
 
-Decoding is strict, the same for application code (``from_dict``) and for
+When `msgspec` is installed it is the fast path: types it encodes and decodes
+exactly like the converter (attrs classes, dataclasses and Structs made of
+scalars, UUIDs, datetimes, lists and dicts, generics included) go straight
+through it, one decoder per type; everything else, and every input it
+refuses, goes to the converter, whose `DeserializationError` lists each
+offending field. `set_fast_path(False)` forces the converter.
+
+Decoding is strict, the same for application code (`from_dict`) and for
 messages consumed from a broker: a value must already have its field's type.
 The only conversions made are the lossless ones JSON needs: an integer for a
-``float`` field, an ISO 8601 string for a ``datetime`` (naive means UTC), a
-UUID string for a ``UUID``, a list for a tuple or set. ``"42"`` for an ``int``,
-``1.9`` for an ``int``, ``true`` for an ``int`` or ``12345`` for a ``str`` are
-refused with a ``DeserializationError`` naming the field.
+`float` field, an ISO 8601 string for a `datetime` (naive means UTC), a
+UUID string for a `UUID`, a list for a tuple or set, a string key for an
+`int`-keyed dict. `"42"` for an `int`, `1.9` for an `int`, `true` for an
+`int` or `12345` for a `str` are refused with a `DeserializationError` naming
+the field. Datetimes are written in ISO 8601 / RFC 3339, a zero UTC offset as
+`Z`.
 
-Example::
-
+Example:
+    ```python
     data = anycqrs.to_dict(event)          # plain dict, JSON-ready
     again = anycqrs.from_dict(NotificationEvent[OrderPaid], data)
+    ```
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from uuid import UUID
 import cattrs
 from cattrs.v import format_exception
 
+from . import _codec
 from .errors import DeserializationError, SerializationError
 
 __all__ = [
@@ -40,6 +51,7 @@ __all__ = [
     "from_json",
     "loads",
     "make_converter",
+    "set_fast_path",
     "to_dict",
     "to_json",
 ]
@@ -71,6 +83,11 @@ def _parse_uuid(value: Any, _type: Any) -> UUID:
     raise TypeError(f"expected a UUID string, got {_kind(value)}")
 
 
+def _format_datetime(value: datetime) -> str:
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text  # as msgspec writes it
+
+
 def _strict_int(value: Any, _type: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -96,8 +113,8 @@ def _strict_bool(value: Any, _type: Any) -> bool:
 
 
 def _number_key(key: Any, key_type: type) -> Any:
-    """A JSON object key for an ``int`` / ``float`` keyed mapping (JSON keys are
-    strings; ``to_dict`` writes them with ``str``)."""
+    """A JSON object key for an `int` / `float` keyed mapping (JSON keys are
+    strings; `to_dict` writes them with `str`)."""
     if isinstance(key, key_type) and not isinstance(key, bool):
         return key
     if isinstance(key, str):
@@ -138,7 +155,7 @@ def _kind(value: Any) -> str:
 
 
 def make_converter() -> cattrs.Converter:
-    """Build a fresh converter configured like :data:`converter` (useful to
+    """Build a fresh converter configured like `converter` (useful to
     register your own hooks without touching the shared one)."""
     if _orjson is not None:
         from cattrs.preconf.orjson import make_converter as make_orjson_converter
@@ -157,13 +174,28 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook_factory(_is_number_keyed, _number_keyed_hook(conv))
     conv.register_unstructure_hook(UUID, str)
     conv.register_structure_hook(UUID, _parse_uuid)
-    conv.register_unstructure_hook(datetime, datetime.isoformat)
+    conv.register_unstructure_hook(datetime, _format_datetime)
     conv.register_structure_hook(datetime, _parse_datetime)
     return conv
 
 
 converter: cattrs.Converter = make_converter()
-"""The converter behind :func:`to_dict` and :func:`from_dict`."""
+"""The general converter behind `to_dict` and `from_dict` (the fast path
+does not see hooks registered on it: see `set_fast_path`)."""
+
+
+def set_fast_path(enabled: bool) -> bool:
+    """Use msgspec for the types it handles (the default when it is installed),
+    or, with `False`, the converter for everything (e.g. after registering
+    hooks on the shared `converter`). Returns the previous setting.
+
+    Example:
+        ```python
+        anycqrs.serialization.set_fast_path(False)
+        anycqrs.serialization.converter.register_structure_hook(Money, parse_money)
+        ```
+    """
+    return _codec.set_enabled(enabled)
 
 
 def to_dict(obj: Any) -> Any:
@@ -172,6 +204,9 @@ def to_dict(obj: Any) -> Any:
     Raises:
         SerializationError: the object holds something the converter can't handle.
     """
+    data = _codec.to_builtins(obj)
+    if data is not _codec.MISS:
+        return data
     try:
         return converter.unstructure(obj)
     except Exception as exc:
@@ -192,21 +227,26 @@ def _describe(exc: BaseException) -> list[str]:
 
 
 def from_dict(cls: type[T] | Any, data: Any) -> T:
-    """Build ``cls`` from plain data produced by :func:`to_dict` (or JSON).
+    """Build `cls` from plain data produced by `to_dict` (or JSON).
 
     Raises:
-        DeserializationError: the data does not fit ``cls``; the message names
-            every offending field, e.g. ``required field missing @ $.order_id``.
+        DeserializationError: the data does not fit `cls`; the message names
+            every offending field, e.g. `required field missing @ $.order_id`.
     """
+    value = _codec.load_dict(cls, data)
+    return cast(T, _structure(cls, data) if value is _codec.MISS else value)
+
+
+def _structure(cls: Any, data: Any) -> Any:
     try:
-        return cast(T, converter.structure(data, cls))
+        return converter.structure(data, cls)
     except Exception as exc:
         raise DeserializationError(cls, _describe(exc)) from exc
 
 
 dumps: Callable[[Any], bytes]
-"""Compact UTF-8 JSON of plain data (what :func:`to_dict` returns, or a broker
-``Message.payload``); orjson when installed."""
+"""Compact UTF-8 JSON of plain data (what `to_dict` returns, or a broker
+`Message.payload`); orjson when installed."""
 if _orjson is not None:
     dumps = _orjson.dumps
     _loads: Callable[[bytes | str], Any] = _orjson.loads
@@ -219,7 +259,10 @@ else:  # pragma: no cover
 
 
 def to_json(obj: Any) -> bytes:
-    """Serialize a message to UTF-8 JSON bytes (``to_dict`` then JSON)."""
+    """Serialize a message to UTF-8 JSON bytes (`to_dict` then JSON)."""
+    raw: bytes = _codec.encode(obj)
+    if raw is not _codec.MISS:
+        return raw
     data = to_dict(obj)
     try:
         return dumps(data)
@@ -242,6 +285,8 @@ def loads(raw: bytes | str, target: Any = Any) -> Any:
 
 
 def from_json(cls: type[T] | Any, raw: bytes | str) -> T:
-    """Parse JSON bytes/str into ``cls``; errors name the offending field."""
-    result: T = from_dict(cls, loads(raw, cls))
-    return result
+    """Parse JSON bytes/str into `cls`; errors name the offending field."""
+    value = _codec.load_json(cls, raw)
+    if value is not _codec.MISS:
+        return cast(T, value)
+    return cast(T, _structure(cls, loads(raw, cls)))

@@ -89,3 +89,12 @@ class TestNotificationEventHash:
         again = anycqrs.from_dict(anycqrs.NotificationEvent[OrderPaid], anycqrs.to_dict(event))
         other = anycqrs.NotificationEvent(payload=OrderPaid(order_id=1), topic="orders")
         assert {event, again, other} == {event, other}
+
+
+def test_derived_defaults_survive_evolve_and_an_empty_name_means_the_class_name() -> None:
+    event = anycqrs.NotificationEvent(payload=Renamed(1), event_name="")
+    assert event.event_name == "orders.renamed.v2"  # empty means "derive it", as the default
+    moved = attrs.evolve(event, payload=OrderPaid(2))
+    assert moved.event_name == "orders.renamed.v2"  # evolve keeps the name it was given
+    assert moved.event_timestamp == event.event_timestamp
+    assert moved.event_timestamp.tzinfo is timezone.utc

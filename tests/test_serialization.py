@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import re
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, TypeVar
 from uuid import UUID, uuid4
@@ -12,10 +14,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import anycqrs
+from anycqrs import _codec
 from anycqrs.errors import DeserializationError, SerializationError
-from anycqrs.serialization import from_json, loads, make_converter, to_json
+from anycqrs.serialization import from_json, loads, make_converter, set_fast_path, to_json
 
 T = TypeVar("T")
+
+CODECS = ["fast", "general"] if _codec.AVAILABLE else ["general"]
+
+
+@pytest.fixture(autouse=True, scope="module", params=CODECS)
+def codec(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs on the msgspec fast path and on the cattrs converter."""
+    previous = set_fast_path(request.param == "fast")
+    yield request.param
+    set_fast_path(previous)
 
 
 @attrs.frozen
@@ -69,7 +82,7 @@ def test_round_trip_of_nested_notification_event() -> None:
     )
     data = anycqrs.to_dict(event)
     assert data["payload"]["order_id"] == str(event.payload.order_id)
-    assert data["event_timestamp"].endswith("+00:00")
+    assert data["event_timestamp"].endswith("Z")  # RFC 3339, as msgspec writes it
     assert data["event_name"] == "OrderPlaced"
     assert anycqrs.from_dict(anycqrs.NotificationEvent[OrderPlaced], data) == event
 
@@ -187,6 +200,7 @@ class TestStrictDecoding:
             ("count", True, "expected an integer, got bool True @ $.count"),
             ("count", 123456789012345678901234567890.0, "expected an integer, got float"),
             ("name", 12345, "expected a string, got int 12345 @ $.name"),
+            ("name", UUID(int=5), "expected a string, got UUID @ $.name"),
             ("ratio", "0.5", "expected a number, got str '0.5' @ $.ratio"),
             ("flag", 1, "expected true or false, got int 1 @ $.flag"),
             ("ids", {"x": "a"}, "expected an integer key, got str 'x' @ $.ids"),
@@ -196,10 +210,14 @@ class TestStrictDecoding:
         with pytest.raises(anycqrs.errors.DeserializationError, match=re.escape(message)):
             anycqrs.from_dict(Scalars, {**GOOD, field: value})
 
-    def test_a_thirty_digit_integer_from_json_is_refused(self) -> None:
-        raw = b'{"count": 123456789012345678901234567890, "name": "a", "ratio": 1, "flag": false}'
-        with pytest.raises(anycqrs.errors.DeserializationError, match=r"\$\.count"):
-            from_json(Scalars, raw)
+    def test_a_thirty_digit_integer_from_json(self, codec: str) -> None:
+        big = 123456789012345678901234567890
+        raw = b'{"count": %d, "name": "a", "ratio": 1, "flag": false}' % big
+        if codec == "fast":  # msgspec reads the integer exactly
+            assert from_json(Scalars, raw).count == big
+        else:  # orjson reads it as a float, which an int field refuses
+            with pytest.raises(anycqrs.errors.DeserializationError, match=r"\$\.count"):
+                from_json(Scalars, raw)
 
     def test_lossless_conversions_are_allowed(self) -> None:
         value = anycqrs.from_dict(Scalars, {**GOOD, "ratio": 2, "ids": {"7": "seven"}})
@@ -234,3 +252,77 @@ class TestDeserializationErrorTarget:
     def test_unknown_event_name_targets_notification_event(self) -> None:
         error = anycqrs.errors.UnknownEventName("nope")
         assert error.target is anycqrs.NotificationEvent
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+@attrs.frozen
+class Painted:
+    colour: Colour
+
+
+@attrs.frozen
+class Clamped:
+    value: int = attrs.field(converter=abs)
+
+
+class TestFastPath:
+    """Which types msgspec takes, and that both paths agree on the wire."""
+
+    pytestmark = pytest.mark.skipif(not _codec.AVAILABLE, reason="msgspec is not installed")
+
+    def test_events_and_generics_take_the_fast_path(self, codec: str) -> None:
+        event_type = anycqrs.NotificationEvent[OrderPlaced]
+        fast = _codec.fast_type(event_type)
+        assert (fast is not None) is (codec == "fast")
+        assert _codec.fast_type(event_type) is fast  # one decoder per type
+        event = anycqrs.NotificationEvent(payload=_order())
+        assert (_codec.encode(event) is not _codec.MISS) is (codec == "fast")
+
+    def test_what_msgspec_would_treat_differently_stays_with_the_converter(self) -> None:
+        assert _codec.fast_type(Painted) is None
+        assert _codec.fast_type(Clamped) is None
+        assert _codec.encode(Painted(Colour.RED)) is _codec.MISS
+        assert _codec.to_builtins(anycqrs.NotificationEvent(payload={"a": b"x"})) is _codec.MISS
+        assert anycqrs.from_dict(Clamped, {"value": -3}) == Clamped(3)  # converter ran
+        assert anycqrs.from_dict(Painted, {"colour": "red"}) == Painted(Colour.RED)
+
+    def test_a_naive_datetime_from_json_means_utc(self) -> None:
+        data = anycqrs.to_dict(anycqrs.NotificationEvent(payload=_order()))
+        data["payload"]["placed_at"] = "2026-01-02T03:04:05"
+        data["event_timestamp"] = "2026-01-02T03:04:05"
+        event = from_json(anycqrs.NotificationEvent[OrderPlaced], anycqrs.serialization.dumps(data))
+        assert event.payload.placed_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+        assert event.event_timestamp.tzinfo is timezone.utc
+
+    def test_structs_need_the_fast_path(self, codec: str) -> None:
+        import msgspec
+
+        class Point(msgspec.Struct):
+            x: int
+            at: datetime
+
+        point = Point(1, datetime(2026, 1, 1, tzinfo=timezone.utc))
+        if codec == "general":  # cattrs has no hooks for Structs
+            with pytest.raises(SerializationError, match="Point"):
+                to_json(point)
+            return
+        assert from_json(Point, to_json(point)) == point
+        assert anycqrs.from_dict(Point, anycqrs.to_dict(point)) == point
+        with pytest.raises(DeserializationError, match="Point"):
+            anycqrs.from_dict(Point, {"x": "1", "at": "2026-01-01T00:00:00Z"})
+
+    @given(orders, st.none() | st.text(min_size=1, max_size=8))
+    def test_both_paths_write_the_same_data(self, order: OrderPlaced, key: str | None) -> None:
+        event = anycqrs.NotificationEvent(payload=order, topic="t", key=key, headers={"h": "v"})
+        previous = set_fast_path(True)
+        try:
+            fast_dict, fast_json = anycqrs.to_dict(event), to_json(event)
+            set_fast_path(False)
+            assert anycqrs.to_dict(event) == fast_dict
+            assert loads(to_json(event)) == loads(fast_json)
+            assert from_json(anycqrs.NotificationEvent[OrderPlaced], fast_json) == event
+        finally:
+            set_fast_path(previous)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .. import _codec
 from ..errors import DeserializationError
 from ..messages import NotificationEvent
 from ..serialization import converter, from_dict, loads
@@ -56,11 +57,14 @@ class EventDecoder:
     """Builds the `NotificationEvent[P]` a wire message carries, routed by
     its event name; one per consumer run.
 
-    The bound class and its converter structure hook are looked up once per
-    event name (the generic `from_dict` dispatch on `NotificationEvent[P]`
-    costs about as much as the structuring itself). A payload that does not
-    fit is re-run through `from_dict` so the `DeserializationError` names the
-    offending fields.
+    With msgspec installed (and an `event_name` header), the JSON bytes are
+    decoded straight into the bound `NotificationEvent[P]` by one msgspec
+    decoder per event name. Otherwise, and for every message that decoder
+    refuses, the JSON is parsed and structured by the converter's hook for
+    the bound class (looked up once per event name: the generic `from_dict`
+    dispatch costs about as much as the structuring itself); a payload that
+    does not fit is re-run through `from_dict` so the `DeserializationError`
+    names the offending fields.
 
     Args:
         event_types: the bindings (an `anycqrs.EventMap`, the sink's `event_map`).
@@ -78,7 +82,7 @@ class EventDecoder:
 
     def __init__(self, event_types: EventTypes) -> None:
         self._event_types = event_types
-        self._hooks: dict[str, tuple[Any, Callable[[Any, Any], Any]]] = {}
+        self._hooks: dict[str, tuple[Any, Callable[[Any, Any], Any], _codec.FastType | None]] = {}
 
     def __call__(
         self, value: bytes | None, event_name: str | None, topic: str | None, key: str | None
@@ -96,6 +100,15 @@ class EventDecoder:
         """
         if value is None:
             raise DeserializationError(NotificationEvent, ["empty message value @ $"])
+        if event_name is not None:
+            try:
+                fast = self._entry(event_name)[2]
+            except DeserializationError:  # unknown name: raised below, after the JSON checks
+                fast = None
+            if fast is not None:
+                event = fast.load(value)
+                if event is not _codec.MISS and _fill(event, value, topic, key):
+                    return event
         data = loads(value, NotificationEvent)
         if not isinstance(data, dict):
             raise DeserializationError(
@@ -111,15 +124,21 @@ class EventDecoder:
             data["topic"] = topic
         if key is not None and "key" not in data:
             data["key"] = key
-        cls = self._event_types.notification_type(event_name)
-        entry = self._hooks.get(event_name)
-        if entry is None or entry[0] is not cls:
-            entry = self._hooks[event_name] = (cls, converter.get_structure_hook(cls))
-        hook = entry[1]
+        cls, hook, _ = self._entry(event_name)
         try:
             return hook(data, cls)
         except Exception:  # noqa: BLE001 - from_dict raises the descriptive error
             return from_dict(cls, data)
+
+    def _entry(self, event_name: str) -> tuple[Any, Callable[[Any, Any], Any], Any]:
+        """The bound class, its converter hook and its fast decoder (`None`
+        without msgspec), built once per event name and class."""
+        cls = self._event_types.notification_type(event_name)
+        entry = self._hooks.get(event_name)
+        if entry is None or entry[0] is not cls:
+            hook = converter.get_structure_hook(cls)
+            entry = self._hooks[event_name] = (cls, hook, _codec.fast_type(cls))
+        return entry
 
     def inbound(
         self,
@@ -150,3 +169,19 @@ class EventDecoder:
             error = DeserializationError(NotificationEvent, [f"{exc} @ headers"])
             return Inbound(None, error, lane, raw, ticket)
         return Inbound(event, None, lane, raw, ticket)
+
+
+def _fill(event: Any, value: bytes, topic: str | None, key: str | None) -> bool:
+    """Fill the transport's `topic` / `key` into a fast-decoded event whose
+    JSON lacked them (the event is new: nobody holds it yet). `False` when the
+    bytes name such a field though the event has the default (an explicit
+    empty value, or a payload field of that name): the general path decides."""
+    if topic is not None and not event.topic:
+        if b'"topic"' in value:
+            return False
+        object.__setattr__(event, "topic", topic)
+    if key is not None and event.key is None:
+        if b'"key"' in value:
+            return False
+        object.__setattr__(event, "key", key)
+    return True

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 
 import anycqrs
+from anycqrs import _codec
 from anycqrs.consumers import EventDecoder, Inbound
 from anycqrs.errors import DeserializationError, UnknownEventName
 from anycqrs.events import EventMediator
-from anycqrs.serialization import dumps, to_dict
+from anycqrs.serialization import dumps, set_fast_path, to_dict
 
 from .consumer_helpers import OrderPaid, paid
+
+
+@pytest.fixture(autouse=True, params=["fast", "general"] if _codec.AVAILABLE else ["general"])
+def codec(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every decoder test runs with the msgspec fast path and without it."""
+    previous = set_fast_path(request.param == "fast")
+    yield request.param
+    set_fast_path(previous)
 
 
 def _body(order_id: object = 1, **extra: object) -> bytes:
@@ -53,6 +63,28 @@ class TestDecode:
     ) -> None:
         with pytest.raises(DeserializationError, match=message):
             EventDecoder(mediator.event_map)(value, name, "t", None)
+
+    def test_an_explicit_empty_topic_or_null_key_is_kept(self, mediator: EventMediator) -> None:
+        raw = _body(3, topic="", key=None)
+        event = EventDecoder(mediator.event_map)(raw, "OrderPaid", "orders", "k3")
+        assert (event.topic, event.key) == ("", None)
+
+    def test_a_payload_field_named_like_the_event_fields(self, mediator: EventMediator) -> None:
+        raw = json.dumps({"payload": {"order_id": 3, "topic": "x", "key": "y"}}).encode()
+        event = EventDecoder(mediator.event_map)(raw, "OrderPaid", "orders", "k3")
+        assert (event.payload, event.topic, event.key) == (OrderPaid(3), "orders", "k3")
+
+    def test_decodes_many_messages_alike(self, mediator: EventMediator, codec: str) -> None:
+        decode = EventDecoder(mediator.event_map)
+        fast = _codec.fast_type(anycqrs.NotificationEvent[OrderPaid])
+        assert (fast is not None) is (codec == "fast")  # the fast path is really taken
+        events = [decode(_body(n), "OrderPaid", "orders", str(n)) for n in range(3)]
+        assert [(e.payload.order_id, e.key, e.topic) for e in events] == [
+            (0, "0", "orders"),
+            (1, "1", "orders"),
+            (2, "2", "orders"),
+        ]
+        assert len({e.event_id for e in events}) == 3
 
     def test_unknown_name(self, mediator: EventMediator) -> None:
         with pytest.raises(UnknownEventName):
