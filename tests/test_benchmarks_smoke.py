@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+# One worker runs the whole module under pytest-xdist (its module fixture runs once).
+pytestmark = pytest.mark.xdist_group("benchmarks-smoke")
+
 ROOT = Path(__file__).absolute().parent.parent
 HAS_PYCQRS = importlib.util.find_spec("cqrs") is not None
 

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# One worker runs the whole module under pytest-xdist (its module fixture runs once).
+pytestmark = pytest.mark.xdist_group("mypy")
+
 api = pytest.importorskip("mypy.api")
 
 SAMPLES = Path(__file__).parent / "typing_samples"
