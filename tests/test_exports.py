@@ -220,3 +220,12 @@ def test_sqlalchemy_stores_are_imported_on_first_use() -> None:
     assert {"SqlAlchemyOutbox", "SqlAlchemyOutboxStore"} <= set(anycqrs.outbox.__all__)
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         anycqrs.outbox.Nope  # type: ignore[attr-defined]
+
+
+def test_the_error_tree_draws_every_error() -> None:
+    import anycqrs.errors as errors
+
+    doc = errors.__doc__ or ""
+    for name in errors.__all__:
+        if isinstance(getattr(errors, name), type):
+            assert f" {name} " in doc or f" {name}\n" in doc, f"{name} is missing from the tree"
