@@ -223,9 +223,9 @@ def test_sqlalchemy_stores_are_imported_on_first_use() -> None:
 
 
 def test_the_error_tree_draws_every_error() -> None:
-    import anycqrs.errors as errors
-
     import re
+
+    import anycqrs.errors as errors
 
     tree = (errors.__doc__ or "").split("```")[1]
     drawn = set(re.findall(r"[A-Z][A-Za-z]+(?:Error|Exist|Open|Lost|Name)\b", tree))
