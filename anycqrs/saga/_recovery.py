@@ -11,11 +11,11 @@ import anyio
 
 from ..errors import SagaError
 from ._compensation import Compensator
-from ._log import describe
+from ._log import ACT, describe
 from ._run import Journal, Run
 from ._snapshot import Snapshots
 from ._start import Starter
-from ._types import SagaState, SagaStatus, SagaStepResult
+from ._types import SagaState, SagaStatus, SagaStepResult, SagaStepStatus
 
 __all__ = ["Recovery"]
 
@@ -118,7 +118,7 @@ class Recovery:
                 state.recovery_attempts > self.max_attempts
                 and state.status is not SagaStatus.COMPENSATION_FAILED
             ):
-                await self._give_up(state, state.version, "too many recovery attempts")
+                await self._give_up(state, "too many recovery attempts")
                 return
             try:
                 await self._recover_state(state)
@@ -132,18 +132,36 @@ class Recovery:
                 if state.recovery_attempts >= self.max_attempts:
                     current = await storage.load_saga_state(state.saga_id)
                     if not current.status.terminal:
-                        await self._give_up(current, current.version, describe(error))
+                        await self._give_up(current, describe(error))
         finally:
             with anyio.CancelScope(shield=True):
                 await storage.release(state.saga_id, self.owner)
 
-    async def _give_up(self, state: SagaState, version: int, reason: str) -> None:
-        """Mark the saga finished: COMPENSATION_FAILED when it was
-        compensating (steps are left undone), else FAILED."""
+    async def _give_up(self, state: SagaState, reason: str) -> None:
+        """Stop trying to finish the saga, never leaving its steps done behind a
+        FAILED status: a saga that was running forward is compensated (FAILED,
+        or COMPENSATION_FAILED when a compensation fails); one that was
+        compensating, or whose run can't be rebuilt while its log shows steps
+        done, is marked COMPENSATION_FAILED for an operator."""
+        storage = self.journal.storage
+        if state.status not in _COMPENSATE:
+            try:
+                run, _ = await self._rebuilt(await storage.load_saga_state(state.saga_id))
+            except Exception as error:  # noqa: BLE001 - the operator's case below
+                reason = f"{reason}; cannot rebuild it to compensate: {describe(error)}"
+            else:
+                logger.error(
+                    "saga %s: giving up after %d recovery attempts (%s); compensating it",
+                    state.saga_id,
+                    self.max_attempts,
+                    reason,
+                )
+                await self.compensator.compensate(run)
+                return
         status = (
             SagaStatus.COMPENSATION_FAILED
-            if state.status is SagaStatus.COMPENSATING
-            else SagaStatus.FAILED
+            if state.status in _COMPENSATE or await self._left_done(state.saga_id)
+            else SagaStatus.FAILED  # nothing was done: nothing to compensate
         )
         logger.error(
             "saga %s: giving up after %d recovery attempts (%s); marked %s",
@@ -152,9 +170,20 @@ class Recovery:
             reason,
             status.value,
         )
-        await self.journal.storage.save(state.saga_id, version, status=status)
+        current = await storage.load_saga_state(state.saga_id)
+        await storage.save(state.saga_id, current.version, status=status)
 
-    async def _recover_state(self, state: SagaState) -> None:
+    async def _left_done(self, saga_id: UUID) -> bool:
+        """Whether the saga's log shows a step acted and not compensated."""
+        acted: set[str] = set()
+        for item in await self.journal.storage.get_step_history(saga_id):
+            if item.status is SagaStepStatus.COMPLETED:
+                (acted.add if item.action == ACT else acted.discard)(item.step_name)
+        return bool(acted)
+
+    async def _rebuilt(self, state: SagaState) -> tuple[Run, int]:
+        """The saga's run rebuilt from `state` and its log (`run.done`: its
+        completed steps), and the index of the first step to run."""
         saga = self.starter.saga_map.by_name(state.saga_name)
         if saga is None:
             raise SagaError(
@@ -166,6 +195,10 @@ class Recovery:
         start = await self.starter.rebuild(
             run, await self.journal.storage.get_step_history(state.saga_id)
         )
+        return run, start
+
+    async def _recover_state(self, state: SagaState) -> None:
+        run, start = await self._rebuilt(state)
         if state.status in _COMPENSATE:
             await self.compensator.compensate(run)  # FAILED, or COMPENSATION_FAILED again
             return

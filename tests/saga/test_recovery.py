@@ -272,3 +272,22 @@ async def test_recovery_does_not_swallow_storage_errors_silently(
         assert await racing.recover(sid) == 1
     assert "modified concurrently" in caplog.text
     assert (await storage.load_saga_state(sid)).status is SagaStatus.RUNNING
+
+
+async def test_giving_up_on_a_running_saga_compensates_what_it_did(
+    storage: SagaStorage, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Workers that die mid-recovery use up its attempts: the saga is rolled back,
+    never left FAILED with steps done."""
+    journal = Journal()
+    mediator = mediator_for(journal, storage, max_recovery_attempts=2)
+    sid = await leave_running(mediator, OrderContext(order_id=1), steps=1)
+    for _ in range(2):  # two recovery workers claim it and die (their leases expire)
+        assert await storage.claim(owner="killed", lease_seconds=0.0, saga_id=sid)
+    with caplog.at_level(logging.ERROR, logger="anycqrs.saga"):
+        assert await mediator.recover(sid) == 1
+    assert journal.names() == ["act:Reserve", "compensate:Reserve"]
+    state = await storage.load_saga_state(sid)
+    assert state.status is SagaStatus.FAILED
+    assert "giving up" in caplog.text and "compensating it" in caplog.text
+    assert log(await storage.get_step_history(sid))[-1] == "compensate:Reserve:COMPLETED"
