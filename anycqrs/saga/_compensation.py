@@ -12,10 +12,11 @@ from typing import Any
 import anyio
 
 from .. import _defaults
+from .._handlers import take_events
 from .._retry import RetryPolicy, Sleep, retry_call
 from ..events._dispatcher import EventDispatcher
 from ._log import ACT, COMPENSATE, COMPLETED, FAILED, STARTED, describe, entry
-from ._run import Handler, Journal, Run, take
+from ._run import Handler, Journal, Run
 from ._snapshot import Snapshots
 from ._types import SagaStatus, StepRecord
 
@@ -208,7 +209,7 @@ class Compensator:
                     await handler.compensate(context)
 
         def logged(error: BaseException, *_: Any) -> None:
-            take(handler)
+            take_events(handler)
             logger.warning(
                 "saga %s: compensation of %s, attempt %d/%s failed: %s",
                 run.saga_id,
@@ -245,7 +246,7 @@ class Compensator:
         """Dispatch the events a compensation emitted (a failure is logged:
         the compensation stands)."""
         try:
-            await self.dispatcher.dispatch(take(handler))
+            await self.dispatcher.dispatch(take_events(handler))
         except Exception as exc:  # noqa: BLE001 - compensation stands; logged
             logger.error(
                 "saga %s: events of the compensation of %s failed: %s",

@@ -9,6 +9,7 @@ from uuid import UUID
 
 import anyio
 
+from .._handlers import take_events
 from ..errors import EventDispatchError
 from ..events._dispatcher import EventDispatcher
 from ._compensation import Compensator
@@ -22,7 +23,7 @@ from ._log import (
     set_saga_id,
     set_step_type,
 )
-from ._run import Handler, Journal, Run, take
+from ._run import Handler, Journal, Run
 from ._snapshot import Dump, Snapshots
 from ._steps import Step, StepFailed, Steps
 from ._types import SagaStatus, SagaStepResult, StepRecord
@@ -148,20 +149,20 @@ class Forward:
             # (two clauses, no local naming the error: a failed saga must not
             # leave a frame <-> traceback cycle for the collector)
             except StepFailed as failure:
-                take(handler)  # a failed act's events are never dispatched
+                take_events(handler)  # a failed act's events are never dispatched
                 compensator = self._compensator
                 logged, _ = compensator.failed(run, failure.name, failure.error, acted=False)
                 await compensator.compensate(run, logged)
                 raise failure.error from None
             except Exception as error:
-                take(handler)
+                take_events(handler)
                 compensator = self._compensator
                 logged, _ = compensator.failed(run, step.name, error, acted=False)
                 await compensator.compensate(run, logged)
                 raise
             # last: evaluated only for what the clauses above let through
             except anyio.get_cancelled_exc_class():
-                take(handler)  # cancelled: the step runs again, its events with it
+                take_events(handler)  # cancelled: the step runs again, its events with it
                 raise
             run.done.append(handler)
             events = handler._anycqrs_events if fast is not None else handler.events
@@ -204,7 +205,7 @@ class Forward:
         """Dispatch the events the step emitted; a failure compensates the
         step too and raises `EventDispatchError`."""
         try:
-            await self._dispatcher.dispatch(take(handler))
+            await self._dispatcher.dispatch(take_events(handler))
         except Exception as error:
             wrapped = EventDispatchError(
                 response,

@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 from uuid import UUID
 
-from .._handlers import take_events
-from ..messages import Event
-from ._saga import ClearsEvents, Saga, SagaStepHandler
+from ._saga import Saga, SagaStepHandler
 from ._types import SagaStatus, StepRecord
 from .storage._protocol import SagaStorage, SynchronousWriters
 
-__all__ = ["Handler", "Journal", "Run", "Written", "take"]
+__all__ = ["Handler", "Journal", "Run", "Written"]
 
 Handler = SagaStepHandler[Any, Any]
-
-
-def take(handler: Handler) -> Sequence[Event]:
-    """Take a step's events, leaving none behind: `take_events`, then
-    `clear_events()` for a step of the python-cqrs idiom (whose `events` is
-    a copy: clearing it would leave the step's own list full)."""
-    taken = take_events(handler)
-    if handler._anycqrs_clears_events:
-        cast(ClearsEvents, handler).clear_events()
-    return taken
 
 
 Written = int | Awaitable[int]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Sequence
-from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Generic, TypeVar
 from uuid import UUID
 
 import attrs
@@ -17,7 +17,6 @@ from .._retry import RetryPolicy
 from ..errors import SagaDefinitionError
 
 __all__ = [
-    "ClearsEvents",
     "Fallback",
     "Saga",
     "SagaContext",
@@ -48,17 +47,6 @@ class SagaContext:
     """
 
     __slots__ = ()
-
-
-@runtime_checkable
-class ClearsEvents(Protocol):
-    """A step of the python-cqrs events idiom: its `events` returns a copy
-    and `clear_events()` empties the list it keeps (checked once per class,
-    when it is defined: `SagaStepHandler._anycqrs_clears_events`)."""
-
-    def clear_events(self) -> None:
-        """Forget the events taken."""
-        ...
 
 
 class SagaStepHandler(EventSource, abc.ABC, Generic[CtxT_contra, RespT]):
@@ -110,11 +98,9 @@ class SagaStepHandler(EventSource, abc.ABC, Generic[CtxT_contra, RespT]):
     retry_policy: ClassVar[RetryPolicy | None] = None
 
     _anycqrs_saga_id: UUID | None = None
-    _anycqrs_clears_events: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._anycqrs_clears_events = issubclass(cls, ClearsEvents)
         if "step_name" not in cls.__dict__:
             cls.step_name = cls.__name__
         elif not isinstance(cls.__dict__["step_name"], str) or not cls.step_name:

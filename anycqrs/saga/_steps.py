@@ -20,12 +20,12 @@ import anyio
 
 from .._endpoint import Endpoints, HandlerEndpoint
 from .._fallback import guarded
-from .._handlers import keeps_events_list
+from .._handlers import keeps_events_list, take_events
 from .._retry import Sleep, retry_call
 from ..container import Container
 from ..middlewares import MiddlewareChain
 from ._log import ACT, FAILED, STARTED, describe, record
-from ._run import Handler, Journal, Run, take
+from ._run import Handler, Journal, Run
 from ._saga import Saga, Slot
 from ._snapshot import Snapshots
 
@@ -186,7 +186,7 @@ class Steps:
                 describe(error),
             )
             self.snapshots.restore(context, run.snapshot)
-            take(handler)
+            take_events(handler)
 
         return await retry_call(policy, once, on_retry=again, sleep=self.sleep)
 
@@ -204,7 +204,7 @@ class Steps:
         assert slot.fallback is not None
         run, error = attempt.run, attempt.error
         attempt.error = None  # no attempt <-> traceback cycle left behind
-        take(attempt.handler)
+        take_events(attempt.handler)
         self.snapshots.restore(run.context, run.snapshot)
         details = {
             "error": "circuit breaker open" if error is None else describe(error),
@@ -222,8 +222,8 @@ class Steps:
         try:
             return replacement, await self.attempt(run, self.endpoint(other), replacement)
         except Exception as failure:
-            take(replacement)  # a failed act's events are never dispatched
+            take_events(replacement)  # a failed act's events are never dispatched
             raise StepFailed(other.step_name, failure) from failure
         except anyio.get_cancelled_exc_class():
-            take(replacement)
+            take_events(replacement)
             raise
