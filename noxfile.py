@@ -17,7 +17,14 @@ nox.options.sessions = ["tests", "lint", "typecheck"]
 
 ROOT = Path(__file__).parent
 VERSIONS = ("3.10", "3.11", "3.12", "3.13")
-BENCH_EXTRA = ["python-cqrs==5.3.0", "pyinstrument", "matplotlib", "rich"]
+BENCH_EXTRA = [
+    "python-cqrs==5.3.0",
+    "pyinstrument",
+    "matplotlib",
+    "rich",
+    "hdrhistogram>=0.10",
+    "faststream[confluent]>=0.5",
+]
 
 
 def _interpreter(version: str) -> str:
