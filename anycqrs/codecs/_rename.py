@@ -1,0 +1,105 @@
+"""Key renaming between snake_case field names and python-cqrs's camelCase,
+directed by the type where it is known."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+from collections.abc import Mapping, MutableMapping, Sequence
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+import attrs
+
+__all__ = ["camel", "to_camel", "to_snake"]
+
+_MAPPINGS = (dict, Mapping, MutableMapping)
+_SEQUENCES = (list, tuple, set, frozenset, Sequence)
+
+
+def camel(name: str) -> str:
+    """`order_id` -> `orderId` (what dataclass-wizard writes)."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _unwrap(tp: Any) -> Any:
+    origin = get_origin(tp)
+    if origin is Union or origin is types.UnionType:
+        others = [arg for arg in get_args(tp) if arg is not type(None)]
+        return others[0] if len(others) == 1 else Any
+    return tp
+
+
+def _fields(cls: Any) -> dict[str, Any] | None:
+    """Field name -> type of a record class (`None`: not a record)."""
+    if not isinstance(cls, type):
+        return None
+    try:
+        if attrs.has(cls) or dataclasses.is_dataclass(cls):
+            hints = get_type_hints(cls)
+            names = (
+                [f.name for f in attrs.fields(cls)]
+                if attrs.has(cls)
+                else [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+            )
+            return {name: hints.get(name, Any) for name in names}
+        msgspec = sys.modules.get("msgspec")
+        if msgspec is not None and issubclass(cls, msgspec.Struct):
+            return {f.name: f.type for f in msgspec.structs.fields(cls)}
+        model_fields = getattr(cls, "model_fields", None)  # a pydantic model class
+        if isinstance(model_fields, dict):
+            return {name: info.annotation for name, info in model_fields.items()}
+    except Exception:  # noqa: BLE001 - unresolvable hints: rename blindly
+        return None
+    return None
+
+
+def to_camel(data: Any, tp: Any = Any) -> Any:
+    """camelCase the keys of `data` (plain data of type `tp`): field names of
+    records; the keys of `dict` fields stay. Where the type is unknown
+    (`Any`), every object key is renamed."""
+    tp = _unwrap(tp)
+    origin, args = get_origin(tp) or tp, get_args(tp)
+    if isinstance(data, dict):
+        if origin in _MAPPINGS:
+            value_type = args[1] if len(args) == 2 else Any
+            return {key: to_camel(value, value_type) for key, value in data.items()}
+        fields = _fields(origin)
+        if fields is None:
+            return {camel(k) if isinstance(k, str) else k: to_camel(v) for k, v in data.items()}
+        return {
+            camel(k): to_camel(v, fields.get(k, Any)) if k in fields else to_camel(v)
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        item_type = args[0] if origin in _SEQUENCES and args else Any
+        return [to_camel(item, item_type) for item in data]
+    return data
+
+
+def to_snake(data: Any, tp: Any) -> Any:
+    """The snake_case data of type `tp` from python-cqrs JSON: a record's
+    field is read from its camelCase key, else its own name (python-cqrs's
+    pydantic events write those); other keys are dropped."""
+    tp = _unwrap(tp)
+    origin, args = get_origin(tp) or tp, get_args(tp)
+    if isinstance(data, dict):
+        if origin in _MAPPINGS:
+            value_type = args[1] if len(args) == 2 else Any
+            return {key: to_snake(value, value_type) for key, value in data.items()}
+        fields = _fields(origin)
+        if fields is None:
+            return data
+        out = {}
+        for name, field_type in fields.items():
+            key = camel(name)
+            if key in data:
+                out[name] = to_snake(data[key], field_type)
+            elif name in data:
+                out[name] = to_snake(data[name], field_type)
+        return out
+    if isinstance(data, list) and origin in _SEQUENCES:
+        item_type = args[0] if args else Any
+        return [to_snake(item, item_type) for item in data]
+    return data
