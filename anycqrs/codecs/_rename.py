@@ -8,6 +8,7 @@ import sys
 import types
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any, Union, get_args, get_origin, get_type_hints
+from uuid import UUID
 
 import attrs
 
@@ -58,8 +59,11 @@ def _fields(cls: Any) -> dict[str, Any] | None:
 def to_camel(data: Any, tp: Any = Any) -> Any:
     """camelCase the keys of `data` (plain data of type `tp`): field names of
     records; the keys of `dict` fields stay. Where the type is unknown
-    (`Any`), every object key is renamed."""
+    (`Any`), every object key is renamed. A `UUID` field is written as 32 hex
+    digits, as dataclass-wizard does."""
     tp = _unwrap(tp)
+    if tp is UUID and isinstance(data, str):
+        return UUID(data).hex
     origin, args = get_origin(tp) or tp, get_args(tp)
     if isinstance(data, dict):
         if origin in _MAPPINGS:
