@@ -110,9 +110,11 @@ class TestRoundTrips:
 
     def test_plain_data_is_json_ready(self) -> None:
         model = OrderPaidModel(
-            order_id=UUID(int=1), paid_at=datetime(2024, 1, 2, tzinfo=timezone.utc), amount=1,
+            order_id=UUID(int=1),
+            paid_at=datetime(2024, 1, 2, tzinfo=timezone.utc),
+            amount=1,
             lines=[Line(sku="a", quantity=2)],
-        )  # fmt: skip
+        )
         data = to_dict(NotificationEvent(payload=model, topic="t"))["payload"]
         assert data["order_id"] == str(UUID(int=1))
         assert data["paid_at"].startswith("2024-01-02T00:00:00")
@@ -139,9 +141,11 @@ class TestErrors:
 
     def test_pydantic_nested_index_named(self) -> None:
         data = {
-            "order_id": str(UUID(int=1)), "paid_at": "2024-01-01T00:00:00Z", "amount": 1,
+            "order_id": str(UUID(int=1)),
+            "paid_at": "2024-01-01T00:00:00Z",
+            "amount": 1,
             "lines": [{"sku": "a", "quantity": 1}, {"sku": "b"}],
-        }  # fmt: skip
+        }
         with pytest.raises(DeserializationError) as info:
             from_dict(OrderPaidModel, data)
         assert "Field required @ $.lines[1].quantity" in str(info.value)
@@ -153,8 +157,12 @@ class TestErrors:
         assert from_dict(LaxModel, {"count": "42"}) == LaxModel(count=42)
 
     def test_struct_field_named(self) -> None:
-        data = {"order_id": str(UUID(int=1)), "paid_at": "2024-01-01T00:00:00Z", "amount": 1,
-                "lines": [{"sku": "a", "quantity": "1"}]}  # fmt: skip
+        data = {
+            "order_id": str(UUID(int=1)),
+            "paid_at": "2024-01-01T00:00:00Z",
+            "amount": 1,
+            "lines": [{"sku": "a", "quantity": "1"}],
+        }
         with pytest.raises(DeserializationError) as info:
             from_dict(NotificationEvent[OrderPaidStruct], {"payload": data, "topic": "t"})
         assert "@ $.payload.lines[0].quantity" in str(info.value)
@@ -288,9 +296,11 @@ class TestEverywhere:
         events.bind(NotificationEvent[OrderPaidModel], RecordModel)
         mediator = EventMediator(events, container=container)
         model = OrderPaidModel(
-            order_id=UUID(int=3), paid_at=datetime(2024, 5, 1, tzinfo=timezone.utc), amount=2.5,
+            order_id=UUID(int=3),
+            paid_at=datetime(2024, 5, 1, tzinfo=timezone.utc),
+            amount=2.5,
             lines=[Line(sku="s", quantity=1)],
-        )  # fmt: skip
+        )
         transport = InMemoryTransport()
         transport.put_event(NotificationEvent(payload=model, topic="orders"))
         bad = to_dict(NotificationEvent(payload=model, topic="orders"))

@@ -31,9 +31,11 @@ def _generated() -> tuple[Any, Any]:
     timestamp_pb2.DESCRIPTOR.CopyToProto(wkt)
     pool.Add(wkt)
     file = descriptor_pb2.FileDescriptorProto(
-        name="orders.proto", package="orders", syntax="proto3",
+        name="orders.proto",
+        package="orders",
+        syntax="proto3",
         dependency=["google/protobuf/timestamp.proto"],
-    )  # fmt: skip
+    )
     line = file.message_type.add(name="Line")
     line.field.add(name="sku", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
     line.field.add(name="quantity", number=2, type=F.TYPE_INT64, label=F.LABEL_OPTIONAL)
@@ -45,21 +47,30 @@ def _generated() -> tuple[Any, Any]:
     ):
         paid.field.add(name=name, number=number, type=kind, label=F.LABEL_OPTIONAL)
     paid.field.add(
-        name="lines", number=4, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED,
+        name="lines",
+        number=4,
+        type=F.TYPE_MESSAGE,
+        label=F.LABEL_REPEATED,
         type_name=".orders.Line",
-    )  # fmt: skip
+    )
     paid.field.add(
-        name="paid_at", number=5, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL,
+        name="paid_at",
+        number=5,
+        type=F.TYPE_MESSAGE,
+        label=F.LABEL_OPTIONAL,
         type_name=".google.protobuf.Timestamp",
-    )  # fmt: skip
+    )
     entry = paid.nested_type.add(name="TagsEntry")
     entry.options.map_entry = True
     entry.field.add(name="key", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
     entry.field.add(name="value", number=2, type=F.TYPE_INT64, label=F.LABEL_OPTIONAL)
     paid.field.add(
-        name="tags", number=6, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED,
+        name="tags",
+        number=6,
+        type=F.TYPE_MESSAGE,
+        label=F.LABEL_REPEATED,
         type_name=".orders.OrderPaid.TagsEntry",
-    )  # fmt: skip
+    )
     shipped = file.message_type.add(name="Shipped")
     shipped.field.add(name="tracking", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
     pool.Add(file)

@@ -32,17 +32,23 @@ EVENTS.bind(NotificationEvent[OrderPaid], EventHandler)  # type: ignore[type-abs
 
 def cqrs_event(**kw: Any) -> CqrsOrderPaidEvent:
     payload = CqrsOrderPaid(
-        order_id=7, total_amount=12.5, paid_by=UUID(int=9), extra_info={"gift_wrap": 1},
+        order_id=7,
+        total_amount=12.5,
+        paid_by=UUID(int=9),
+        extra_info={"gift_wrap": 1},
         lines=[CqrsLine(sku_code="A-1", unit_count=2)],
-    )  # fmt: skip
+    )
     return CqrsOrderPaidEvent(topic="orders", payload=payload, **kw)
 
 
 def ours(**kw: Any) -> NotificationEvent[OrderPaid]:
     payload = OrderPaid(
-        order_id=7, total_amount=12.5, paid_by=UUID(int=9), extra_info={"gift_wrap": 1},
+        order_id=7,
+        total_amount=12.5,
+        paid_by=UUID(int=9),
+        extra_info={"gift_wrap": 1},
         lines=[Line(sku_code="A-1", unit_count=2)],
-    )  # fmt: skip
+    )
     return NotificationEvent(payload=payload, topic="orders", event_name="OrderPaid", **kw)
 
 
@@ -57,18 +63,23 @@ class TestReadingPythonCqrs:
         assert event.event_id == theirs.event_id
         assert event.event_name == "OrderPaid" and event.topic == "orders"
         assert event.payload == OrderPaid(
-            order_id=7, total_amount=12.5, paid_by=UUID(int=9), extra_info={"gift_wrap": 1},
+            order_id=7,
+            total_amount=12.5,
+            paid_by=UUID(int=9),
+            extra_info={"gift_wrap": 1},
             lines=[Line(sku_code="A-1", unit_count=2)],
-        )  # fmt: skip
+        )
         # python-cqrs writes local time without an offset: read as UTC
         assert event.event_timestamp == theirs.event_timestamp.replace(tzinfo=timezone.utc)
 
     def test_snake_case_keys_too(self) -> None:
         # python-cqrs's pydantic events write field names as they are
         data = {
-            "event_name": "OrderPaid", "event_id": str(uuid4()), "topic": "orders",
+            "event_name": "OrderPaid",
+            "event_id": str(uuid4()),
+            "topic": "orders",
             "payload": {"order_id": 1, "total_amount": 2, "paid_by": str(UUID(int=1))},
-        }  # fmt: skip
+        }
         event = PythonCqrsCodec().decode(json.dumps(data).encode(), None, EVENTS)
         assert event.payload.total_amount == 2.0 and event.payload.lines == []
 
@@ -143,10 +154,13 @@ class TestWritingForPythonCqrs:
         self, order_id: int, keys: dict[str, int], skus: list[str], key: str | None
     ) -> None:
         payload = OrderPaid(
-            order_id=order_id, total_amount=1.5, paid_by=uuid4(), extra_info=keys,
+            order_id=order_id,
+            total_amount=1.5,
+            paid_by=uuid4(),
+            extra_info=keys,
             lines=[Line(sku_code=s, unit_count=1) for s in skus],
             paid_at=datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
-        )  # fmt: skip
+        )
         event = NotificationEvent(payload=payload, topic="orders", key=key)
         codec = PythonCqrsCodec(EVENTS)
         again = EventDecoder(EVENTS, codec)(
