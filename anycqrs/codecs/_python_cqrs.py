@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from ..errors import DeserializationError, SerializationError, UnknownEventName
-from ..messages import NotificationEvent
+from ..messages import NotificationEvent, event_name_of
 from ..serialization import dumps, from_dict, loads
 from ._protocol import not_an_object, payload_type
 from ._rename import to_camel, to_snake
@@ -39,35 +40,46 @@ class PythonCqrsCodec:
     payload is renamed by its bound class, so the keys of `dict` fields stay
     as written; then decoding is as strict as anycqrs's own format.
 
-    Writing renames the field names of the payload by its class when
-    `event_types` (e.g. the `EventMap` of the service) binds the event name;
-    without it every object key in the payload is camelCased (`dict` keys
-    too).
+    Writing renames the field names of the payload by its class when the
+    codec knows it: `payload_types` is an `EventMap` (or any
+    `anycqrs.consumers.EventTypes`) that binds the event name, or the payload
+    classes themselves. Without it every object key in the payload is
+    camelCased (`dict` keys too) and UUIDs stay in their dashed form.
 
     Args:
-        event_types: bindings used to rename payloads by type when encoding.
+        payload_types: the payload classes (or bindings) used to rename
+            payloads by type when encoding.
 
     Example:
         ```python
-        broker = KafkaMessageBroker(config, codec=PythonCqrsCodec(event_map))
+        broker = KafkaMessageBroker(config, codec=PythonCqrsCodec([OrderPaid, OrderShipped]))
         consumer = KafkaEventConsumer(config, ["orders"], mediator, codec=PythonCqrsCodec())
         ```
     """
 
-    __slots__ = ("_event_types",)
+    __slots__ = ("_event_types", "_payloads")
 
     content_type = "application/json"
     transport_headers = False
 
-    def __init__(self, event_types: EventTypes | None = None) -> None:
-        self._event_types = event_types
+    def __init__(self, payload_types: EventTypes | Iterable[type] | None = None) -> None:
+        self._event_types: EventTypes | None = None
+        self._payloads: dict[str, type] = {}
+        if payload_types is None:
+            return
+        from ..consumers import EventTypes  # the consumer layer imports the codecs
+
+        if isinstance(payload_types, EventTypes):
+            self._event_types = payload_types
+        else:
+            self._payloads = {event_name_of(cls): cls for cls in payload_types}
 
     def __repr__(self) -> str:
         return "PythonCqrsCodec()"
 
     def _payload_type(self, event_name: str) -> Any:
         if self._event_types is None:
-            return Any
+            return self._payloads.get(event_name, Any)
         try:
             return payload_type(self._event_types.notification_type(event_name))
         except UnknownEventName:

@@ -129,6 +129,11 @@ class TestWritingForPythonCqrs:
         assert theirs.payload["orderId"] == 7  # python-cqrs leaves a generic payload a dict
         assert theirs.payload["extraInfo"] == {"gift_wrap": 1}  # dict keys stay
 
+    def test_payload_classes_instead_of_bindings(self) -> None:
+        raw = PythonCqrsCodec([OrderPaid]).encode(Message.from_event(ours()))
+        assert orjson.loads(raw)["payload"]["extraInfo"] == {"gift_wrap": 1}
+        assert orjson.loads(raw)["payload"]["paidBy"] == UUID(int=9).hex
+
     def test_without_bindings_every_key_is_renamed(self) -> None:
         raw = PythonCqrsCodec().encode(Message.from_event(ours()))
         assert orjson.loads(raw)["payload"]["extraInfo"] == {"giftWrap": 1}
