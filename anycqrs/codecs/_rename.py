@@ -4,6 +4,7 @@ directed by the type where it is known."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import types
 from collections.abc import Mapping, MutableMapping, Sequence
@@ -37,6 +38,15 @@ def _fields(cls: Any) -> dict[str, Any] | None:
     if not isinstance(cls, type):
         return None
     try:
+        return _class_fields(cls)
+    except TypeError:  # an unhashable class: not cached
+        return _class_fields.__wrapped__(cls)
+
+
+@functools.lru_cache(maxsize=512)
+def _class_fields(cls: type) -> dict[str, Any] | None:
+    # get_type_hints costs ~10 us: once per class (classes are kept alive by the cache)
+    try:
         if attrs.has(cls) or dataclasses.is_dataclass(cls):
             hints = get_type_hints(cls)
             names = (
@@ -48,9 +58,9 @@ def _fields(cls: Any) -> dict[str, Any] | None:
         msgspec = sys.modules.get("msgspec")
         if msgspec is not None and issubclass(cls, msgspec.Struct):
             return {f.name: f.type for f in msgspec.structs.fields(cls)}
-        model_fields = getattr(cls, "model_fields", None)  # a pydantic model class
-        if isinstance(model_fields, dict):
-            return {name: info.annotation for name, info in model_fields.items()}
+        pydantic = sys.modules.get("pydantic")
+        if pydantic is not None and issubclass(cls, pydantic.BaseModel):
+            return {name: info.annotation for name, info in cls.model_fields.items()}  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001 - unresolvable hints: rename blindly
         return None
     return None
