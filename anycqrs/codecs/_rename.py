@@ -66,28 +66,66 @@ def _class_fields(cls: type) -> dict[str, Any] | None:
     return None
 
 
+_SCALAR, _UUID, _MAPPING, _SEQUENCE, _RECORD, _OPEN = range(6)
+_LEAVES = frozenset({int, float, str, bool, type(None)})
+
+Shape = tuple[int, Any]
+"""How a type is walked: its kind and what the kind needs (the value type of a
+mapping or sequence; `(name, camelCase key, type)` per field of a record)."""
+
+
+def _shape(tp: Any) -> Shape:
+    try:
+        return _cached_shape(tp)
+    except TypeError:  # an unhashable annotation: not cached
+        return _cached_shape.__wrapped__(tp)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_shape(tp: Any) -> Shape:
+    tp = _unwrap(tp)
+    if tp in _LEAVES:
+        return _SCALAR, None
+    if tp is UUID:
+        return _UUID, None
+    origin, args = get_origin(tp) or tp, get_args(tp)
+    if origin in _MAPPINGS:
+        return _MAPPING, args[1] if len(args) == 2 else Any
+    if origin in _SEQUENCES:
+        return _SEQUENCE, args[0] if args else Any
+    fields = _fields(origin)
+    if fields is None:
+        return _OPEN, None
+    return _RECORD, tuple((name, camel(name), hint) for name, hint in fields.items())
+
+
 def to_camel(data: Any, tp: Any = Any) -> Any:
     """camelCase the keys of `data` (plain data of type `tp`): field names of
     records; the keys of `dict` fields stay. Where the type is unknown
     (`Any`), every object key is renamed. A `UUID` field is written as 32 hex
     digits, as dataclass-wizard does."""
-    tp = _unwrap(tp)
-    if tp is UUID and isinstance(data, str):
-        return UUID(data).hex
-    origin, args = get_origin(tp) or tp, get_args(tp)
+    kind, detail = _shape(tp)
+    if kind == _SCALAR:
+        return data
+    if kind == _UUID:
+        return UUID(data).hex if isinstance(data, str) else data
     if isinstance(data, dict):
-        if origin in _MAPPINGS:
-            value_type = args[1] if len(args) == 2 else Any
-            return {key: to_camel(value, value_type) for key, value in data.items()}
-        fields = _fields(origin)
-        if fields is None:
-            return {camel(k) if isinstance(k, str) else k: to_camel(v) for k, v in data.items()}
-        return {
-            camel(k): to_camel(v, fields.get(k, Any)) if k in fields else to_camel(v)
-            for k, v in data.items()
-        }
+        if kind == _MAPPING:
+            return {key: to_camel(value, detail) for key, value in data.items()}
+        if kind == _RECORD:
+            out = {}
+            known = set()
+            for name, key, hint in detail:
+                if name in data:
+                    out[key] = to_camel(data[name], hint)
+                    known.add(name)
+            for name, value in data.items():  # keys the class does not declare
+                if name not in known:
+                    out[camel(name) if isinstance(name, str) else name] = to_camel(value)
+            return out
+        return {camel(k) if isinstance(k, str) else k: to_camel(v) for k, v in data.items()}
     if isinstance(data, list):
-        item_type = args[0] if origin in _SEQUENCES and args else Any
+        item_type = detail if kind == _SEQUENCE else Any
         return [to_camel(item, item_type) for item in data]
     return data
 
@@ -96,24 +134,21 @@ def to_snake(data: Any, tp: Any) -> Any:
     """The snake_case data of type `tp` from python-cqrs JSON: a record's
     field is read from its camelCase key, else its own name (python-cqrs's
     pydantic events write those); other keys are dropped."""
-    tp = _unwrap(tp)
-    origin, args = get_origin(tp) or tp, get_args(tp)
-    if isinstance(data, dict):
-        if origin in _MAPPINGS:
-            value_type = args[1] if len(args) == 2 else Any
-            return {key: to_snake(value, value_type) for key, value in data.items()}
-        fields = _fields(origin)
-        if fields is None:
-            return data
+    kind, detail = _shape(tp)
+    if kind <= _UUID:
+        return data
+    if kind == _MAPPING:
+        if isinstance(data, dict):
+            return {key: to_snake(value, detail) for key, value in data.items()}
+        return data
+    if kind == _SEQUENCE:
+        return [to_snake(item, detail) for item in data] if isinstance(data, list) else data
+    if kind == _RECORD and isinstance(data, dict):
         out = {}
-        for name, field_type in fields.items():
-            key = camel(name)
+        for name, key, hint in detail:
             if key in data:
-                out[name] = to_snake(data[key], field_type)
+                out[name] = to_snake(data[key], hint)
             elif name in data:
-                out[name] = to_snake(data[name], field_type)
+                out[name] = to_snake(data[name], hint)
         return out
-    if isinstance(data, list) and origin in _SEQUENCES:
-        item_type = args[0] if args else Any
-        return [to_snake(item, item_type) for item in data]
     return data
