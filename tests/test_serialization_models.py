@@ -237,6 +237,36 @@ class Seen:
         self.events: list[Any] = []
 
 
+class Stocked(pydantic.BaseModel, anycqrs.DomainEvent):
+    sku: str
+
+
+class Restocked(msgspec.Struct, anycqrs.DomainEvent):
+    sku: str
+
+
+class RestockHandler(anycqrs.RequestHandler[PlaceOrder, None]):
+    async def handle(self, request: PlaceOrder) -> None:
+        self.emit(Stocked(sku=request.customer))
+
+
+class OnStocked(anycqrs.EventHandler[Stocked]):
+    def __init__(self, seen: Seen) -> None:
+        self.seen = seen
+
+    async def handle(self, event: Stocked) -> None:
+        self.seen.events.append(event)
+        self.emit(Restocked(sku=event.sku))
+
+
+class OnRestocked(anycqrs.EventHandler[Restocked]):
+    def __init__(self, seen: Seen) -> None:
+        self.seen = seen
+
+    async def handle(self, event: Restocked) -> None:
+        self.seen.events.append(event)
+
+
 class RecordModel(anycqrs.EventHandler[NotificationEvent[OrderPaidModel]]):
     def __init__(self, seen: Seen) -> None:
         self.seen = seen
@@ -264,6 +294,25 @@ class TestEverywhere:
         assert message.payload["payload"]["lines"] == [{"sku": "x", "quantity": 3}]
         event = from_dict(NotificationEvent[OrderPaidStruct], message.payload)
         assert event.payload.order_id == UUID(int=7)
+
+    async def test_domain_events(self) -> None:
+        from anycqrs.requests.bootstrap import bootstrap
+
+        seen = Seen()
+        container = lagom.Container()
+        container[Seen] = seen
+
+        def domain(events: EventMap) -> None:
+            events.bind(Stocked, OnStocked)
+            events.bind(Restocked, OnRestocked)
+
+        mediator = bootstrap(
+            di_container=container,
+            commands_mapper=lambda m: m.bind(PlaceOrder, RestockHandler),
+            domain_events_mapper=domain,
+        )
+        await mediator.send(PlaceOrder(customer="A-1", total=1))
+        assert seen.events == [Stocked(sku="A-1"), Restocked(sku="A-1")]
 
     async def test_saga_contexts_persist(self, tmp_path: Any) -> None:
         from anycqrs.saga.bootstrap import bootstrap
