@@ -83,6 +83,20 @@ class TestReadingPythonCqrs:
         event = PythonCqrsCodec().decode(json.dumps(data).encode(), None, EVENTS)
         assert event.payload.total_amount == 2.0 and event.payload.lines == []
 
+    def test_its_pydantic_events(self) -> None:
+        from cqrs.events import PydanticNotificationEvent
+
+        class PaidEvent(PydanticNotificationEvent[dict[str, Any]]):
+            event_name: str = "OrderPaid"
+
+        payload = {"order_id": 3, "total_amount": 1.5, "paid_by": str(UUID(int=3))}
+        theirs = PaidEvent(topic="orders", payload=payload)
+        raw = JsonEventSerializer().serialize(theirs)
+        assert b'"event_name"' in raw  # pydantic events write snake_case
+        event = PythonCqrsCodec().decode(raw, None, EVENTS)
+        assert event.event_id == theirs.event_id
+        assert event.payload.order_id == 3 and event.payload.paid_by == UUID(int=3)
+
     def test_header_name_wins(self) -> None:
         raw = JsonEventSerializer().serialize(cqrs_event())
         with pytest.raises(UnknownEventName):
