@@ -102,6 +102,12 @@ DOCUMENTED_PATHS = [
     ("anycqrs.outbox", "PostgresOutbox"),
     ("anycqrs.outbox", "SqlAlchemyOutbox"),
     ("anycqrs.outbox", "SqlAlchemyOutboxStore"),
+    ("anycqrs.codecs", "MessageCodec"),
+    ("anycqrs.codecs", "JsonCodec"),
+    ("anycqrs.codecs", "JSON"),
+    ("anycqrs.codecs", "PythonCqrsCodec"),
+    ("anycqrs.codecs", "ProtobufCodec"),
+    ("anycqrs.codecs", "ProtoConvertible"),
 ]
 
 
@@ -120,7 +126,7 @@ def test_nothing_private_leaks() -> None:
     public = {n for n in dir(anycqrs) if not n.startswith("_")}
     subpackages = {"brokers", "consumers", "container", "events", "messages", "middlewares"}
     subpackages |= {"requests"}
-    subpackages |= {"saga", "serialization", "diagrams", "outbox", "errors", "sse"}
+    subpackages |= {"saga", "serialization", "diagrams", "outbox", "errors", "sse", "codecs"}
     assert public - set(anycqrs.__all__) <= subpackages
 
 

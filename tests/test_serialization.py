@@ -297,7 +297,7 @@ class TestFastPath:
         assert event.payload.placed_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
         assert event.event_timestamp.tzinfo is timezone.utc
 
-    def test_structs_need_the_fast_path(self, codec: str) -> None:
+    def test_structs_on_both_paths(self, codec: str) -> None:
         import msgspec
 
         class Point(msgspec.Struct):
@@ -305,13 +305,10 @@ class TestFastPath:
             at: datetime
 
         point = Point(1, datetime(2026, 1, 1, tzinfo=timezone.utc))
-        if codec == "general":  # cattrs has no hooks for Structs
-            with pytest.raises(SerializationError, match="Point"):
-                to_json(point)
-            return
+        # the converter has hooks for Structs too (anycqrs._models)
         assert from_json(Point, to_json(point)) == point
         assert anycqrs.from_dict(Point, anycqrs.to_dict(point)) == point
-        with pytest.raises(DeserializationError, match="Point"):
+        with pytest.raises(DeserializationError, match=r"Point.*@ \$\.x"):
             anycqrs.from_dict(Point, {"x": "1", "at": "2026-01-01T00:00:00Z"})
 
     @given(orders, st.none() | st.text(min_size=1, max_size=8))

@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
+from ..codecs import JSON, MessageCodec
 from ..errors import SerializationError
 from ..serialization import dumps
 from ._message import Message
@@ -37,6 +38,9 @@ class InMemoryMessageBroker:
 
     Args:
         max_messages: how many messages to keep (default 10 000).
+        codec: the wire format messages are checked against (an
+            `anycqrs.codecs.MessageCodec`; default JSON); `encoded` gives
+            the bytes.
 
     Example:
         ```python
@@ -47,12 +51,26 @@ class InMemoryMessageBroker:
         ```
     """
 
-    __slots__ = ("_messages",)
+    __slots__ = ("_check", "_codec", "_messages")
 
-    def __init__(self, max_messages: int = DEFAULT_MAX_MESSAGES) -> None:
+    def __init__(
+        self, max_messages: int = DEFAULT_MAX_MESSAGES, *, codec: MessageCodec | None = None
+    ) -> None:
         if max_messages < 1:
             raise ValueError(f"max_messages must be at least 1, got {max_messages}")
         self._messages: deque[Message] = deque(maxlen=max_messages)
+        self._codec = JSON if codec is None else codec
+        self._check = _encode if codec is None else self._codec.encode
+
+    def encoded(self, message: Message, /) -> bytes:
+        """The bytes the broker's codec puts on the wire for `message`.
+
+        Example:
+            ```python
+            raw = broker.encoded(broker.messages[-1])
+            ```
+        """
+        return self._codec.encode(message)
 
     @property
     def messages(self) -> list[Message]:
@@ -75,7 +93,7 @@ class InMemoryMessageBroker:
         Raises:
             SerializationError: its payload can't be encoded.
         """
-        _encode(message)
+        self._check(message)
         self._messages.append(message)
 
     async def send_many(self, messages: Iterable[Message], /) -> None:
@@ -86,8 +104,9 @@ class InMemoryMessageBroker:
             SerializationError: a payload can't be encoded.
         """
         batch = messages if isinstance(messages, (list, tuple)) else tuple(messages)
+        check = self._check
         for message in batch:
-            _encode(message)
+            check(message)
         self._messages.extend(batch)
 
 

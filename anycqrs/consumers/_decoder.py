@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _codec
+from ..codecs import JsonCodec, MessageCodec
 from ..errors import DeserializationError
 from ..messages import NotificationEvent
 from ..serialization import converter, from_dict, loads
@@ -66,8 +67,14 @@ class EventDecoder:
     does not fit is re-run through `from_dict` so the `DeserializationError`
     names the offending fields.
 
+    With another `codec` (an `anycqrs.codecs.MessageCodec`, e.g.
+    `anycqrs.codecs.PythonCqrsCodec`), every message is decoded by
+    `codec.decode`; the transport's `topic` and `key` fill what the event
+    lacks.
+
     Args:
         event_types: the bindings (an `anycqrs.EventMap`, the sink's `event_map`).
+        codec: the wire format (default: JSON, `anycqrs.codecs.JsonCodec`).
 
     Example:
         ```python
@@ -78,16 +85,49 @@ class EventDecoder:
         ```
     """
 
-    __slots__ = ("_event_types", "_hooks")
+    __slots__ = ("_codec", "_decode", "_event_types", "_hooks")
 
-    def __init__(self, event_types: EventTypes) -> None:
+    def __init__(self, event_types: EventTypes, codec: MessageCodec | None = None) -> None:
         self._event_types = event_types
         self._hooks: dict[str, tuple[Any, Callable[[Any, Any], Any], _codec.FastType | None]] = {}
+        self._codec = codec
+        self._decode: Callable[[bytes | None, str | None, str | None, str | None], Any] = (
+            self._json if codec is None or isinstance(codec, JsonCodec) else self._with_codec
+        )
 
     def __call__(
         self, value: bytes | None, event_name: str | None, topic: str | None, key: str | None
     ) -> Any:
         """Decode one message.
+
+        `event_name` comes from the transport headers (`None` when absent);
+        `topic` and `key` fill the event's missing fields.
+
+        Raises:
+            DeserializationError: empty or malformed input, no event name, or
+                a payload that does not fit the bound class.
+            UnknownEventName: nothing is bound under the name.
+        """
+        return self._decode(value, event_name, topic, key)
+
+    def _with_codec(
+        self, value: bytes | None, event_name: str | None, topic: str | None, key: str | None
+    ) -> Any:
+        """Decode one message with the codec."""
+        if value is None:
+            raise DeserializationError(NotificationEvent, ["empty message value @ $"])
+        assert self._codec is not None
+        event = self._codec.decode(value, event_name, self._event_types)
+        if topic is not None and not event.topic:
+            object.__setattr__(event, "topic", topic)  # the event is new: nobody holds it yet
+        if key is not None and event.key is None:
+            object.__setattr__(event, "key", key)
+        return event
+
+    def _json(
+        self, value: bytes | None, event_name: str | None, topic: str | None, key: str | None
+    ) -> Any:
+        """Decode one JSON message (the default format).
 
         `event_name` comes from the transport headers; when absent the JSON's
         own `event_name` field is used. `topic` and `key` fill the JSON's
@@ -162,7 +202,7 @@ class EventDecoder:
                 event_name = bytes(event_name).decode()
             if key is not None and not isinstance(key, str):
                 key = bytes(key).decode()
-            event = self(value, event_name, topic, key)
+            event = self._decode(value, event_name, topic, key)
         except DeserializationError as exc:
             return Inbound(None, exc, lane, raw, ticket)
         except UnicodeDecodeError as exc:

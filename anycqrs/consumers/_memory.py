@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import attrs
 
+from ..codecs import MessageCodec
 from ..serialization import dumps, to_dict
 from ._decoder import EventDecoder, Inbound
 
@@ -129,10 +130,20 @@ class InMemoryTransport:
         self._wake()
         return record
 
-    def put_event(self, event: Any) -> MemoryRecord:
-        """Queue a `NotificationEvent` as a broker would carry it."""
+    def put_event(self, event: Any, *, codec: MessageCodec | None = None) -> MemoryRecord:
+        """Queue a `NotificationEvent` as a broker would carry it (in the
+        format of `codec`, default JSON; run `consume(..., codec=codec)`)."""
+        if codec is None:
+            return self.put(
+                dumps(to_dict(event)), event_name=event.event_name, topic=event.topic, key=event.key
+            )
+        from ..brokers import Message
+
         return self.put(
-            dumps(to_dict(event)), event_name=event.event_name, topic=event.topic, key=event.key
+            codec.encode(Message.from_event(event)),
+            event_name=event.event_name if codec.transport_headers else None,
+            topic=event.topic,
+            key=event.key,
         )
 
     def close(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Union
 from uuid import UUID
@@ -17,6 +17,7 @@ from .._retry import RetryPolicy
 from ..brokers import Message
 from ..errors import DeserializationError
 from ..messages import NotificationEvent
+from ._compression import decompress
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -72,10 +73,11 @@ class EncodedMessage:
     payload: str
 
 
-def encode(item: OutboxItem) -> EncodedMessage:
+def encode(item: OutboxItem, compress: Callable[[str], str] | None = None) -> EncodedMessage:
     """Encode a notification event (via `Message.from_event`) or a
-    `anycqrs.brokers.Message` for storage: payload and headers as JSON text,
-    with the codec the brokers put on the wire."""
+    `anycqrs.brokers.Message` for storage: payload and headers as JSON text
+    (the message is stored codec-neutral: the broker the relay publishes to
+    applies its own wire codec), the payload compressed by `compress`."""
     if isinstance(item, NotificationEvent):
         message = Message.from_event(item)
     elif isinstance(item, Message):
@@ -91,7 +93,7 @@ def encode(item: OutboxItem) -> EncodedMessage:
         topic=message.topic,
         key=message.key,
         headers=dumps(dict(message.headers)),
-        payload=dumps(message.payload),
+        payload=dumps(message.payload) if compress is None else compress(dumps(message.payload)),
     )
 
 
@@ -123,7 +125,9 @@ class OutboxRecord:
     headers: str
     """Transport headers, JSON text."""
     payload: str
-    """The wire payload (``to_dict(event)``), JSON text."""
+    """The wire payload (``to_dict(event)``), JSON text, or its compressed
+    form (``~zlib:`` / ``~zstd:`` and base64) when the writer compressed it;
+    `to_message` decodes both."""
     status: OutboxStatus
     """Where the row is in its lifecycle."""
     attempts: int
@@ -141,7 +145,8 @@ class OutboxRecord:
         """Decode the row.
 
         Raises:
-            DeserializationError: the row's JSON, headers or id are malformed.
+            DeserializationError: the row's JSON, headers, compression or id
+                are malformed.
         """
         try:
             message_id = UUID(self.message_id)
@@ -159,7 +164,7 @@ class OutboxRecord:
         return Message(
             message_name=self.message_name,
             topic=self.topic,
-            payload=loads(self.payload),
+            payload=loads(decompress(self.payload)),
             message_id=message_id,
             key=self.key,
             headers=headers,

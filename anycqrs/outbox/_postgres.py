@@ -19,6 +19,7 @@ from .._persistence import (
     utcnow,
 )
 from .._persistence._postgres import Connect
+from ._compression import Compression
 from ._model import DEFAULT_TABLE, OutboxItem, OutboxRecord, OutboxSettlement, OutboxStatus
 from ._sql import (
     COLUMNS,
@@ -87,6 +88,9 @@ class PostgresOutbox(TransactionalWriter["psycopg.Connection[Any]"]):
         connection: the application's ``psycopg.Connection``.
         table: table name (lowercase letters, digits, ``_``).
         create_schema: check for the table on first use and create it if missing.
+        compression: compress payloads, `"zlib"` or `"zstd"` (needs
+            `zstandard`); recorded per row, so reading is transparent and rows
+            of any setting mix (see the outbox docs).
 
     Example:
         ```python
@@ -110,6 +114,7 @@ class PostgresOutbox(TransactionalWriter["psycopg.Connection[Any]"]):
         *,
         table: str = DEFAULT_TABLE,
         create_schema: bool = True,
+        compression: Compression | None = None,
     ) -> None:
         name = table_name(table, "outbox table")
         super().__init__(
@@ -121,11 +126,11 @@ class PostgresOutbox(TransactionalWriter["psycopg.Connection[Any]"]):
                 "headers, payload) VALUES (%s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (message_id) DO NOTHING"
             ).encode(),
+            compression=compression,
         )
 
-    @staticmethod
-    def _rows(items: Iterable[OutboxItem]) -> list[tuple[Any, ...]]:
-        return insert_rows(items, as_is)
+    def _rows(self, items: Iterable[OutboxItem]) -> list[tuple[Any, ...]]:
+        return insert_rows(items, as_is, compress=self._compress)
 
     def _insert_many(self, rows: list[tuple[Any, ...]]) -> None:
         with self._connection.cursor() as cursor:

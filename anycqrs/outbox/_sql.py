@@ -106,13 +106,17 @@ class Transitions:
 
 
 def insert_rows(
-    items: Iterable[OutboxItem], message_id: Callable[[UUID], Any], *extra: Any
+    items: Iterable[OutboxItem],
+    message_id: Callable[[UUID], Any],
+    *extra: Any,
+    compress: Callable[[str], str] | None = None,
 ) -> list[tuple[Any, ...]]:
     """Encode ``items`` as ``(message_id, message_name, topic, key, headers,
-    payload, *extra)`` rows, the id converted by ``message_id``."""
+    payload, *extra)`` rows, the id converted by ``message_id``, the payload
+    compressed by ``compress``."""
     rows = []
     for item in items:
-        encoded = encode(item)
+        encoded = encode(item, compress)
         rows.append(
             (
                 message_id(encoded.message_id),

@@ -21,6 +21,7 @@ from .._persistence._sqlalchemy import (
     lease_rows,
     sa_table,
 )
+from ._compression import Compression
 from ._model import DEFAULT_TABLE, OutboxItem, OutboxRecord, OutboxSettlement, OutboxStatus
 from ._sql import COLUMNS, RelayStore, insert_rows, record, tally
 from ._writer import TransactionalWriter
@@ -105,6 +106,9 @@ class SqlAlchemyOutbox(TransactionalWriter[Bind]):
             ``sqlalchemy.engine.Connection``.
         table: table name (lowercase letters, digits, ``_``).
         create_schema: create the table on first use.
+        compression: compress payloads, `"zlib"` or `"zstd"` (needs
+            `zstandard`); recorded per row, so reading is transparent and rows
+            of any setting mix (see the outbox docs).
 
     Example:
         ```python
@@ -123,7 +127,12 @@ class SqlAlchemyOutbox(TransactionalWriter[Bind]):
     __slots__ = ("_statement",)
 
     def __init__(
-        self, bind: Bind, *, table: str = DEFAULT_TABLE, create_schema: bool = True
+        self,
+        bind: Bind,
+        *,
+        table: str = DEFAULT_TABLE,
+        create_schema: bool = True,
+        compression: Compression | None = None,
     ) -> None:
         name = table_name(table, "outbox table")
         outbox = _table(name)
@@ -132,12 +141,13 @@ class SqlAlchemyOutbox(TransactionalWriter[Bind]):
                 bind, name, outbox.metadata, key=_lock_key(name), create=create_schema
             ),
             insert=outbox,
+            compression=compression,
         )
         self._statement: Any = None
 
     def _rows(self, items: Iterable[OutboxItem]) -> list[tuple[Any, ...]]:
         now = utcnow()
-        return insert_rows(items, as_is, now, now)
+        return insert_rows(items, as_is, now, now, compress=self._compress)
 
     def _insert_many(self, rows: list[tuple[Any, ...]]) -> None:
         statement = self._statement

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from .._persistence import SqliteCaller, SqliteConnection, Table, table_name, utc, utcnow
+from ._compression import Compression
 from ._model import DEFAULT_TABLE, OutboxItem, OutboxRecord, OutboxSettlement, OutboxStatus
 from ._sql import (
     COLUMNS,
@@ -53,6 +54,9 @@ class SqliteOutbox(TransactionalWriter[sqlite3.Connection]):
             it must be opened with ``check_same_thread=False``.
         table: table name (lowercase letters, digits, ``_``).
         create_schema: create the table on first use.
+        compression: compress payloads, `"zlib"` or `"zstd"` (needs
+            `zstandard`); recorded per row, so reading is transparent and rows
+            of any setting mix (see the outbox docs).
 
     Example:
         ```python
@@ -77,6 +81,7 @@ class SqliteOutbox(TransactionalWriter[sqlite3.Connection]):
         *,
         table: str = DEFAULT_TABLE,
         create_schema: bool = True,
+        compression: Compression | None = None,
     ) -> None:
         name = table_name(table, "outbox table")
         super().__init__(
@@ -86,11 +91,12 @@ class SqliteOutbox(TransactionalWriter[sqlite3.Connection]):
                 "headers, payload, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (message_id) DO NOTHING"
             ),
+            compression=compression,
         )
 
     def _rows(self, items: Iterable[OutboxItem]) -> list[tuple[Any, ...]]:
         now = time.time()
-        return insert_rows(items, str, now, now)
+        return insert_rows(items, str, now, now, compress=self._compress)
 
     def _insert_many(self, rows: list[tuple[Any, ...]]) -> None:
         self._connection.executemany(self._insert, rows)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 from .._persistence._caller import Caller
+from ._compression import Compression, compressor
 from ._model import OutboxItem
 
 __all__ = ["TransactionalWriter"]
@@ -24,9 +25,12 @@ class TransactionalWriter(Generic[C]):
     inserted.
     """
 
-    __slots__ = ("_caller", "_connection", "_insert")
+    __slots__ = ("_caller", "_compress", "_connection", "_insert")
 
-    def __init__(self, caller: Caller[C], insert: Any) -> None:
+    def __init__(
+        self, caller: Caller[C], insert: Any, compression: Compression | None = None
+    ) -> None:
+        self._compress = compressor(compression)
         self._caller = caller
         self._connection = caller.connection
         self._insert = insert

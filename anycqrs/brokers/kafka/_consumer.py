@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ..._exc import BaseExceptionGroup, real_errors
 from ..._retry import RetryPolicy
+from ...codecs import MessageCodec
 from ...consumers import DEFAULT_RETRY, EventDecoder, EventSink, Inbound, consume
 from ...errors import BrokerError
 from ._dead_letters import DEAD_LETTER_RETRY, DeadLetters
@@ -125,6 +126,10 @@ class KafkaEventConsumer:
         batch_size: most messages fetched by one `consume()` call.
         poll_timeout: seconds one `consume()` call may wait.
         close_timeout: seconds the final commit and group leave may take.
+        codec: the format of the record values (an
+            `anycqrs.codecs.MessageCodec`; default JSON).
+            `anycqrs.codecs.PythonCqrsCodec()` reads what python-cqrs
+            producers write.
 
     Example:
         ```python
@@ -158,6 +163,7 @@ class KafkaEventConsumer:
         batch_size: int = 500,
         poll_timeout: float = 0.2,
         close_timeout: float = 30.0,
+        codec: MessageCodec | None = None,
     ) -> None:
         if isinstance(topics, str):
             raise TypeError("topics must be a sequence of topic names, not a string")
@@ -186,6 +192,7 @@ class KafkaEventConsumer:
         self._batch_size = batch_size
         self._poll_timeout = poll_timeout
         self._close_timeout = close_timeout
+        self._codec = codec
 
     @property
     def topics(self) -> list[str]:
@@ -236,6 +243,7 @@ class KafkaEventConsumer:
                 concurrency=self._max_concurrency,
                 retry=self._retry,
                 logger=logger,
+                codec=self._codec,
                 task_status=task_status,
             )
         except BaseExceptionGroup as group:

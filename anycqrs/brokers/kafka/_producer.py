@@ -35,10 +35,11 @@ import anyio.lowlevel
 import anyio.to_thread
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from ...codecs import MessageCodec
 from ...errors import BrokerDeliveryError, BrokerError
 from .._message import Message
 from ._logs import with_logger
-from ._wire import Headers, Record, encode_message
+from ._wire import Headers, Record, record_encoder
 
 __all__ = ["KafkaMessageBroker", "KafkaProducerCore"]
 
@@ -366,6 +367,9 @@ class KafkaMessageBroker:
             `logger` of its own.
         flush_timeout: seconds the flush on exit may take.
         poll_interval: seconds each delivery-thread poll may block.
+        codec: the value format (an `anycqrs.codecs.MessageCodec`; default
+            JSON). `anycqrs.codecs.PythonCqrsCodec()` writes what python-cqrs
+            services read, `anycqrs.codecs.ProtobufCodec` protobuf.
 
     A publish fails with `anycqrs.errors.BrokerDeliveryError` when the broker
     rejects a message or cannot be reached within librdkafka's
@@ -389,10 +393,11 @@ class KafkaMessageBroker:
         *,
         flush_timeout: float = 30.0,
         poll_interval: float = 0.05,
+        codec: MessageCodec | None = None,
     ) -> None:
         self._core: KafkaProducerCore[Message] = KafkaProducerCore(
             with_logger(config, "producer"),
-            encode_message,
+            record_encoder(codec),
             _id,
             flush_timeout=flush_timeout,
             poll_interval=poll_interval,

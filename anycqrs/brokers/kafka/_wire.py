@@ -7,8 +7,10 @@ Value = JSON of `to_dict(event)` (`Message.payload`), key = the event's `key`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from ...codecs import JsonCodec, MessageCodec
 from ...serialization import dumps
 from .._message import Message
 
@@ -18,6 +20,7 @@ __all__ = [
     "dead_letter_record",
     "encode_message",
     "event_name",
+    "record_encoder",
     "record_key",
     "truncated_dead_letter",
 ]
@@ -54,6 +57,38 @@ def encode_message(message: Message) -> Record:
             if name not in _RESERVED_HEADERS
         ] + headers
     return message.topic, dumps(message.payload), message.key, headers
+
+
+def record_encoder(codec: MessageCodec | None) -> Callable[[Message], Record]:
+    """How a producer with `codec` turns a `Message` into a record:
+    `encode_message` for JSON (the default); otherwise the value is
+    `codec.encode(message)` and the `event_name` / `message_id` headers are
+    added only when `codec.transport_headers` (python-cqrs's wire has none).
+
+    Example:
+        ```python
+        encode = record_encoder(PythonCqrsCodec())
+        topic, value, key, headers = encode(Message.from_event(event))
+        ```
+    """
+    if codec is None or isinstance(codec, JsonCodec):
+        return encode_message
+    encode, with_ids = codec.encode, codec.transport_headers
+
+    def encode_with_codec(message: Message) -> Record:
+        headers: Headers = [
+            (name, value if type(value) is str else str(value))
+            for name, value in message.headers.items()
+            if not with_ids or name not in _RESERVED_HEADERS
+        ]
+        if with_ids:
+            headers += [
+                ("event_name", message.message_name),
+                ("message_id", str(message.message_id)),
+            ]
+        return message.topic, encode(message), message.key, headers or None
+
+    return encode_with_codec
 
 
 def event_name(msg: Any) -> bytes | None:

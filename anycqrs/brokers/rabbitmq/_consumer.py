@@ -19,6 +19,7 @@ import anyio.lowlevel
 import attrs
 
 from ..._retry import RetryPolicy, Sleep
+from ...codecs import MessageCodec
 from ...consumers import DEFAULT_RETRY, EventDecoder, EventSink, Inbound, consume
 from ...errors import ConnectionLost
 from ._connection import AmqpThread
@@ -103,6 +104,8 @@ class RabbitMQEventConsumer:
             `anycqrs.errors.BrokerError`.
         connection_name: the `connection_name` client property (shown by
             the management UI and `rabbitmqctl list_connections`).
+        codec: the body format (an `anycqrs.codecs.MessageCodec`; default
+            JSON). `anycqrs.codecs.PythonCqrsCodec()` reads python-cqrs's.
 
     Example:
         ```python
@@ -130,6 +133,7 @@ class RabbitMQEventConsumer:
         poll_interval: float = 0.2,
         reconnect: RetryPolicy | None = CONSUMER_RECONNECT,
         connection_name: str | None = None,
+        codec: MessageCodec | None = None,
     ) -> None:
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
@@ -137,6 +141,7 @@ class RabbitMQEventConsumer:
         self._sink = mediator
         self._concurrency = max_concurrency if max_concurrency is not None else prefetch
         self._retry = retry if retry is not None else DEFAULT_RETRY
+        self._codec = codec
         self._settings = _Settings(
             url=url,
             queue=queue,
@@ -174,6 +179,7 @@ class RabbitMQEventConsumer:
                 retry=self._retry,
                 logger=logger,
                 sleep=self._sleep,
+                codec=self._codec,
                 task_status=task_status,
             )
         finally:

@@ -11,12 +11,12 @@ import anyio
 import pika.exceptions
 
 from ..._retry import RetryPolicy
+from ...codecs import MessageCodec
 from ...errors import BrokerDeliveryError, BrokerError, ConnectionLost
-from ...serialization import dumps
 from .._message import Message
 from ._connection import AmqpThread
 from ._reconnect import PRODUCER_RECONNECT, reconnect
-from ._wire import properties
+from ._wire import message_encoder
 
 __all__ = ["RabbitMQMessageBroker"]
 
@@ -73,6 +73,8 @@ class RabbitMQMessageBroker:
         republish: publish unconfirmed messages again after reconnecting.
         connection_name: the `connection_name` client property (shown by
             the management UI and `rabbitmqctl list_connections`).
+        codec: the body format (an `anycqrs.codecs.MessageCodec`; default
+            JSON, `content_type` `application/json`).
 
     Example:
         ```python
@@ -93,7 +95,9 @@ class RabbitMQMessageBroker:
         reconnect: RetryPolicy | None = PRODUCER_RECONNECT,
         republish: bool = True,
         connection_name: str | None = None,
+        codec: MessageCodec | None = None,
     ) -> None:
+        self._wire = message_encoder(codec)
         self._exchange = exchange
         self._exchange_type = exchange_type
         self._declare = declare_exchange and exchange != ""
@@ -216,18 +220,13 @@ class RabbitMQMessageBroker:
         # `batch.next` moves past a message once the broker answered for it,
         # so a retry after a lost connection starts at the unconfirmed one
         messages, failures = batch.messages, batch.failures
-        exchange, mandatory = self._exchange, self._mandatory
+        exchange, mandatory, wire = self._exchange, self._mandatory, self._wire
         while batch.next < len(messages):
             message = messages[batch.next]
             batch.in_doubt = True
             try:
-                channel.basic_publish(
-                    exchange,
-                    message.topic,
-                    dumps(message.payload),
-                    properties(message),
-                    mandatory=mandatory,
-                )
+                body, props = wire(message)
+                channel.basic_publish(exchange, message.topic, body, props, mandatory=mandatory)
             except pika.exceptions.UnroutableError:
                 failures.append((str(message.message_id), f"unroutable: {message.topic!r}"))
             except pika.exceptions.NackError:

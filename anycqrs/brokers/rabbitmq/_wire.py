@@ -9,13 +9,22 @@ the `event_name` header, else the AMQP `type`, else the JSON's own field.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pika
 
+from ...codecs import JsonCodec, MessageCodec
+from ...serialization import dumps
 from .._message import Message
 
-__all__ = ["PERSISTENT", "dead_letter_properties", "name_and_key", "properties"]
+__all__ = [
+    "PERSISTENT",
+    "dead_letter_properties",
+    "message_encoder",
+    "name_and_key",
+    "properties",
+]
 
 PERSISTENT = 2
 """AMQP `delivery_mode` of a message written to disk."""
@@ -34,6 +43,35 @@ def properties(message: Message) -> Any:
         type=message.message_name,
         headers=headers,
     )
+
+
+def _json_wire(message: Message) -> tuple[bytes, Any]:
+    return dumps(message.payload), properties(message)
+
+
+def message_encoder(codec: MessageCodec | None) -> Callable[[Message], tuple[bytes, Any]]:
+    """How a producer with `codec` turns a `Message` into `(body, properties)`:
+    JSON with `properties(message)` by default; otherwise `codec.encode`,
+    the codec's `content_type`, and the `event_name` header only when
+    `codec.transport_headers` (the `type`, `message_id` and `key` stay).
+
+    Example:
+        ```python
+        body, props = message_encoder(PythonCqrsCodec())(Message.from_event(event))
+        ```
+    """
+    if codec is None or isinstance(codec, JsonCodec):
+        return _json_wire
+    encode, content_type, with_name = codec.encode, codec.content_type, codec.transport_headers
+
+    def encode_with_codec(message: Message) -> tuple[bytes, Any]:
+        props = properties(message)
+        props.content_type = content_type
+        if not with_name:
+            del props.headers["event_name"]
+        return encode(message), props
+
+    return encode_with_codec
 
 
 def name_and_key(properties: Any) -> tuple[str | None, str | None]:
