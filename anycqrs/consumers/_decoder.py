@@ -14,6 +14,8 @@ from ._protocols import EventTypes
 
 __all__ = ["EventDecoder", "Inbound"]
 
+_NO_ID = "no event_id: an inbox-guarded consumer needs every message's id @ $.event_id"
+
 
 class Inbound:
     """One consumed message on its way through the lanes.
@@ -68,6 +70,8 @@ class EventDecoder:
 
     Args:
         event_types: the bindings (an `anycqrs.EventMap`, the sink's `event_map`).
+        require_event_id: a message without an ``event_id`` field is poison
+            (an inbox keys on it; default: it gets a new random id).
 
     Example:
         ```python
@@ -78,10 +82,11 @@ class EventDecoder:
         ```
     """
 
-    __slots__ = ("_event_types", "_hooks")
+    __slots__ = ("_event_types", "_hooks", "_require_id")
 
-    def __init__(self, event_types: EventTypes) -> None:
+    def __init__(self, event_types: EventTypes, *, require_event_id: bool = False) -> None:
         self._event_types = event_types
+        self._require_id = require_event_id
         self._hooks: dict[str, tuple[Any, Callable[[Any, Any], Any], _codec.FastType | None]] = {}
 
     def __call__(
@@ -100,6 +105,8 @@ class EventDecoder:
         """
         if value is None:
             raise DeserializationError(NotificationEvent, ["empty message value @ $"])
+        if self._require_id and b'"event_id"' not in value:
+            raise DeserializationError(NotificationEvent, [_NO_ID])
         if event_name is not None:
             try:
                 fast = self._entry(event_name)[2]
@@ -120,6 +127,8 @@ class EventDecoder:
                 raise DeserializationError(
                     NotificationEvent, ["no event_name header and no event_name field @ $"]
                 )
+        if self._require_id and "event_id" not in data:
+            raise DeserializationError(NotificationEvent, [_NO_ID])
         if topic is not None and "topic" not in data:
             data["topic"] = topic
         if key is not None and "key" not in data:
