@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-if str(Path(__file__).parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).parent))
+for _helpers in (Path(__file__).parent, Path(__file__).parent.parent / "brokers"):
+    if str(_helpers) not in sys.path:
+        sys.path.insert(0, str(_helpers))
 
-from .inbox_helpers import Harness, PostgresHarness, SqlAlchemyHarness, SqliteHarness
+from .inbox_helpers import Harness, PostgresHarness, SqlAlchemyHarness, SqliteHarness  # noqa: E402
 
 KINDS = [
     "sqlite",

@@ -27,7 +27,8 @@ class Shipped:
 
 
 def paid(order_id: int, **kwargs: Any) -> anycqrs.NotificationEvent[Paid]:
-    return anycqrs.NotificationEvent(payload=Paid(order_id), topic="orders", **kwargs)
+    kwargs.setdefault("topic", "orders")
+    return anycqrs.NotificationEvent(payload=Paid(order_id), **kwargs)
 
 
 class Harness:
