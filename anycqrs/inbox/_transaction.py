@@ -23,7 +23,13 @@ NAMESPACE = UUID("6f1c1c3e-8d4a-5b7e-9a53-2b9f3c0d7a41")
 
 def derive_id(handler: str, message_id: UUID, index: int | str) -> UUID:
     """The id a guarded handler's `index`-th follow-up gets: ``uuid5`` of
-    ``"<handler>\\n<message id>\\n<index>"``, the same on every re-run."""
+    ``"<handler>\\n<message id>\\n<index>"``, the same on every re-run.
+
+    Example:
+        ```python
+        follow_up_id = derive_id("ShipOrder", event.event_id, 0)  # its first emit
+        ```
+    """
     return uuid5(NAMESPACE, f"{handler}\n{message_id}\n{index}")
 
 
