@@ -4,6 +4,7 @@ roll back), set the per-dispatch `InboxTransaction`, and prune."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
@@ -25,6 +26,8 @@ T = TypeVar("T")
 
 Run = Callable[[Any], Awaitable[tuple[Any, Sequence[Event]]]]
 """A binding's runner: ``event -> (result, follow-up events)``."""
+
+logger = logging.getLogger("anycqrs.inbox")
 
 CLEANUP_TIMEOUT = 30.0
 """Seconds a commit or rollback may take once started (shielded)."""
@@ -154,8 +157,7 @@ class InboxStore:
                 result, events = await run(event)
             except BaseException:
                 _CURRENT.reset(token)
-                with anyio.CancelScope(shield=True), anyio.fail_after(CLEANUP_TIMEOUT):
-                    await in_thread(backend.rollback, bound.handle)
+                await _roll_back(backend, bound)
                 raise
             _CURRENT.reset(token)
             with anyio.CancelScope(shield=True), anyio.fail_after(CLEANUP_TIMEOUT):
@@ -224,6 +226,19 @@ class InboxStore:
     def close(self) -> None:
         """Close the store's own connections (blocking; a later use reopens)."""
         self._backend.close()
+
+
+async def _roll_back(backend: Backend, bound: Bound) -> None:
+    """Roll back after the handler failed; the handler's error is the one
+    that propagates, so a rollback that fails (the connection is gone, and
+    the transaction with it) or times out is logged, not raised."""
+    try:
+        with anyio.CancelScope(shield=True), anyio.fail_after(CLEANUP_TIMEOUT):
+            await in_thread(backend.rollback, bound.handle)
+    except Exception:
+        logger.warning(
+            "Rolling back the inbox transaction of %s failed", bound.handler, exc_info=True
+        )
 
 
 def _derive(events: Sequence[Event], handler: str, message_id: UUID) -> Sequence[Event]:
