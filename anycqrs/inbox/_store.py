@@ -85,10 +85,6 @@ class InboxStore:
 
     __slots__ = ("_backend", "_names", "_slots")
 
-    requires_event_ids = True
-    """An inbox needs every consumed message to carry an ``event_id``
-    (consumers dead-letter one without as poison)."""
-
     def __init__(self, backend: Backend) -> None:
         from ..events._dispatcher import Slots  # the loop-agnostic bound
 
