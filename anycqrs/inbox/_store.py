@@ -131,11 +131,9 @@ class InboxStore:
             first = await in_thread(self._join, outer, handler, message_id)
             if not first:
                 return None, ()
-            token = _CURRENT.set(
-                Bound(
-                    self, outer.handle, outer.connection, handler, message_id, outbox=outer.outbox
-                )
-            )
+            nested = Bound(self, outer.handle, outer.connection, handler, message_id)
+            nested._outbox = outer.outbox  # the same writer, on the same connection
+            token = _CURRENT.set(nested)
             try:
                 result, events = await run(event)
             finally:
@@ -176,7 +174,7 @@ class InboxStore:
                     backend.connection(handle),
                     handler,
                     message_id,
-                    outbox=backend.outbox(handle),
+                    make_outbox=lambda: backend.outbox(handle),
                 )
             except BaseException:
                 backend.rollback(handle)

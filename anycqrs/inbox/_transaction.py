@@ -37,7 +37,16 @@ class Bound:
     """One open inbox transaction (internal): the store, the backend's
     handle, the connection and the key of the row written in it."""
 
-    __slots__ = ("connection", "handle", "handler", "lock", "message_id", "outbox", "store")
+    __slots__ = (
+        "_make_outbox",
+        "_outbox",
+        "connection",
+        "handle",
+        "handler",
+        "lock",
+        "message_id",
+        "store",
+    )
 
     def __init__(
         self,
@@ -47,15 +56,23 @@ class Bound:
         handler: str,
         message_id: UUID,
         *,
-        outbox: Any = None,
+        make_outbox: Callable[[], Any] | None = None,
     ) -> None:
         self.store = store
         self.handle = handle
         self.connection = connection
         self.handler = handler
         self.message_id = message_id
-        self.outbox = outbox
+        self._make_outbox = make_outbox
+        self._outbox: Any = None
         self.lock = threading.Lock()
+
+    @property
+    def outbox(self) -> Any:
+        """The outbox writer on the connection (made on first use), or `None`."""
+        if self._outbox is None and self._make_outbox is not None:
+            self._outbox = self._make_outbox()
+        return self._outbox
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(connection, *args)``, one call at a time (blocking)."""
