@@ -23,6 +23,8 @@ AnyCQRSError
 │   ├── SagaAlreadyExistsError
 │   ├── SagaConcurrencyError
 │   └── SagaStateError
+├── InboxError .......................... the inbox is misused or misconfigured
+│   └── InboxKeyError (ValueError) ...... a message has no id usable as an inbox key
 └── BrokerError ......................... a broker refused or failed
     ├── BrokerDeliveryError ............. some messages of a publish not confirmed
     ├── ConnectionLost .................. the broker connection went away
@@ -53,6 +55,8 @@ __all__ = [
     "DeserializationError",
     "EventDispatchError",
     "HandlerResolutionError",
+    "InboxError",
+    "InboxKeyError",
     "MessageHandlingError",
     "RequestHandlerDoesNotExist",
     "SagaAlreadyExistsError",
@@ -364,3 +368,27 @@ class CircuitBreakerOpen(AnyCQRSError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"the circuit of {name} is open; calls are refused until it resets")
+
+
+class InboxError(AnyCQRSError):
+    """The inbox (`anycqrs.inbox`) is misused or misconfigured: its
+    transaction used outside a guarded handler, no outbox configured, a
+    connection in a state it can't use."""
+
+
+class InboxKeyError(InboxError, ValueError):
+    """A message has no id usable as an inbox key (none at all, or not a
+    UUID): an inbox-guarded consumer dead-letters it as poison.
+
+    Attributes:
+        value: the id found (`None` when there was none).
+    """
+
+    def __init__(self, event: Any, value: Any) -> None:
+        self.value = value
+        name = type(event).__qualname__
+        what = "no event_id" if value is None else f"event_id {value!r}, not a UUID"
+        super().__init__(
+            f"Cannot guard {name} with the inbox: it has {what}; an inbox key is "
+            "(handler, message id) with a UUID message id: give the event an event_id"
+        )

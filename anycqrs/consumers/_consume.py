@@ -14,7 +14,7 @@ from .._retry import RetryPolicy, Sleep
 from ..codecs import MessageCodec
 from ._decoder import EventDecoder, Inbound
 from ._lanes import DEFAULT_RETRY, Lanes, logger
-from ._protocols import EventSink, Transport
+from ._protocols import EventSink, NeedsEventIds, Transport
 
 __all__ = ["consume"]
 
@@ -67,7 +67,11 @@ async def consume(
         assert len(transport.settled) == 1
         ```
     """
-    decode = EventDecoder(sink.event_map, codec)
+    decode = EventDecoder(
+        sink.event_map,
+        codec,
+        require_event_id=isinstance(sink, NeedsEventIds) and sink.requires_event_ids,
+    )
     lanes = Lanes(sink, transport, concurrency=concurrency, retry=retry, logger=logger, sleep=sleep)
     with single_error():
         async with anyio.create_task_group() as group:

@@ -15,6 +15,8 @@ from ._protocols import EventTypes
 
 __all__ = ["EventDecoder", "Inbound"]
 
+_NO_ID = "no event_id: an inbox-guarded consumer needs every message's id @ $.event_id"
+
 
 class Inbound:
     """One consumed message on its way through the lanes.
@@ -75,6 +77,8 @@ class EventDecoder:
     Args:
         event_types: the bindings (an `anycqrs.EventMap`, the sink's `event_map`).
         codec: the wire format (default: JSON, `anycqrs.codecs.JsonCodec`).
+        require_event_id: a message without an ``event_id`` field is poison
+            (an inbox keys on it; default: it gets a new random id).
 
     Example:
         ```python
@@ -85,10 +89,17 @@ class EventDecoder:
         ```
     """
 
-    __slots__ = ("_codec", "_decode", "_event_types", "_hooks")
+    __slots__ = ("_codec", "_decode", "_event_types", "_hooks", "_require_id")
 
-    def __init__(self, event_types: EventTypes, codec: MessageCodec | None = None) -> None:
+    def __init__(
+        self,
+        event_types: EventTypes,
+        codec: MessageCodec | None = None,
+        *,
+        require_event_id: bool = False,
+    ) -> None:
         self._event_types = event_types
+        self._require_id = require_event_id
         self._hooks: dict[str, tuple[Any, Callable[[Any, Any], Any], _codec.FastType | None]] = {}
         self._codec = codec
         self._decode: Callable[[bytes | None, str | None, str | None, str | None], Any] = (
@@ -140,6 +151,8 @@ class EventDecoder:
         """
         if value is None:
             raise DeserializationError(NotificationEvent, ["empty message value @ $"])
+        if self._require_id and b'"event_id"' not in value:
+            raise DeserializationError(NotificationEvent, [_NO_ID])
         if event_name is not None:
             try:
                 fast = self._entry(event_name)[2]
@@ -160,6 +173,8 @@ class EventDecoder:
                 raise DeserializationError(
                     NotificationEvent, ["no event_name header and no event_name field @ $"]
                 )
+        if self._require_id and "event_id" not in data:
+            raise DeserializationError(NotificationEvent, [_NO_ID])
         if topic is not None and "topic" not in data:
             data["topic"] = topic
         if key is not None and "key" not in data:

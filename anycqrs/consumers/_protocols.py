@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from ._decoder import EventDecoder, Inbound
 
-__all__ = ["EventSink", "EventTypes", "Transport"]
+__all__ = ["EventSink", "EventTypes", "NeedsEventIds", "Transport"]
 
 
 @runtime_checkable
@@ -50,6 +50,18 @@ class EventSink(Protocol):
 
     async def send(self, event: Any, /) -> Any:
         """Handle one decoded event; raising makes the consumer retry it."""
+        ...
+
+
+@runtime_checkable
+class NeedsEventIds(Protocol):
+    """An event sink that may need every message to carry an ``event_id``
+    (`anycqrs.EventMediator` with an inbox): consumers then treat a message
+    without one as poison instead of giving it a random id."""
+
+    @property
+    def requires_event_ids(self) -> bool:
+        """Whether messages without an ``event_id`` are poison."""
         ...
 
 

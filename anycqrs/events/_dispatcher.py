@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
@@ -67,6 +67,18 @@ class Slots:
             self._used -= 1
 
 
+Run = Callable[[Any], Awaitable[tuple[Any, Sequence[Event]]]]
+
+
+class Guard(Protocol):
+    """What guards handler calls (an `anycqrs.inbox` store): `wrap` turns
+    a binding's runner (``event -> (result, events)``) into the guarded one."""
+
+    def wrap(self, target: Any, run: Run, /) -> Run:
+        """The guarded runner of binding `target` (cached by the guard)."""
+        ...
+
+
 _HOLDING: ContextVar[Slots | None] = ContextVar("anycqrs_events_holding", default=None)
 """The `Slots` whose token the running handler holds (nested dispatch runs in it)."""
 
@@ -97,6 +109,7 @@ class EventDispatcher:
         "_chain",
         "_concurrent",
         "_container",
+        "_guard",
         "_handlers",
         "_map",
         "_slots",
@@ -112,6 +125,7 @@ class EventDispatcher:
         concurrent: bool,
         max_concurrent: int,
         slots: Slots | None = None,
+        guard: Guard | None = None,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent_event_handlers must be >= 1, got {max_concurrent}")
@@ -122,6 +136,7 @@ class EventDispatcher:
         self._concurrent = concurrent
         self._slots = slots if slots is not None else Slots(max_concurrent)
         self._handlers = Endpoints(container, middlewares)
+        self._guard = guard
 
     @property
     def event_map(self) -> EventMap:
@@ -139,6 +154,17 @@ class EventDispatcher:
         return self._concurrent
 
     @property
+    def guard(self) -> Guard | None:
+        """What guards each handler call (the inbox), if anything."""
+        return self._guard
+
+    def _binding(self, target: Any) -> Run:
+        """What runs `target`: its endpoint, guarded when a guard is set."""
+        run: Run = self._handlers.binding(target)
+        guard = self._guard
+        return run if guard is None else guard.wrap(target, run)
+
+    @property
     def max_concurrent(self) -> int:
         """The bound of parallel dispatch."""
         return self._slots.total
@@ -154,6 +180,7 @@ class EventDispatcher:
             concurrent=self._concurrent,
             max_concurrent=self._slots.total,
             slots=self._slots,
+            guard=self._guard,
         )
 
     def _parallel(self) -> bool:
@@ -186,6 +213,7 @@ class EventDispatcher:
         if not (
             (self._concurrent and _HOLDING.get() is not self._slots)  # self._parallel(), inlined
             or (publish and isinstance(event, NotificationEvent))
+            or self._guard is not None
         ):
             targets = self._map.lookup(event)
             if len(targets) == 1:
@@ -207,7 +235,7 @@ class EventDispatcher:
 
     async def _dispatch_sequential(self, events: Sequence[Event], publish: bool) -> None:
         bound = self._map.bound
-        fast = self._handlers.fast
+        fast = self._handlers.fast if self._guard is None else {}
         while events:
             followups: list[Event] | None = None
             notifications: list[Message] | None = None
@@ -235,7 +263,7 @@ class EventDispatcher:
                             followups = []
                         followups.extend(produced)
                         continue
-                    _, found = await self._handlers.binding(target)(event)
+                    _, found = await self._binding(target)(event)
                     if found:
                         if followups is None:
                             followups = []
@@ -286,7 +314,7 @@ class EventDispatcher:
         holding = _HOLDING.set(slots)  # a nested dispatch runs in this slot
         try:
             produced: Sequence[Event]
-            _, produced = await self._handlers.binding(target)(event)
+            _, produced = await self._binding(target)(event)
             return produced
         finally:
             _HOLDING.reset(holding)

@@ -8,7 +8,7 @@ from ..brokers import InMemoryMessageBroker, MessageBroker
 from ..container import Container, as_container
 from ..messages import Event
 from ..middlewares import Middleware, MiddlewareChain
-from ._dispatcher import EventDispatcher
+from ._dispatcher import EventDispatcher, Guard
 from ._map import EventMap
 
 
@@ -22,6 +22,11 @@ class EventMediator:
     usually came *from* the broker).
 
     Middlewares wrap each handler call (the message is the event).
+
+    With an `inbox` (an `anycqrs.inbox` store) every handler of a
+    notification event runs at most once per `event_id` to completion: in
+    the inbox's transaction, skipped when that handler already handled the
+    event (see the "Inbox and exactly-once" docs page).
 
     Example:
         ```python
@@ -41,6 +46,7 @@ class EventMediator:
         middlewares: Iterable[Middleware] = (),
         max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
         concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
+        inbox: Guard | None = None,
     ) -> None:
         self._dispatcher = EventDispatcher(
             event_map,
@@ -51,6 +57,7 @@ class EventMediator:
             else MiddlewareChain(middlewares),
             concurrent=concurrent_event_handle_enable,
             max_concurrent=max_concurrent_event_handlers,
+            guard=inbox,
         )
 
     @classmethod
@@ -63,6 +70,17 @@ class EventMediator:
     def event_map(self) -> EventMap:
         """The bindings (brokers route incoming messages with it)."""
         return self._dispatcher.event_map
+
+    @property
+    def inbox(self) -> Guard | None:
+        """The inbox guarding the handlers, if any."""
+        return self._dispatcher.guard
+
+    @property
+    def requires_event_ids(self) -> bool:
+        """Whether consumed messages must carry an ``event_id`` (an inbox is
+        set): consumers dead-letter one without as poison."""
+        return self._dispatcher.guard is not None
 
     @property
     def message_broker(self) -> MessageBroker:

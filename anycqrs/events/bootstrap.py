@@ -19,6 +19,7 @@ from .._bootstrap import Mapper, apply_mapper, run_startup
 from ..brokers import MessageBroker
 from ..container import as_container
 from ..middlewares import Middleware
+from ._dispatcher import Guard
 from ._map import EventMap
 from ._mediator import EventMediator
 
@@ -34,6 +35,7 @@ def bootstrap(
     on_startup: Iterable[Callable[[], object]] | None = None,
     max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
     concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
+    inbox: Guard | None = None,
 ) -> EventMediator:
     """Build an `anycqrs.EventMediator`.
 
@@ -48,6 +50,9 @@ def bootstrap(
         on_startup: callables run once, before the mediator is built.
         max_concurrent_event_handlers: bound of parallel dispatch (default 10).
         concurrent_event_handle_enable: run handlers in parallel (default `False`).
+        inbox: an `anycqrs.inbox` store guarding every notification-event
+            handler: exactly-once effects in the handler's own transaction
+            (default: none, at-least-once).
     """
     run_startup(on_startup)
     return EventMediator(
@@ -57,4 +62,5 @@ def bootstrap(
         middlewares=middlewares or (),
         max_concurrent_event_handlers=max_concurrent_event_handlers,
         concurrent_event_handle_enable=concurrent_event_handle_enable,
+        inbox=inbox,
     )

@@ -29,6 +29,7 @@ from ._saga import Fallback as Fallback
 from ._saga import Saga as Saga
 from ._saga import SagaContext as SagaContext
 from ._saga import SagaStepHandler as SagaStepHandler
+from ._start import saga_id_for as saga_id_for
 from ._types import SagaState as SagaState
 from ._types import SagaStatus as SagaStatus
 from ._types import SagaStepEntry as SagaStepEntry
@@ -51,4 +52,5 @@ __all__ = [
     "SagaStepResult",
     "SagaStepStatus",
     "StepAction",
+    "saga_id_for",
 ]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from ..errors import SagaAlreadyExistsError, SagaError, SagaStateError
+from ..messages import NotificationEvent
 from ._log import (
     ACT,
     COMPENSATE,
@@ -26,7 +27,42 @@ from ._snapshot import Snapshots
 from ._steps import Steps
 from ._types import SagaStatus, SagaStepEntry
 
-__all__ = ["Starter"]
+__all__ = ["SAGA_ID_NAMESPACE", "Starter", "saga_id_for"]
+
+SAGA_ID_NAMESPACE = UUID("0b5f5c1e-7a3d-5c2b-8e4f-6d9a1b2c3e4f")
+"""The uuid5 namespace of `saga_id_for`."""
+
+
+def saga_id_for(event: Any, saga: type[Saga[Any]] | str) -> UUID:
+    """The id of the saga that `event` starts: ``uuid5`` of the saga's
+    name and the event's ``event_id``, the same for every delivery of the
+    event, so starting a saga from a consumed event is idempotent:
+    `SagaMediator.stream(context, saga_id=saga_id_for(event, OrderSaga))`
+    creates the saga on the first delivery and, on a redelivery, resumes it
+    where it stopped (RUNNING) or runs nothing (finished).
+
+    Args:
+        event: a `NotificationEvent`, or its event id.
+        saga: the `Saga` class (its ``saga_name``) or a saga name.
+
+    Raises:
+        TypeError: `event` is neither (or its id is not a UUID).
+
+    Example:
+        ```python
+        async def handle(self, event: anycqrs.NotificationEvent[OrderPlaced]) -> None:
+            context = OrderContext(order_id=event.payload.order_id)
+            async for _ in self.sagas.stream(context, saga_id=saga_id_for(event, OrderSaga)):
+                pass
+        ```
+    """
+    event_id = event.event_id if isinstance(event, NotificationEvent) else event
+    if not isinstance(event_id, UUID):
+        raise TypeError(
+            f"saga_id_for needs a NotificationEvent with a UUID event_id (or a UUID), got {event!r}"
+        )
+    name = saga if isinstance(saga, str) else saga.saga_name
+    return uuid5(SAGA_ID_NAMESPACE, f"{name}\n{event_id}")
 
 
 def _acted(logged: SagaStepEntry) -> bool:

@@ -29,6 +29,8 @@ SCENARIOS = {
     "outbox-relay-outage": "relay_outage",
     "saga-kill": "sagas",
     "rabbitmq-proxy": "rabbitmq",
+    "inbox-kafka-kill": "inbox",
+    "inbox-rabbitmq-proxy": "inbox_rabbitmq",
 }
 
 

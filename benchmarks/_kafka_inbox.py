@@ -1,0 +1,195 @@
+"""Kafka consumption through the inbox: ``kafka/consume-inbox-postgres`` and
+``kafka/consume-inbox-sqlite`` beside ``kafka/consume``.
+
+The same events as ``kafka/consume`` (``benchmarks.kafka_bench``), the same
+``KafkaEventConsumer`` (16 lanes), into an ``EventMediator`` whose inbox
+guards the handler; the handler writes one effect row through its
+``InboxTransaction`` (one ``tx.run``). Per message that is, on PostgreSQL,
+three round trips (``BEGIN`` + the inbox ``INSERT`` pipelined, the effect
+``INSERT``, ``COMMIT``) and three worker-thread hops; on SQLite three hops
+and one fsync-free WAL commit. The baseline column is plain
+``kafka/consume`` (no inbox) on the same topic, so the ratio is the price of
+exactly-once effects. Timed from the first event handled to the last.
+
+Run alone: ``python -m benchmarks._kafka_inbox HOST:PORT [DSN] [COUNT]``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import lagom
+
+from anycqrs.brokers.kafka import KafkaEventConsumer
+from anycqrs.events import EventHandler, EventMap
+from anycqrs.events.bootstrap import bootstrap
+from anycqrs.inbox import InboxStore, InboxTransaction, PostgresInbox, SqliteInbox
+from anycqrs.messages import NotificationEvent
+
+from . import kafka_bench
+from .kafka_bench import GROUP_SETTINGS, BenchPaid
+
+ROUND_TRIPS = {"postgres": 3, "sqlite": 0}
+"""Database round trips per message (SQLite is in-process: none)."""
+
+
+class _Progress:
+    def __init__(self, count: int, write: Callable[[Any, int], None]) -> None:
+        self.count = count
+        self.write = write
+        self.seen = 0
+        self.first: float | None = None
+        self.done = anyio.Event()
+
+
+class _Effect(EventHandler[NotificationEvent[BenchPaid]]):
+    def __init__(self, tx: InboxTransaction, progress: _Progress) -> None:
+        self.tx = tx
+        self.progress = progress
+
+    async def handle(self, event: NotificationEvent[BenchPaid]) -> None:
+        progress = self.progress
+        if progress.first is None:
+            progress.first = time.perf_counter()
+        await self.tx.run(progress.write, event.payload.order_id)
+        progress.seen += 1
+        if progress.seen >= progress.count:
+            progress.done.set()
+
+
+async def _consume(
+    bootstrap_servers: str, topic: str, inbox: InboxStore, progress: _Progress, lanes: int
+) -> float:
+    container = lagom.Container()
+    container[_Progress] = progress
+
+    def bind(events: EventMap) -> None:
+        events.bind(NotificationEvent[BenchPaid], _Effect)
+
+    mediator = bootstrap(di_container=container, events_mapper=bind, inbox=inbox)
+    consumer = KafkaEventConsumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"bench-inbox-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            **GROUP_SETTINGS,
+        },
+        [topic],
+        mediator,
+        max_concurrency=lanes,
+    )
+    async with anyio.create_task_group() as group:
+        await group.start(consumer.run)
+        with anyio.fail_after(600):
+            await progress.done.wait()
+        end = time.perf_counter()
+        group.cancel_scope.cancel()
+    assert progress.first is not None
+    return end - progress.first
+
+
+def consume_postgres(
+    bootstrap_servers: str,
+    topic: str,
+    count: int,
+    dsn: str,
+    backend: str = "asyncio",
+    lanes: int = 16,
+) -> dict[str, Any]:
+    """The PostgreSQL inbox (own connections, one per lane)."""
+    import psycopg
+
+    suffix = uuid.uuid4().hex[:8]
+    inbox_table, effects = f"bench_inbox_{suffix}", f"bench_effects_{suffix}"
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(f"CREATE TABLE {effects} (order_id INTEGER NOT NULL)".encode())
+    insert = f"INSERT INTO {effects} (order_id) VALUES (%s)".encode()
+    inbox = PostgresInbox(dsn, table=inbox_table, max_transactions=lanes)
+    progress = _Progress(
+        count, lambda connection, order_id: connection.execute(insert, (order_id,))
+    )
+    try:
+        seconds = anyio.run(
+            _consume, bootstrap_servers, topic, inbox, progress, lanes, backend=backend
+        )
+    finally:
+        inbox.close()
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(f"DROP TABLE IF EXISTS {effects}".encode())
+            connection.execute(f"DROP TABLE IF EXISTS {inbox_table}".encode())
+    return kafka_bench._result(
+        f"anycqrs KafkaEventConsumer + PostgresInbox ({backend}, {lanes} lanes)",
+        count,
+        seconds,
+        round_trips_per_message=ROUND_TRIPS["postgres"],
+    )
+
+
+def consume_sqlite(
+    bootstrap_servers: str, topic: str, count: int, backend: str = "asyncio", lanes: int = 16
+) -> dict[str, Any]:
+    """The SQLite inbox (one connection, WAL, one transaction at a time)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "bench.sqlite3"
+        with sqlite3.connect(path) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("CREATE TABLE effects (order_id INTEGER NOT NULL)")
+        inbox = SqliteInbox(path)
+        progress = _Progress(
+            count,
+            lambda connection, order_id: connection.execute(
+                "INSERT INTO effects (order_id) VALUES (?)", (order_id,)
+            ),
+        )
+        try:
+            seconds = anyio.run(
+                _consume, bootstrap_servers, topic, inbox, progress, lanes, backend=backend
+            )
+        finally:
+            inbox.close()
+    return kafka_bench._result(
+        f"anycqrs KafkaEventConsumer + SqliteInbox ({backend}, {lanes} lanes)",
+        count,
+        seconds,
+        round_trips_per_message=ROUND_TRIPS["sqlite"],
+    )
+
+
+def consume(tansu: Any, column: str, kind: str, dsn: str) -> Callable[[int], float]:
+    """The catalog's measuring function for one column (see `_kafka.consume`)."""
+
+    def measure(count: int) -> float:
+        topic = tansu.filled_topic(count)
+        bootstrap_servers = tansu.bootstrap()
+        if column == "baseline":
+            result = kafka_bench.anycqrs_consume(bootstrap_servers, topic, count)
+        elif kind == "postgres":
+            result = consume_postgres(bootstrap_servers, topic, count, dsn, backend=column)
+        else:
+            result = consume_sqlite(bootstrap_servers, topic, count, backend=column)
+        return float(result["seconds"])
+
+    return measure
+
+
+if __name__ == "__main__":  # pragma: no cover
+    servers = sys.argv[1]
+    postgres = sys.argv[2] if len(sys.argv) > 2 else "postgresql://postgres@127.0.0.1:5432/postgres"
+    total = int(sys.argv[3]) if len(sys.argv) > 3 else 20_000
+    filled = str(kafka_bench.plain_produce(servers, total)["topic"])
+    rows = [
+        kafka_bench.anycqrs_consume(servers, filled, total),
+        consume_postgres(servers, filled, total, postgres),
+        consume_postgres(servers, filled, total, postgres, backend="trio"),
+        consume_sqlite(servers, filled, total),
+    ]
+    for row in rows:
+        print(f"{row['name']:<62} {row['rate']:>9,.0f} msg/s  ({row['seconds']:.2f}s)")
