@@ -1,0 +1,92 @@
+"""Saga steps in scopes: one per `act`, one per compensation attempt (on a
+step instance built in it), in every container."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import attrs
+import pytest
+
+import anycqrs.saga as saga
+from anycqrs.saga.bootstrap import bootstrap
+
+from .conftest import OUTCOME_AWARE, Journal, Repo, Session, build
+
+pytestmark = pytest.mark.anyio
+
+
+@attrs.define
+class Order(saga.SagaContext):
+    fail: bool = False
+    sessions: list[int] = attrs.Factory(list)
+
+
+class Reserve(saga.SagaStepHandler[Order, None]):
+    def __init__(self, repo: Repo, session: Session) -> None:
+        self.repo = repo
+        self.session = session
+
+    async def act(self, context: Order) -> None:
+        assert self.repo.session is self.session
+        context.sessions.append(self.session.number)
+
+    async def compensate(self, context: Order) -> None:
+        assert self.repo.session is self.session
+        context.sessions.append(-self.session.number)
+
+
+class Pay(saga.SagaStepHandler[Order, None]):
+    def __init__(self, repo: Repo, session: Session) -> None:
+        self.session = session
+
+    async def act(self, context: Order) -> None:
+        context.sessions.append(self.session.number)
+        if context.fail:
+            raise ValueError("card declined")
+
+    async def compensate(self, context: Order) -> None:
+        raise AssertionError("a step that failed is not compensated")
+
+
+class OrderSaga(saga.Saga[Order]):
+    steps = [Reserve, Pay]
+
+
+def mediator(kind: str, journal: Journal) -> saga.SagaMediator:
+    return bootstrap(
+        di_container=build(kind, [Reserve, Pay], journal),
+        sagas_mapper=lambda sagas: sagas.bind(Order, OrderSaga),
+    )
+
+
+def ended(kind: str, number: int, error: str | None = None) -> tuple[Any, ...]:
+    if kind not in OUTCOME_AWARE:
+        return ("close", number)
+    return ("commit", number) if error is None else ("rollback", number, error)
+
+
+class TestSagaScopes:
+    """Each step a unit of work; compensation in units of work of its own."""
+
+    async def test_a_scope_per_step(self, kind: str, journal: Journal) -> None:
+        context = Order()
+        with anyio.fail_after(10):
+            async for _ in mediator(kind, journal).stream(context):
+                pass
+        assert context.sessions == [1, 2]
+        assert journal.finals() == [ended(kind, 1), ended(kind, 2)]
+
+    async def test_compensation_runs_in_a_fresh_scope(self, kind: str, journal: Journal) -> None:
+        context = Order(fail=True)
+        with anyio.fail_after(10), pytest.raises(ValueError, match="card declined"):
+            async for _ in mediator(kind, journal).stream(context):
+                pass
+        # Pay's scope rolled back before Reserve was compensated, in scope 3
+        assert journal.finals() == [
+            ended(kind, 1),
+            ended(kind, 2, "ValueError"),
+            ended(kind, 3),
+        ]
+        assert context.sessions[-1] == -3
