@@ -94,7 +94,7 @@ def _dishka(handlers: Sequence[type], journal: Journal) -> Any:
     provider.provide(session)
     provider.provide(Repo)
     for handler in handlers:
-        provider.provide(handler)
+        provider.provide(handler, cache=False)  # a new handler per resolve
     return make_async_container(provider, lock_factory=anyio.Lock)
 
 

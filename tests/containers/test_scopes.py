@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -153,3 +154,53 @@ class TestEvents:
             await sender.send(Placed(8))
         assert SEEN == [(7, 1), (8, 2)]
         assert journal.finals() == [ended(kind, 1), ended(kind, 2)]
+
+
+@attrs.frozen
+class Count(anycqrs.Request):
+    upto: int
+    fail: bool = False
+
+
+class CountHandler(anycqrs.StreamingRequestHandler[Count, int]):
+    def __init__(self, repo: Repo, session: Session) -> None:
+        super().__init__()
+        self.repo = repo
+        self.session = session
+
+    async def handle(self, request: Count) -> AsyncIterator[int]:
+        for number in range(request.upto):
+            assert self.repo.session is self.session
+            yield self.session.number * 100 + number
+        if request.fail:
+            raise ValueError("stream broke")
+
+
+class TestStreams:
+    """One scope spans a whole stream."""
+
+    def streamer(self, kind: str, journal: Journal) -> anycqrs.StreamingRequestMediator:
+        return requests_bootstrap.bootstrap_streaming(
+            di_container=build(kind, [CountHandler], journal),
+            queries_mapper=lambda requests: requests.bind(Count, CountHandler),
+        )
+
+    async def test_the_stream_is_one_unit_of_work(self, kind: str, journal: Journal) -> None:
+        streamer = self.streamer(kind, journal)
+        with anyio.fail_after(10):
+            async with streamer.stream(Count(3)) as items:
+                assert [item async for item in items] == [100, 101, 102]
+            assert journal.finals() == [ended(kind, 1)]
+            with pytest.raises(ValueError, match="stream broke"):
+                async with streamer.stream(Count(1, fail=True)) as items:
+                    async for _ in items:
+                        pass
+        assert journal.finals() == [ended(kind, 1), ended(kind, 2, "ValueError")]
+
+    async def test_leaving_early_closes_the_scope(self, kind: str, journal: Journal) -> None:
+        streamer = self.streamer(kind, journal)
+        with anyio.fail_after(10):
+            async with streamer.stream(Count(5)) as items:
+                async for _ in items:
+                    break
+        assert journal.finals() == [ended(kind, 1)]
