@@ -125,7 +125,9 @@ async def get_mediator(request: Request) -> AsyncIterator[anycqrs.RequestMediato
         yield state.mediator.with_container(resolver)
 
 
-Mediator = Annotated[anycqrs.RequestMediator, Depends(get_mediator)]
+Mediator = Annotated[anycqrs.RequestMediator, Depends(get_mediator, scope="function")]
+"""`scope="function"`: the transaction ends before the response is sent, so a
+failed commit is an error response, not a 200 for a lost write."""
 
 
 def create_app(database: Database) -> FastAPI:
