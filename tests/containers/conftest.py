@@ -73,8 +73,7 @@ def _lagom(handlers: Sequence[type], journal: Journal) -> Any:
         try:
             yield opened
         except BaseException as error:
-            with anyio.CancelScope(shield=True):
-                await journal.ended(opened, error)
+            await journal.ended(opened, error)  # awaits: anycqrs shields the close
             raise
         await journal.ended(opened, None)
 

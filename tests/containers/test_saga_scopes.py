@@ -3,6 +3,7 @@ step instance built in it), in every container."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import anyio
@@ -90,3 +91,50 @@ class TestSagaScopes:
             ended(kind, 3),
         ]
         assert context.sessions[-1] == -3
+
+
+@attrs.define
+class Stuck(saga.SagaContext):
+    pass
+
+
+STARTED: list[anyio.Event] = []
+
+
+class Wait(saga.SagaStepHandler[Stuck, None]):
+    def __init__(self, repo: Repo, session: Session) -> None:
+        self.session = session
+
+    async def act(self, context: Stuck) -> None:
+        STARTED[-1].set()
+        await anyio.sleep_forever()
+
+    async def compensate(self, context: Stuck) -> None:
+        raise AssertionError("a cancelled step is not compensated")
+
+
+class StuckSaga(saga.Saga[Stuck]):
+    steps = [Wait]
+
+
+async def test_a_cancelled_step_rolls_back_and_stays_running(kind: str, journal: Journal) -> None:
+    mediator = bootstrap(
+        di_container=build(kind, [Wait], journal),
+        sagas_mapper=lambda sagas: sagas.bind(Stuck, StuckSaga),
+    )
+    STARTED.append(anyio.Event())
+    saga_id = uuid.uuid4()
+
+    async def run() -> None:
+        async for _ in mediator.stream(Stuck(), saga_id=saga_id):
+            raise AssertionError("the step never finishes")
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(run)
+            await STARTED[-1].wait()
+            group.cancel_scope.cancel()
+        state = await mediator.storage.load_saga_state(saga_id)
+    cancelled = anyio.get_cancelled_exc_class().__name__
+    assert journal.finals() == [ended(kind, 1, cancelled)]
+    assert state.status is saga.SagaStatus.RUNNING  # resumable, not compensated

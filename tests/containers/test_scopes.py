@@ -204,3 +204,105 @@ class TestStreams:
                 async for _ in items:
                     break
         assert journal.finals() == [ended(kind, 1)]
+
+
+@attrs.frozen
+class Quote(anycqrs.Request):
+    pass
+
+
+class FlakyQuote(anycqrs.RequestHandler[Quote, int]):
+    def __init__(self, repo: Repo, session: Session) -> None:
+        super().__init__()
+        self.session = session
+
+    async def handle(self, request: Quote) -> int:
+        raise ConnectionError("pricing is down")
+
+
+class CachedQuote(anycqrs.RequestHandler[Quote, int]):
+    def __init__(self, repo: Repo, session: Session) -> None:
+        super().__init__()
+        self.session = session
+
+    async def handle(self, request: Quote) -> int:
+        return self.session.number
+
+
+class FirstLink(anycqrs.CORRequestHandler[Place, int]):
+    def __init__(self, repo: Repo, session: Session) -> None:
+        super().__init__()
+        self.session = session
+
+    async def handle(self, request: Place) -> int | None:
+        LINKS.append(self.session.number)
+        return await self.next(request)
+
+
+class LastLink(anycqrs.CORRequestHandler[Place, int]):
+    def __init__(self, repo: Repo, session: Session) -> None:
+        super().__init__()
+        self.session = session
+
+    async def handle(self, request: Place) -> int | None:
+        LINKS.append(self.session.number)
+        return self.session.number
+
+
+LINKS: list[int] = []
+
+
+class TestRoutes:
+    """Fallbacks split the unit of work; a chain is one."""
+
+    async def test_the_fallback_runs_after_the_primary_rolled_back(
+        self, kind: str, journal: Journal
+    ) -> None:
+        fallback = anycqrs.RequestHandlerFallback(
+            FlakyQuote, CachedQuote, failure_exceptions=(ConnectionError,)
+        )
+        sender = requests_bootstrap.bootstrap(
+            di_container=build(kind, [FlakyQuote, CachedQuote], journal),
+            queries_mapper=lambda requests: requests.bind(Quote, fallback),
+        )
+        with anyio.fail_after(10):
+            assert await sender.send(Quote()) == 2
+        assert journal.finals() == [ended(kind, 1, "ConnectionError"), ended(kind, 2)]
+
+    async def test_a_chain_is_one_unit_of_work(self, kind: str, journal: Journal) -> None:
+        LINKS.clear()
+        sender = requests_bootstrap.bootstrap(
+            di_container=build(kind, [FirstLink, LastLink], journal),
+            commands_mapper=lambda requests: requests.bind(Place, [FirstLink, LastLink]),
+        )
+        with anyio.fail_after(10):
+            assert await sender.send(Place()) == 1
+        assert LINKS == [1, 1]
+        assert journal.finals() == [ended(kind, 1)]
+
+
+class SecondPlacedHandler(PlacedHandler):
+    pass
+
+
+class TestParallelEvents:
+    """Parallel handlers never share a scope."""
+
+    async def test_each_parallel_handler_has_its_own_scope(
+        self, kind: str, journal: Journal
+    ) -> None:
+        SEEN.clear()
+
+        def events(events: anycqrs.EventMap) -> None:
+            events.bind(Placed, PlacedHandler)
+            events.bind(Placed, SecondPlacedHandler)
+
+        sender = events_bootstrap.bootstrap(
+            di_container=build(kind, [PlacedHandler, SecondPlacedHandler], journal),
+            events_mapper=events,
+            concurrent_event_handle_enable=True,
+        )
+        with anyio.fail_after(10):
+            await sender.send_many([Placed(1), Placed(2)])
+        assert sorted(number for _, number in SEEN) == [1, 2, 3, 4]
+        assert len(journal.finals()) == 4
