@@ -62,11 +62,11 @@ async def in_scope(container: _Scoped, body: Callable[[T], Awaitable[Any]], arg:
         result = await body(arg)
     except BaseException as error:
         _OPEN.reset(token)
-        with anyio.CancelScope(shield=True), anyio.fail_after(SCOPE_CLOSE_TIMEOUT):
+        with anyio.fail_after(SCOPE_CLOSE_TIMEOUT, shield=True):  # one shielded scope
             await manager.__aexit__(type(error), error, error.__traceback__)
         raise
     _OPEN.reset(token)
-    with anyio.CancelScope(shield=True), anyio.fail_after(SCOPE_CLOSE_TIMEOUT):
+    with anyio.fail_after(SCOPE_CLOSE_TIMEOUT, shield=True):  # one shielded scope
         await manager.__aexit__(None, None, None)
     return result
 

@@ -218,7 +218,7 @@ class RequestStream(Generic[R]):
         if manager is None:
             return
         self._scope = None
-        with anyio.CancelScope(shield=True), anyio.fail_after(SCOPE_CLOSE_TIMEOUT):
+        with anyio.fail_after(SCOPE_CLOSE_TIMEOUT, shield=True):  # one shielded scope
             if error is None:
                 await manager.__aexit__(None, None, None)
             else:

@@ -125,6 +125,13 @@ class TestBuilding:
         with pytest.raises(LookupError, match=r"no provider .* builds Repo"):
             adapter.provider(Repo)
 
+    async def test_a_lagom_scoped_type_exists_only_in_a_scope(self, journal: Journal) -> None:
+        container = build("lagom", [Handler], journal)
+        with pytest.raises(LookupError, match="Session is scoped"):
+            await container.resolve(Handler)
+        async with container.scope() as resolver:
+            assert isinstance(await resolver.resolve(Handler), Handler)
+
     async def test_dishka_without_a_child_scope(self) -> None:
         from dishka import Provider, Scope, make_async_container
 
