@@ -152,6 +152,20 @@ class Steps:
             take_events(handler)  # a failed act's events are never dispatched
             raise
 
+    async def revive(self, handler_type: type[Handler], saga_id: UUID) -> Handler:
+        """A handler of a step that acted in an earlier run (a resumed or
+        recovered saga), to compensate it if needed. With a scoped container
+        it is built in a scope of its own, closed at once: its compensation
+        builds a fresh instance in a scope of its own anyway."""
+        scope = self.endpoints.scope
+        if scope is None:
+            return await self.make(handler_type, saga_id)
+        revived: Handler = await in_scope(scope, self._revive, (handler_type, saga_id))
+        return revived
+
+    async def _revive(self, job: tuple[type[Handler], UUID]) -> Handler:
+        return await self.make(*job)
+
     def plan(self, saga: type[Saga[Any]]) -> tuple[Step, ...]:
         """The saga's steps, prepared once per saga class."""
         plan = self._plans.get(saga)

@@ -138,3 +138,71 @@ async def test_a_cancelled_step_rolls_back_and_stays_running(kind: str, journal:
     cancelled = anyio.get_cancelled_exc_class().__name__
     assert journal.finals() == [ended(kind, 1, cancelled)]
     assert state.status is saga.SagaStatus.RUNNING  # resumable, not compensated
+
+
+@attrs.define
+class Gated(saga.SagaContext):
+    sessions: list[int] = attrs.Factory(list)
+
+
+GATE: list[str] = []
+
+
+class Book(saga.SagaStepHandler[Gated, None]):
+    def __init__(self, repo: Repo, session: Session) -> None:
+        self.session = session
+
+    async def act(self, context: Gated) -> None:
+        context.sessions.append(self.session.number)
+
+    async def compensate(self, context: Gated) -> None:
+        context.sessions.append(-self.session.number)
+
+
+class Gate(saga.SagaStepHandler[Gated, None]):
+    def __init__(self, repo: Repo, session: Session) -> None:
+        self.session = session
+
+    async def act(self, context: Gated) -> None:
+        if GATE[-1] == "block":
+            STARTED[-1].set()
+            await anyio.sleep_forever()
+        raise ValueError("gate closed")
+
+
+class GatedSaga(saga.Saga[Gated]):
+    steps = [Book, Gate]
+
+
+async def test_recovery_compensates_in_fresh_scopes(kind: str, journal: Journal) -> None:
+    mediator = bootstrap(
+        di_container=build(kind, [Book, Gate], journal),
+        sagas_mapper=lambda sagas: sagas.bind(Gated, GatedSaga),
+    )
+    STARTED.append(anyio.Event())
+    GATE.append("block")
+    saga_id = uuid.uuid4()
+
+    async def run() -> None:
+        async for _ in mediator.stream(Gated(), saga_id=saga_id):
+            pass
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(run)
+            await STARTED[-1].wait()
+            group.cancel_scope.cancel()
+        GATE.append("fail")
+        await mediator.recover(saga_id)
+        state = await mediator.storage.load_saga_state(saga_id)
+    cancelled = anyio.get_cancelled_exc_class().__name__
+    assert state.status is saga.SagaStatus.FAILED
+    # Book acted (1), Gate cancelled (2); recovery: Book rebuilt (3), Gate failed (4),
+    # Book compensated on a fresh instance in a fresh scope (5)
+    assert journal.finals() == [
+        ended(kind, 1),
+        ended(kind, 2, cancelled),
+        ended(kind, 3),
+        ended(kind, 4, "ValueError"),
+        ended(kind, 5),
+    ]
