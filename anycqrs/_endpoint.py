@@ -50,8 +50,19 @@ if make is not None:
 ```
 
 and call `await endpoint.run(message)` otherwise. Nothing else decides whether
-the fast path applies. Where an inlined path builds a handler, it wraps `make()`
-as `resolution_failed` shows (a container that can't build a dependency raises
+the fast path applies.
+
+Scopes: when the container is an `anycqrs.container.ScopedContainer`,
+`endpoint.scope` is it, there is no fast path, and `run` is one unit of work:
+`anycqrs._containers._scope.in_scope` opens a scope, resolves the handler in
+it (`make` reads the scope open in the current context), calls it and takes
+its events, then closes the scope with the outcome; the caller dispatches the
+events after that. Decided when the endpoint is compiled: the no-scope path
+pays nothing for it. Routes running several handlers as one unit (a chain)
+wrap their endpoint with `Endpoints.scoped`; saga steps use `Steps.scoped`.
+
+Where an inlined path builds a handler, it wraps `make()` as
+`resolution_failed` shows (a container that can't build a dependency raises
 `anycqrs.errors.HandlerResolutionError`).
 """
 

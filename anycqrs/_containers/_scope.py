@@ -62,13 +62,21 @@ async def in_scope(container: _Scoped, body: Callable[[T], Awaitable[Any]], arg:
         result = await body(arg)
     except BaseException as error:
         _OPEN.reset(token)
-        with anyio.fail_after(SCOPE_CLOSE_TIMEOUT, shield=True):  # one shielded scope
-            await manager.__aexit__(type(error), error, error.__traceback__)
+        await leave(manager, error)
         raise
     _OPEN.reset(token)
-    with anyio.fail_after(SCOPE_CLOSE_TIMEOUT, shield=True):  # one shielded scope
-        await manager.__aexit__(None, None, None)
+    await leave(manager, None)
     return result
+
+
+async def leave(manager: AbstractAsyncContextManager[Any], error: BaseException | None) -> None:
+    """Exit a scope's `manager` with the outcome `error` (`None`: success),
+    shielded from cancellation, within `SCOPE_CLOSE_TIMEOUT`."""
+    with anyio.fail_after(SCOPE_CLOSE_TIMEOUT, shield=True):  # one shielded scope
+        if error is None:
+            await manager.__aexit__(None, None, None)
+        else:
+            await manager.__aexit__(type(error), error, error.__traceback__)
 
 
 def scoped_factory(container: Any, type_: type) -> Callable[[], Awaitable[Any]]:

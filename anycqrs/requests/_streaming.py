@@ -29,7 +29,7 @@ from typing import Any, Generic
 import anyio
 from typing_extensions import TypeVar
 
-from .._containers._scope import SCOPE_CLOSE_TIMEOUT
+from .._containers._scope import leave
 from .._endpoint import HandlerEndpoint, resolution_failed
 from .._handlers import EventSource, declared_args, take_events, take_list
 from .._routing import Route, describe
@@ -191,38 +191,31 @@ class RequestStream(Generic[R]):
             self._agen = source(self._request)
 
     async def _open_scoped(self, source: HandlerEndpoint) -> None:
-        """Open a scope for the whole stream and build the handler in it.
-
-        The scope spans the stream: it closes when the stream ends (the
-        outcome: the handler's error, or none when it finished or the
-        consumer left), shielded with a deadline. The events of each item
-        are dispatched while it is open, each event handler in a scope of
-        its own."""
+        """Open one scope for the whole stream and build the handler in it:
+        it closes when the stream ends (with the handler's error, or none
+        when it finished or the consumer left), shielded with a deadline.
+        Item events are dispatched while it is open (each event handler in
+        a scope of its own)."""
         assert source.scope is not None
-        manager = source.scope.scope()
+        self._scope = manager = source.scope.scope()
         resolver = await manager.__aenter__()
-        self._scope = manager
         try:
             handler: Any = await resolver.resolve(source.handler_type)
+        except Exception as error:
+            await self._close_scope(error)
+            resolution_failed(source.handler_type, self._request, error)
+            raise
         except BaseException as error:
             await self._close_scope(error)
-            if isinstance(error, Exception):
-                resolution_failed(source.handler_type, self._request, error)
             raise
         self._handler = handler
         self._take = source.take_events
         self._agen = handler.handle(self._request)
 
     async def _close_scope(self, error: BaseException | None) -> None:
-        manager = self._scope
-        if manager is None:
-            return
-        self._scope = None
-        with anyio.fail_after(SCOPE_CLOSE_TIMEOUT, shield=True):  # one shielded scope
-            if error is None:
-                await manager.__aexit__(None, None, None)
-            else:
-                await manager.__aexit__(type(error), error, error.__traceback__)
+        manager, self._scope = self._scope, None
+        if manager is not None:
+            await leave(manager, error)
 
     async def __anext__(self) -> R:
         handler = self._fast
