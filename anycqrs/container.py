@@ -36,6 +36,7 @@ from lagom.exceptions import DependencyNotDefined, UnresolvableType
 
 from ._containers._dependency_injector import DependencyInjectorContainer
 from ._containers._detect import detect as _detect
+from ._containers._detect import missing as _missing
 from ._containers._di import DiContainer
 from ._containers._dishka import DishkaContainer
 from ._containers._lagom import ScopedLagomContainer
@@ -326,13 +327,14 @@ def _unbuildable(error: BaseException, handler_type: type) -> Any | None:
     """The dependency a container's "can't build" `error` names (private):
     a class, or its name; `None` when `error` is anything else.
 
-    Only lagom's resolution errors are recognised; a handler constructor's
-    own exception is not a resolution failure.
+    lagom's resolution errors are recognised, and those of the libraries
+    with a declared adapter (dishka's `NoFactoryError`...); a handler
+    constructor's own exception is not a resolution failure.
     """
     if isinstance(error, DependencyNotDefined):
         return error.dep_type
     if not isinstance(error, UnresolvableType):
-        return None
+        return _missing(error)
     chain = error.get_unresolvable_deps_sequence()
     if chain and chain[0] == handler_type.__name__:
         chain = chain[1:]

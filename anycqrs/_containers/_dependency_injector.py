@@ -14,6 +14,14 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+class _NoProvider(LookupError):
+    """No provider (or several) of a dependency-injector container builds `missing`."""
+
+    def __init__(self, missing: type, message: str) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
 class DependencyInjectorContainer:
     """Adapts a dependency-injector container; a `ScopedContainer`.
 
@@ -68,6 +76,11 @@ class DependencyInjectorContainer:
             if provided is not None:
                 self._providers.setdefault(provided, provider)
 
+    @staticmethod
+    def missing(error: BaseException) -> Any | None:
+        """The type a `_NoProvider` `error` names, else `None`."""
+        return error.missing if isinstance(error, _NoProvider) else None
+
     @property
     def container(self) -> DIContainer:
         """The wrapped dependency-injector container."""
@@ -87,10 +100,11 @@ class DependencyInjectorContainer:
         ]
         if len(found) != 1:
             what = "no provider" if not found else f"{len(found)} providers"
-            raise LookupError(
+            raise _NoProvider(
+                type_,
                 f"{what} of the dependency-injector container "
                 f"{type(self._container).__qualname__} builds {type_.__qualname__}; "
-                "add one provider (e.g. providers.Factory) for it"
+                "add one provider (e.g. providers.Factory) for it",
             )
         self._providers[type_] = found[0]
         return found[0]

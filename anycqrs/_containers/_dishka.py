@@ -55,6 +55,15 @@ class DishkaContainer:
         """The wrapped dishka container."""
         return self._container
 
+    @staticmethod
+    def missing(error: BaseException) -> Any | None:
+        """The type dishka's "can't build" `error` names, else `None`."""
+        from dishka.exceptions import NoFactoryError
+
+        if isinstance(error, NoFactoryError):
+            return error.requested.type_hint
+        return None
+
     async def resolve(self, type_: type[T], /) -> T:
         """Get `type_` from the wrapped container (outside a dispatch scope)."""
         result: T = await self._container.get(type_)

@@ -302,3 +302,56 @@ async def test_a_scope_per_consumed_message(kind: str, journal: Journal) -> None
     assert SEEN == [(1, 1), (2, 2), (3, 3)]
     assert len(journal.finals()) == 3
     assert len(transport.settled) == 3
+
+
+class Orphan:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+
+class Clock:
+    pass
+
+
+@attrs.frozen
+class Tick(anycqrs.Request):
+    pass
+
+
+class TickHandler(anycqrs.RequestHandler[Tick, None]):
+    def __init__(self, orphan: Orphan) -> None:
+        super().__init__()
+
+    async def handle(self, request: Tick) -> None:
+        return None
+
+
+class TestResolutionErrors:
+    """A dependency the container can't build is a HandlerResolutionError."""
+
+    async def test_dishka(self) -> None:
+        from dishka import Provider, Scope, make_async_container
+
+        provider = Provider(scope=Scope.REQUEST)
+        provider.provide(TickHandler)
+        provider.provide(Orphan)
+        container = make_async_container(provider, lock_factory=anyio.Lock, skip_validation=True)
+        mediator = requests_bootstrap.bootstrap(
+            di_container=container,
+            commands_mapper=lambda requests: requests.bind(Tick, TickHandler),
+        )
+        with anyio.fail_after(10), pytest.raises(anycqrs.errors.HandlerResolutionError) as caught:
+            await mediator.send(Tick())
+        assert caught.value.missing is Clock
+        assert caught.value.message_type is Tick
+
+    async def test_dependency_injector(self) -> None:
+        from dependency_injector import containers
+
+        mediator = requests_bootstrap.bootstrap(
+            di_container=containers.DynamicContainer(),
+            commands_mapper=lambda requests: requests.bind(Tick, TickHandler),
+        )
+        with anyio.fail_after(10), pytest.raises(anycqrs.errors.HandlerResolutionError) as caught:
+            await mediator.send(Tick())
+        assert caught.value.missing is TickHandler
