@@ -306,3 +306,48 @@ class TestParallelEvents:
             await sender.send_many([Placed(1), Placed(2)])
         assert sorted(number for _, number in SEEN) == [1, 2, 3, 4]
         assert len(journal.finals()) == 4
+
+
+class FlakyCount(anycqrs.StreamingRequestHandler[Count, int]):
+    def __init__(self, repo: Repo, session: Session) -> None:
+        super().__init__()
+        self.session = session
+
+    async def handle(self, request: Count) -> AsyncIterator[int]:
+        raise ConnectionError("source is down")
+        yield 0  # pragma: no cover - an async generator
+
+
+class TestStreamingFallback:
+    """A streaming fallback's handlers each stream in a scope of their own."""
+
+    async def test_primary_rolled_back_fallback_committed(
+        self, kind: str, journal: Journal
+    ) -> None:
+        fallback = anycqrs.StreamingRequestHandlerFallback(
+            FlakyCount, CountHandler, failure_exceptions=(ConnectionError,)
+        )
+        streamer = requests_bootstrap.bootstrap_streaming(
+            di_container=build(kind, [FlakyCount, CountHandler], journal),
+            queries_mapper=lambda requests: requests.bind(Count, fallback),
+        )
+        with anyio.fail_after(10):
+            async with streamer.stream(Count(2)) as items:
+                assert [item async for item in items] == [200, 201]
+        assert journal.finals() == [ended(kind, 1, "ConnectionError"), ended(kind, 2)]
+
+    async def test_leaving_a_fallback_stream_early_commits(
+        self, kind: str, journal: Journal
+    ) -> None:
+        fallback = anycqrs.StreamingRequestHandlerFallback(
+            CountHandler, CountHandler, failure_exceptions=(ConnectionError,)
+        )
+        streamer = requests_bootstrap.bootstrap_streaming(
+            di_container=build(kind, [CountHandler], journal),
+            queries_mapper=lambda requests: requests.bind(Count, fallback),
+        )
+        with anyio.fail_after(10):
+            async with streamer.stream(Count(5)) as items:
+                async for _ in items:
+                    break
+        assert journal.finals() == [ended(kind, 1)]
