@@ -22,7 +22,7 @@ from __future__ import annotations
 import abc
 import inspect
 import warnings
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Generic
 
@@ -37,6 +37,7 @@ from ..errors import BindingError, RequestHandlerDoesNotExist
 from ..messages import Event, Request
 from ._base import RequestMediatorBase
 from ._map import RequestMap
+from ._sources import TRAILER
 
 __all__ = ["RequestStream", "StreamingRequestHandler", "StreamingRequestMediator"]
 
@@ -274,7 +275,7 @@ class RequestStream(Generic[R]):
             raise
         if handler is None:
             item, events = item
-            if item is _TRAILER:
+            if item is TRAILER:
                 if events:
                     await self._deliver_events(None, events)
                 return await self._next()
@@ -437,68 +438,3 @@ class StreamingRequestMediator(RequestMediatorBase):
 
     async def _dispatch(self, item: Any, events: Sequence[Event]) -> None:
         await self._events.dispatch_after(item, events)
-
-
-def stream_handler(
-    endpoint: HandlerEndpoint, request: Any
-) -> AsyncGenerator[tuple[Any, Sequence[Event]], None]:
-    """Run a streaming handler class as a route source: yields `(item, events)`.
-
-    With a scoped container the handler is built in a scope of its own that
-    spans its stream (closed with its error, or none when it finished or the
-    consumer left), as `RequestStream` does for a plain binding."""
-    if endpoint.scope is not None:
-        return _scoped_stream(endpoint, request)
-    return _plain_stream(endpoint, request)
-
-
-async def _plain_stream(
-    endpoint: HandlerEndpoint, request: Any
-) -> AsyncGenerator[tuple[Any, Sequence[Event]], None]:
-    handler = await endpoint.resolve(request)
-    take = endpoint.take_events
-    agen = handler.handle(request)
-    try:
-        async for item in agen:
-            yield item, take(handler)
-        trailing = take(handler)
-        if trailing:
-            yield _TRAILER, trailing
-    finally:
-        await agen.aclose()
-
-
-async def _scoped_stream(
-    endpoint: HandlerEndpoint, request: Any
-) -> AsyncGenerator[tuple[Any, Sequence[Event]], None]:
-    assert endpoint.scope is not None
-    manager = endpoint.scope.scope()
-    resolver = await manager.__aenter__()
-    outcome: BaseException | None = None
-    try:
-        try:
-            handler: Any = await resolver.resolve(endpoint.handler_type)
-        except Exception as error:
-            resolution_failed(endpoint.handler_type, request, error)
-            raise
-        take = endpoint.take_events
-        agen = handler.handle(request)
-        try:
-            async for item in agen:
-                yield item, take(handler)
-            trailing = take(handler)
-            if trailing:
-                yield _TRAILER, trailing
-        finally:
-            await agen.aclose()
-    except GeneratorExit:  # the consumer left: not a failure
-        raise
-    except BaseException as error:
-        outcome = error
-        raise
-    finally:
-        await leave(manager, outcome)
-
-
-_TRAILER: Any = object()
-"""An item that carries only the trailing events of a stream (never delivered)."""
