@@ -50,8 +50,19 @@ if make is not None:
 ```
 
 and call `await endpoint.run(message)` otherwise. Nothing else decides whether
-the fast path applies. Where an inlined path builds a handler, it wraps `make()`
-as `resolution_failed` shows (a container that can't build a dependency raises
+the fast path applies.
+
+Scopes: when the container is an `anycqrs.container.ScopedContainer`,
+`endpoint.scope` is it, there is no fast path, and `run` is one unit of work:
+`anycqrs._containers._scope.in_scope` opens a scope, resolves the handler in
+it (`make` reads the scope open in the current context), calls it and takes
+its events, then closes the scope with the outcome; the caller dispatches the
+events after that. Decided when the endpoint is compiled: the no-scope path
+pays nothing for it. Routes running several handlers as one unit (a chain)
+wrap their endpoint with `Endpoints.scoped`; saga steps use `Steps.scoped`.
+
+Where an inlined path builds a handler, it wraps `make()` as
+`resolution_failed` shows (a container that can't build a dependency raises
 `anycqrs.errors.HandlerResolutionError`).
 """
 
@@ -60,9 +71,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from ._containers._scope import in_scope
 from ._handlers import events_taker, keeps_events_list, take_events, take_list
 from ._routing import Route
-from .container import Container, _factory_for, _is_sync, _unbuildable
+from .container import Container, ScopedContainer, _factory_for, _is_sync, _unbuildable
 from .errors import HandlerResolutionError
 from .messages import Event
 from .middlewares import Middleware, MiddlewareChain
@@ -114,6 +126,8 @@ class HandlerEndpoint:
             class keeps them (`anycqrs._handlers.events_taker`).
         fast: `make` when the fast path applies (see the module docs), else
             `None`.
+        scope: the `ScopedContainer` each `run` opens a scope of (`None`:
+            no scope, the default).
         run: `await run(message)` gives `(result, events)`: a new handler is
             resolved, its method runs through the middlewares, its events are
             taken.
@@ -128,6 +142,7 @@ class HandlerEndpoint:
         "method",
         "middlewares",
         "run",
+        "scope",
         "standard",
         "sync",
         "take_events",
@@ -141,8 +156,10 @@ class HandlerEndpoint:
         sync: bool,
         method: str = "handle",
         middlewares: MiddlewareChain = NO_MIDDLEWARES,
+        scope: ScopedContainer | None = None,
     ) -> None:
         self.handler_type = handler_type
+        self.scope = scope
         self.method = method
         self.middlewares = middlewares
         self.sync = sync
@@ -157,8 +174,19 @@ class HandlerEndpoint:
         self._inner: MiddlewareChain | None = MiddlewareChain(links[1:]) if len(links) > 1 else None
         self.standard = standard = keeps_events_list(handler_type)
         self.take_events = events_taker(handler_type)
-        self.fast: Callable[[], Any] | None = make if sync and not links and standard else None
-        self.run: Callable[[Any], Awaitable[tuple[Any, Sequence[Event]]]] = self._compile()
+        self.fast: Callable[[], Any] | None = (
+            make if sync and not links and standard and scope is None else None
+        )
+        run = self._compile()
+        if scope is not None:  # a unit of work per run: resolve, call, take events
+            unscoped = run
+
+            async def scoped(message: Any) -> tuple[Any, Sequence[Event]]:
+                result: tuple[Any, Sequence[Event]] = await in_scope(scope, unscoped, message)
+                return result
+
+            run = scoped
+        self.run: Callable[[Any], Awaitable[tuple[Any, Sequence[Event]]]] = run
 
     def __repr__(self) -> str:
         return f"HandlerEndpoint({self.handler_type.__qualname__}.{self.method})"
@@ -271,6 +299,7 @@ class Endpoints:
         "container",
         "fast",
         "middlewares",
+        "scope",
         "sync",
     )
 
@@ -278,6 +307,7 @@ class Endpoints:
         self.container = container
         self.middlewares = middlewares
         self.sync = _is_sync(container)
+        self.scope = container if isinstance(container, ScopedContainer) else None
         self._factories: dict[type, Callable[[], Any]] = {}
         self._endpoints: dict[tuple[type, str, MiddlewareChain], HandlerEndpoint] = {}
         self._bindings: dict[Any, Callable[[Any], Any]] = {}
@@ -316,6 +346,7 @@ class Endpoints:
                 sync=self.sync,
                 method=method,
                 middlewares=middlewares,
+                scope=self.scope,
             )
         return endpoint
 
@@ -335,6 +366,19 @@ class Endpoints:
                     self.fast[target] = endpoint.fast
             self._bindings[target] = run
         return run
+
+    def scoped(self, run: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
+        """`run` inside a scope per call when the container is a
+        `ScopedContainer` (for routes running several handlers as one unit,
+        like a chain), else `run` itself."""
+        scope = self.scope
+        if scope is None:
+            return run
+
+        async def scoped(message: Any) -> Any:
+            return await in_scope(scope, run, message)
+
+        return scoped
 
     def with_container(self, container: Container) -> Endpoints:
         """A new, empty cache for `container`, with the same middlewares

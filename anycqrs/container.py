@@ -11,14 +11,15 @@ Handlers are resolved **per dispatch**: every `send` asks the container again,
 so a handler holds per-dispatch state safely unless the container is told to
 make it a singleton.
 
-Request-scoped dependencies (a DB session per dispatch): build a child
-container for the scope and use a mediator bound to it:
-
-```python
-scoped = lagom_container.clone()
-scoped[Session] = session
-await mediator.with_container(scoped).send(command)
-```
+Per-dispatch scopes: a `ScopedContainer` (`scope()`, an async context
+manager giving the scope's resolver) gets one scope per handler run: the
+handler and its dependencies are resolved in it, and it closes (its
+finalizers learning the outcome) when the handler returned or raised, before
+the handler's events are dispatched. The adapters `DishkaContainer`,
+`DiContainer`, `DependencyInjectorContainer` and `ScopedLagomContainer` are
+scoped; a `dishka.AsyncContainer`, a `di.Container` or a dependency-injector
+container passed as `di_container` is wrapped in its adapter automatically
+(by type: see `as_container`).
 """
 
 from __future__ import annotations
@@ -26,13 +27,32 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import lagom
 from lagom.definitions import PlainInstance
 from lagom.exceptions import DependencyNotDefined, UnresolvableType
 
-__all__ = ["Container", "FactoryContainer", "LagomContainer", "as_container"]
+from ._containers._dependency_injector import DependencyInjectorContainer
+from ._containers._detect import detect as _detect
+from ._containers._detect import missing as _missing
+from ._containers._di import DiContainer
+from ._containers._dishka import DishkaContainer
+from ._containers._lagom import ScopedLagomContainer
+from ._containers._scope import scoped_factory as _scoped_factory
+
+__all__ = [
+    "Container",
+    "DependencyInjectorContainer",
+    "DiContainer",
+    "DishkaContainer",
+    "FactoryContainer",
+    "LagomContainer",
+    "ScopedContainer",
+    "ScopedLagomContainer",
+    "as_container",
+]
 
 T = TypeVar("T")
 
@@ -76,6 +96,37 @@ class FactoryContainer(Container, Protocol):
 
     def factory(self, type_: type[T], /) -> Callable[[], T]:
         """A zero-argument callable returning an instance of `type_`."""
+        ...
+
+
+@runtime_checkable
+class ScopedContainer(Container, Protocol):
+    """A container with per-dispatch scopes (a unit of work per handler run).
+
+    `scope()` returns an async context manager whose value is the scope's
+    resolver (any `Container`). The mediators open one scope per handler
+    run (a request, each event handler, each saga step's `act`, each
+    consumed message's handlers), resolve the handler from the resolver,
+    run it, take its events, then exit the scope with the outcome: the
+    handler's exception, or none. The exit runs shielded from cancellation
+    with a deadline, so a cancelled dispatch still rolls back. A run nested
+    inside another one of the same container (the next link of a chain, a
+    `send` from inside a handler) joins the open scope.
+
+    Example:
+        ```python
+        class PerDispatch:
+            async def resolve(self, type_):
+                return type_()
+
+            @contextlib.asynccontextmanager
+            async def scope(self):
+                yield self  # open a transaction here, commit or roll back after
+        ```
+    """
+
+    def scope(self) -> AbstractAsyncContextManager[Container]:
+        """An async context manager: one scope, giving its resolver."""
         ...
 
 
@@ -201,8 +252,17 @@ def as_container(container: Any | None) -> Container:
     """Normalize what a user passes as `di_container`.
 
     `None` gives a new `LagomContainer`; a `lagom.Container` is wrapped;
-    anything with an async `resolve` is used as is; an object whose `resolve`
-    is synchronous is wrapped in a `FactoryContainer` calling it.
+    a container of a library with a declared adapter is wrapped in it
+    (`dishka.AsyncContainer` in `DishkaContainer`, `di.Container` in
+    `DiContainer`, a dependency-injector container in
+    `DependencyInjectorContainer`), detected by type; anything with an async
+    `resolve` is used as is; an object whose `resolve` is synchronous is
+    wrapped in a `FactoryContainer` calling it.
+
+    Example:
+        ```python
+        assert isinstance(as_container(None), LagomContainer)
+        ```
     """
     if container is None:
         return LagomContainer()
@@ -210,10 +270,14 @@ def as_container(container: Any | None) -> Container:
         return LagomContainer(container)
     if isinstance(container, (LagomContainer, _SyncResolve)):
         return container
+    adapted = _detect(container)
+    if adapted is not None:
+        return adapted  # type: ignore[no-any-return]
     if not isinstance(container, Container):
         raise TypeError(
             f"{type(container).__qualname__} is not a container: it needs "
-            "`async def resolve(self, type_)`, or pass a lagom.Container"
+            "`async def resolve(self, type_)`; pass a lagom, dishka (AsyncContainer), "
+            "di or dependency-injector container, or wrap yours in an adapter"
         )
     if not isinstance(container, FactoryContainer) and not inspect.iscoroutinefunction(
         container.resolve
@@ -243,8 +307,11 @@ def _factory_for(container: Container, type_: type[T]) -> Callable[[], Any]:
     """A callable building `type_` through `container` (private).
 
     It returns the instance when the container is a `FactoryContainer`
-    (see `_is_sync`), otherwise an awaitable of it.
+    (see `_is_sync`), otherwise an awaitable of it; for a `ScopedContainer`,
+    built in the scope open in the current context.
     """
+    if isinstance(container, ScopedContainer):
+        return _scoped_factory(container, type_)
     if isinstance(container, FactoryContainer):
         return container.factory(type_)
     resolve = container.resolve
@@ -253,20 +320,21 @@ def _factory_for(container: Container, type_: type[T]) -> Callable[[], Any]:
 
 def _is_sync(container: Container) -> bool:
     """Whether `_factory_for` returns plain instances for `container` (private)."""
-    return isinstance(container, FactoryContainer)
+    return isinstance(container, FactoryContainer) and not isinstance(container, ScopedContainer)
 
 
 def _unbuildable(error: BaseException, handler_type: type) -> Any | None:
     """The dependency a container's "can't build" `error` names (private):
     a class, or its name; `None` when `error` is anything else.
 
-    Only lagom's resolution errors are recognised; a handler constructor's
-    own exception is not a resolution failure.
+    lagom's resolution errors are recognised, and those of the libraries
+    with a declared adapter (dishka's `NoFactoryError`...); a handler
+    constructor's own exception is not a resolution failure.
     """
     if isinstance(error, DependencyNotDefined):
         return error.dep_type
     if not isinstance(error, UnresolvableType):
-        return None
+        return _missing(error)
     chain = error.get_unresolvable_deps_sequence()
     if chain and chain[0] == handler_type.__name__:
         chain = chain[1:]

@@ -54,6 +54,11 @@ TOP_LEVEL = {
 }
 
 DOCUMENTED_PATHS = [
+    ("anycqrs.container", "ScopedContainer"),
+    ("anycqrs.container", "ScopedLagomContainer"),
+    ("anycqrs.container", "DishkaContainer"),
+    ("anycqrs.container", "DiContainer"),
+    ("anycqrs.container", "DependencyInjectorContainer"),
     ("anycqrs.requests.bootstrap", "bootstrap"),
     ("anycqrs.requests.bootstrap", "bootstrap_streaming"),
     ("anycqrs.events.bootstrap", "bootstrap"),
@@ -202,6 +207,17 @@ def test_private_machinery_is_not_exported() -> None:
     assert EventDispatcher.__module__ == "anycqrs.events._dispatcher"
     assert "factory_for" not in anycqrs.container.__all__
     assert "FactoryContainer" in anycqrs.container.__all__
+    assert set(anycqrs.container.__all__) == {
+        "Container",
+        "DependencyInjectorContainer",
+        "DiContainer",
+        "DishkaContainer",
+        "FactoryContainer",
+        "LagomContainer",
+        "ScopedContainer",
+        "ScopedLagomContainer",
+        "as_container",
+    }
 
 
 def test_rabbitmq_surface() -> None:

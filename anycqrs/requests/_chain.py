@@ -141,7 +141,8 @@ class ChainRoute:
     def build(self, endpoints: Endpoints) -> RequestEndpoint:
         """The endpoint: runs the chain, returns `(response, events of the links that ran)`.
 
-        Each link is built through `endpoints` when it is reached."""
+        Each link is built through `endpoints` when it is reached; with a
+        scoped container, the whole chain runs in one scope."""
         types = self._types
         factories = tuple(endpoints.factory(t) for t in types) if endpoints.sync else None
         resolve = endpoints
@@ -163,7 +164,7 @@ class ChainRoute:
                 events = _collect(handler) if ran else ()
             return response, events
 
-        return endpoint
+        return endpoints.scoped(endpoint)  # a chain is one unit of work
 
 
 def chain_route(handlers: Sequence[Any]) -> ChainRoute:

@@ -17,7 +17,8 @@ from ..messages import Event
 from ._chain import CORRequestHandler
 from ._handler import RequestHandler
 from ._map import as_route, check_request_handler_class
-from ._streaming import StreamingRequestHandler, is_streaming_handler, stream_handler
+from ._sources import stream_handler
+from ._streaming import StreamingRequestHandler, is_streaming_handler
 
 __all__ = ["RequestHandlerFallback", "StreamingRequestHandlerFallback"]
 

@@ -22,20 +22,22 @@ from __future__ import annotations
 import abc
 import inspect
 import warnings
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Generic
 
 import anyio
 from typing_extensions import TypeVar
 
-from .._endpoint import HandlerEndpoint
+from .._containers._scope import leave
+from .._endpoint import HandlerEndpoint, resolution_failed
 from .._handlers import EventSource, declared_args, take_events, take_list
 from .._routing import Route, describe
 from ..errors import BindingError, RequestHandlerDoesNotExist
 from ..messages import Event, Request
 from ._base import RequestMediatorBase
 from ._map import RequestMap
+from ._sources import TRAILER
 
 __all__ = ["RequestStream", "StreamingRequestHandler", "StreamingRequestMediator"]
 
@@ -141,6 +143,7 @@ class RequestStream(Generic[R]):
         "_handler",
         "_mediator",
         "_request",
+        "_scope",
         "_source",
         "_take",
         "_wrap",
@@ -156,6 +159,7 @@ class RequestStream(Generic[R]):
         self._fast: Any = None
         self._take: Callable[[Any], Sequence[Event]] = take_events
         self._done = False
+        self._scope: Any = None  # the open scope of a scoped container (see `_open_scoped`)
 
     def __aiter__(self) -> RequestStream[R]:
         return self
@@ -174,6 +178,9 @@ class RequestStream(Generic[R]):
     async def _open(self) -> None:
         source = self._source
         if isinstance(source, HandlerEndpoint):
+            if source.scope is not None:
+                await self._open_scoped(source)
+                return
             handler = await source.resolve(self._request)
             if source.standard:  # events read from the standard list
                 self._fast = handler
@@ -183,6 +190,33 @@ class RequestStream(Generic[R]):
             self._agen = handler.handle(self._request)
         else:
             self._agen = source(self._request)
+
+    async def _open_scoped(self, source: HandlerEndpoint) -> None:
+        """Open one scope for the whole stream and build the handler in it:
+        it closes when the stream ends (with the handler's error, or none
+        when it finished or the consumer left), shielded with a deadline.
+        Item events are dispatched while it is open (each event handler in
+        a scope of its own)."""
+        assert source.scope is not None
+        self._scope = manager = source.scope.scope()
+        resolver = await manager.__aenter__()
+        try:
+            handler: Any = await resolver.resolve(source.handler_type)
+        except Exception as error:
+            await self._close_scope(error)
+            resolution_failed(source.handler_type, self._request, error)
+            raise
+        except BaseException as error:
+            await self._close_scope(error)
+            raise
+        self._handler = handler
+        self._take = source.take_events
+        self._agen = handler.handle(self._request)
+
+    async def _close_scope(self, error: BaseException | None) -> None:
+        manager, self._scope = self._scope, None
+        if manager is not None:
+            await leave(manager, error)
 
     async def __anext__(self) -> R:
         handler = self._fast
@@ -225,19 +259,23 @@ class RequestStream(Generic[R]):
             item = await agen.__anext__()
         except StopAsyncIteration:
             self._finish()
+            if self._scope is not None:
+                await self._close_scope(None)
             if handler is not None:
                 trailing = self._take(handler)
                 if trailing:
                     await self._mediator._dispatch(None, trailing)
             raise
-        except BaseException:
+        except BaseException as error:
             self._finish()
             if handler is not None:
                 self._take(handler)  # a failed item's events are dropped (singletons)
+            if self._scope is not None:
+                await self._close_scope(error)
             raise
         if handler is None:
             item, events = item
-            if item is _TRAILER:
+            if item is TRAILER:
                 if events:
                     await self._deliver_events(None, events)
                 return await self._next()
@@ -256,16 +294,16 @@ class RequestStream(Generic[R]):
         assert wrap is not None
         try:
             result: R = await wrap(item)
-        except BaseException:
-            await self.aclose()
+        except BaseException as error:
+            await self._stop(error)
             raise
         return result
 
     async def _deliver_events(self, item: Any, events: Sequence[Event]) -> None:
         try:
             await self._mediator._dispatch(item, events)
-        except BaseException:
-            await self.aclose()
+        except BaseException as error:
+            await self._stop(error)
             raise
 
     def _finish(self) -> None:
@@ -277,13 +315,27 @@ class RequestStream(Generic[R]):
     async def aclose(self) -> None:
         """Stop the stream and close the handler's generator (its `finally`
         runs, shielded from cancellation for up to 10 seconds). Idempotent."""
+        await self._stop(None)
+
+    async def _stop(self, error: BaseException | None) -> None:
+        """`aclose`; a scope still open closes with `error` as its outcome."""
         agen = self._agen
         self._finish()
         if agen is not None:
             with anyio.CancelScope(shield=True), anyio.fail_after(CLOSE_TIMEOUT):
                 await agen.aclose()
+        if self._scope is not None:
+            await self._close_scope(error)
 
     def __del__(self) -> None:
+        if self._scope is not None:
+            warnings.warn(
+                "a stream with a scoped container was dropped before it ended: its scope "
+                "was never closed (its finalizers did not run); iterate inside "
+                "`async with mediator.stream(request) as items:`",
+                ResourceWarning,
+                stacklevel=1,
+            )
         agen = self._agen
         if agen is None or agen.ag_frame is None:
             return
@@ -386,24 +438,3 @@ class StreamingRequestMediator(RequestMediatorBase):
 
     async def _dispatch(self, item: Any, events: Sequence[Event]) -> None:
         await self._events.dispatch_after(item, events)
-
-
-async def stream_handler(
-    endpoint: HandlerEndpoint, request: Any
-) -> AsyncGenerator[tuple[Any, Sequence[Event]], None]:
-    """Run a streaming handler class as a route source: yields `(item, events)`."""
-    handler = await endpoint.resolve(request)
-    take = endpoint.take_events
-    agen = handler.handle(request)
-    try:
-        async for item in agen:
-            yield item, take(handler)
-        trailing = take(handler)
-        if trailing:
-            yield _TRAILER, trailing
-    finally:
-        await agen.aclose()
-
-
-_TRAILER: Any = object()
-"""An item that carries only the trailing events of a stream (never delivered)."""

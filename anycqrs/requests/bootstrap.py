@@ -50,8 +50,11 @@ def bootstrap(
     """Build a `anycqrs.RequestMediator`.
 
     Args:
-        di_container: a `lagom.Container` or any `anycqrs.Container`
-            (default: a new lagom container).
+        di_container: a `lagom.Container`, a `dishka.AsyncContainer`, a
+            `di.Container`, a dependency-injector container (each wrapped in
+            its adapter, detected by type) or any `anycqrs.Container`
+            (default: a new lagom container); a `ScopedContainer` runs every
+            handler in a scope of its own (see `anycqrs.container`).
         message_broker: where notification events go (default: a new
             `anycqrs.brokers.InMemoryMessageBroker`).
         middlewares: wrap every `send`, outermost first (default: none).

@@ -6,14 +6,17 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from uuid import UUID
 
 import anyio
 
 from .. import _defaults
+from .._containers._scope import in_scope
 from .._handlers import take_events
 from .._retry import RetryPolicy, Sleep, retry_call
+from ..container import ScopedContainer
 from ..events._dispatcher import EventDispatcher
 from ._log import ACT, COMPENSATE, COMPLETED, FAILED, STARTED, describe, entry
 from ._run import Handler, Journal, Run
@@ -64,9 +67,23 @@ class Compensator:
     that put a context back, the `dispatcher` of the compensations' events,
     the `policy` every compensation is retried with, the `timeout` of the
     whole phase and the `sleep` between attempts.
+
+    With a `scope` (the container is a `ScopedContainer`), every attempt of
+    a compensation runs in a scope of its own, on a step instance freshly
+    built in it by `make` (the act's instance and its scope are gone), as
+    python-cqrs does under its HANDLER scope strategy.
     """
 
-    __slots__ = ("dispatcher", "journal", "policy", "sleep", "snapshots", "timeout")
+    __slots__ = (
+        "dispatcher",
+        "journal",
+        "make",
+        "policy",
+        "scope",
+        "sleep",
+        "snapshots",
+        "timeout",
+    )
 
     def __init__(
         self,
@@ -77,7 +94,11 @@ class Compensator:
         policy: RetryPolicy,
         timeout: float,
         sleep: Sleep = anyio.sleep,
+        scope: ScopedContainer | None = None,
+        make: Callable[[type[Handler], UUID], Awaitable[Handler]] | None = None,
     ) -> None:
+        self.scope = scope
+        self.make = make
         self.journal = journal
         self.snapshots = snapshots
         self.dispatcher = dispatcher
@@ -145,8 +166,10 @@ class Compensator:
             target = run.context
             ended = SagaStatus.FAILED
             for position, handler in enumerate(pending):
+                if self.scope is not None:
+                    ok, details = await self._retry(run, handler, None)
                 # the common case inline: no timeout, the first attempt succeeds
-                if handler.timeout is None:
+                elif handler.timeout is None:
                     try:
                         await handler.compensate(target)
                     except Exception as error:  # noqa: BLE001 - retried, logged, recorded
@@ -198,18 +221,31 @@ class Compensator:
         timeout = handler.timeout
         context = run.context
         attempts = 0 if failed is None else 1
+        scope = self.scope
+        latest = [handler]  # the instance of the latest attempt (fresh ones when scoped)
+
+        async def call(target: Handler) -> None:
+            if timeout is None:
+                await target.compensate(context)
+            else:
+                with anyio.fail_after(timeout):
+                    await target.compensate(context)
+
+        async def fresh(step: type[Handler]) -> None:
+            assert self.make is not None
+            latest[0] = made = await self.make(step, run.saga_id)
+            await call(made)
 
         async def once() -> None:
             nonlocal attempts
             attempts += 1
-            if timeout is None:
-                await handler.compensate(context)
+            if scope is None:
+                await call(handler)
             else:
-                with anyio.fail_after(timeout):
-                    await handler.compensate(context)
+                await in_scope(scope, fresh, type(handler))
 
         def logged(error: BaseException, *_: Any) -> None:
-            take_events(handler)
+            take_events(latest[0])
             logger.warning(
                 "saga %s: compensation of %s, attempt %d/%s failed: %s",
                 run.saga_id,
@@ -238,8 +274,8 @@ class Compensator:
                 describe(error),
             )
             return False, {"attempts": attempts, "error": describe(error)}
-        if handler.events:
-            await self._events(run, handler)
+        if latest[0].events:
+            await self._events(run, latest[0])
         return True, {"attempts": attempts}
 
     async def _events(self, run: Run, handler: Handler) -> None:

@@ -137,33 +137,37 @@ class Forward:
             # the endpoint's fast path inline (see anycqrs._endpoint): the
             # handler built, ``act`` awaited and its events list read here
             fast = step.fast
-            handler: Handler = fast() if fast is not None else await step.endpoint.resolve()
-            handler._anycqrs_saga_id = saga_id
-            try:
-                if fast is not None:
-                    response = await handler.act(context)
-                elif step.plain:
-                    response = await step.endpoint.invoke(handler, context)
-                else:
-                    handler, response = await self._steps.act(run, step, handler)
-            # (two clauses, no local naming the error: a failed saga must not
-            # leave a frame <-> traceback cycle for the collector)
-            except StepFailed as failure:
-                take_events(handler)  # a failed act's events are never dispatched
-                compensator = self._compensator
-                logged, _ = compensator.failed(run, failure.name, failure.error, acted=False)
-                await compensator.compensate(run, logged)
-                raise failure.error from None
-            except Exception as error:
-                take_events(handler)
-                compensator = self._compensator
-                logged, _ = compensator.failed(run, step.name, error, acted=False)
-                await compensator.compensate(run, logged)
-                raise
-            # last: evaluated only for what the clauses above let through
-            except anyio.get_cancelled_exc_class():
-                take_events(handler)  # cancelled: the step runs again, its events with it
-                raise
+            handler: Handler
+            if step.endpoint.scope is not None:  # a scope (unit of work) per step
+                handler, response = await self._scoped(run, step)
+            else:
+                handler = fast() if fast is not None else await step.endpoint.resolve()
+                handler._anycqrs_saga_id = saga_id
+                try:
+                    if fast is not None:
+                        response = await handler.act(context)
+                    elif step.plain:
+                        response = await step.endpoint.invoke(handler, context)
+                    else:
+                        handler, response = await self._steps.act(run, step, handler)
+                # (two clauses, no local naming the error: a failed saga must not
+                # leave a frame <-> traceback cycle for the collector)
+                except StepFailed as failure:
+                    take_events(handler)  # a failed act's events are never dispatched
+                    compensator = self._compensator
+                    logged, _ = compensator.failed(run, failure.name, failure.error, acted=False)
+                    await compensator.compensate(run, logged)
+                    raise failure.error from None
+                except Exception as error:
+                    take_events(handler)
+                    compensator = self._compensator
+                    logged, _ = compensator.failed(run, step.name, error, acted=False)
+                    await compensator.compensate(run, logged)
+                    raise
+                # last: evaluated only for what the clauses above let through
+                except anyio.get_cancelled_exc_class():
+                    take_events(handler)  # cancelled: the step runs again, its events with it
+                    raise
             run.done.append(handler)
             events = handler._anycqrs_events if fast is not None else handler.events
             if events:
@@ -200,6 +204,22 @@ class Forward:
         set_response(result, response)
         set_saga_id(result, saga_id)
         return result
+
+    async def _scoped(self, run: Run, step: Step) -> tuple[Handler, Any]:
+        """Run `step` in a scope of its own (`Steps.scoped`); the scope has
+        closed (rolled back) before the steps done are compensated."""
+        try:
+            return await self._steps.scoped(run, step)
+        except StepFailed as failure:
+            compensator = self._compensator
+            logged, _ = compensator.failed(run, failure.name, failure.error, acted=False)
+            await compensator.compensate(run, logged)
+            raise failure.error from None
+        except Exception as error:
+            compensator = self._compensator
+            logged, _ = compensator.failed(run, step.name, error, acted=False)
+            await compensator.compensate(run, logged)
+            raise
 
     async def _dispatch(self, run: Run, handler: Handler, response: Any) -> None:
         """Dispatch the events the step emitted; a failure compensates the

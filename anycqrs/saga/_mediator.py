@@ -147,6 +147,8 @@ class SagaMediator:
             dispatcher=dispatcher,
             policy=policy,
             timeout=compensation_timeout,
+            scope=steps.endpoints.scope,
+            make=steps.make,
         )
         self._starter = starter = Starter(
             saga_map=saga_map, journal=journal, snapshots=snapshots, steps=steps

@@ -165,7 +165,7 @@ class Starter:
             if handler_type is None:
                 return slot.index
             if handler_type.step_name not in compensated:
-                run.done.append(await self.steps.make(handler_type, run.saga_id))
+                run.done.append(await self.steps.revive(handler_type, run.saga_id))
         return len(slots)
 
     async def restart(self, run: Run, start: int) -> bool:

@@ -18,6 +18,7 @@ from uuid import UUID
 
 import anyio
 
+from .._containers._scope import in_scope
 from .._endpoint import Endpoints, HandlerEndpoint
 from .._fallback import guarded
 from .._handlers import keeps_events_list, take_events
@@ -121,6 +122,49 @@ class Steps:
         handler: Handler = await self.endpoint(handler_type).resolve()
         handler._anycqrs_saga_id = saga_id
         return handler
+
+    async def scoped(self, run: Run, step: Step) -> tuple[Handler, Any]:
+        """Run `step` in a scope of its own (the container is a
+        `ScopedContainer`): the handler is resolved in it, `act` runs
+        (with the step's timeout, retry policy and fallback, all in this
+        scope), then the scope closes with the outcome. A failed act's
+        events are dropped here; a successful one's stay on the handler,
+        dispatched by the caller after the scope closed.
+
+        Raises:
+            StepFailed: the fallback failed.
+            Exception: the step's own error (the scope rolled back).
+        """
+        assert self.endpoints.scope is not None
+        result: tuple[Handler, Any] = await in_scope(
+            self.endpoints.scope, self._scoped_act, (run, step)
+        )
+        return result
+
+    async def _scoped_act(self, job: tuple[Run, Step]) -> tuple[Handler, Any]:
+        run, step = job
+        handler = await self.make(step.slot.primary, run.saga_id)
+        try:
+            if step.plain:
+                return handler, await step.endpoint.invoke(handler, run.context)
+            return await self.act(run, step, handler)
+        except BaseException:
+            take_events(handler)  # a failed act's events are never dispatched
+            raise
+
+    async def revive(self, handler_type: type[Handler], saga_id: UUID) -> Handler:
+        """A handler of a step that acted in an earlier run (a resumed or
+        recovered saga), to compensate it if needed. With a scoped container
+        it is built in a scope of its own, closed at once: its compensation
+        builds a fresh instance in a scope of its own anyway."""
+        scope = self.endpoints.scope
+        if scope is None:
+            return await self.make(handler_type, saga_id)
+        revived: Handler = await in_scope(scope, self._revive, (handler_type, saga_id))
+        return revived
+
+    async def _revive(self, job: tuple[type[Handler], UUID]) -> Handler:
+        return await self.make(*job)
 
     def plan(self, saga: type[Saga[Any]]) -> tuple[Step, ...]:
         """The saga's steps, prepared once per saga class."""

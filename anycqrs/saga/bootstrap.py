@@ -61,8 +61,13 @@ def bootstrap(
     """Build a `anycqrs.saga.SagaMediator`.
 
     Args:
-        di_container: a ``lagom.Container`` or any `anycqrs.Container`
-            (default: a new lagom container). Step handlers are resolved from it.
+        di_container: a `lagom.Container`, a `dishka.AsyncContainer`, a
+            `di.Container`, a dependency-injector container (each wrapped in
+            its adapter, detected by type) or any `anycqrs.Container`
+            (default: a new lagom container); a `ScopedContainer` runs every
+            handler in a scope of its own (see `anycqrs.container`).
+            Step handlers are resolved from it (with a scoped container, each
+            step's `act` and each compensation attempt in a scope of its own).
         message_broker: where the steps' notification events go (default: a new
             `anycqrs.brokers.InMemoryMessageBroker`).
         middlewares: wrap every step's ``act``, outermost first (default: none).
