@@ -102,6 +102,16 @@ DOCUMENTED_PATHS = [
     ("anycqrs.outbox", "PostgresOutbox"),
     ("anycqrs.outbox", "SqlAlchemyOutbox"),
     ("anycqrs.outbox", "SqlAlchemyOutboxStore"),
+    ("anycqrs.observability", "Health"),
+    ("anycqrs.observability", "HealthApp"),
+    ("anycqrs.observability", "HealthCheck"),
+    ("anycqrs.observability", "HealthReport"),
+    ("anycqrs.observability", "HealthSource"),
+    ("anycqrs.observability", "ConsumerProbe"),
+    ("anycqrs.observability", "MetricsMiddleware"),
+    ("anycqrs.observability", "OutboxMonitor"),
+    ("anycqrs.observability", "OutboxSnapshot"),
+    ("anycqrs.observability", "OutboxStats"),
 ]
 
 
@@ -121,6 +131,7 @@ def test_nothing_private_leaks() -> None:
     subpackages = {"brokers", "consumers", "container", "events", "messages", "middlewares"}
     subpackages |= {"requests"}
     subpackages |= {"saga", "serialization", "diagrams", "outbox", "errors", "sse"}
+    subpackages |= {"observability"}
     assert public - set(anycqrs.__all__) <= subpackages
 
 

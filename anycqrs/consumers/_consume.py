@@ -11,6 +11,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from .._exc import single_error
 from .._retry import RetryPolicy, Sleep
+from ..observability._metrics import ConsumerMetrics
 from ._decoder import EventDecoder, Inbound
 from ._lanes import DEFAULT_RETRY, Lanes, logger
 from ._protocols import EventSink, Transport
@@ -26,6 +27,7 @@ async def consume(
     retry: RetryPolicy = DEFAULT_RETRY,
     logger: logging.Logger = logger,
     sleep: Sleep = anyio.sleep,
+    metrics: ConsumerMetrics | None = None,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Feed `sink` from `transport` until cancelled or the transport ends.
@@ -48,6 +50,8 @@ async def consume(
         retry: how a failing handler is retried.
         logger: where retries, poison messages and dead letters are logged.
         sleep: how retry backoff waits (inject a fake in tests).
+        metrics: the consumer's instruments (`ConsumerMetrics.create(...)`;
+            `None`: not measured).
         task_status: set by `task_group.start`.
 
     Raises:
@@ -64,7 +68,15 @@ async def consume(
         ```
     """
     decode = EventDecoder(sink.event_map)
-    lanes = Lanes(sink, transport, concurrency=concurrency, retry=retry, logger=logger, sleep=sleep)
+    lanes = Lanes(
+        sink,
+        transport,
+        concurrency=concurrency,
+        retry=retry,
+        logger=logger,
+        sleep=sleep,
+        metrics=metrics,
+    )
     with single_error():
         async with anyio.create_task_group() as group:
             await group.start(lanes.run)

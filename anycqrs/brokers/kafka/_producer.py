@@ -36,6 +36,7 @@ import anyio.to_thread
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from ...errors import BrokerDeliveryError, BrokerError
+from ...observability._metrics import ProducerMetrics
 from .._message import Message
 from ._logs import with_logger
 from ._wire import Headers, Record, encode_message
@@ -136,6 +137,9 @@ class KafkaProducerCore(Generic[T]):
         flush_timeout: seconds the shielded flush on exit may take.
         poll_interval: seconds each delivery-thread `poll` may block.
         name: used in errors and the thread name.
+        meter_provider: where sent messages, delivery failures and the
+            queue depth are measured (default: the global provider, read
+            at `start`).
     """
 
     def __init__(
@@ -147,6 +151,7 @@ class KafkaProducerCore(Generic[T]):
         flush_timeout: float = 30.0,
         poll_interval: float = 0.05,
         name: str = "kafka",
+        meter_provider: Any = None,
     ) -> None:
         self._config = dict(config)
         self._encode = encode
@@ -161,6 +166,8 @@ class KafkaProducerCore(Generic[T]):
         self._pending: set[_Batch] = set()
         self._producers = 0  # threads producing a large batch (they poll themselves)
         self._token: anyio.lowlevel.EventLoopToken | None = None
+        self._meter_provider = meter_provider
+        self._metrics: ProducerMetrics | None = None
 
     @property
     def running(self) -> bool:
@@ -170,6 +177,7 @@ class KafkaProducerCore(Generic[T]):
         if self._producer is not None:
             raise BrokerError(f"{self._name} is already started")
         self._token = anyio.lowlevel.current_token()
+        self._metrics = ProducerMetrics.create(self._meter_provider, "kafka")
         self._stopping.clear()
         try:
             self._producer = await anyio.to_thread.run_sync(Producer, self._config)
@@ -339,6 +347,11 @@ class KafkaProducerCore(Generic[T]):
             self._pending.discard(batch)
         else:
             await batch.event.wait()
+        metrics = self._metrics
+        if metrics is not None:
+            producer = self._producer
+            failed = len(batch.failures)
+            metrics.delivered(len(items) - failed, failed, 0 if producer is None else len(producer))
         return sorted(batch.failures, key=_index)
 
 
@@ -366,6 +379,9 @@ class KafkaMessageBroker:
             `logger` of its own.
         flush_timeout: seconds the flush on exit may take.
         poll_interval: seconds each delivery-thread poll may block.
+        meter_provider: the OpenTelemetry meter provider for
+            `messaging.client.sent.messages`, delivery failures and the
+            queue depth (default: the global one, read on `async with`).
 
     A publish fails with `anycqrs.errors.BrokerDeliveryError` when the broker
     rejects a message or cannot be reached within librdkafka's
@@ -389,6 +405,7 @@ class KafkaMessageBroker:
         *,
         flush_timeout: float = 30.0,
         poll_interval: float = 0.05,
+        meter_provider: Any = None,
     ) -> None:
         self._core: KafkaProducerCore[Message] = KafkaProducerCore(
             with_logger(config, "producer"),
@@ -397,6 +414,7 @@ class KafkaMessageBroker:
             flush_timeout=flush_timeout,
             poll_interval=poll_interval,
             name="KafkaMessageBroker",
+            meter_provider=meter_provider,
         )
 
     async def __aenter__(self) -> KafkaMessageBroker:

@@ -21,6 +21,8 @@ import attrs
 from ..._retry import RetryPolicy, Sleep
 from ...consumers import DEFAULT_RETRY, EventDecoder, EventSink, Inbound, consume
 from ...errors import ConnectionLost
+from ...observability._health import ConsumerProbe, HealthCheck
+from ...observability._metrics import ConsumerMetrics
 from ._connection import AmqpThread
 from ._reconnect import CONSUMER_RECONNECT, reconnect
 from ._wire import dead_letter_properties, name_and_key
@@ -103,6 +105,11 @@ class RabbitMQEventConsumer:
             `anycqrs.errors.BrokerError`.
         connection_name: the `connection_name` client property (shown by
             the management UI and `rabbitmqctl list_connections`).
+        stalled_after: seconds without progress of the connection thread
+            (while connected) before `health()` says not live (`None`: never).
+        meter_provider: the OpenTelemetry meter provider for the consumer's
+            metrics (default: the global one, read when `run` starts; see
+            docs/metrics.md).
 
     Example:
         ```python
@@ -130,6 +137,8 @@ class RabbitMQEventConsumer:
         poll_interval: float = 0.2,
         reconnect: RetryPolicy | None = CONSUMER_RECONNECT,
         connection_name: str | None = None,
+        stalled_after: float | None = 60.0,
+        meter_provider: Any = None,
     ) -> None:
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
@@ -152,6 +161,14 @@ class RabbitMQEventConsumer:
         )
         self._sleep: Sleep = anyio.sleep
         """How reconnect and retry backoff wait (tests replace it)."""
+        self._meter_provider = meter_provider
+        self._probe = ConsumerProbe(name, stalled_after=stalled_after, unassigned_after=None)
+
+    def health(self) -> HealthCheck:
+        """The consumer's health now: not ready while not running or while
+        the connection is lost (reconnecting); not live when the connection
+        thread made no progress for `stalled_after` seconds (a cheap read)."""
+        return self._probe.check()
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -164,9 +181,12 @@ class RabbitMQEventConsumer:
             BrokerError: cannot connect; or the connection was lost and
                 `reconnect` gave up (or is `None`).
         """
-        run = _Run(self._settings, self._sleep)
+        probe = self._probe
+        run = _Run(self._settings, self._sleep, probe)
+        metrics = ConsumerMetrics.create(self._meter_provider, "rabbitmq", self._settings.queue)
         try:
             await run.open()
+            probe.started()
             await consume(
                 self._sink,
                 run,
@@ -174,9 +194,11 @@ class RabbitMQEventConsumer:
                 retry=self._retry,
                 logger=logger,
                 sleep=self._sleep,
+                metrics=metrics,
                 task_status=task_status,
             )
         finally:
+            probe.stopped()
             await run.close()
 
 
@@ -189,8 +211,9 @@ class _Run:
     event loop.
     """
 
-    def __init__(self, settings: _Settings, sleep: Sleep) -> None:
+    def __init__(self, settings: _Settings, sleep: Sleep, probe: ConsumerProbe) -> None:
         self._settings = settings
+        self._probe = probe
         self._sleep = sleep
         self._token = anyio.lowlevel.current_token()
         self._arrived: list[_Delivery] = []
@@ -270,6 +293,7 @@ class _Run:
         await thread.start()
         self._thread = thread
         self._live = generation
+        self._probe.connected()
 
     async def _reconnect_now(self) -> None:
         """The connection is gone: reconnect with backoff, or raise."""
@@ -293,6 +317,9 @@ class _Run:
 
     def _ended_now(self, generation: int) -> None:
         if generation == self._live:
+            thread = self._thread
+            failure = thread.failure if thread is not None else None
+            self._probe.disconnected(str(failure) if failure is not None else "connection closed")
             self._live = None
             self._ended = True
             self._wakeup.set()
@@ -306,6 +333,7 @@ class _Run:
     def settle(self, items: Sequence[Inbound], /) -> None:
         """Ack handled messages (in the connection thread's next round)."""
         self._acks.extend(item.ticket for item in items)
+        self._probe.polled()
         thread = self._thread
         if thread is not None:
             thread.wake()
@@ -369,6 +397,7 @@ class _Run:
         self._arrived.append((generation, method, properties, body, *name_and_key(properties)))
 
     def _after_poll(self, generation: int, channel: Any) -> None:
+        self._probe.polled()
         self._flush_acks(generation, channel)
         if self._arrived:
             arrived, self._arrived = self._arrived, []
