@@ -108,6 +108,7 @@ DOCUMENTED_PATHS = [
     ("anycqrs.observability", "HealthReport"),
     ("anycqrs.observability", "HealthSource"),
     ("anycqrs.observability", "ConsumerProbe"),
+    ("anycqrs.observability", "ConsumerMetrics"),
     ("anycqrs.observability", "MetricsMiddleware"),
     ("anycqrs.observability", "OutboxMonitor"),
     ("anycqrs.observability", "OutboxSnapshot"),

@@ -26,12 +26,14 @@ from ._health import Health as Health
 from ._health import HealthCheck as HealthCheck
 from ._health import HealthReport as HealthReport
 from ._health import HealthSource as HealthSource
+from ._metrics import ConsumerMetrics as ConsumerMetrics
 from ._metrics import MetricsMiddleware as MetricsMiddleware
 from ._outbox import OutboxMonitor as OutboxMonitor
 from ._outbox import OutboxSnapshot as OutboxSnapshot
 from ._outbox import OutboxStats as OutboxStats
 
 __all__ = [
+    "ConsumerMetrics",
     "ConsumerProbe",
     "Health",
     "HealthApp",

@@ -171,6 +171,14 @@ class ConsumerProbe:
         unassigned_after: seconds without partitions after which it is not
             ready (`None`: never).
         clock: monotonic seconds (injectable for tests).
+
+    Example:
+        ```python
+        probe = ConsumerProbe("my-consumer", stalled_after=60)
+        probe.started()
+        probe.disconnected("connection refused")
+        assert not probe.check().ready
+        ```
     """
 
     __slots__ = (

@@ -123,10 +123,19 @@ class ConsumerMetrics:
     """The instruments of one consumer (Kafka, RabbitMQ or any transport run by
     `anycqrs.consumers.consume`).
 
+    The built-in consumers make their own; a transport of your own gets
+    them from `create` and hands them to `anycqrs.consumers.consume`.
+
     Args:
         m: the meter (from `meter`).
         system: `messaging.system` (`"kafka"`, `"rabbitmq"`...).
         group: `messaging.consumer.group.name` (Kafka group id, RabbitMQ queue).
+
+    Example:
+        ```python
+        metrics = ConsumerMetrics.create(meter_provider, "nats", "billing")
+        await consume(mediator, NatsTransport(...), metrics=metrics)  # None: off
+        ```
     """
 
     __slots__ = (

@@ -27,7 +27,14 @@ logger = logging.getLogger("anycqrs.observability")
 class OutboxStats(Protocol):
     """The inspection side of an outbox store: every built-in store
     (`SqliteOutboxStore`, `PostgresOutboxStore`, `SqlAlchemyOutboxStore`)
-    has it. Blocking; the monitor calls them in a worker thread."""
+    has it. Blocking; the monitor calls them in a worker thread.
+
+    Example:
+        ```python
+        store = SqliteOutboxStore("app.db")
+        assert isinstance(store, OutboxStats)
+        ```
+    """
 
     def counts(self) -> dict[OutboxStatus, int]:
         """How many rows are in each status."""
@@ -50,6 +57,12 @@ class OutboxSnapshot:
         oldest_age: seconds since the oldest pending row was written (`0.0`
             when there is none).
         at: when it was measured (aware UTC).
+
+    Example:
+        ```python
+        snapshot = await monitor.refresh()
+        print(snapshot.pending, snapshot.dead, snapshot.oldest_age)
+        ```
     """
 
     pending: int

@@ -352,8 +352,7 @@ class TestPrometheus:
         from prometheus_client import CollectorRegistry, generate_latest
 
         registry = CollectorRegistry()
-        reader = PrometheusMetricReader()
-        registry.register(reader._collector)
+        reader = PrometheusMetricReader(registry=registry)
         provider = MeterProvider(metric_readers=[reader])
         transport = InMemoryTransport()
         transport.put_event(_paid(1))
