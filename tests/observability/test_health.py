@@ -211,3 +211,61 @@ class TestHypercorn:
                     assert (await client.get("/readyz")).status_code == 503
                     assert (await client.get("/livez")).status_code == 200
                 stop.set()
+
+
+class Switch:
+    """A broker that refuses while `down` (the relay's publishing side)."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.sent: list[Any] = []
+
+    async def send_message(self, message: Any) -> None:
+        if self.down:
+            raise ConnectionError("broker unreachable")
+        self.sent.append(message)
+
+
+class TestRelay:
+    """`OutboxRelay.health()`: running, publishing, its store reachable."""
+
+    async def test_broker_down_and_back(self, tmp_path: Any) -> None:
+        import contextlib
+        import sqlite3
+
+        import attrs
+
+        import anycqrs
+        from anycqrs.outbox import OutboxRelay, SqliteOutbox, SqliteOutboxStore
+
+        @attrs.frozen
+        class Placed:
+            order_id: int
+
+        path = tmp_path / "app.db"
+        store = SqliteOutboxStore(path)
+        broker = Switch()
+        relay = OutboxRelay(store, broker, poll_interval=0.01, retry=anycqrs.RetryPolicy(delay=0))
+        assert relay.health().reasons == ("not running",)
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                await tg.start(relay.run)
+                assert relay.health().ready
+                with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+                    SqliteOutbox(connection).add(
+                        anycqrs.NotificationEvent(payload=Placed(1), topic="orders")
+                    )
+                relay.wake()
+                while relay.health().ready:
+                    await anyio.sleep(0.01)
+                check = relay.health()
+                assert check.live
+                assert "publishing failed: ConnectionError: broker unreachable" in check.reasons[0]
+                broker.down = False
+                while not broker.sent:
+                    await anyio.sleep(0.01)
+                while not relay.health().ready:
+                    await anyio.sleep(0.01)
+                tg.cancel_scope.cancel()
+        assert relay.health().reasons == ("not running",)
+        store.close()
