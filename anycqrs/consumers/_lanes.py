@@ -90,6 +90,8 @@ class Lanes:
         self._count = concurrency
         self._buffer = buffer
         self._metrics = metrics
+        self._in_flight = [0] * concurrency
+        """Items handed to each lane and not finished (kept only with metrics)."""
         self._streams: list[MemoryObjectSendStream[list[Inbound]]] = []
 
     async def run(
@@ -102,13 +104,23 @@ class Lanes:
             MessageHandlingError: an item kept failing and could not be
                 dead-lettered.
         """
-        with single_error():
-            async with anyio.create_task_group() as group:
-                for index in range(self._count):
-                    send, receive = anyio.create_memory_object_stream[list[Inbound]](self._buffer)
-                    self._streams.append(send)
-                    group.start_soon(self._lane, receive, index)
-                task_status.started()
+        try:
+            with single_error():
+                async with anyio.create_task_group() as group:
+                    for index in range(self._count):
+                        send, receive = anyio.create_memory_object_stream[list[Inbound]](
+                            self._buffer
+                        )
+                        self._streams.append(send)
+                        group.start_soon(self._lane, receive, index)
+                    task_status.started()
+        finally:
+            metrics = self._metrics
+            if metrics is not None:  # chunks dropped unhandled leave the gauge too
+                for index, left in enumerate(self._in_flight):
+                    if left:
+                        metrics.in_flight(index, -left)
+                        self._in_flight[index] = 0
 
     async def submit(self, items: Sequence[Inbound]) -> None:
         """Hand `items` to their lanes (waits while a lane's buffer is full)."""
@@ -127,6 +139,7 @@ class Lanes:
                 if chunk:
                     if metrics is not None:
                         metrics.in_flight(index, len(chunk))
+                        self._in_flight[index] += len(chunk)
                     await stream.send(chunk)
         except anyio.BrokenResourceError:
             # A lane ended with an error (the only way one stops before
@@ -166,6 +179,7 @@ class Lanes:
                         settle(finished)
                     if metrics is not None:
                         metrics.in_flight(index, -len(chunk))
+                        self._in_flight[index] -= len(chunk)
                 await anyio.lowlevel.checkpoint()
 
     async def _failed(self, item: Inbound, error: Exception, started: float) -> str:

@@ -158,6 +158,33 @@ class TestConsumerLayer:
         assert metrics.value("anycqrs.consumer.in_flight") == 0
         assert metrics.value("messaging.client.consumed.messages") == 2
 
+    async def test_cancelled_with_queued_chunks_leaves_nothing_in_flight(self) -> None:
+        metrics = Metrics()
+        started = anyio.Event()
+
+        class Stuck:
+            event_map = _mediator(Behaviour()).event_map
+
+            async def send(self, event: object) -> None:
+                started.set()
+                await anyio.sleep_forever()
+
+        transport = InMemoryTransport(batch_size=1)  # one chunk per message
+        for _ in range(4):
+            transport.put_event(_paid(1))
+        consumer_metrics = ConsumerMetrics.create(metrics.provider, "memory")
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(
+                    lambda: consume(Stuck(), transport, concurrency=1, metrics=consumer_metrics)
+                )
+                await started.wait()
+                while metrics.value("anycqrs.consumer.in_flight") < 3:
+                    await anyio.sleep(0.01)  # the lane's buffer fills up
+                tg.cancel_scope.cancel()
+        assert metrics.value("anycqrs.consumer.in_flight") == 0
+        assert metrics.value("messaging.client.consumed.messages") == 0
+
     async def test_a_consumer_that_stops_counts_the_failure(self) -> None:
         metrics = Metrics()
         behaviour = Behaviour()
