@@ -393,3 +393,66 @@ class TestPrometheus:
         assert "messaging_client_consumed_messages_total" in text
         assert 'messaging_destination_name="orders"' in text
         assert "messaging_process_duration_seconds_bucket" in text
+
+
+class TestKafkaStatistics:
+    """librdkafka's statistics and errors, as the Kafka consumer reads them."""
+
+    def _stats(self, state: str, lag: int) -> str:
+        import json
+
+        return json.dumps(
+            {
+                "brokers": {
+                    "127.0.0.1:9092/1": {"nodeid": 1, "state": state},
+                    "GroupCoordinator": {"nodeid": -1, "state": "UP"},
+                },
+                "topics": {
+                    "orders": {
+                        "partitions": {
+                            "0": {"consumer_lag": lag},
+                            "1": {"consumer_lag": -1},  # not assigned here
+                            "-1": {"consumer_lag": -1},
+                        }
+                    }
+                },
+            }
+        )
+
+    def test_lag_and_broker_state(self) -> None:
+        from anycqrs.brokers.kafka._stats import Observer
+        from anycqrs.observability import ConsumerProbe
+
+        metrics = Metrics()
+        probe = ConsumerProbe("c")
+        probe.started()
+        seen: list[str] = []
+        observer = Observer(probe, ConsumerMetrics.create(metrics.provider, "kafka", "g"))
+        config = observer.install(
+            {"statistics.interval.ms": 100, "stats_cb": seen.append, "group.id": "g"}
+        )
+        assert config["stats_cb"] == observer.on_stats
+        observer.on_stats(self._stats("UP", 42))
+        assert seen and probe.is_connected
+        assert metrics.by("anycqrs.consumer.lag", "messaging.destination.partition.id") == {"0": 42}
+        observer.on_stats(self._stats("TRY_CONNECT", 40))
+        assert not probe.is_connected
+        assert "no broker connection is up: TRY_CONNECT" in probe.check().reasons[0]
+        observer.on_stats(self._stats("UP", 7))
+        assert probe.is_connected
+        assert metrics.value("anycqrs.consumer.lag") == 7
+
+    def test_all_brokers_down(self) -> None:
+        from confluent_kafka import KafkaError
+
+        from anycqrs.brokers.kafka._stats import Observer
+        from anycqrs.observability import ConsumerProbe
+
+        probe = ConsumerProbe("c")
+        probe.started()
+        errors: list[KafkaError] = []
+        observer = Observer(probe, None)
+        config = observer.install({"error_cb": errors.append})
+        assert "stats_cb" not in config  # no statistics asked for
+        observer.on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
+        assert not probe.is_connected and len(errors) == 1

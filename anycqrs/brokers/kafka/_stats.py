@@ -46,15 +46,17 @@ class Observer:
         return config
 
     def on_error(self, error: KafkaError) -> None:
+        """librdkafka's `error_cb`: all brokers down is a lost connection."""
         down = error.code() == KafkaError._ALL_BROKERS_DOWN
         if down:
             self._probe.disconnected(error.str())
         if self._errors is not None:
             self._errors(error)
-        elif not down:
-            logger.debug("Kafka consumer error: %s", error.str())
+        else:  # what librdkafka logs itself when no error_cb is set
+            logger.warning("Kafka consumer error: %s", error.str())
 
     def on_stats(self, text: str) -> None:
+        """librdkafka's `stats_cb`: broker states, then each partition's lag."""
         if self._stats is not None:
             self._stats(text)
         stats = json.loads(text)
