@@ -178,7 +178,7 @@ class Lanes:
                     if finished:
                         settle(finished)
                     if metrics is not None:
-                        metrics.in_flight(index, -len(chunk))
+                        metrics.finished(index, len(chunk), [item.event for item in finished])
                         self._in_flight[index] -= len(chunk)
                 await anyio.lowlevel.checkpoint()
 

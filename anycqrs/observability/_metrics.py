@@ -232,14 +232,30 @@ class ConsumerMetrics:
         seconds: float,
         error: BaseException | None = None,
     ) -> None:
-        """One message finished: `outcome` is `success`, `dead_lettered`,
-        `poison` or `failed` (the consumer stops)."""
+        """One message's processing ended: `outcome` is `success`,
+        `dead_lettered`, `poison` or `failed` (the consumer stops)."""
         topic, name = _names(event)
-        self._consumed.add(1, self._topic_attrs(topic))
         error_type = None if error is None else type(error).__qualname__
         self._duration.record(seconds, self._process_attrs(topic, name, outcome, error_type))
         if outcome == "failed":
             self._failed.add(1, self._topic_attrs(topic))
+
+    def finished(self, lane: int, handed: int, events: Sequence[Any]) -> None:
+        """A lane's chunk of `handed` items is over; `events` (their decoded
+        events, `None` for poison) finished: one counter add per topic."""
+        self._in_flight.add(-handed, self._flight_attrs(lane))
+        if not events:
+            return
+        first = events[0]
+        topic = None if first is None else first.topic
+        count = 0
+        for event in events:
+            this = None if event is None else event.topic
+            if this != topic:
+                self._consumed.add(count, self._topic_attrs(topic))
+                topic, count = this, 0
+            count += 1
+        self._consumed.add(count, self._topic_attrs(topic))
 
     def retried(self, event: NotificationEvent[Any] | None) -> None:
         """A failed handler runs again."""
