@@ -306,14 +306,16 @@ class ProducerMetrics:
         m = meter(meter_provider)
         return None if m is None else cls(m, system)
 
-    def delivered(self, sent: int, failed: int, queued: int) -> None:
-        """One publish call finished."""
+    def delivered(self, sent: int, failed: int, queued: int | None) -> None:
+        """One publish call finished (`queued`: the client's queue after it,
+        `None` when the client has none to tell)."""
         attrs = self._attrs
         if sent:
             self._sent.add(sent, attrs)
         if failed:
             self._failed.add(failed, attrs)
-        self._queue.set(queued, attrs)
+        if queued is not None:
+            self._queue.set(queued, attrs)
 
 
 class OutboxMetrics:

@@ -168,6 +168,46 @@ class TestKafka:
         assert metrics.points("anycqrs.producer.queue_depth")
 
 
+class TestRabbitMQ:
+    """The RabbitMQ producer's counts."""
+
+    async def test_producer_counts(self, rabbitmq_url: str, unique: str) -> None:
+        import pika
+
+        from anycqrs.brokers.rabbitmq import RabbitMQMessageBroker
+
+        queue = f"obs-produce-{unique}"
+
+        def declare(delete: bool = False) -> None:
+            connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+            try:
+                channel = connection.channel()
+                if delete:
+                    channel.queue_delete(queue)
+                else:
+                    channel.queue_declare(queue)
+            finally:
+                connection.close()
+
+        await anyio.to_thread.run_sync(declare)
+        metrics = Metrics()
+        try:
+            async with RabbitMQMessageBroker(
+                rabbitmq_url, meter_provider=metrics.provider
+            ) as broker:
+                routed = anycqrs.NotificationEvent(payload=Shipped(1), topic=queue)
+                await broker.send_many([Message.from_event(routed) for _ in range(2)])
+                nowhere = anycqrs.NotificationEvent(payload=Shipped(2), topic=f"nowhere-{unique}")
+                with pytest.raises(BrokerDeliveryError):
+                    await broker.send_message(Message.from_event(nowhere))
+        finally:
+            await anyio.to_thread.run_sync(declare, True)
+        system = {"messaging.system": "rabbitmq"}
+        assert metrics.value("messaging.client.sent.messages", **system) == 2
+        assert metrics.value("anycqrs.producer.delivery_failures", **system) == 1
+        assert not metrics.points("anycqrs.producer.queue_depth")
+
+
 @attrs.frozen
 class Placed:
     order_id: int

@@ -12,6 +12,7 @@ import pika.exceptions
 
 from ..._retry import RetryPolicy
 from ...errors import BrokerDeliveryError, BrokerError, ConnectionLost
+from ...observability._metrics import ProducerMetrics
 from ...serialization import dumps
 from .._message import Message
 from ._connection import AmqpThread
@@ -73,6 +74,9 @@ class RabbitMQMessageBroker:
         republish: publish unconfirmed messages again after reconnecting.
         connection_name: the `connection_name` client property (shown by
             the management UI and `rabbitmqctl list_connections`).
+        meter_provider: the OpenTelemetry meter provider for
+            `messaging.client.sent.messages` and delivery failures (default:
+            the global one, read on `async with`; see docs/metrics.md).
 
     Example:
         ```python
@@ -93,8 +97,11 @@ class RabbitMQMessageBroker:
         reconnect: RetryPolicy | None = PRODUCER_RECONNECT,
         republish: bool = True,
         connection_name: str | None = None,
+        meter_provider: Any = None,
     ) -> None:
         self._exchange = exchange
+        self._meter_provider = meter_provider
+        self._metrics: ProducerMetrics | None = None
         self._exchange_type = exchange_type
         self._declare = declare_exchange and exchange != ""
         self._mandatory = mandatory
@@ -120,6 +127,7 @@ class RabbitMQMessageBroker:
 
     async def __aenter__(self) -> RabbitMQMessageBroker:
         self._lock = anyio.Lock()
+        self._metrics = ProducerMetrics.create(self._meter_provider, "rabbitmq")
         # a broker that is not up yet: the same backoff as a lost connection
         await reconnect(self._reconnect, self._name, self._thread.start, sleep=self._sleep)
         self._entered = True
@@ -158,6 +166,18 @@ class RabbitMQMessageBroker:
         batch = _Batch(list(messages))
         if not batch.messages:
             return
+        metrics = self._metrics
+        if metrics is None:
+            await self._send(batch)
+            return
+        try:
+            await self._send(batch)
+        except BrokerDeliveryError as error:
+            metrics.delivered(error.delivered, len(error.failures), None)
+            raise
+        metrics.delivered(len(batch.messages), 0, None)
+
+    async def _send(self, batch: _Batch) -> None:
         losses = 0
         while True:
             generation = self._generation
