@@ -22,7 +22,7 @@ import attrs
 
 from ._routing import Route
 from .errors import CircuitBreakerOpen
-from .observability._metrics import BreakerMetrics
+from .observability._state_metrics import BreakerMetrics
 
 __all__ = [
     "BreakerState",

@@ -13,7 +13,7 @@ import anyio.abc
 import attrs
 
 from ._health import HealthCheck
-from ._metrics import OutboxMetrics
+from ._state_metrics import OutboxMetrics
 
 if TYPE_CHECKING:
     from ..outbox import OutboxRecord, OutboxStatus

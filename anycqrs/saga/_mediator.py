@@ -15,7 +15,7 @@ from ..container import as_container
 from ..events._dispatcher import EventDispatcher
 from ..events._map import EventMap
 from ..middlewares import Middleware, MiddlewareChain
-from ..observability._metrics import SagaMetrics
+from ..observability._state_metrics import SagaMetrics
 from ._compensation import Compensator, compensation_policy
 from ._forward import Forward
 from ._map import SagaMap

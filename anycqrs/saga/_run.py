@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
-from ..observability._metrics import SagaMetrics
+from ..observability._state_metrics import SagaMetrics
 from ._saga import Saga, SagaStepHandler
 from ._types import SagaStatus, StepRecord
 from .storage._protocol import SagaStorage, SynchronousWriters
