@@ -52,8 +52,10 @@ class HealthApp:
             return
         if kind != "http":
             return
-        path = scope.get("root_path", "") and scope["path"].removeprefix(scope["root_path"])
-        probe = self._paths.get(path or scope["path"])
+        path, root = scope["path"], scope.get("root_path", "")
+        if root and path.startswith(root):  # mounted: the path still holds the mount point
+            path = path[len(root) :]
+        probe = self._paths.get(path)
         if probe is None:
             await _respond(send, 404, {"error": "not found", "paths": sorted(self._paths)})
             return
@@ -62,7 +64,8 @@ class HealthApp:
             return
         report = self._health.health()
         ok = report.live if probe == "live" else report.ready
-        await _respond(send, 200 if ok else 503, report.to_dict(), head=scope["method"] == "HEAD")
+        head = scope.get("method") == "HEAD"
+        await _respond(send, 200 if ok else 503, report.to_dict(), head=head)
 
 
 async def _respond(send: Send, status: int, body: Any, *, head: bool = False) -> None:

@@ -161,15 +161,18 @@ class TestAsgi:
             assert (await client.get("/nope")).status_code == 404
             assert (await client.post("/readyz")).status_code == 405
 
-    async def test_mounted_under_a_root_path(self) -> None:
-        app, _ = _app(HealthCheck("c", live=True, ready=True))
+    async def test_mounted_in_starlette(self) -> None:
+        from starlette.applications import Starlette
+        from starlette.routing import Mount
 
-        async def mounted(scope: Any, receive: Any, send: Any) -> None:
-            await app({**scope, "root_path": "/health", "path": scope["path"]}, receive, send)
-
-        transport = httpx.ASGITransport(app=mounted)
+        app, source = _app(HealthCheck("c", live=True, ready=True))
+        web = Starlette(routes=[Mount("/health", app=app)])
+        transport = httpx.ASGITransport(app=web)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             assert (await client.get("/health/readyz")).status_code == 200
+            source.check = HealthCheck("c", live=True, ready=False)
+            assert (await client.get("/health/readyz")).status_code == 503
+            assert (await client.get("/health/livez")).status_code == 200
 
 
 def _free_port() -> int:
