@@ -22,6 +22,7 @@ import attrs
 
 from ._routing import Route
 from .errors import CircuitBreakerOpen
+from .observability._state_metrics import BreakerMetrics
 
 __all__ = [
     "BreakerState",
@@ -316,6 +317,11 @@ class CircuitBreaker:
             as validation): they propagate without being counted.
         store: where circuits live (default: a new `MemoryBreakerStore`;
             use `RedisBreakerStore` to share circuits between processes).
+        meter_provider: where state changes are counted
+            (`anycqrs.circuit_breaker.state_changes`; default: the global
+            OpenTelemetry provider, read when the breaker is built). With
+            metrics on, recording a call reads the state first (one more
+            store read).
 
     Example:
         ```python
@@ -331,6 +337,11 @@ class CircuitBreaker:
     reset_timeout: float = attrs.field(default=60.0)
     exclude: tuple[type[BaseException], ...] = attrs.field(default=(), converter=_exceptions)
     store: BreakerStore = attrs.field(factory=MemoryBreakerStore, kw_only=True)
+    meter_provider: Any = attrs.field(default=None, kw_only=True, eq=False, repr=False)
+    _metrics: BreakerMetrics | None = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._metrics = BreakerMetrics.create(self.meter_provider)
 
     @fail_max.validator
     def _check_fail_max(self, _attribute: Any, value: int) -> None:
@@ -358,11 +369,25 @@ class CircuitBreaker:
         """Count `error` against `name` unless it is excluded; the new state."""
         if not self.counts(error):
             return await self.store.state(name)
-        return await self.store.record_failure(name, self.fail_max, self.reset_timeout)
+        metrics = self._metrics
+        if metrics is None:
+            return await self.store.record_failure(name, self.fail_max, self.reset_timeout)
+        before = await self.store.state(name)
+        after = await self.store.record_failure(name, self.fail_max, self.reset_timeout)
+        if after is BreakerState.OPEN and before is not BreakerState.OPEN:
+            metrics.changed(name, after.value)
+        return after
 
     async def record_success(self, name: str) -> None:
         """Record a successful call of `name`."""
+        metrics = self._metrics
+        if metrics is None:
+            await self.store.record_success(name)
+            return
+        before = await self.store.state(name)
         await self.store.record_success(name)
+        if before is BreakerState.HALF_OPEN:
+            metrics.changed(name, BreakerState.CLOSED.value)
 
     async def reset(self, name: str) -> None:
         """Close `name`'s circuit and forget its failures."""

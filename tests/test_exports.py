@@ -125,6 +125,17 @@ DOCUMENTED_PATHS = [
     ("anycqrs.inbox", "derive_id"),
     ("anycqrs.inbox", "handler_identity"),
     ("anycqrs.saga", "saga_id_for"),
+    ("anycqrs.observability", "Health"),
+    ("anycqrs.observability", "HealthApp"),
+    ("anycqrs.observability", "HealthCheck"),
+    ("anycqrs.observability", "HealthReport"),
+    ("anycqrs.observability", "HealthSource"),
+    ("anycqrs.observability", "ConsumerProbe"),
+    ("anycqrs.observability", "ConsumerMetrics"),
+    ("anycqrs.observability", "MetricsMiddleware"),
+    ("anycqrs.observability", "OutboxMonitor"),
+    ("anycqrs.observability", "OutboxSnapshot"),
+    ("anycqrs.observability", "OutboxStats"),
 ]
 
 
@@ -144,7 +155,7 @@ def test_nothing_private_leaks() -> None:
     subpackages = {"brokers", "consumers", "container", "events", "messages", "middlewares"}
     subpackages |= {"requests"}
     subpackages |= {"saga", "serialization", "diagrams", "outbox", "errors", "sse", "codecs"}
-    subpackages |= {"inbox"}
+    subpackages |= {"inbox", "observability"}
     assert public - set(anycqrs.__all__) <= subpackages
 
 

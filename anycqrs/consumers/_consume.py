@@ -12,6 +12,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from .._exc import single_error
 from .._retry import RetryPolicy, Sleep
 from ..codecs import MessageCodec
+from ..observability._metrics import ConsumerMetrics
 from ._decoder import EventDecoder, Inbound
 from ._lanes import DEFAULT_RETRY, Lanes, logger
 from ._protocols import EventSink, NeedsEventIds, Transport
@@ -28,6 +29,7 @@ async def consume(
     logger: logging.Logger = logger,
     sleep: Sleep = anyio.sleep,
     codec: MessageCodec | None = None,
+    metrics: ConsumerMetrics | None = None,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Feed `sink` from `transport` until cancelled or the transport ends.
@@ -52,6 +54,8 @@ async def consume(
         sleep: how retry backoff waits (inject a fake in tests).
         codec: the wire format the transport's bytes are in (default: JSON;
             see `anycqrs.codecs`).
+        metrics: the consumer's instruments (`ConsumerMetrics.create(...)`;
+            `None`: not measured).
         task_status: set by `task_group.start`.
 
     Raises:
@@ -72,7 +76,15 @@ async def consume(
         codec,
         require_event_id=isinstance(sink, NeedsEventIds) and sink.requires_event_ids,
     )
-    lanes = Lanes(sink, transport, concurrency=concurrency, retry=retry, logger=logger, sleep=sleep)
+    lanes = Lanes(
+        sink,
+        transport,
+        concurrency=concurrency,
+        retry=retry,
+        logger=logger,
+        sleep=sleep,
+        metrics=metrics,
+    )
     with single_error():
         async with anyio.create_task_group() as group:
             await group.start(lanes.run)

@@ -4,6 +4,7 @@ event sink, with retries, poison handling and dead letters."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .._exc import single_error
 from .._retry import RetryPolicy, Sleep, retry_call
 from ..errors import MessageHandlingError
+from ..observability._metrics import ConsumerMetrics
 from ._decoder import Inbound
 from ._protocols import EventSink, Transport
 
@@ -53,6 +55,8 @@ class Lanes:
         buffer: chunks each lane may have queued before `submit` waits.
         logger: where retries and dead letters are logged.
         sleep: how retry backoff waits (inject a fake in tests).
+        metrics: where outcomes, durations and in-flight counts are recorded
+            (`None`: nowhere).
 
     Example:
         ```python
@@ -74,6 +78,7 @@ class Lanes:
         buffer: int = 2,
         logger: logging.Logger = logger,
         sleep: Sleep = anyio.sleep,
+        metrics: ConsumerMetrics | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -84,6 +89,9 @@ class Lanes:
         self._sleep = sleep
         self._count = concurrency
         self._buffer = buffer
+        self._metrics = metrics
+        self._in_flight = [0] * concurrency
+        """Items handed to each lane and not finished (kept only with metrics)."""
         self._streams: list[MemoryObjectSendStream[list[Inbound]]] = []
 
     async def run(
@@ -96,13 +104,23 @@ class Lanes:
             MessageHandlingError: an item kept failing and could not be
                 dead-lettered.
         """
-        with single_error():
-            async with anyio.create_task_group() as group:
-                for _ in range(self._count):
-                    send, receive = anyio.create_memory_object_stream[list[Inbound]](self._buffer)
-                    self._streams.append(send)
-                    group.start_soon(self._lane, receive)
-                task_status.started()
+        try:
+            with single_error():
+                async with anyio.create_task_group() as group:
+                    for index in range(self._count):
+                        send, receive = anyio.create_memory_object_stream[list[Inbound]](
+                            self._buffer
+                        )
+                        self._streams.append(send)
+                        group.start_soon(self._lane, receive, index)
+                    task_status.started()
+        finally:
+            metrics = self._metrics
+            if metrics is not None:  # chunks dropped unhandled leave the gauge too
+                for index, left in enumerate(self._in_flight):
+                    if left:
+                        metrics.in_flight(index, -left)
+                        self._in_flight[index] = 0
 
     async def submit(self, items: Sequence[Inbound]) -> None:
         """Hand `items` to their lanes (waits while a lane's buffer is full)."""
@@ -115,9 +133,13 @@ class Lanes:
             chunks = [[] for _ in range(count)]
             for item in items:
                 chunks[item.lane % count].append(item)
+        metrics = self._metrics
         try:
-            for stream, chunk in zip(streams, chunks, strict=True):
+            for index, (stream, chunk) in enumerate(zip(streams, chunks, strict=True)):
                 if chunk:
+                    if metrics is not None:
+                        metrics.in_flight(index, len(chunk))
+                        self._in_flight[index] += len(chunk)
                     await stream.send(chunk)
         except anyio.BrokenResourceError:
             # A lane ended with an error (the only way one stops before
@@ -129,9 +151,10 @@ class Lanes:
         for stream in self._streams:
             await stream.aclose()
 
-    async def _lane(self, receive: MemoryObjectReceiveStream[list[Inbound]]) -> None:
-        send, transport = self._send, self._transport
+    async def _lane(self, receive: MemoryObjectReceiveStream[list[Inbound]], index: int) -> None:
+        send, transport, metrics = self._send, self._transport, self._metrics
         stale, settle = transport.stale, transport.settle
+        clock = time.perf_counter
         async with receive:
             async for chunk in receive:
                 finished: list[Inbound] = []
@@ -139,24 +162,35 @@ class Lanes:
                     for item in chunk:
                         if stale(item):
                             continue
+                        started = clock() if metrics is not None else 0.0
+                        outcome = "success"
                         if item.error is None:
                             try:
                                 await send(item.event)
                             except Exception as exc:  # noqa: BLE001 - retried below
-                                await self._failed(item, exc)
+                                outcome = await self._failed(item, exc, started)
                         else:
-                            await self._poison(item)
+                            outcome = await self._poison(item)
                         finished.append(item)
+                        if metrics is not None:
+                            metrics.processed(item.event, outcome, clock() - started, item.error)
                 finally:
                     if finished:
                         settle(finished)
+                    if metrics is not None:
+                        metrics.finished(index, len(chunk), [item.event for item in finished])
+                        self._in_flight[index] -= len(chunk)
                 await anyio.lowlevel.checkpoint()
 
-    async def _failed(self, item: Inbound, error: Exception) -> None:
+    async def _failed(self, item: Inbound, error: Exception, started: float) -> str:
+        """Retry a failed item; its outcome (`success`, `dead_lettered`) or raise."""
         attempts = 1
         location = self._transport.location(item)
+        metrics = self._metrics
 
         def on_retry(error: BaseException, failures: int, delay: float) -> None:
+            if metrics is not None:
+                metrics.retried(item.event)
             self._logger.info(
                 "Handler failed for %s (attempt %d): %r; retrying in %.3gs",
                 location,
@@ -182,7 +216,7 @@ class Lanes:
         except Exception as exc:  # noqa: BLE001 - dead-lettered or raised below
             error = exc
         else:
-            return
+            return "success"
         if await self._transport.dead_letter(item, error, attempts):
             self._logger.error(
                 "Handler failed for %s after %d attempt(s); dead-lettered",
@@ -190,10 +224,14 @@ class Lanes:
                 attempts,
                 exc_info=error,
             )
-            return
+            if metrics is not None:
+                metrics.dead_lettered(item.event, "failed")
+            return "dead_lettered"
+        if metrics is not None:
+            metrics.processed(item.event, "failed", time.perf_counter() - started, error)
         raise MessageHandlingError(location, attempts, error) from error
 
-    async def _poison(self, item: Inbound) -> None:
+    async def _poison(self, item: Inbound) -> str:
         error = item.error
         assert error is not None
         location = self._transport.location(item)
@@ -204,3 +242,6 @@ class Lanes:
             error,
             "dead-lettered" if dead else "skipped (no dead-letter destination)",
         )
+        if dead and self._metrics is not None:
+            self._metrics.dead_lettered(item.event, "poison")
+        return "poison"

@@ -16,6 +16,7 @@ from .._persistence import in_thread, utcnow
 from .._retry import RetryPolicy
 from ..brokers import Message, MessageBroker
 from ..brokers._message import publish_many, publishes_batches
+from ..observability._health import ConsumerProbe, HealthCheck
 from ._model import DEFAULT_RETRY, OutboxRecord, OutboxSettlement
 from ._protocols import OutboxStore
 
@@ -80,6 +81,13 @@ class OutboxRelay:
         settle_timeout: bound of writing a batch's outcome after cancellation.
         clock: the current time (aware UTC); injectable for tests.
         limiter: thread limiter for the blocking store calls (default: anyio's).
+        stalled_after: seconds without a finished pass or batch before
+            `health()` says not live (`None`: never).
+
+    `health()` (an `anycqrs.observability.HealthCheck`) is not ready while
+    the relay is not running, its store cannot be queried, or its last batch
+    could not publish anything (the broker is down); its backlog's age is
+    `anycqrs.observability.OutboxMonitor`'s job.
 
     Example:
         ```python
@@ -94,10 +102,12 @@ class OutboxRelay:
     __slots__ = (
         "_batch_size",
         "_broker",
+        "_broker_down",
         "_clock",
         "_lease",
         "_limiter",
         "_poll_interval",
+        "_probe",
         "_publish_timeout",
         "_retry",
         "_settle_timeout",
@@ -120,6 +130,7 @@ class OutboxRelay:
         settle_timeout: float = 10.0,
         clock: Callable[[], datetime] = utcnow,
         limiter: anyio.CapacityLimiter | None = None,
+        stalled_after: float | None = 300.0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -149,6 +160,12 @@ class OutboxRelay:
         self._limiter = limiter
         self._token = f"relay-{uuid.uuid4().hex}"
         self._wakeup: anyio.Event | None = None
+        self._probe = ConsumerProbe(
+            f"OutboxRelay({type(store).__name__})",
+            stalled_after=stalled_after,
+            unassigned_after=None,
+        )
+        self._broker_down: str | None = None
 
     @property
     def store(self) -> OutboxStore:
@@ -164,6 +181,10 @@ class OutboxRelay:
     def retry(self) -> RetryPolicy:
         """How failed rows are retried (``max_attempts`` applied)."""
         return self._retry
+
+    def health(self) -> HealthCheck:
+        """The relay's health now (see the class docs): a cheap read."""
+        return self._probe.check()
 
     def wake(self) -> None:
         """Cut the current idle wait of `run` short (call it from the
@@ -183,17 +204,31 @@ class OutboxRelay:
         after ``poll_interval``; the relay keeps running.
         """
         await in_thread(self._store.ensure_schema, limiter=self._limiter)
+        probe = self._probe
+        probe.started()
         task_status.started()
-        while True:
-            wakeup = self._wakeup = anyio.Event()
-            try:
-                busy = await self._drain(None)
-            except Exception:
-                logger.exception("Outbox relay pass failed; retrying in %ss", self._poll_interval)
-                busy = False
-            if not busy:
-                with anyio.move_on_after(self._poll_interval):
-                    await wakeup.wait()
+        try:
+            while True:
+                wakeup = self._wakeup = anyio.Event()
+                try:
+                    busy = await self._drain(None)
+                except Exception as error:
+                    logger.exception(
+                        "Outbox relay pass failed; retrying in %ss", self._poll_interval
+                    )
+                    probe.disconnected(f"outbox store: {_describe(error)}")
+                    busy = False
+                else:
+                    if self._broker_down is None:
+                        probe.connected()
+                    else:
+                        probe.disconnected(f"publishing failed: {self._broker_down}")
+                probe.polled()
+                if not busy:
+                    with anyio.move_on_after(self._poll_interval):
+                        await wakeup.wait()
+        finally:
+            probe.stopped()
 
     async def publish_pending(self, limit: int | None = None) -> int:
         """Publish what is due now, in batches, and return how many messages
@@ -254,6 +289,11 @@ class OutboxRelay:
         settlement = self._settlement(batch, errors)
         with anyio.CancelScope(shield=True), anyio.fail_after(self._settle_timeout):
             await in_thread(self._settle, settlement, limiter=self._limiter)
+        if settlement.sent:
+            self._broker_down = None
+        elif errors:
+            self._broker_down = _describe(next(iter(errors.values())))
+        self._probe.polled()
         return len(batch.records), len(settlement.sent)
 
     def _settle(self, settlement: OutboxSettlement) -> None:

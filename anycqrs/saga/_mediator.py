@@ -15,6 +15,7 @@ from ..container import as_container
 from ..events._dispatcher import EventDispatcher
 from ..events._map import EventMap
 from ..middlewares import Middleware, MiddlewareChain
+from ..observability._state_metrics import SagaMetrics
 from ._compensation import Compensator, compensation_policy
 from ._forward import Forward
 from ._map import SagaMap
@@ -71,6 +72,10 @@ class SagaMediator:
     (unless `retry_failed_compensations=False`) until it has been claimed
     `max_recovery_attempts` times.
 
+    `meter_provider` (default: the global OpenTelemetry one, read here)
+    receives the saga metrics: status changes, step durations, recoveries
+    and recovery attempts (see docs/metrics.md).
+
     Example:
         ```python
         mediator = anycqrs.saga.bootstrap.bootstrap(
@@ -112,6 +117,7 @@ class SagaMediator:
         recovery_lease: float = RECOVERY_LEASE,
         retry_failed_compensations: bool = True,
         worker_id: str | None = None,
+        meter_provider: Any = None,
     ) -> None:
         policy = compensation_policy(
             compensation_retry_count,
@@ -122,7 +128,10 @@ class SagaMediator:
         resolved = as_container(container)
         self._map = saga_map
         snapshots = Snapshots()
-        self._journal = journal = Journal(storage if storage is not None else MemorySagaStorage())
+        self._journal = journal = Journal(
+            storage if storage is not None else MemorySagaStorage(),
+            SagaMetrics.create(meter_provider),
+        )
         self._dispatcher = dispatcher = EventDispatcher(
             event_map if event_map is not None else EventMap(),
             resolved,

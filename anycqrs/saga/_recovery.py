@@ -113,16 +113,21 @@ class Recovery:
 
     async def _recover_claimed(self, state: SagaState) -> None:
         storage = self.journal.storage
+        metrics = self.journal.metrics
         try:
             if (
                 state.recovery_attempts > self.max_attempts
                 and state.status is not SagaStatus.COMPENSATION_FAILED
             ):
                 await self._give_up(state, "too many recovery attempts")
+                if metrics is not None:
+                    metrics.recovery("given_up")
                 return
             try:
                 await self._recover_state(state)
             except Exception as error:  # noqa: BLE001 - counted as a failed attempt, logged
+                if metrics is not None:
+                    metrics.recovery("failed")
                 logger.error(
                     "saga %s: recovery attempt %d failed: %s",
                     state.saga_id,
@@ -133,6 +138,9 @@ class Recovery:
                     current = await storage.load_saga_state(state.saga_id)
                     if not current.status.terminal:
                         await self._give_up(current, describe(error))
+            else:
+                if metrics is not None:
+                    metrics.recovery("recovered")
         finally:
             with anyio.CancelScope(shield=True):
                 await storage.release(state.saga_id, self.owner)

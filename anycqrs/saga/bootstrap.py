@@ -57,6 +57,7 @@ def bootstrap(
     max_recovery_attempts: int = MAX_RECOVERY_ATTEMPTS,
     recovery_lease: float = RECOVERY_LEASE,
     retry_failed_compensations: bool = True,
+    meter_provider: Any = None,
 ) -> SagaMediator:
     """Build a `anycqrs.saga.SagaMediator`.
 
@@ -97,6 +98,8 @@ def bootstrap(
             compensations of `COMPENSATION_FAILED` sagas, each until it has
             been claimed `max_recovery_attempts` times (default `True`).
             `recover(saga_id)` retries one whatever this says.
+        meter_provider: the OpenTelemetry meter provider of the saga metrics
+            (default: the global one, read here; see docs/metrics.md).
     """
     run_startup(on_startup)
     return SagaMediator(
@@ -116,4 +119,5 @@ def bootstrap(
         max_recovery_attempts=max_recovery_attempts,
         recovery_lease=recovery_lease,
         retry_failed_compensations=retry_failed_compensations,
+        meter_provider=meter_provider,
     )

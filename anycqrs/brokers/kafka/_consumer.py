@@ -23,9 +23,12 @@ from ..._retry import RetryPolicy
 from ...codecs import MessageCodec
 from ...consumers import DEFAULT_RETRY, EventDecoder, EventSink, Inbound, consume
 from ...errors import BrokerError
+from ...observability._health import ConsumerProbe, HealthCheck
+from ...observability._metrics import ConsumerMetrics
 from ._dead_letters import DEAD_LETTER_RETRY, DeadLetters
 from ._logs import with_logger
 from ._offsets import Offsets, Partition
+from ._stats import Observer
 from ._status import STOPPED, Assignment, KafkaConsumerStatus
 from ._wire import event_name, record_key
 
@@ -100,6 +103,15 @@ class KafkaEventConsumer:
     member holds; a member left without any for `unassigned_warning`
     seconds logs a WARNING.
 
+    Observability: `health()` gives an `anycqrs.observability.HealthCheck`
+    (not ready while not running, disconnected from every broker, or without
+    partitions for `unassigned_warning` seconds; not live when its loop made
+    no progress for `stalled_after` seconds). With OpenTelemetry metrics on,
+    the consumer records `messaging.client.consumed.messages`,
+    `messaging.process.duration`, retries, failures, dead letters, in-flight
+    messages per lane and the lag of each partition (from librdkafka's
+    statistics, every `statistics_interval` seconds; see docs/metrics.md).
+
     Cancelling the task that runs `run` stops the consumer: in-flight
     handlers are cancelled, finished messages are committed, and the
     consumer leaves its group (shielded, within `close_timeout`). On a
@@ -130,6 +142,13 @@ class KafkaEventConsumer:
             `anycqrs.codecs.MessageCodec`; default JSON).
             `anycqrs.codecs.PythonCqrsCodec()` reads what python-cqrs
             producers write.
+        stalled_after: seconds without progress before `health()` says not
+            live (`None`: never).
+        statistics_interval: seconds between librdkafka statistics (broker
+            states for `health()`, partition lag for metrics); `0` turns them
+            off. A `statistics.interval.ms` or `stats_cb` in `config` is kept.
+        meter_provider: the OpenTelemetry meter provider (default: the
+            global one, read when `run` starts).
 
     Example:
         ```python
@@ -164,6 +183,9 @@ class KafkaEventConsumer:
         poll_timeout: float = 0.2,
         close_timeout: float = 30.0,
         codec: MessageCodec | None = None,
+        stalled_after: float | None = 60.0,
+        statistics_interval: float = 5.0,
+        meter_provider: Any = None,
     ) -> None:
         if isinstance(topics, str):
             raise TypeError("topics must be a sequence of topic names, not a string")
@@ -193,6 +215,16 @@ class KafkaEventConsumer:
         self._poll_timeout = poll_timeout
         self._close_timeout = close_timeout
         self._codec = codec
+        if statistics_interval < 0:
+            raise ValueError(f"statistics_interval must be >= 0, got {statistics_interval}")
+        if statistics_interval and "statistics.interval.ms" not in self._config:
+            self._config["statistics.interval.ms"] = max(1, int(statistics_interval * 1000))
+        self._meter_provider = meter_provider
+        self._probe = ConsumerProbe(
+            f"KafkaEventConsumer({', '.join(self._topics)})",
+            stalled_after=stalled_after,
+            unassigned_after=unassigned_warning,
+        )
 
     @property
     def topics(self) -> list[str]:
@@ -205,6 +237,10 @@ class KafkaEventConsumer:
         how long it has had none (a fresh snapshot per read)."""
         transport = self._transport
         return STOPPED if transport is None else transport.assignment.status()
+
+    def health(self) -> HealthCheck:
+        """The consumer's health now (see the class docs): a cheap read."""
+        return self._probe.check(self.status.unassigned_for)
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -226,14 +262,20 @@ class KafkaEventConsumer:
             dead_letters = DeadLetters(
                 self._dead_letter_topic, self._dead_letter_config, self._dead_letter_retry
             )
+        metrics = ConsumerMetrics.create(
+            self._meter_provider, "kafka", self._config.get("group.id")
+        )
         transport = _KafkaTransport(
             batch_size=self._batch_size,
             poll_timeout=self._poll_timeout,
             dead_letters=dead_letters,
             assignment=Assignment(self._unassigned_warning, self._topics),
+            probe=self._probe,
+            metrics=metrics,
         )
         await anyio.to_thread.run_sync(transport.open, self._config, self._topics)
         self._transport = transport
+        self._probe.started()
         try:
             if dead_letters is not None:
                 await dead_letters.start()
@@ -244,6 +286,7 @@ class KafkaEventConsumer:
                 retry=self._retry,
                 logger=logger,
                 codec=self._codec,
+                metrics=metrics,
                 task_status=task_status,
             )
         except BaseExceptionGroup as group:
@@ -251,6 +294,7 @@ class KafkaEventConsumer:
             raise
         finally:
             self._transport = None
+            self._probe.stopped()
             with anyio.CancelScope(shield=True):
                 with anyio.move_on_after(self._close_timeout) as scope:
                     await anyio.to_thread.run_sync(transport.close)
@@ -269,7 +313,9 @@ class _KafkaTransport:
         "_batch_size",
         "_consumer",
         "_dead_letters",
+        "_observer",
         "_offsets",
+        "_probe",
         "_timeout",
         "assignment",
     )
@@ -281,8 +327,12 @@ class _KafkaTransport:
         poll_timeout: float,
         dead_letters: DeadLetters | None,
         assignment: Assignment,
+        probe: ConsumerProbe,
+        metrics: ConsumerMetrics | None,
     ) -> None:
         self._batch_size = batch_size
+        self._probe = probe
+        self._observer = Observer(probe, metrics)
         self._timeout = poll_timeout
         self._dead_letters = dead_letters
         self.assignment = assignment
@@ -293,7 +343,7 @@ class _KafkaTransport:
 
     def open(self, config: Mapping[str, Any], topics: list[str]) -> None:
         try:
-            consumer = Consumer(dict(config))
+            consumer = Consumer(self._observer.install(dict(config)))
             consumer.subscribe(
                 topics,
                 on_assign=self._on_assign,
@@ -316,6 +366,7 @@ class _KafkaTransport:
             except KafkaException as exc:
                 logger.warning("Kafka commit failed: %s", exc)
         messages = consumer.consume(self._batch_size, self._timeout)
+        self._probe.polled()
         if not messages:
             self.assignment.check()
             return []
@@ -397,6 +448,7 @@ class _KafkaTransport:
 
     def settle(self, items: Sequence[Inbound], /) -> None:
         self._offsets.settle(items)
+        self._probe.polled()
 
     def stale(self, item: Inbound, /) -> bool:
         revoked: bool = item.ticket.revoked

@@ -37,6 +37,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from ...codecs import MessageCodec
 from ...errors import BrokerDeliveryError, BrokerError
+from ...observability._metrics import ProducerMetrics
 from .._message import Message
 from ._logs import with_logger
 from ._wire import Headers, Record, record_encoder
@@ -137,6 +138,9 @@ class KafkaProducerCore(Generic[T]):
         flush_timeout: seconds the shielded flush on exit may take.
         poll_interval: seconds each delivery-thread `poll` may block.
         name: used in errors and the thread name.
+        meter_provider: where sent messages, delivery failures and the
+            queue depth are measured (default: the global provider, read
+            at `start`).
     """
 
     def __init__(
@@ -148,6 +152,7 @@ class KafkaProducerCore(Generic[T]):
         flush_timeout: float = 30.0,
         poll_interval: float = 0.05,
         name: str = "kafka",
+        meter_provider: Any = None,
     ) -> None:
         self._config = dict(config)
         self._encode = encode
@@ -162,6 +167,8 @@ class KafkaProducerCore(Generic[T]):
         self._pending: set[_Batch] = set()
         self._producers = 0  # threads producing a large batch (they poll themselves)
         self._token: anyio.lowlevel.EventLoopToken | None = None
+        self._meter_provider = meter_provider
+        self._metrics: ProducerMetrics | None = None
 
     @property
     def running(self) -> bool:
@@ -171,6 +178,7 @@ class KafkaProducerCore(Generic[T]):
         if self._producer is not None:
             raise BrokerError(f"{self._name} is already started")
         self._token = anyio.lowlevel.current_token()
+        self._metrics = ProducerMetrics.create(self._meter_provider, "kafka")
         self._stopping.clear()
         try:
             self._producer = await anyio.to_thread.run_sync(Producer, self._config)
@@ -340,6 +348,11 @@ class KafkaProducerCore(Generic[T]):
             self._pending.discard(batch)
         else:
             await batch.event.wait()
+        metrics = self._metrics
+        if metrics is not None:
+            producer = self._producer
+            failed = len(batch.failures)
+            metrics.delivered(len(items) - failed, failed, 0 if producer is None else len(producer))
         return sorted(batch.failures, key=_index)
 
 
@@ -370,6 +383,9 @@ class KafkaMessageBroker:
         codec: the value format (an `anycqrs.codecs.MessageCodec`; default
             JSON). `anycqrs.codecs.PythonCqrsCodec()` writes what python-cqrs
             services read, `anycqrs.codecs.ProtobufCodec` protobuf.
+        meter_provider: the OpenTelemetry meter provider for
+            `messaging.client.sent.messages`, delivery failures and the
+            queue depth (default: the global one, read on `async with`).
 
     A publish fails with `anycqrs.errors.BrokerDeliveryError` when the broker
     rejects a message or cannot be reached within librdkafka's
@@ -394,6 +410,7 @@ class KafkaMessageBroker:
         flush_timeout: float = 30.0,
         poll_interval: float = 0.05,
         codec: MessageCodec | None = None,
+        meter_provider: Any = None,
     ) -> None:
         self._core: KafkaProducerCore[Message] = KafkaProducerCore(
             with_logger(config, "producer"),
@@ -402,6 +419,7 @@ class KafkaMessageBroker:
             flush_timeout=flush_timeout,
             poll_interval=poll_interval,
             name="KafkaMessageBroker",
+            meter_provider=meter_provider,
         )
 
     async def __aenter__(self) -> KafkaMessageBroker:

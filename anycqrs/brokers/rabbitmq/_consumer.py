@@ -22,6 +22,8 @@ from ..._retry import RetryPolicy, Sleep
 from ...codecs import MessageCodec
 from ...consumers import DEFAULT_RETRY, EventDecoder, EventSink, Inbound, consume
 from ...errors import ConnectionLost
+from ...observability._health import ConsumerProbe, HealthCheck
+from ...observability._metrics import ConsumerMetrics
 from ._connection import AmqpThread
 from ._reconnect import CONSUMER_RECONNECT, reconnect
 from ._wire import dead_letter_properties, name_and_key
@@ -106,6 +108,11 @@ class RabbitMQEventConsumer:
             the management UI and `rabbitmqctl list_connections`).
         codec: the body format (an `anycqrs.codecs.MessageCodec`; default
             JSON). `anycqrs.codecs.PythonCqrsCodec()` reads python-cqrs's.
+        stalled_after: seconds without progress of the connection thread
+            (while connected) before `health()` says not live (`None`: never).
+        meter_provider: the OpenTelemetry meter provider for the consumer's
+            metrics (default: the global one, read when `run` starts; see
+            docs/metrics.md).
 
     Example:
         ```python
@@ -134,6 +141,8 @@ class RabbitMQEventConsumer:
         reconnect: RetryPolicy | None = CONSUMER_RECONNECT,
         connection_name: str | None = None,
         codec: MessageCodec | None = None,
+        stalled_after: float | None = 60.0,
+        meter_provider: Any = None,
     ) -> None:
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
@@ -157,6 +166,14 @@ class RabbitMQEventConsumer:
         )
         self._sleep: Sleep = anyio.sleep
         """How reconnect and retry backoff wait (tests replace it)."""
+        self._meter_provider = meter_provider
+        self._probe = ConsumerProbe(name, stalled_after=stalled_after, unassigned_after=None)
+
+    def health(self) -> HealthCheck:
+        """The consumer's health now: not ready while not running or while
+        the connection is lost (reconnecting); not live when the connection
+        thread made no progress for `stalled_after` seconds (a cheap read)."""
+        return self._probe.check()
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -169,9 +186,12 @@ class RabbitMQEventConsumer:
             BrokerError: cannot connect; or the connection was lost and
                 `reconnect` gave up (or is `None`).
         """
-        run = _Run(self._settings, self._sleep)
+        probe = self._probe
+        run = _Run(self._settings, self._sleep, probe)
+        metrics = ConsumerMetrics.create(self._meter_provider, "rabbitmq", self._settings.queue)
         try:
             await run.open()
+            probe.started()
             await consume(
                 self._sink,
                 run,
@@ -180,9 +200,11 @@ class RabbitMQEventConsumer:
                 logger=logger,
                 sleep=self._sleep,
                 codec=self._codec,
+                metrics=metrics,
                 task_status=task_status,
             )
         finally:
+            probe.stopped()
             await run.close()
 
 
@@ -195,8 +217,9 @@ class _Run:
     event loop.
     """
 
-    def __init__(self, settings: _Settings, sleep: Sleep) -> None:
+    def __init__(self, settings: _Settings, sleep: Sleep, probe: ConsumerProbe) -> None:
         self._settings = settings
+        self._probe = probe
         self._sleep = sleep
         self._token = anyio.lowlevel.current_token()
         self._arrived: list[_Delivery] = []
@@ -276,6 +299,7 @@ class _Run:
         await thread.start()
         self._thread = thread
         self._live = generation
+        self._probe.connected()
 
     async def _reconnect_now(self) -> None:
         """The connection is gone: reconnect with backoff, or raise."""
@@ -299,6 +323,9 @@ class _Run:
 
     def _ended_now(self, generation: int) -> None:
         if generation == self._live:
+            thread = self._thread
+            failure = thread.failure if thread is not None else None
+            self._probe.disconnected(str(failure) if failure is not None else "connection closed")
             self._live = None
             self._ended = True
             self._wakeup.set()
@@ -312,6 +339,7 @@ class _Run:
     def settle(self, items: Sequence[Inbound], /) -> None:
         """Ack handled messages (in the connection thread's next round)."""
         self._acks.extend(item.ticket for item in items)
+        self._probe.polled()
         thread = self._thread
         if thread is not None:
             thread.wake()
@@ -375,6 +403,7 @@ class _Run:
         self._arrived.append((generation, method, properties, body, *name_and_key(properties)))
 
     def _after_poll(self, generation: int, channel: Any) -> None:
+        self._probe.polled()
         self._flush_acks(generation, channel)
         if self._arrived:
             arrived, self._arrived = self._arrived, []

@@ -13,6 +13,7 @@ import pika.exceptions
 from ..._retry import RetryPolicy
 from ...codecs import MessageCodec
 from ...errors import BrokerDeliveryError, BrokerError, ConnectionLost
+from ...observability._metrics import ProducerMetrics
 from .._message import Message
 from ._connection import AmqpThread
 from ._reconnect import PRODUCER_RECONNECT, reconnect
@@ -75,6 +76,9 @@ class RabbitMQMessageBroker:
             the management UI and `rabbitmqctl list_connections`).
         codec: the body format (an `anycqrs.codecs.MessageCodec`; default
             JSON, `content_type` `application/json`).
+        meter_provider: the OpenTelemetry meter provider for
+            `messaging.client.sent.messages` and delivery failures (default:
+            the global one, read on `async with`; see docs/metrics.md).
 
     Example:
         ```python
@@ -96,9 +100,12 @@ class RabbitMQMessageBroker:
         republish: bool = True,
         connection_name: str | None = None,
         codec: MessageCodec | None = None,
+        meter_provider: Any = None,
     ) -> None:
         self._wire = message_encoder(codec)
         self._exchange = exchange
+        self._meter_provider = meter_provider
+        self._metrics: ProducerMetrics | None = None
         self._exchange_type = exchange_type
         self._declare = declare_exchange and exchange != ""
         self._mandatory = mandatory
@@ -124,6 +131,7 @@ class RabbitMQMessageBroker:
 
     async def __aenter__(self) -> RabbitMQMessageBroker:
         self._lock = anyio.Lock()
+        self._metrics = ProducerMetrics.create(self._meter_provider, "rabbitmq")
         # a broker that is not up yet: the same backoff as a lost connection
         await reconnect(self._reconnect, self._name, self._thread.start, sleep=self._sleep)
         self._entered = True
@@ -162,6 +170,18 @@ class RabbitMQMessageBroker:
         batch = _Batch(list(messages))
         if not batch.messages:
             return
+        metrics = self._metrics
+        if metrics is None:
+            await self._send(batch)
+            return
+        try:
+            await self._send(batch)
+        except BrokerDeliveryError as error:
+            metrics.delivered(error.delivered, len(error.failures), None)
+            raise
+        metrics.delivered(len(batch.messages), 0, None)
+
+    async def _send(self, batch: _Batch) -> None:
         losses = 0
         while True:
             generation = self._generation
