@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -26,6 +27,7 @@ async def consume(
     retry: RetryPolicy = DEFAULT_RETRY,
     logger: logging.Logger = logger,
     sleep: Sleep = anyio.sleep,
+    tracer_provider: Any = None,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Feed `sink` from `transport` until cancelled or the transport ends.
@@ -48,6 +50,9 @@ async def consume(
         retry: how a failing handler is retried.
         logger: where retries, poison messages and dead letters are logged.
         sleep: how retry backoff waits (inject a fake in tests).
+        tracer_provider: an OpenTelemetry `TracerProvider` for the
+            per-message `process` spans (default: the global one; none set,
+            or OpenTelemetry absent: no spans). See `Lanes`.
         task_status: set by `task_group.start`.
 
     Raises:
@@ -64,7 +69,15 @@ async def consume(
         ```
     """
     decode = EventDecoder(sink.event_map)
-    lanes = Lanes(sink, transport, concurrency=concurrency, retry=retry, logger=logger, sleep=sleep)
+    lanes = Lanes(
+        sink,
+        transport,
+        concurrency=concurrency,
+        retry=retry,
+        logger=logger,
+        sleep=sleep,
+        tracer_provider=tracer_provider,
+    )
     with single_error():
         async with anyio.create_task_group() as group:
             await group.start(lanes.run)

@@ -15,6 +15,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .._exc import single_error
 from .._retry import RetryPolicy, Sleep, retry_call
 from ..errors import MessageHandlingError
+from ..observability import _context, _messaging, _tracing
 from ._decoder import Inbound
 from ._protocols import EventSink, Transport
 
@@ -53,6 +54,11 @@ class Lanes:
         buffer: chunks each lane may have queued before `submit` waits.
         logger: where retries and dead letters are logged.
         sleep: how retry backoff waits (inject a fake in tests).
+        tracer_provider: an OpenTelemetry `TracerProvider` for the
+            `process` spans (default: the global one, read now; none set:
+            no spans). Spans and the correlation context of each message
+            need a transport that is an
+            `anycqrs.observability.TracedTransport`.
 
     Example:
         ```python
@@ -74,6 +80,7 @@ class Lanes:
         buffer: int = 2,
         logger: logging.Logger = logger,
         sleep: Sleep = anyio.sleep,
+        tracer_provider: Any = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -85,6 +92,10 @@ class Lanes:
         self._count = concurrency
         self._buffer = buffer
         self._streams: list[MemoryObjectSendStream[list[Inbound]]] = []
+        self._traced: _messaging.TracedTransport | None = (
+            transport if isinstance(transport, _messaging.TracedTransport) else None
+        )
+        self._tracer = _tracing.tracer(tracer_provider) if self._traced is not None else None
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -132,6 +143,7 @@ class Lanes:
     async def _lane(self, receive: MemoryObjectReceiveStream[list[Inbound]]) -> None:
         send, transport = self._send, self._transport
         stale, settle = transport.stale, transport.settle
+        observed = self._observed if self._traced is not None else None
         async with receive:
             async for chunk in receive:
                 finished: list[Inbound] = []
@@ -140,6 +152,10 @@ class Lanes:
                         if stale(item):
                             continue
                         if item.error is None:
+                            if observed is not None:
+                                await observed(item)
+                                finished.append(item)
+                                continue
                             try:
                                 await send(item.event)
                             except Exception as exc:  # noqa: BLE001 - retried below
@@ -151,6 +167,39 @@ class Lanes:
                     if finished:
                         settle(finished)
                 await anyio.lowlevel.checkpoint()
+
+    async def _observed(self, item: Inbound) -> None:
+        """Handle `item` as the current message (its correlation context),
+        inside its `process` span when tracing."""
+        traced = self._traced
+        assert traced is not None
+        token = _context._CURRENT.set(_messaging.consumed_context(traced, item))
+        try:
+            tracer = self._tracer
+            if tracer is None:
+                try:
+                    await self._send(item.event)
+                except Exception as exc:  # noqa: BLE001 - retried below
+                    await self._failed(item, exc)
+                return
+            span = _messaging.process_span(tracer, traced, item)
+            error: BaseException | None = None
+            try:
+                with _tracing.otel_trace.use_span(
+                    span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+                ):
+                    try:
+                        await self._send(item.event)
+                    except Exception as exc:  # noqa: BLE001 - retried below
+                        span.record_exception(exc)
+                        await self._failed(item, exc)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                _tracing.end_span(span, error)
+        finally:
+            _context._CURRENT.reset(token)
 
     async def _failed(self, item: Inbound, error: Exception) -> None:
         attempts = 1

@@ -112,6 +112,7 @@ class EventDispatcher:
         concurrent: bool,
         max_concurrent: int,
         slots: Slots | None = None,
+        tracer: Any = None,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent_event_handlers must be >= 1, got {max_concurrent}")
@@ -121,7 +122,7 @@ class EventDispatcher:
         self._chain = middlewares
         self._concurrent = concurrent
         self._slots = slots if slots is not None else Slots(max_concurrent)
-        self._handlers = Endpoints(container, middlewares)
+        self._handlers = Endpoints(container, middlewares, tracer)
 
     @property
     def event_map(self) -> EventMap:
@@ -154,6 +155,7 @@ class EventDispatcher:
             concurrent=self._concurrent,
             max_concurrent=self._slots.total,
             slots=self._slots,
+            tracer=self._handlers.tracer,
         )
 
     def _parallel(self) -> bool:

@@ -8,6 +8,7 @@ from ..brokers import InMemoryMessageBroker, MessageBroker
 from ..container import Container, as_container
 from ..messages import Event
 from ..middlewares import Middleware, MiddlewareChain
+from ..observability import _tracing
 from ._dispatcher import EventDispatcher
 from ._map import EventMap
 
@@ -22,6 +23,10 @@ class EventMediator:
     usually came *from* the broker).
 
     Middlewares wrap each handler call (the message is the event).
+
+    Tracing: with an OpenTelemetry `tracer_provider` (default: the global
+    one, read when the mediator is built; none set: no spans), each handler
+    call runs in a `handle <Event>` span.
 
     Example:
         ```python
@@ -41,6 +46,7 @@ class EventMediator:
         middlewares: Iterable[Middleware] = (),
         max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
         concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
+        tracer_provider: Any = None,
     ) -> None:
         self._dispatcher = EventDispatcher(
             event_map,
@@ -51,6 +57,7 @@ class EventMediator:
             else MiddlewareChain(middlewares),
             concurrent=concurrent_event_handle_enable,
             max_concurrent=max_concurrent_event_handlers,
+            tracer=_tracing.tracer(tracer_provider),
         )
 
     @classmethod

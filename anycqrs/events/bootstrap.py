@@ -34,6 +34,7 @@ def bootstrap(
     on_startup: Iterable[Callable[[], object]] | None = None,
     max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
     concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
+    tracer_provider: Any = None,
 ) -> EventMediator:
     """Build an `anycqrs.EventMediator`.
 
@@ -48,6 +49,9 @@ def bootstrap(
         on_startup: callables run once, before the mediator is built.
         max_concurrent_event_handlers: bound of parallel dispatch (default 10).
         concurrent_event_handle_enable: run handlers in parallel (default `False`).
+        tracer_provider: an OpenTelemetry `TracerProvider` (default: the
+            global one, read now; none set, or OpenTelemetry absent: no
+            spans). See the Observability page.
     """
     run_startup(on_startup)
     return EventMediator(
@@ -57,4 +61,5 @@ def bootstrap(
         middlewares=middlewares or (),
         max_concurrent_event_handlers=max_concurrent_event_handlers,
         concurrent_event_handle_enable=concurrent_event_handle_enable,
+        tracer_provider=tracer_provider,
     )

@@ -87,6 +87,9 @@ class PostgresOutbox(TransactionalWriter["psycopg.Connection[Any]"]):
         connection: the application's ``psycopg.Connection``.
         table: table name (lowercase letters, digits, ``_``).
         create_schema: check for the table on first use and create it if missing.
+        tracer_provider: an OpenTelemetry `TracerProvider` for the
+            `create` span of each `add` (default: the global one, read now;
+            none set: no span). The row's headers carry its trace context.
 
     Example:
         ```python
@@ -110,6 +113,7 @@ class PostgresOutbox(TransactionalWriter["psycopg.Connection[Any]"]):
         *,
         table: str = DEFAULT_TABLE,
         create_schema: bool = True,
+        tracer_provider: Any = None,
     ) -> None:
         name = table_name(table, "outbox table")
         super().__init__(
@@ -121,6 +125,7 @@ class PostgresOutbox(TransactionalWriter["psycopg.Connection[Any]"]):
                 "headers, payload) VALUES (%s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (message_id) DO NOTHING"
             ).encode(),
+            tracer_provider=tracer_provider,
         )
 
     @staticmethod

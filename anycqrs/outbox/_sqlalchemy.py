@@ -105,6 +105,9 @@ class SqlAlchemyOutbox(TransactionalWriter[Bind]):
             ``sqlalchemy.engine.Connection``.
         table: table name (lowercase letters, digits, ``_``).
         create_schema: create the table on first use.
+        tracer_provider: an OpenTelemetry `TracerProvider` for the
+            `create` span of each `add` (default: the global one, read now;
+            none set: no span). The row's headers carry its trace context.
 
     Example:
         ```python
@@ -123,7 +126,12 @@ class SqlAlchemyOutbox(TransactionalWriter[Bind]):
     __slots__ = ("_statement",)
 
     def __init__(
-        self, bind: Bind, *, table: str = DEFAULT_TABLE, create_schema: bool = True
+        self,
+        bind: Bind,
+        *,
+        table: str = DEFAULT_TABLE,
+        create_schema: bool = True,
+        tracer_provider: Any = None,
     ) -> None:
         name = table_name(table, "outbox table")
         outbox = _table(name)
@@ -132,6 +140,7 @@ class SqlAlchemyOutbox(TransactionalWriter[Bind]):
                 bind, name, outbox.metadata, key=_lock_key(name), create=create_schema
             ),
             insert=outbox,
+            tracer_provider=tracer_provider,
         )
         self._statement: Any = None
 
@@ -151,7 +160,7 @@ class SqlAlchemyOutbox(TransactionalWriter[Bind]):
         """Stage ``item`` (a ``NotificationEvent`` or a broker ``Message``) in
         the current transaction; a message id already in the outbox is
         ignored (see `OutboxWriter`)."""
-        rows = self._rows((item,))
+        rows = self._rows((item,)) if self._tracer is None else self._traced_rows((item,))
         self._caller.prepare()
         self._insert_many(rows)
 

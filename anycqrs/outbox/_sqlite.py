@@ -53,6 +53,9 @@ class SqliteOutbox(TransactionalWriter[sqlite3.Connection]):
             it must be opened with ``check_same_thread=False``.
         table: table name (lowercase letters, digits, ``_``).
         create_schema: create the table on first use.
+        tracer_provider: an OpenTelemetry `TracerProvider` for the
+            `create` span of each `add` (default: the global one, read now;
+            none set: no span). The row's headers carry its trace context.
 
     Example:
         ```python
@@ -77,6 +80,7 @@ class SqliteOutbox(TransactionalWriter[sqlite3.Connection]):
         *,
         table: str = DEFAULT_TABLE,
         create_schema: bool = True,
+        tracer_provider: Any = None,
     ) -> None:
         name = table_name(table, "outbox table")
         super().__init__(
@@ -86,6 +90,7 @@ class SqliteOutbox(TransactionalWriter[sqlite3.Connection]):
                 "headers, payload, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (message_id) DO NOTHING"
             ),
+            tracer_provider=tracer_provider,
         )
 
     def _rows(self, items: Iterable[OutboxItem]) -> list[tuple[Any, ...]]:

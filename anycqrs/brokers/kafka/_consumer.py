@@ -125,6 +125,10 @@ class KafkaEventConsumer:
         batch_size: most messages fetched by one `consume()` call.
         poll_timeout: seconds one `consume()` call may wait.
         close_timeout: seconds the final commit and group leave may take.
+        tracer_provider: an OpenTelemetry `TracerProvider` for the
+            `process` spans (default: the global one, read when `run`
+            starts; none set: no spans). Each message's correlation context
+            is set either way (`anycqrs.observability.current_message`).
 
     Example:
         ```python
@@ -158,7 +162,9 @@ class KafkaEventConsumer:
         batch_size: int = 500,
         poll_timeout: float = 0.2,
         close_timeout: float = 30.0,
+        tracer_provider: Any = None,
     ) -> None:
+        self._tracer_provider = tracer_provider
         if isinstance(topics, str):
             raise TypeError("topics must be a sequence of topic names, not a string")
         if not topics:
@@ -224,6 +230,7 @@ class KafkaEventConsumer:
             poll_timeout=self._poll_timeout,
             dead_letters=dead_letters,
             assignment=Assignment(self._unassigned_warning, self._topics),
+            group=self._config.get("group.id"),
         )
         await anyio.to_thread.run_sync(transport.open, self._config, self._topics)
         self._transport = transport
@@ -236,6 +243,7 @@ class KafkaEventConsumer:
                 concurrency=self._max_concurrency,
                 retry=self._retry,
                 logger=logger,
+                tracer_provider=self._tracer_provider,
                 task_status=task_status,
             )
         except BaseExceptionGroup as group:
@@ -261,6 +269,7 @@ class _KafkaTransport:
         "_batch_size",
         "_consumer",
         "_dead_letters",
+        "_group",
         "_offsets",
         "_timeout",
         "assignment",
@@ -273,7 +282,9 @@ class _KafkaTransport:
         poll_timeout: float,
         dead_letters: DeadLetters | None,
         assignment: Assignment,
+        group: str | None = None,
     ) -> None:
+        self._group = group
         self._batch_size = batch_size
         self._timeout = poll_timeout
         self._dead_letters = dead_letters
@@ -397,6 +408,24 @@ class _KafkaTransport:
     def location(self, item: Inbound, /) -> str:
         msg = item.raw
         return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+
+    def message_headers(self, item: Inbound, /) -> dict[str, Any]:
+        return dict(item.raw.headers() or ())
+
+    def span_attributes(self, item: Inbound, /) -> dict[str, Any]:
+        msg = item.raw
+        attributes: dict[str, Any] = {
+            "messaging.system": "kafka",
+            "messaging.destination.name": msg.topic(),
+            "messaging.destination.partition.id": str(msg.partition()),
+            "messaging.kafka.offset": msg.offset(),
+        }
+        if self._group is not None:
+            attributes["messaging.consumer.group.name"] = self._group
+        key = msg.key()
+        if key is not None:
+            attributes["messaging.kafka.message.key"] = record_key(key)
+        return attributes
 
     async def dead_letter(self, item: Inbound, error: BaseException, attempts: int, /) -> bool:
         dead_letters = self._dead_letters

@@ -36,6 +36,7 @@ import anyio.to_thread
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from ...errors import BrokerDeliveryError, BrokerError
+from ...observability import _messaging, _tracing
 from .._message import Message
 from ._logs import with_logger
 from ._wire import Headers, Record, encode_message
@@ -366,6 +367,9 @@ class KafkaMessageBroker:
             `logger` of its own.
         flush_timeout: seconds the flush on exit may take.
         poll_interval: seconds each delivery-thread poll may block.
+        tracer_provider: an OpenTelemetry `TracerProvider` for the `send`
+            spans (default: the global one, read now; none set: no spans,
+            the headers unchanged).
 
     A publish fails with `anycqrs.errors.BrokerDeliveryError` when the broker
     rejects a message or cannot be reached within librdkafka's
@@ -389,7 +393,9 @@ class KafkaMessageBroker:
         *,
         flush_timeout: float = 30.0,
         poll_interval: float = 0.05,
+        tracer_provider: Any = None,
     ) -> None:
+        self._tracer = _tracing.tracer(tracer_provider)
         self._core: KafkaProducerCore[Message] = KafkaProducerCore(
             with_logger(config, "producer"),
             encode_message,
@@ -418,7 +424,7 @@ class KafkaMessageBroker:
             BrokerDeliveryError: the broker did not confirm it.
             BrokerError: the broker is not started (use `async with`).
         """
-        await self._core.produce((message,))
+        await self.send_many((message,))
 
     async def send_many(self, messages: Iterable[Message], /) -> None:
         """Publish `messages` in order (one thread hop, one wait) and return
@@ -429,4 +435,16 @@ class KafkaMessageBroker:
                 them; the rest were delivered).
         """
         batch = messages if isinstance(messages, Sequence) else list(messages)
-        await self._core.produce(batch)
+        tracer = self._tracer
+        if tracer is None:
+            await self._core.produce(batch)
+            return
+        sent, spans = _messaging.start_sends(tracer, "kafka", batch)
+        error: BaseException | None = None
+        try:
+            await self._core.produce(sent)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _messaging.end_sends(spans, error)

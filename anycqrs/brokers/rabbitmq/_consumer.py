@@ -103,6 +103,9 @@ class RabbitMQEventConsumer:
             `anycqrs.errors.BrokerError`.
         connection_name: the `connection_name` client property (shown by
             the management UI and `rabbitmqctl list_connections`).
+        tracer_provider: an OpenTelemetry `TracerProvider` for the
+            `process` spans (default: the global one, read when `run`
+            starts; none set: no spans).
 
     Example:
         ```python
@@ -130,7 +133,9 @@ class RabbitMQEventConsumer:
         poll_interval: float = 0.2,
         reconnect: RetryPolicy | None = CONSUMER_RECONNECT,
         connection_name: str | None = None,
+        tracer_provider: Any = None,
     ) -> None:
+        self._tracer_provider = tracer_provider
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
         name = f"RabbitMQEventConsumer({queue!r})"
@@ -174,6 +179,7 @@ class RabbitMQEventConsumer:
                 retry=self._retry,
                 logger=logger,
                 sleep=self._sleep,
+                tracer_provider=self._tracer_provider,
                 task_status=task_status,
             )
         finally:
@@ -309,6 +315,30 @@ class _Run:
         thread = self._thread
         if thread is not None:
             thread.wake()
+
+    def message_headers(self, item: Inbound, /) -> dict[str, Any]:
+        """The AMQP headers of the item's message (its `message_id` property too)."""
+        _method, properties, _body = item.raw
+        headers = dict(properties.headers or {})
+        if properties.message_id is not None:
+            headers.setdefault("message_id", properties.message_id)
+        return headers
+
+    def span_attributes(self, item: Inbound, /) -> dict[str, Any]:
+        """The messaging attributes of the item's `process` span."""
+        method, properties, _body = item.raw
+        attributes: dict[str, Any] = {
+            "messaging.system": "rabbitmq",
+            "messaging.destination.name": method.routing_key,
+            "messaging.rabbitmq.destination.routing_key": method.routing_key,
+            "messaging.destination.subscription.name": self._settings.queue,
+            "messaging.rabbitmq.message.delivery_tag": method.delivery_tag,
+        }
+        if method.exchange:
+            attributes["messaging.rabbitmq.exchange"] = method.exchange
+        if properties.message_id is not None:
+            attributes["messaging.message.id"] = properties.message_id
+        return attributes
 
     def location(self, item: Inbound, /) -> str:
         """`queue#delivery_tag`."""
