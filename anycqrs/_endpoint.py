@@ -364,10 +364,10 @@ def _traced_handler(
     async def traced(message: Any) -> tuple[Any, Sequence[Event]]:
         attributes = {"anycqrs.handler": handler_name}
         if isinstance(message, NotificationEvent):  # name the payload, give the id
-            kind = type(message.payload).__qualname__
+            kind = type(message.payload).__name__
             attributes["messaging.message.id"] = str(message.event_id)
         else:
-            kind = type(message).__qualname__
+            kind = type(message).__name__
         attributes["anycqrs.message.type"] = kind
         with _tracing.span(tracer, f"handle {kind}", _tracing.INTERNAL, attributes):
             return await run(message)

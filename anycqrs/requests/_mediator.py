@@ -111,7 +111,7 @@ class RequestMediator(RequestMediatorBase):
 def _traced(tracer: Any, request_type: type, binding: Any, pipeline: Pipeline) -> Pipeline:
     """`pipeline` inside a `send <Request>` span (middlewares, handler and
     the dispatch of its events are its children)."""
-    name = f"send {request_type.__qualname__}"
+    name = f"send {request_type.__name__}"
     attributes = {
         "anycqrs.request.type": request_type.__qualname__,
         "anycqrs.handler": describe(binding),

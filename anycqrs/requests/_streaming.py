@@ -310,14 +310,24 @@ class TracedRequestStream(RequestStream[R]):
     item is produced (never while the consumer holds it), one `item` span
     event per item, ended when the stream ends, fails or is closed."""
 
-    __slots__ = ("_count", "_span")
+    __slots__ = ("_count", "_inside", "_span")
 
     def __init__(self, mediator: StreamingRequestMediator, request: Any, source: Any) -> None:
         super().__init__(mediator, request, source)
         self._span: Any = None
         self._count = 0
+        self._inside = False
 
     async def __anext__(self) -> R:
+        if self._inside:  # the base class re-enters once it opened the handler
+            return await super().__anext__()
+        self._inside = True
+        try:
+            return await self._traced_next()
+        finally:
+            self._inside = False
+
+    async def _traced_next(self) -> R:
         span = self._span
         if span is None:
             if self._done:
@@ -325,7 +335,7 @@ class TracedRequestStream(RequestStream[R]):
             request_type = type(self._request).__qualname__
             span = self._span = _tracing.start_span(
                 self._mediator._tracer,
-                f"stream {request_type}",
+                f"stream {type(self._request).__name__}",
                 _tracing.INTERNAL,
                 {"anycqrs.request.type": request_type},
             )
