@@ -280,3 +280,103 @@ def test_untraced_without_a_provider() -> None:
 
     assert _tracing.tracer() is None
     assert uuid.UUID  # the module imports stay used
+
+
+async def test_recovery_in_another_process_links_to_the_origin(
+    tmp_path: Path, traced: Any, anyio_backend: str
+) -> None:
+    """A saga left RUNNING after its first step is recovered by another
+    process: its run there links to the trace it was started in, and its
+    steps stay in the origin's conversation."""
+    import subprocess
+    import sys
+
+    from anycqrs.observability import correlation_scope
+    from anycqrs.saga.bootstrap import bootstrap
+    from anycqrs.saga.storage import SqliteSagaStorage
+
+    from ._recovery_saga import Delivery, saga_map
+
+    provider, exporter = traced
+    db = str(tmp_path / "sagas.db")
+    mediator = bootstrap(
+        sagas_mapper=saga_map(), saga_storage=SqliteSagaStorage(db), tracer_provider=provider
+    )
+    origin_tracer = provider.get_tracer("test.origin")
+    with correlation_scope("req-origin"), origin_tracer.start_as_current_span("origin") as origin:
+        async with anyio.create_task_group():  # nothing outlives the block
+            stream = mediator.stream(Delivery(order_id=3))
+            first = await stream.__anext__()  # Pack done, then the process "dies"
+            await stream.aclose()
+    assert first.response == "packed"
+    saga_id = str(first.saga_id)
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "_recover.py"), db, anyio_backend],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["recovered"] == 1
+    runs = [span for span in result["spans"] if span["name"] == "saga DeliverySaga"]
+    assert len(runs) == 1
+    (run,) = runs
+    original = _by_name(exporter.get_finished_spans())
+    started_in = original["act Pack"]  # the span the saga was created in
+    assert _child_of(original["saga DeliverySaga"], original["origin"])
+    assert started_in.context.trace_id == origin.get_span_context().trace_id
+    origin_ids = [
+        format(started_in.context.trace_id, "032x"),
+        format(started_in.context.span_id, "016x"),
+    ]
+    assert run["links"] == [origin_ids]  # links back to where the saga started
+    assert run["trace_id"] != origin_ids[0]  # a trace of its own
+    assert run["attributes"]["anycqrs.saga.resumed"] is True
+    assert [span["name"] for span in result["spans"]].count("act Send") == 1
+    assert "act Pack" not in [span["name"] for span in result["spans"]]
+    assert result["seen"] == [["send", [saga_id, "req-origin", "req-origin"]]]
+
+
+async def test_failed_saga_records_the_error_and_its_compensations(traced: Any) -> None:
+    import attrs
+
+    import anycqrs.saga as saga
+    from anycqrs.saga.bootstrap import bootstrap
+
+    provider, exporter = traced
+
+    @attrs.define
+    class Trip(saga.SagaContext):
+        booked: list[str] = attrs.Factory(list)
+
+    class Hotel(saga.SagaStepHandler[Trip, None]):
+        async def act(self, context: Trip) -> None:
+            context.booked.append("hotel")
+
+        async def compensate(self, context: Trip) -> None:
+            context.booked.remove("hotel")
+
+    class Flight(saga.SagaStepHandler[Trip, None]):
+        async def act(self, context: Trip) -> None:
+            raise LookupError("no seats")
+
+        async def compensate(self, context: Trip) -> None:
+            pass
+
+    class TripSaga(saga.Saga[Trip]):
+        steps = [Hotel, Flight]
+
+    sagas = saga.SagaMap()
+    sagas.bind(Trip, TripSaga)
+    mediator = bootstrap(sagas_mapper=sagas, tracer_provider=provider)
+    with pytest.raises(LookupError):
+        await mediator.run(Trip())
+    named = _by_name(exporter.get_finished_spans())
+    run, compensate = named["saga TripSaga"], named["compensate Hotel"]
+    assert run.status.status_code.name == "ERROR"
+    assert run.attributes["error.type"] == "LookupError"
+    assert compensate.status.status_code.name == "UNSET"
+    assert compensate.context.trace_id == run.context.trace_id
+    assert "compensate Flight" not in named  # the failed step is not compensated
