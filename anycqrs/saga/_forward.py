@@ -102,6 +102,11 @@ class Forward:
     def __aiter__(self) -> Forward:
         return self
 
+    @property
+    def finished(self) -> bool:
+        """Whether iterating is over (the next step raises `StopAsyncIteration`)."""
+        return self._state == _DONE
+
     async def aclose(self) -> None:
         """Stop iterating; an unfinished saga stays RUNNING (resumable)."""
         if self._state == _BUSY:

@@ -93,6 +93,9 @@ class TracedForward:
             _tracing.end_span(span, error)
 
     async def __anext__(self) -> SagaStepResult[Any]:
+        if self._inner.finished:  # no empty step span
+            self._end(None)
+            raise StopAsyncIteration
         span = self._span
         if span is None:
             span = self._open(None, resumed=False)

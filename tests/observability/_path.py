@@ -110,13 +110,18 @@ def build(
         commands_mapper=requests, tracer_provider=provider
     )
     server_tracer = provider.get_tracer("test.server") if provider is not None else None
+    SERVER: Any = None
+    if provider is not None:
+        from opentelemetry.trace import SpanKind
+
+        SERVER = SpanKind.SERVER
 
     async def place(request: HttpRequest) -> JSONResponse:
         order_id = int(request.path_params["order_id"])
         if server_tracer is None:
             await mediator.send(PlaceOrder(order_id))
         else:  # what an instrumented ASGI server does
-            with server_tracer.start_as_current_span("POST /orders/{order_id}", kind=2):
+            with server_tracer.start_as_current_span("POST /orders/{order_id}", kind=SERVER):
                 await mediator.send(PlaceOrder(order_id))
         return JSONResponse({"placed": order_id})
 
