@@ -66,7 +66,9 @@ def tracer(provider: Any = None) -> Any:
 
     Example:
         ```python
-        assert tracer() is None or tracer() is not None  # depends on your SDK setup
+        from opentelemetry.sdk.trace import TracerProvider
+
+        assert tracer(TracerProvider()) is not None
         ```
     """
     if otel_trace is None:

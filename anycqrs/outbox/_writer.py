@@ -8,11 +8,9 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
-import attrs
-
 from .._persistence._caller import Caller
 from ..brokers import Message
-from ..observability import _propagation, _tracing
+from ..observability import _tracing
 from ._model import OutboxItem
 
 __all__ = ["TransactionalWriter", "creating"]
@@ -23,9 +21,8 @@ T = TypeVar("T")
 
 @contextmanager
 def creating(tracer: Any, items: list[OutboxItem], table: str) -> Iterator[list[OutboxItem]]:
-    """The `create` span of staging `items` (current for the block), and
-    the items with its trace context: events get it through
-    `Message.from_event`, ready messages here (headers they carry win)."""
+    """The `create` span of staging `items`, current for the block: the rows
+    encoded inside carry its trace context (see `encode`)."""
     first = items[0] if items else None
     topic = first.topic if first is not None else ""
     attributes: dict[str, Any] = {
@@ -36,20 +33,12 @@ def creating(tracer: Any, items: list[OutboxItem], table: str) -> Iterator[list[
         "anycqrs.outbox.table": table,
     }
     if len(items) == 1 and first is not None:
-        message_id = first.event_id if not isinstance(first, Message) else first.message_id
+        message_id = first.message_id if isinstance(first, Message) else first.event_id
         attributes["messaging.message.id"] = str(message_id)
     else:
         attributes["messaging.batch.message_count"] = len(items)
     with _tracing.span(tracer, f"create {topic}", _tracing.PRODUCER, attributes):
-        stamped: list[OutboxItem] = []
-        for item in items:
-            if isinstance(item, Message):
-                headers = dict(item.headers)
-                _propagation.inject_current(headers)
-                stamped.append(attrs.evolve(item, headers=headers))
-            else:
-                stamped.append(item)
-        yield stamped
+        yield items
 
 
 class TransactionalWriter(Generic[C]):

@@ -424,6 +424,9 @@ class KafkaMessageBroker:
             BrokerDeliveryError: the broker did not confirm it.
             BrokerError: the broker is not started (use `async with`).
         """
+        if self._tracer is None:
+            await self._core.produce((message,))
+            return
         await self.send_many((message,))
 
     async def send_many(self, messages: Iterable[Message], /) -> None:
