@@ -192,7 +192,9 @@ class Lanes:
                         await self._send(item.event)
                     except Exception as exc:  # noqa: BLE001 - retried below
                         span.record_exception(exc)
-                        await self._failed(item, exc)
+                        if await self._failed(item, exc):
+                            span.set_attribute("anycqrs.dead_lettered", True)
+                            span.set_status(_tracing.Status(_tracing.StatusCode.ERROR, str(exc)))
             except BaseException as exc:
                 error = exc
                 raise
@@ -201,7 +203,8 @@ class Lanes:
         finally:
             _context._CURRENT.reset(token)
 
-    async def _failed(self, item: Inbound, error: Exception) -> None:
+    async def _failed(self, item: Inbound, error: Exception) -> bool:
+        """Retry `item`; `True` when it still failed and was dead-lettered."""
         attempts = 1
         location = self._transport.location(item)
 
@@ -231,7 +234,7 @@ class Lanes:
         except Exception as exc:  # noqa: BLE001 - dead-lettered or raised below
             error = exc
         else:
-            return
+            return False
         if await self._transport.dead_letter(item, error, attempts):
             self._logger.error(
                 "Handler failed for %s after %d attempt(s); dead-lettered",
@@ -239,7 +242,7 @@ class Lanes:
                 attempts,
                 exc_info=error,
             )
-            return
+            return True
         raise MessageHandlingError(location, attempts, error) from error
 
     async def _poison(self, item: Inbound) -> None:

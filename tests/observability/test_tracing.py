@@ -380,3 +380,45 @@ async def test_failed_saga_records_the_error_and_its_compensations(traced: Any) 
     assert compensate.status.status_code.name == "UNSET"
     assert compensate.context.trace_id == run.context.trace_id
     assert "compensate Flight" not in named  # the failed step is not compensated
+
+
+async def test_dead_lettered_message_marks_its_process_span(traced: Any) -> None:
+    import attrs
+
+    import anycqrs
+    from anycqrs.consumers import InMemoryTransport, consume
+
+    provider, exporter = traced
+
+    @attrs.frozen
+    class Broken:
+        n: int
+
+    class Failing(anycqrs.EventHandler[anycqrs.NotificationEvent[Broken]]):
+        async def handle(self, event: anycqrs.NotificationEvent[Broken]) -> None:
+            raise RuntimeError("always")
+
+    events = anycqrs.EventMap()
+    events.bind(anycqrs.NotificationEvent[Broken], Failing)
+    mediator = anycqrs.EventMediator(events, tracer_provider=provider)
+    transport = InMemoryTransport()
+    transport.put_event(anycqrs.NotificationEvent(payload=Broken(1), topic="broken"))
+    transport.close()
+    with anyio.fail_after(10):
+        await consume(
+            mediator,
+            transport,
+            retry=anycqrs.RetryPolicy(attempts=2, delay=0.0),
+            tracer_provider=provider,
+        )
+    assert len(transport.dead_letters) == 1
+    spans = exporter.get_finished_spans()
+    (process,) = [span for span in spans if span.name == "process broken"]
+    handles = [span for span in spans if span.name == "handle Broken"]
+    assert process.status.status_code.name == "ERROR"
+    assert process.attributes["anycqrs.dead_lettered"] is True
+    assert process.attributes["messaging.system"] == "memory"
+    assert len(handles) == 2  # one per attempt, each failed, each a child of the process span
+    for handle in handles:
+        assert handle.status.status_code.name == "ERROR"
+        assert _child_of(handle, process)
