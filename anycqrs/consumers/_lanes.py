@@ -96,6 +96,9 @@ class Lanes:
             transport if isinstance(transport, _messaging.TracedTransport) else None
         )
         self._tracer = _tracing.tracer(tracer_provider) if self._traced is not None else None
+        self._read: Callable[[Inbound], _context.MessageContext] | None = (
+            _messaging.context_reader(self._traced) if self._traced is not None else None
+        )
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -141,9 +144,27 @@ class Lanes:
             await stream.aclose()
 
     async def _lane(self, receive: MemoryObjectReceiveStream[list[Inbound]]) -> None:
+        read = self._read
+        if read is None:
+            await self._items(receive, None)
+            return
+        # a traced transport: each item is the lane's current message while it
+        # is handled (one attribute write per item, see LaneMessage)
+        message = _context.LaneMessage(read)
+        token = _context._CURRENT.set(message)
+        try:
+            await self._items(receive, message)
+        finally:
+            _context._CURRENT.reset(token)
+
+    async def _items(
+        self,
+        receive: MemoryObjectReceiveStream[list[Inbound]],
+        message: _context.LaneMessage | None,
+    ) -> None:
         send, transport = self._send, self._transport
         stale, settle = transport.stale, transport.settle
-        observed = self._observed if self._traced is not None else None
+        traced = self._observed if self._tracer is not None else None
         async with receive:
             async for chunk in receive:
                 finished: list[Inbound] = []
@@ -151,17 +172,25 @@ class Lanes:
                     for item in chunk:
                         if stale(item):
                             continue
-                        if item.error is None:
-                            if observed is not None:
-                                await observed(item)
-                                finished.append(item)
-                                continue
+                        if item.error is not None:
+                            await self._poison(item)
+                        elif message is None:
                             try:
                                 await send(item.event)
                             except Exception as exc:  # noqa: BLE001 - retried below
                                 await self._failed(item, exc)
                         else:
-                            await self._poison(item)
+                            message.item = item
+                            try:
+                                if traced is None:
+                                    try:
+                                        await send(item.event)
+                                    except Exception as exc:  # noqa: BLE001 - retried below
+                                        await self._failed(item, exc)
+                                else:
+                                    await traced(item)
+                            finally:
+                                message.item = None
                         finished.append(item)
                 finally:
                     if finished:
@@ -169,39 +198,27 @@ class Lanes:
                 await anyio.lowlevel.checkpoint()
 
     async def _observed(self, item: Inbound) -> None:
-        """Handle `item` as the current message (its correlation context),
-        inside its `process` span when tracing."""
+        """Handle `item` inside its `process` span."""
         traced = self._traced
         assert traced is not None
-        token = _context._CURRENT.set(_messaging.consumed_context(traced, item))
+        span = _messaging.process_span(self._tracer, traced, item)
+        error: BaseException | None = None
         try:
-            tracer = self._tracer
-            if tracer is None:
+            with _tracing.otel_trace.use_span(
+                span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+            ):
                 try:
                     await self._send(item.event)
                 except Exception as exc:  # noqa: BLE001 - retried below
-                    await self._failed(item, exc)
-                return
-            span = _messaging.process_span(tracer, traced, item)
-            error: BaseException | None = None
-            try:
-                with _tracing.otel_trace.use_span(
-                    span, end_on_exit=False, record_exception=False, set_status_on_exception=False
-                ):
-                    try:
-                        await self._send(item.event)
-                    except Exception as exc:  # noqa: BLE001 - retried below
-                        span.record_exception(exc)
-                        if await self._failed(item, exc):
-                            span.set_attribute("anycqrs.dead_lettered", True)
-                            span.set_status(_tracing.Status(_tracing.StatusCode.ERROR, str(exc)))
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                _tracing.end_span(span, error)
+                    span.record_exception(exc)
+                    if await self._failed(item, exc):
+                        span.set_attribute("anycqrs.dead_lettered", True)
+                        span.set_status(_tracing.Status(_tracing.StatusCode.ERROR, str(exc)))
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
-            _context._CURRENT.reset(token)
+            _tracing.end_span(span, error)
 
     async def _failed(self, item: Inbound, error: Exception) -> bool:
         """Retry `item`; `True` when it still failed and was dead-lettered."""

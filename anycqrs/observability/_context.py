@@ -30,6 +30,7 @@ __all__ = [
     "CAUSATION_ID",
     "CORRELATION_ID",
     "MESSAGE_ID",
+    "LaneMessage",
     "LazyMessage",
     "MessageContext",
     "correlation_scope",
@@ -89,7 +90,34 @@ class LazyMessage:
         return resolved
 
 
-_Current = Union[MessageContext, LazyMessage, None]
+class LaneMessage:
+    """The current message of one consumer lane: the lane sets it current
+    once and points it at each item it handles (`item`), so a message costs
+    an attribute write, not a context switch; read lazily, once per item.
+
+    A task a handler starts that outlives the handler sees the lane's later
+    messages: take `current_message()` (a frozen `MessageContext`) before.
+    """
+
+    __slots__ = ("_read", "_resolved", "item")
+
+    def __init__(self, read: Callable[[Any], MessageContext]) -> None:
+        self._read = read
+        self.item: Any = None
+        self._resolved: tuple[Any, MessageContext] | None = None
+
+    def resolve(self) -> MessageContext | None:
+        """The context of the item being handled (`None` between items)."""
+        item = self.item
+        if item is None:
+            return None
+        resolved = self._resolved
+        if resolved is None or resolved[0] is not item:
+            resolved = self._resolved = (item, self._read(item))
+        return resolved[1]
+
+
+_Current = Union[MessageContext, LazyMessage, LaneMessage, None]
 
 _CURRENT: ContextVar[_Current] = ContextVar("anycqrs_current_message", default=None)
 
@@ -108,7 +136,7 @@ def current_message() -> MessageContext | None:
     current = _CURRENT.get()
     if current is None or type(current) is MessageContext:
         return current
-    return current.resolve()  # type: ignore[union-attr]
+    return current.resolve()  # type: ignore[union-attr]  # a lazy one
 
 
 def _new_id() -> str:
@@ -159,7 +187,7 @@ def correlation_scope(
 
 
 @contextmanager
-def use_message(context: MessageContext | LazyMessage) -> Iterator[None]:
+def use_message(context: MessageContext | LazyMessage | LaneMessage) -> Iterator[None]:
     """Make `context` the current message for the block (library-internal)."""
     token = _CURRENT.set(context)
     try:
@@ -207,6 +235,8 @@ def stamp(headers: MutableMapping[str, str]) -> None:
     if current is None:
         return
     context = current if isinstance(current, MessageContext) else current.resolve()
+    if context is None:
+        return
     if CORRELATION_ID not in headers:
         headers[CORRELATION_ID] = context.correlation_id
     if CAUSATION_ID not in headers:

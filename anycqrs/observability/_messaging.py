@@ -12,19 +12,19 @@ batch) is linked.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
 from ..errors import BrokerDeliveryError
-from ._context import LazyMessage, MessageContext, message_from_headers
+from ._context import MessageContext, message_from_headers
 from ._propagation import extract, inject
 from ._tracing import CONSUMER, PRODUCER, end_span, link, otel_trace, start_span
 
 __all__ = [
     "TracedTransport",
-    "consumed_context",
+    "context_reader",
     "end_sends",
     "start_sends",
 ]
@@ -71,15 +71,17 @@ class TracedTransport(Protocol):
         ...
 
 
-def consumed_context(transport: TracedTransport, item: Any) -> LazyMessage:
-    """The (lazily read) correlation context of a consumed item."""
+def context_reader(transport: TracedTransport) -> Callable[[Any], MessageContext]:
+    """How to read a consumed item's correlation context (made once per
+    consumer run; `LazyMessage(reader, item)` calls it only when asked)."""
+    headers_of = transport.message_headers
 
     def read(item: Any) -> MessageContext:
         event = item.event
         own = str(event.event_id) if event is not None else None
-        return message_from_headers(transport.message_headers(item), own)
+        return message_from_headers(headers_of(item), own)
 
-    return LazyMessage(read, item)
+    return read
 
 
 def start_sends(
