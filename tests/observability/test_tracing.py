@@ -422,3 +422,53 @@ async def test_dead_lettered_message_marks_its_process_span(traced: Any) -> None
     for handle in handles:
         assert handle.status.status_code.name == "ERROR"
         assert _child_of(handle, process)
+
+
+GLOBAL_PROVIDER_SCRIPT = """
+import anyio, attrs, anycqrs
+from anycqrs.requests.bootstrap import bootstrap
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+@attrs.frozen
+class Hello(anycqrs.Request[str]):
+    pass
+
+class HelloHandler(anycqrs.RequestHandler[Hello, str]):
+    async def handle(self, request):
+        return "hi"
+
+requests = anycqrs.RequestMap()
+requests.bind(Hello, HelloHandler)
+before = bootstrap(commands_mapper=requests)        # built before any SDK: untraced
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+after = bootstrap(commands_mapper=requests)         # reads the global provider now
+
+async def main():
+    await before.send(Hello())
+    await after.send(Hello())
+
+anyio.run(main, backend="{backend}")
+print([span.name for span in exporter.get_finished_spans()])
+"""
+
+
+def test_the_global_provider_is_read_when_a_component_is_built(anyio_backend: str) -> None:
+    """In its own process (the global provider can be set once)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", GLOBAL_PROVIDER_SCRIPT.replace("{backend}", anyio_backend)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "['send Hello']"
