@@ -472,3 +472,44 @@ def test_the_global_provider_is_read_when_a_component_is_built(anyio_backend: st
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "['send Hello']"
+
+
+def test_baggage_and_trace_state_travel_with_a_message(traced: Any) -> None:
+    """`Message.from_event` inside a span: `traceparent`, `tracestate` and
+    `baggage` go into its headers (the configured propagators)."""
+    import attrs
+    from opentelemetry import baggage, context
+    from opentelemetry.trace import (
+        NonRecordingSpan,
+        SpanContext,
+        TraceFlags,
+        TraceState,
+        set_span_in_context,
+    )
+
+    import anycqrs
+    from anycqrs.brokers import Message
+    from anycqrs.observability._propagation import extract
+
+    @attrs.frozen
+    class Noted:
+        n: int
+
+    parent = SpanContext(
+        trace_id=0x1234,
+        span_id=0x5678,
+        is_remote=True,
+        trace_flags=TraceFlags(1),
+        trace_state=TraceState([("vendor", "x")]),
+    )
+    ctx = baggage.set_baggage("tenant", "acme", set_span_in_context(NonRecordingSpan(parent)))
+    token = context.attach(ctx)
+    try:
+        message = Message.from_event(anycqrs.NotificationEvent(payload=Noted(1), topic="t"))
+    finally:
+        context.detach(token)
+    assert message.headers["traceparent"] == f"00-{0x1234:032x}-{0x5678:016x}-01"
+    assert message.headers["tracestate"] == "vendor=x"
+    assert message.headers["baggage"] == "tenant=acme"
+    restored = extract({k: v.encode() for k, v in message.headers.items()})  # Kafka: bytes
+    assert baggage.get_baggage("tenant", restored) == "acme"
