@@ -13,7 +13,9 @@ The API (stable; the saga steps run on it):
   own chain); `endpoints.binding(target)` what runs a map binding (a handler
   class's `run`, or a route's built endpoint), compiled once;
   `await endpoints(HandlerType)` one instance; `endpoints.factory(HandlerType)`
-  the container's builder.
+  the container's builder. With a `tracer` (OpenTelemetry, see
+  `anycqrs.observability`), each call of a binding runs in a `handle` span
+  and the binding has no inlined fast path.
 * **one call**: `result, events = await endpoint.run(message)` resolves a
   handler, runs its method through the middlewares and takes its events
   (exactly once: the handler is left with none, whatever its events idiom:
@@ -76,7 +78,7 @@ from ._handlers import events_taker, keeps_events_list, take_events, take_list
 from ._routing import Route
 from .container import Container, ScopedContainer, _factory_for, _is_sync, _unbuildable
 from .errors import HandlerResolutionError
-from .messages import Event
+from .messages import Event, NotificationEvent
 from .middlewares import Middleware, MiddlewareChain
 
 __all__ = ["NO_MIDDLEWARES", "Endpoints", "HandlerEndpoint", "resolution_failed", "take_list"]
@@ -301,11 +303,18 @@ class Endpoints:
         "middlewares",
         "scope",
         "sync",
+        "tracer",
     )
 
-    def __init__(self, container: Container, middlewares: MiddlewareChain = NO_MIDDLEWARES) -> None:
+    def __init__(
+        self,
+        container: Container,
+        middlewares: MiddlewareChain = NO_MIDDLEWARES,
+        tracer: Any = None,
+    ) -> None:
         self.container = container
         self.middlewares = middlewares
+        self.tracer = tracer
         self.sync = _is_sync(container)
         self.scope = container if isinstance(container, ScopedContainer) else None
         self._factories: dict[type, Callable[[], Any]] = {}
@@ -362,7 +371,9 @@ class Endpoints:
             else:
                 endpoint = self.get(target)
                 run = endpoint.run
-                if endpoint.fast is not None:
+                if self.tracer is not None:  # a span per call: no inlined fast path
+                    run = _traced_handler(self.tracer, target, run)
+                elif endpoint.fast is not None:
                     self.fast[target] = endpoint.fast
             self._bindings[target] = run
         return run
@@ -382,5 +393,27 @@ class Endpoints:
 
     def with_container(self, container: Container) -> Endpoints:
         """A new, empty cache for `container`, with the same middlewares
-        (nothing compiled is shared)."""
-        return Endpoints(container, self.middlewares)
+        and tracer (nothing compiled is shared)."""
+        return Endpoints(container, self.middlewares, self.tracer)
+
+
+def _traced_handler(
+    tracer: Any, handler_type: type, run: Callable[[Any], Awaitable[tuple[Any, Sequence[Event]]]]
+) -> Callable[[Any], Awaitable[tuple[Any, Sequence[Event]]]]:
+    """`run` inside a `handle <Message>` span per call."""
+    from .observability import _tracing
+
+    handler_name = handler_type.__qualname__
+
+    async def traced(message: Any) -> tuple[Any, Sequence[Event]]:
+        attributes = {"anycqrs.handler": handler_name}
+        if isinstance(message, NotificationEvent):  # name the payload, give the id
+            kind = type(message.payload).__name__
+            attributes["messaging.message.id"] = str(message.event_id)
+        else:
+            kind = type(message).__name__
+        attributes["anycqrs.message.type"] = kind
+        with _tracing.span(tracer, f"handle {kind}", _tracing.INTERNAL, attributes):
+            return await run(message)
+
+    return traced

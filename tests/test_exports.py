@@ -136,6 +136,13 @@ DOCUMENTED_PATHS = [
     ("anycqrs.observability", "OutboxMonitor"),
     ("anycqrs.observability", "OutboxSnapshot"),
     ("anycqrs.observability", "OutboxStats"),
+    ("anycqrs.observability", "MessageContext"),
+    ("anycqrs.observability", "current_message"),
+    ("anycqrs.observability", "correlation_scope"),
+    ("anycqrs.observability", "message_from_headers"),
+    ("anycqrs.observability", "CorrelationFilter"),
+    ("anycqrs.observability", "CorrelationMiddleware"),
+    ("anycqrs.observability", "TracedTransport"),
 ]
 
 
@@ -198,6 +205,30 @@ def test_consumer_layer_all_is_pinned(module: str) -> None:
     assert set(namespace.__all__) == expected
     for name in namespace.__all__:
         assert inspect.getdoc(getattr(namespace, name)), f"{module}.{name} has no docstring"
+
+
+def test_observability_surface() -> None:
+    """Tracing and correlation names (the metrics and health names join them)."""
+    from anycqrs import observability
+
+    assert {
+        "CAUSATION_ID",
+        "CORRELATION_ID",
+        "MESSAGE_ID",
+        "TRACE_HEADERS",
+        "CorrelationFilter",
+        "CorrelationMiddleware",
+        "MessageContext",
+        "TracedTransport",
+        "correlation_scope",
+        "current_message",
+        "message_from_headers",
+    } <= set(observability.__all__)
+    assert (observability.MESSAGE_ID, observability.CORRELATION_ID) == (
+        "message_id",
+        "correlation_id",
+    )
+    assert observability.CAUSATION_ID == "causation_id"
 
 
 def test_every_error_derives_from_the_root() -> None:

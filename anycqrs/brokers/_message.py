@@ -10,6 +10,8 @@ from uuid import UUID, uuid4
 import attrs
 
 from ..messages import NotificationEvent
+from ..observability._context import stamp
+from ..observability._propagation import inject_current
 from ..serialization import to_dict
 
 
@@ -35,14 +37,24 @@ class Message:
 
     @classmethod
     def from_event(cls, event: NotificationEvent[Any]) -> Message:
-        """The message that carries ``event``."""
+        """The message that carries ``event``.
+
+        Its headers are the event's own plus the correlation headers
+        (``correlation_id``, ``causation_id``) of the message being handled
+        (`anycqrs.observability.current_message`) and, with a current
+        OpenTelemetry span, its trace context (``traceparent``...): the
+        message's creation context. Headers the event sets win.
+        """
+        headers = dict(event.headers)
+        stamp(headers)
+        inject_current(headers)
         return cls(
             message_name=event.event_name,
             message_id=event.event_id,
             topic=event.topic,
             payload=to_dict(event),
             key=event.key,
-            headers=dict(event.headers),
+            headers=headers,
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -30,6 +31,7 @@ async def consume(
     sleep: Sleep = anyio.sleep,
     codec: MessageCodec | None = None,
     metrics: ConsumerMetrics | None = None,
+    tracer_provider: Any = None,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Feed `sink` from `transport` until cancelled or the transport ends.
@@ -56,6 +58,9 @@ async def consume(
             see `anycqrs.codecs`).
         metrics: the consumer's instruments (`ConsumerMetrics.create(...)`;
             `None`: not measured).
+        tracer_provider: an OpenTelemetry `TracerProvider` for the
+            per-message `process` spans (default: the global one; none set,
+            or OpenTelemetry absent: no spans). See `Lanes`.
         task_status: set by `task_group.start`.
 
     Raises:
@@ -84,6 +89,7 @@ async def consume(
         logger=logger,
         sleep=sleep,
         metrics=metrics,
+        tracer_provider=tracer_provider,
     )
     with single_error():
         async with anyio.create_task_group() as group:

@@ -16,6 +16,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .._exc import single_error
 from .._retry import RetryPolicy, Sleep, retry_call
 from ..errors import MessageHandlingError
+from ..observability import _context, _messaging, _tracing
 from ..observability._metrics import ConsumerMetrics
 from ._decoder import Inbound
 from ._protocols import EventSink, Transport
@@ -57,6 +58,11 @@ class Lanes:
         sleep: how retry backoff waits (inject a fake in tests).
         metrics: where outcomes, durations and in-flight counts are recorded
             (`None`: nowhere).
+        tracer_provider: an OpenTelemetry `TracerProvider` for the
+            `process` spans (default: the global one, read now; none set:
+            no spans). Spans and the correlation context of each message
+            need a transport that is an
+            `anycqrs.observability.TracedTransport`.
 
     Example:
         ```python
@@ -79,6 +85,7 @@ class Lanes:
         logger: logging.Logger = logger,
         sleep: Sleep = anyio.sleep,
         metrics: ConsumerMetrics | None = None,
+        tracer_provider: Any = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -89,10 +96,17 @@ class Lanes:
         self._sleep = sleep
         self._count = concurrency
         self._buffer = buffer
+        self._streams: list[MemoryObjectSendStream[list[Inbound]]] = []
         self._metrics = metrics
         self._in_flight = [0] * concurrency
         """Items handed to each lane and not finished (kept only with metrics)."""
-        self._streams: list[MemoryObjectSendStream[list[Inbound]]] = []
+        self._traced: _messaging.TracedTransport | None = (
+            transport if isinstance(transport, _messaging.TracedTransport) else None
+        )
+        self._tracer = _tracing.tracer(tracer_provider) if self._traced is not None else None
+        self._read: Callable[[Inbound], _context.MessageContext] | None = (
+            _messaging.context_reader(self._traced) if self._traced is not None else None
+        )
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -152,8 +166,28 @@ class Lanes:
             await stream.aclose()
 
     async def _lane(self, receive: MemoryObjectReceiveStream[list[Inbound]], index: int) -> None:
-        send, transport, metrics = self._send, self._transport, self._metrics
+        read = self._read
+        if read is None:
+            await self._items(receive, index, None)
+            return
+        # a traced transport: each item is the lane's current message while it
+        # is handled (one attribute write per item, see LaneMessage)
+        message = _context.LaneMessage(read)
+        token = _context._CURRENT.set(message)
+        try:
+            await self._items(receive, index, message)
+        finally:
+            _context._CURRENT.reset(token)
+
+    async def _items(
+        self,
+        receive: MemoryObjectReceiveStream[list[Inbound]],
+        index: int,
+        message: _context.LaneMessage | None,
+    ) -> None:
+        transport, metrics = self._transport, self._metrics
         stale, settle = transport.stale, transport.settle
+        handle = self._observed if self._tracer is not None else self._handle
         clock = time.perf_counter
         async with receive:
             async for chunk in receive:
@@ -163,14 +197,16 @@ class Lanes:
                         if stale(item):
                             continue
                         started = clock() if metrics is not None else 0.0
-                        outcome = "success"
-                        if item.error is None:
-                            try:
-                                await send(item.event)
-                            except Exception as exc:  # noqa: BLE001 - retried below
-                                outcome = await self._failed(item, exc, started)
-                        else:
+                        if item.error is not None:
                             outcome = await self._poison(item)
+                        elif message is None:
+                            outcome = await handle(item, started)
+                        else:
+                            message.item = item
+                            try:
+                                outcome = await handle(item, started)
+                            finally:
+                                message.item = None
                         finished.append(item)
                         if metrics is not None:
                             metrics.processed(item.event, outcome, clock() - started, item.error)
@@ -181,6 +217,40 @@ class Lanes:
                         metrics.finished(index, len(chunk), [item.event for item in finished])
                         self._in_flight[index] -= len(chunk)
                 await anyio.lowlevel.checkpoint()
+
+    async def _handle(self, item: Inbound, started: float) -> str:
+        """Handle `item`; its outcome (`success`, `dead_lettered`) or raise."""
+        try:
+            await self._send(item.event)
+        except Exception as exc:  # noqa: BLE001 - retried below
+            return await self._failed(item, exc, started)
+        return "success"
+
+    async def _observed(self, item: Inbound, started: float) -> str:
+        """Handle `item` inside its `process` span."""
+        traced = self._traced
+        assert traced is not None
+        span = _messaging.process_span(self._tracer, traced, item)
+        error: BaseException | None = None
+        outcome = "success"
+        try:
+            with _tracing.otel_trace.use_span(
+                span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+            ):
+                try:
+                    await self._send(item.event)
+                except Exception as exc:  # noqa: BLE001 - retried below
+                    span.record_exception(exc)
+                    outcome = await self._failed(item, exc, started)
+                    if outcome == "dead_lettered":
+                        span.set_attribute("anycqrs.dead_lettered", True)
+                        span.set_status(_tracing.Status(_tracing.StatusCode.ERROR, str(exc)))
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _tracing.end_span(span, error)
+        return outcome
 
     async def _failed(self, item: Inbound, error: Exception, started: float) -> str:
         """Retry a failed item; its outcome (`success`, `dead_lettered`) or raise."""

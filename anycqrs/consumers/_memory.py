@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -235,6 +235,20 @@ class InMemoryTransport:
         """Whether the item's record was revoked since it was fetched."""
         revoked: bool = item.ticket.revoked
         return revoked
+
+    def message_headers(self, item: Inbound, /) -> Mapping[str, Any]:
+        """The headers of the item's event (the record carries no others)."""
+        event = item.event
+        return event.headers if event is not None else {}
+
+    def span_attributes(self, item: Inbound, /) -> dict[str, Any]:
+        """The messaging attributes of the item's `process` span."""
+        record: MemoryRecord = item.raw
+        return {
+            "messaging.system": "memory",
+            "messaging.destination.name": record.topic,
+            "messaging.message.id": str(item.event.event_id) if item.event is not None else "",
+        }
 
     def location(self, item: Inbound, /) -> str:
         """`topic@offset` of the item's record."""

@@ -126,6 +126,7 @@ class EventDispatcher:
         max_concurrent: int,
         slots: Slots | None = None,
         guard: Guard | None = None,
+        tracer: Any = None,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent_event_handlers must be >= 1, got {max_concurrent}")
@@ -135,7 +136,7 @@ class EventDispatcher:
         self._chain = middlewares
         self._concurrent = concurrent
         self._slots = slots if slots is not None else Slots(max_concurrent)
-        self._handlers = Endpoints(container, middlewares)
+        self._handlers = Endpoints(container, middlewares, tracer)
         self._guard = guard
 
     @property
@@ -181,6 +182,7 @@ class EventDispatcher:
             max_concurrent=self._slots.total,
             slots=self._slots,
             guard=self._guard,
+            tracer=self._handlers.tracer,
         )
 
     def _parallel(self) -> bool:

@@ -8,6 +8,7 @@ from ..brokers import InMemoryMessageBroker, MessageBroker
 from ..container import Container, as_container
 from ..messages import Event
 from ..middlewares import Middleware, MiddlewareChain
+from ..observability import _tracing
 from ._dispatcher import EventDispatcher, Guard
 from ._map import EventMap
 
@@ -27,6 +28,9 @@ class EventMediator:
     notification event runs at most once per `event_id` to completion: in
     the inbox's transaction, skipped when that handler already handled the
     event (see the "Inbox and exactly-once" docs page).
+    Tracing: with an OpenTelemetry `tracer_provider` (default: the global
+    one, read when the mediator is built; none set: no spans), each handler
+    call runs in a `handle <Event>` span.
 
     Example:
         ```python
@@ -47,6 +51,7 @@ class EventMediator:
         max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
         concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
         inbox: Guard | None = None,
+        tracer_provider: Any = None,
     ) -> None:
         self._dispatcher = EventDispatcher(
             event_map,
@@ -58,6 +63,7 @@ class EventMediator:
             concurrent=concurrent_event_handle_enable,
             max_concurrent=max_concurrent_event_handlers,
             guard=inbox,
+            tracer=_tracing.tracer(tracer_provider),
         )
 
     @classmethod

@@ -36,6 +36,7 @@ def bootstrap(
     max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
     concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
     inbox: Guard | None = None,
+    tracer_provider: Any = None,
 ) -> EventMediator:
     """Build an `anycqrs.EventMediator`.
 
@@ -56,6 +57,9 @@ def bootstrap(
         inbox: an `anycqrs.inbox` store guarding every notification-event
             handler: exactly-once effects in the handler's own transaction
             (default: none, at-least-once).
+        tracer_provider: an OpenTelemetry `TracerProvider` (default: the
+            global one, read now; none set, or OpenTelemetry absent: no
+            spans). See the Observability page.
     """
     run_startup(on_startup)
     return EventMediator(
@@ -66,4 +70,5 @@ def bootstrap(
         max_concurrent_event_handlers=max_concurrent_event_handlers,
         concurrent_event_handle_enable=concurrent_event_handle_enable,
         inbox=inbox,
+        tracer_provider=tracer_provider,
     )

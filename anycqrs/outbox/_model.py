@@ -17,6 +17,8 @@ from .._retry import RetryPolicy
 from ..brokers import Message
 from ..errors import DeserializationError
 from ..messages import NotificationEvent
+from ..observability._context import stamp
+from ..observability._propagation import inject_current
 from ._compression import decompress
 
 __all__ = [
@@ -77,11 +79,17 @@ def encode(item: OutboxItem, compress: Callable[[str], str] | None = None) -> En
     """Encode a notification event (via `Message.from_event`) or a
     `anycqrs.brokers.Message` for storage: payload and headers as JSON text
     (the message is stored codec-neutral: the broker the relay publishes to
-    applies its own wire codec), the payload compressed by `compress`."""
+    applies its own wire codec), the payload compressed by `compress`. A ready
+    message's headers get the correlation and trace headers like an event's
+    (its own win)."""
     if isinstance(item, NotificationEvent):
-        message = Message.from_event(item)
+        message = Message.from_event(item)  # its headers get the conversation and trace
+        headers = message.headers
     elif isinstance(item, Message):
         message = item
+        headers = dict(message.headers)
+        stamp(headers)
+        inject_current(headers)
     else:
         raise TypeError(
             f"The outbox stores NotificationEvent or anycqrs.brokers.Message, "
@@ -92,7 +100,7 @@ def encode(item: OutboxItem, compress: Callable[[str], str] | None = None) -> En
         message_name=message.message_name,
         topic=message.topic,
         key=message.key,
-        headers=dumps(dict(message.headers)),
+        headers=dumps(dict(headers)),
         payload=dumps(message.payload) if compress is None else compress(dumps(message.payload)),
     )
 

@@ -91,6 +91,9 @@ class PostgresOutbox(TransactionalWriter["psycopg.Connection[Any]"]):
         compression: compress payloads, `"zlib"` or `"zstd"` (needs
             `zstandard`); recorded per row, so reading is transparent and rows
             of any setting mix (see the outbox docs).
+        tracer_provider: an OpenTelemetry `TracerProvider` for the
+            `create` span of each `add` (default: the global one, read now;
+            none set: no span). The row's headers carry its trace context.
 
     Example:
         ```python
@@ -115,6 +118,7 @@ class PostgresOutbox(TransactionalWriter["psycopg.Connection[Any]"]):
         table: str = DEFAULT_TABLE,
         create_schema: bool = True,
         compression: Compression | None = None,
+        tracer_provider: Any = None,
     ) -> None:
         name = table_name(table, "outbox table")
         super().__init__(
@@ -127,6 +131,7 @@ class PostgresOutbox(TransactionalWriter["psycopg.Connection[Any]"]):
                 "ON CONFLICT (message_id) DO NOTHING"
             ).encode(),
             compression=compression,
+            tracer_provider=tracer_provider,
         )
 
     def _rows(self, items: Iterable[OutboxItem]) -> list[tuple[Any, ...]]:

@@ -109,6 +109,9 @@ class SqlAlchemyOutbox(TransactionalWriter[Bind]):
         compression: compress payloads, `"zlib"` or `"zstd"` (needs
             `zstandard`); recorded per row, so reading is transparent and rows
             of any setting mix (see the outbox docs).
+        tracer_provider: an OpenTelemetry `TracerProvider` for the
+            `create` span of each `add` (default: the global one, read now;
+            none set: no span). The row's headers carry its trace context.
 
     Example:
         ```python
@@ -133,6 +136,7 @@ class SqlAlchemyOutbox(TransactionalWriter[Bind]):
         table: str = DEFAULT_TABLE,
         create_schema: bool = True,
         compression: Compression | None = None,
+        tracer_provider: Any = None,
     ) -> None:
         name = table_name(table, "outbox table")
         outbox = _table(name)
@@ -142,6 +146,7 @@ class SqlAlchemyOutbox(TransactionalWriter[Bind]):
             ),
             insert=outbox,
             compression=compression,
+            tracer_provider=tracer_provider,
         )
         self._statement: Any = None
 
@@ -161,7 +166,7 @@ class SqlAlchemyOutbox(TransactionalWriter[Bind]):
         """Stage ``item`` (a ``NotificationEvent`` or a broker ``Message``) in
         the current transaction; a message id already in the outbox is
         ignored (see `OutboxWriter`)."""
-        rows = self._rows((item,))
+        rows = self._rows((item,)) if self._tracer is None else self._traced_rows((item,))
         self._caller.prepare()
         self._insert_many(rows)
 

@@ -4,17 +4,42 @@ caller's connection (schema, transaction and thread hop come from the shared
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 from .._persistence._caller import Caller
+from ..brokers import Message
+from ..observability import _tracing
 from ._compression import Compression, compressor
 from ._model import OutboxItem
 
-__all__ = ["TransactionalWriter"]
+__all__ = ["TransactionalWriter", "creating"]
 
 C = TypeVar("C")
 T = TypeVar("T")
+
+
+@contextmanager
+def creating(tracer: Any, items: list[OutboxItem], table: str) -> Iterator[list[OutboxItem]]:
+    """The `create` span of staging `items`, current for the block: the rows
+    encoded inside carry its trace context (see `encode`)."""
+    first = items[0] if items else None
+    topic = first.topic if first is not None else ""
+    attributes: dict[str, Any] = {
+        "messaging.system": "outbox",
+        "messaging.destination.name": topic,
+        "messaging.operation.type": "create",
+        "messaging.operation.name": "create",
+        "anycqrs.outbox.table": table,
+    }
+    if len(items) == 1 and first is not None:
+        message_id = first.message_id if isinstance(first, Message) else first.event_id
+        attributes["messaging.message.id"] = str(message_id)
+    else:
+        attributes["messaging.batch.message_count"] = len(items)
+    with _tracing.span(tracer, f"create {topic}", _tracing.PRODUCER, attributes):
+        yield items
 
 
 class TransactionalWriter(Generic[C]):
@@ -25,15 +50,20 @@ class TransactionalWriter(Generic[C]):
     inserted.
     """
 
-    __slots__ = ("_caller", "_compress", "_connection", "_insert")
+    __slots__ = ("_caller", "_compress", "_connection", "_insert", "_tracer")
 
     def __init__(
-        self, caller: Caller[C], insert: Any, compression: Compression | None = None
+        self,
+        caller: Caller[C],
+        insert: Any,
+        compression: Compression | None = None,
+        tracer_provider: Any = None,
     ) -> None:
         self._compress = compressor(compression)
         self._caller = caller
         self._connection = caller.connection
         self._insert = insert
+        self._tracer = _tracing.tracer(tracer_provider)
 
     @property
     def connection(self) -> C:
@@ -77,13 +107,19 @@ class TransactionalWriter(Generic[C]):
             TypeError: ``item`` is neither a notification event nor a message.
             SerializationError: the event can't be serialized.
         """
-        rows = self._rows((item,))
+        rows = self._rows((item,)) if self._tracer is None else self._traced_rows((item,))
         self._caller.prepare()
         self._connection.execute(self._insert, rows[0])  # type: ignore[attr-defined]
 
+    def _traced_rows(self, items: Iterable[OutboxItem]) -> list[tuple[Any, ...]]:
+        """`_rows` inside the `create` span whose context the rows carry."""
+        staged = list(items)
+        with creating(self._tracer, staged, self.table) as stamped:
+            return self._rows(stamped)
+
     def add_many(self, items: Iterable[OutboxItem], /) -> None:
         """Stage several messages in the current transaction, in order."""
-        rows = self._rows(items)
+        rows = self._rows(items) if self._tracer is None else self._traced_rows(items)
         if not rows:
             return
         self._caller.prepare()

@@ -10,6 +10,7 @@ from ..container import Container, as_container
 from ..events._dispatcher import EventDispatcher
 from ..events._map import EventMap
 from ..middlewares import Middleware, MiddlewareChain
+from ..observability import _tracing
 from ._map import RequestMap
 
 M = TypeVar("M", bound="RequestMediatorBase")
@@ -20,7 +21,7 @@ class RequestMediatorBase:
     middleware chain, the handler endpoints and the dispatcher of the events
     handlers emit."""
 
-    __slots__ = ("_chain", "_container", "_events", "_handlers", "_requests")
+    __slots__ = ("_chain", "_container", "_events", "_handlers", "_requests", "_tracer")
 
     def __init__(
         self,
@@ -32,8 +33,10 @@ class RequestMediatorBase:
         middlewares: Iterable[Middleware] = (),
         max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
         concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
+        tracer_provider: Any = None,
     ) -> None:
         self._validate(request_map)
+        self._tracer = _tracing.tracer(tracer_provider)
         self._requests = request_map
         self._container = as_container(container)
         self._handlers = Endpoints(self._container)  # the chain wraps the whole pipeline
@@ -49,6 +52,7 @@ class RequestMediatorBase:
             MiddlewareChain(),
             concurrent=concurrent_event_handle_enable,
             max_concurrent=max_concurrent_event_handlers,
+            tracer=self._tracer,
         )
         self._setup(None)
 
@@ -75,6 +79,7 @@ class RequestMediatorBase:
         clone._container = as_container(container)
         clone._handlers = self._handlers.with_container(clone._container)
         clone._chain = self._chain
+        clone._tracer = self._tracer
         clone._events = self._events.with_container(clone._container)
         clone._setup(self)
         return clone

@@ -7,6 +7,7 @@ from .._endpoint import resolution_failed, take_list
 from .._routing import RequestEndpoint, Route, describe
 from ..errors import BindingError, RequestHandlerDoesNotExist
 from ..messages import Request
+from ..observability import _tracing
 from ._base import RequestMediatorBase
 from ._streaming import is_streaming_handler
 
@@ -65,6 +66,8 @@ class RequestMediator(RequestMediatorBase):
             )
         endpoint = self._endpoint(binding)
         pipeline = self._chain.wrap(endpoint) if len(self._chain) else endpoint
+        if self._tracer is not None:
+            pipeline = _traced(self._tracer, request_type, binding, pipeline)
         self._pipelines[request_type] = pipeline
         return pipeline
 
@@ -103,3 +106,19 @@ class RequestMediator(RequestMediatorBase):
             return response
 
         return pipeline
+
+
+def _traced(tracer: Any, request_type: type, binding: Any, pipeline: Pipeline) -> Pipeline:
+    """`pipeline` inside a `send <Request>` span (middlewares, handler and
+    the dispatch of its events are its children)."""
+    name = f"send {request_type.__name__}"
+    attributes = {
+        "anycqrs.request.type": request_type.__qualname__,
+        "anycqrs.handler": describe(binding),
+    }
+
+    async def traced(request: Any) -> Any:
+        with _tracing.span(tracer, name, _tracing.INTERNAL, attributes):
+            return await pipeline(request)
+
+    return traced

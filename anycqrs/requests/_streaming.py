@@ -422,6 +422,10 @@ class StreamingRequestMediator(RequestMediatorBase):
         source = self._sources.get(type(request))
         if source is None:
             source = self._source(type(request))
+        if self._tracer is not None:
+            from ._traced_stream import TracedRequestStream
+
+            return TracedRequestStream(self, request, source)
         return RequestStream(self, request, source)
 
     def _source(self, request_type: type) -> Any:

@@ -46,6 +46,7 @@ def bootstrap(
     on_startup: Iterable[Callable[[], object]] | None = None,
     max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
     concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
+    tracer_provider: Any = None,
 ) -> RequestMediator:
     """Build a `anycqrs.RequestMediator`.
 
@@ -66,6 +67,9 @@ def bootstrap(
         on_startup: callables run once, before the mediator is built.
         max_concurrent_event_handlers: bound of parallel event dispatch (default 10).
         concurrent_event_handle_enable: dispatch events in parallel (default `False`).
+        tracer_provider: an OpenTelemetry `TracerProvider` (default: the
+            global one, read now; none set, or OpenTelemetry absent: no
+            spans). See the Observability page.
     """
     run_startup(on_startup)
     return RequestMediator(
@@ -76,6 +80,7 @@ def bootstrap(
         middlewares=middlewares or (),
         max_concurrent_event_handlers=max_concurrent_event_handlers,
         concurrent_event_handle_enable=concurrent_event_handle_enable,
+        tracer_provider=tracer_provider,
     )
 
 
@@ -90,6 +95,7 @@ def bootstrap_streaming(
     on_startup: Iterable[Callable[[], object]] | None = None,
     max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
     concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
+    tracer_provider: Any = None,
 ) -> StreamingRequestMediator:
     """Build a `anycqrs.StreamingRequestMediator`.
 
@@ -121,4 +127,5 @@ def bootstrap_streaming(
         middlewares=middlewares or (),
         max_concurrent_event_handlers=max_concurrent_event_handlers,
         concurrent_event_handle_enable=concurrent_event_handle_enable,
+        tracer_provider=tracer_provider,
     )

@@ -18,6 +18,7 @@ from .._handlers import take_events
 from .._retry import RetryPolicy, Sleep, retry_call
 from ..container import ScopedContainer
 from ..events._dispatcher import EventDispatcher
+from ..observability import _tracing
 from ._log import ACT, COMPENSATE, COMPLETED, FAILED, STARTED, describe, entry
 from ._run import Handler, Journal, Run
 from ._snapshot import Snapshots
@@ -83,6 +84,7 @@ class Compensator:
         "sleep",
         "snapshots",
         "timeout",
+        "tracer",
     )
 
     def __init__(
@@ -96,9 +98,11 @@ class Compensator:
         sleep: Sleep = anyio.sleep,
         scope: ScopedContainer | None = None,
         make: Callable[[type[Handler], UUID], Awaitable[Handler]] | None = None,
+        tracer: Any = None,
     ) -> None:
         self.scope = scope
         self.make = make
+        self.tracer = tracer
         self.journal = journal
         self.snapshots = snapshots
         self.dispatcher = dispatcher
@@ -165,8 +169,24 @@ class Compensator:
             last = len(pending) - 1
             target = run.context
             ended = SagaStatus.FAILED
+            tracer = self.tracer
             for position, handler in enumerate(pending):
-                if self.scope is not None:
+                span = (
+                    None
+                    if tracer is None
+                    else _tracing.start_span(
+                        tracer,
+                        f"compensate {handler.step_name}",
+                        _tracing.INTERNAL,
+                        {"anycqrs.saga.step": handler.step_name, "anycqrs.saga.id": str(saga_id)},
+                    )
+                )
+                if span is not None:
+                    with _tracing.otel_trace.use_span(span, end_on_exit=True):
+                        ok, details = await self._compensate_one(run, handler, target)
+                        if not ok:
+                            span.set_status(_tracing.Status(_tracing.StatusCode.ERROR))
+                elif self.scope is not None:
                     ok, details = await self._retry(run, handler, None)
                 # the common case inline: no timeout, the first attempt succeeds
                 elif handler.timeout is None:
@@ -209,6 +229,20 @@ class Compensator:
                 run.saga_id,
                 self.timeout,
             )
+
+    async def _compensate_one(
+        self, run: Run, handler: Handler, target: Any
+    ) -> tuple[bool, dict[str, Any]]:
+        """One handler's compensation with its retries (the traced path)."""
+        if handler.timeout is None and self.scope is None:
+            try:
+                await handler.compensate(target)
+            except Exception as error:  # noqa: BLE001 - retried, logged, recorded
+                return await self._retry(run, handler, error)
+            if handler.events:
+                await self._events(run, handler)
+            return True, {"attempts": 1}
+        return await self._retry(run, handler, None)
 
     async def _retry(
         self, run: Run, handler: Handler, failed: Exception | None

@@ -12,6 +12,7 @@ import anyio
 from .._handlers import take_events
 from ..errors import EventDispatchError
 from ..events._dispatcher import EventDispatcher
+from ..observability._context import _CURRENT, MessageContext
 from ._compensation import Compensator
 from ._log import (
     ACT,
@@ -23,6 +24,7 @@ from ._log import (
     set_saga_id,
     set_step_type,
 )
+from ._observed import saga_message
 from ._run import Handler, Journal, Run
 from ._snapshot import Dump, Snapshots
 from ._steps import Step, StepFailed, Steps
@@ -58,6 +60,7 @@ class Forward:
         "_dump",
         "_index",
         "_journal",
+        "_message",
         "_plan",
         "_run",
         "_saga_id",
@@ -94,9 +97,15 @@ class Forward:
         self._state = _NEW
         self._plan: tuple[Step, ...] = ()
         self._dump: Dump | None = None
+        self._message: MessageContext | None = None
 
     def __aiter__(self) -> Forward:
         return self
+
+    @property
+    def finished(self) -> bool:
+        """Whether iterating is over (the next step raises `StopAsyncIteration`)."""
+        return self._state == _DONE
 
     async def aclose(self) -> None:
         """Stop iterating; an unfinished saga stays RUNNING (resumable)."""
@@ -112,6 +121,7 @@ class Forward:
             if state == _BUSY:
                 raise RuntimeError("anext(): the saga stream is already running a step")
         self._state = _BUSY
+        token = None
         try:
             run = self._run
             if state == _NEW:
@@ -126,6 +136,10 @@ class Forward:
                 self._plan = self._steps.plan(run.saga)
                 self._dump = self._snapshots.dumper(type(run.context))
             assert run is not None
+            message = self._message
+            if message is None:
+                message = self._message = saga_message(run.saga_id, run.origin)
+            token = _CURRENT.set(message)  # the steps' events: in the saga's conversation
             plan = self._plan
             index = self._index
             count = len(plan)
@@ -192,7 +206,10 @@ class Forward:
             run.version = written if isinstance(written, int) else await written
         except BaseException:
             self._state = _DONE
+            if token is not None:
+                _CURRENT.reset(token)
             raise
+        _CURRENT.reset(token)
         if status is None:
             self._index = index + 1
             self._state = _READY

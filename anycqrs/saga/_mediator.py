@@ -12,13 +12,16 @@ from .. import _defaults
 from .._retry import RetryPolicy
 from ..brokers import InMemoryMessageBroker, MessageBroker
 from ..container import as_container
+from ..errors import SagaError
 from ..events._dispatcher import EventDispatcher
 from ..events._map import EventMap
 from ..middlewares import Middleware, MiddlewareChain
+from ..observability import _tracing
 from ..observability._state_metrics import SagaMetrics
 from ._compensation import Compensator, compensation_policy
 from ._forward import Forward
 from ._map import SagaMap
+from ._observed import TracedForward
 from ._recovery import Recovery
 from ._run import Journal, Run
 from ._snapshot import Snapshots
@@ -95,6 +98,7 @@ class SagaMediator:
         "_parts",
         "_recovery",
         "_starter",
+        "_tracer",
     )
 
     def __init__(
@@ -118,7 +122,9 @@ class SagaMediator:
         retry_failed_compensations: bool = True,
         worker_id: str | None = None,
         meter_provider: Any = None,
+        tracer_provider: Any = None,
     ) -> None:
+        self._tracer = tracer = _tracing.tracer(tracer_provider)
         policy = compensation_policy(
             compensation_retry_count,
             compensation_retry_delay,
@@ -139,6 +145,7 @@ class SagaMediator:
             MiddlewareChain(),
             concurrent=concurrent_event_handle_enable,
             max_concurrent=max_concurrent_event_handlers,
+            tracer=tracer,
         )
         steps = Steps(
             container=resolved,
@@ -158,6 +165,7 @@ class SagaMediator:
             timeout=compensation_timeout,
             scope=steps.endpoints.scope,
             make=steps.make,
+            tracer=tracer,
         )
         self._starter = starter = Starter(
             saga_map=saga_map, journal=journal, snapshots=snapshots, steps=steps
@@ -222,12 +230,19 @@ class SagaMediator:
                 a saga of another class.
             Exception: the failing step's error, unchanged.
         """
-        return Forward(
+        forward = Forward(
             *self._parts,
             start=self._starter.start,
             context=context,
             saga_id=None if saga_id is None else _as_uuid(saga_id),
         )
+        if self._tracer is None:
+            return forward
+        try:
+            name = self._starter.saga_for(type(context)).saga_name
+        except SagaError:  # raised by the first step, as without tracing
+            name = type(context).__qualname__
+        return TracedForward(forward, self._tracer, name)
 
     async def run(
         self, context: Any, saga_id: UUID | str | None = None
@@ -236,11 +251,14 @@ class SagaMediator:
         return [result async for result in self.stream(context, saga_id)]
 
     def _resume(self, run: Run, index: int) -> AsyncIterator[SagaStepResult[Any]]:
-        return Forward(
+        forward = Forward(
             *self._parts,
             run=run,
             index=index,
         )
+        if self._tracer is None:
+            return forward
+        return TracedForward(forward, self._tracer, run.saga.saga_name, run.origin or {})
 
     # -- recovery ---------------------------------------------------------
 

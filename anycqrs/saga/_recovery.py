@@ -10,8 +10,10 @@ from uuid import UUID
 import anyio
 
 from ..errors import SagaError
+from ..observability._context import use_message
 from ._compensation import Compensator
 from ._log import ACT, describe
+from ._observed import saga_message
 from ._run import Journal, Run
 from ._snapshot import Snapshots
 from ._start import Starter
@@ -164,7 +166,8 @@ class Recovery:
                     self.max_attempts,
                     reason,
                 )
-                await self.compensator.compensate(run)
+                with use_message(saga_message(run.saga_id, run.origin)):
+                    await self.compensator.compensate(run)
                 return
         status = (
             SagaStatus.COMPENSATION_FAILED
@@ -207,8 +210,9 @@ class Recovery:
 
     async def _recover_state(self, state: SagaState) -> None:
         run, start = await self._rebuilt(state)
-        if state.status in _COMPENSATE:
-            await self.compensator.compensate(run)  # FAILED, or COMPENSATION_FAILED again
+        if state.status in _COMPENSATE:  # in the saga's conversation, as a forward run
+            with use_message(saga_message(run.saga_id, run.origin)):
+                await self.compensator.compensate(run)  # FAILED, or COMPENSATION_FAILED again
             return
         if not await self.starter.restart(run, start):
             return

@@ -27,7 +27,7 @@ class Run:
     context snapshot, and the handlers that acted (to compensate them on the
     same instances)."""
 
-    __slots__ = ("context", "done", "saga", "saga_id", "snapshot", "status", "version")
+    __slots__ = ("context", "done", "origin", "saga", "saga_id", "snapshot", "status", "version")
 
     def __init__(
         self,
@@ -44,6 +44,8 @@ class Run:
         self.snapshot = snapshot
         self.done: list[Handler] = []
         self.status = SagaStatus.RUNNING
+        self.origin: dict[str, str] | None = None
+        """Correlation and trace headers of where the saga started."""
 
 
 class Journal:

@@ -21,6 +21,7 @@ from ._log import (
     record,
 )
 from ._map import SagaMap
+from ._observed import ORIGIN, origin_headers, origin_of
 from ._run import Journal, Run
 from ._saga import Saga
 from ._snapshot import Snapshots
@@ -119,7 +120,9 @@ class Starter:
         sid = new_saga_id() if saga_id is None else saga_id
         snapshot = self.snapshots.dump(context)
         now = time.time()
-        first = (entry((saga.slots[0].primary.step_name, ACT, STARTED, None, now)),)
+        origin = origin_headers()
+        details = None if origin is None else {ORIGIN: origin}
+        first = (entry((saga.slots[0].primary.step_name, ACT, STARTED, details, now)),)
         try:
             written = self.journal.create(sid, saga.saga_name, snapshot, RUNNING, first, now)
             version = written if isinstance(written, int) else await written
@@ -127,7 +130,9 @@ class Starter:
             if saga_id is None:  # pragma: no cover - a random 122-bit id collided
                 raise
             return await self._resume(context, sid, saga)
-        return Run(sid, saga, context, version, snapshot), 0
+        run = Run(sid, saga, context, version, snapshot)
+        run.origin = origin
+        return run, 0
 
     async def _resume(
         self, context: Any, saga_id: UUID, saga: type[Saga[Any]]
@@ -155,6 +160,7 @@ class Starter:
         and whose compensation was not (one logged FAILED is due again);
         return the index of the first slot that did not complete
         (`len(slots)` if all did)."""
+        run.origin = origin_of(history)
         acted = {e.step_name for e in history if e.action == ACT and _acted(e)}
         compensated = {
             e.step_name for e in history if e.action == COMPENSATE and e.status is COMPLETED

@@ -49,6 +49,7 @@ def bootstrap(
     on_startup: Iterable[Callable[[], object]] | None = None,
     max_concurrent_event_handlers: int = _defaults.MAX_CONCURRENT_EVENT_HANDLERS,
     concurrent_event_handle_enable: bool = _defaults.CONCURRENT_EVENT_HANDLE_ENABLE,
+    tracer_provider: Any = None,
     compensation_retry_count: int | None = None,
     compensation_retry_delay: float | None = None,
     compensation_retry_backoff: float | None = None,
@@ -81,6 +82,9 @@ def bootstrap(
         on_startup: callables run once, before the mediator is built.
         max_concurrent_event_handlers: bound of parallel event dispatch (default 10).
         concurrent_event_handle_enable: dispatch events in parallel (default ``False``).
+        tracer_provider: an OpenTelemetry `TracerProvider` (default: the
+            global one, read now; none set, or OpenTelemetry absent: no
+            spans). See the Observability page.
         compensation_retry_count: attempts per compensation (default 3).
         compensation_retry_delay: seconds before the second attempt (default 0.5).
         compensation_retry_backoff: delay multiplier per attempt (default 2.0).
@@ -111,6 +115,7 @@ def bootstrap(
         middlewares=middlewares or (),
         max_concurrent_event_handlers=max_concurrent_event_handlers,
         concurrent_event_handle_enable=concurrent_event_handle_enable,
+        tracer_provider=tracer_provider,
         compensation_retry_count=compensation_retry_count,
         compensation_retry_delay=compensation_retry_delay,
         compensation_retry_backoff=compensation_retry_backoff,

@@ -149,6 +149,10 @@ class KafkaEventConsumer:
             off. A `statistics.interval.ms` or `stats_cb` in `config` is kept.
         meter_provider: the OpenTelemetry meter provider (default: the
             global one, read when `run` starts).
+        tracer_provider: an OpenTelemetry `TracerProvider` for the
+            `process` spans (default: the global one, read when `run`
+            starts; none set: no spans). Each message's correlation context
+            is set either way (`anycqrs.observability.current_message`).
 
     Example:
         ```python
@@ -186,7 +190,9 @@ class KafkaEventConsumer:
         stalled_after: float | None = 60.0,
         statistics_interval: float = 5.0,
         meter_provider: Any = None,
+        tracer_provider: Any = None,
     ) -> None:
+        self._tracer_provider = tracer_provider
         if isinstance(topics, str):
             raise TypeError("topics must be a sequence of topic names, not a string")
         if not topics:
@@ -272,6 +278,7 @@ class KafkaEventConsumer:
             assignment=Assignment(self._unassigned_warning, self._topics),
             probe=self._probe,
             metrics=metrics,
+            group=self._config.get("group.id"),
         )
         await anyio.to_thread.run_sync(transport.open, self._config, self._topics)
         self._transport = transport
@@ -287,6 +294,7 @@ class KafkaEventConsumer:
                 logger=logger,
                 codec=self._codec,
                 metrics=metrics,
+                tracer_provider=self._tracer_provider,
                 task_status=task_status,
             )
         except BaseExceptionGroup as group:
@@ -313,6 +321,7 @@ class _KafkaTransport:
         "_batch_size",
         "_consumer",
         "_dead_letters",
+        "_group",
         "_observer",
         "_offsets",
         "_probe",
@@ -329,7 +338,9 @@ class _KafkaTransport:
         assignment: Assignment,
         probe: ConsumerProbe,
         metrics: ConsumerMetrics | None,
+        group: str | None = None,
     ) -> None:
+        self._group = group
         self._batch_size = batch_size
         self._probe = probe
         self._observer = Observer(probe, metrics)
@@ -457,6 +468,24 @@ class _KafkaTransport:
     def location(self, item: Inbound, /) -> str:
         msg = item.raw
         return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+
+    def message_headers(self, item: Inbound, /) -> dict[str, Any]:
+        return dict(item.raw.headers() or ())
+
+    def span_attributes(self, item: Inbound, /) -> dict[str, Any]:
+        msg = item.raw
+        attributes: dict[str, Any] = {
+            "messaging.system": "kafka",
+            "messaging.destination.name": msg.topic(),
+            "messaging.destination.partition.id": str(msg.partition()),
+            "messaging.kafka.offset": msg.offset(),
+        }
+        if self._group is not None:
+            attributes["messaging.consumer.group.name"] = self._group
+        key = msg.key()
+        if key is not None:
+            attributes["messaging.kafka.message.key"] = record_key(key)
+        return attributes
 
     async def dead_letter(self, item: Inbound, error: BaseException, attempts: int, /) -> bool:
         dead_letters = self._dead_letters

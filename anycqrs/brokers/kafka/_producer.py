@@ -37,6 +37,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from ...codecs import MessageCodec
 from ...errors import BrokerDeliveryError, BrokerError
+from ...observability import _messaging, _tracing
 from ...observability._metrics import ProducerMetrics
 from .._message import Message
 from ._logs import with_logger
@@ -386,6 +387,9 @@ class KafkaMessageBroker:
         meter_provider: the OpenTelemetry meter provider for
             `messaging.client.sent.messages`, delivery failures and the
             queue depth (default: the global one, read on `async with`).
+        tracer_provider: an OpenTelemetry `TracerProvider` for the `send`
+            spans (default: the global one, read now; none set: no spans,
+            the headers unchanged).
 
     A publish fails with `anycqrs.errors.BrokerDeliveryError` when the broker
     rejects a message or cannot be reached within librdkafka's
@@ -411,7 +415,9 @@ class KafkaMessageBroker:
         poll_interval: float = 0.05,
         codec: MessageCodec | None = None,
         meter_provider: Any = None,
+        tracer_provider: Any = None,
     ) -> None:
+        self._tracer = _tracing.tracer(tracer_provider)
         self._core: KafkaProducerCore[Message] = KafkaProducerCore(
             with_logger(config, "producer"),
             record_encoder(codec),
@@ -441,7 +447,10 @@ class KafkaMessageBroker:
             BrokerDeliveryError: the broker did not confirm it.
             BrokerError: the broker is not started (use `async with`).
         """
-        await self._core.produce((message,))
+        if self._tracer is None:
+            await self._core.produce((message,))
+            return
+        await self.send_many((message,))
 
     async def send_many(self, messages: Iterable[Message], /) -> None:
         """Publish `messages` in order (one thread hop, one wait) and return
@@ -452,4 +461,16 @@ class KafkaMessageBroker:
                 them; the rest were delivered).
         """
         batch = messages if isinstance(messages, Sequence) else list(messages)
-        await self._core.produce(batch)
+        tracer = self._tracer
+        if tracer is None:
+            await self._core.produce(batch)
+            return
+        sent, spans = _messaging.start_sends(tracer, "kafka", batch)
+        error: BaseException | None = None
+        try:
+            await self._core.produce(sent)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _messaging.end_sends(spans, error)

@@ -113,6 +113,9 @@ class RabbitMQEventConsumer:
         meter_provider: the OpenTelemetry meter provider for the consumer's
             metrics (default: the global one, read when `run` starts; see
             docs/metrics.md).
+        tracer_provider: an OpenTelemetry `TracerProvider` for the
+            `process` spans (default: the global one, read when `run`
+            starts; none set: no spans).
 
     Example:
         ```python
@@ -143,7 +146,9 @@ class RabbitMQEventConsumer:
         codec: MessageCodec | None = None,
         stalled_after: float | None = 60.0,
         meter_provider: Any = None,
+        tracer_provider: Any = None,
     ) -> None:
+        self._tracer_provider = tracer_provider
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
         name = f"RabbitMQEventConsumer({queue!r})"
@@ -201,6 +206,7 @@ class RabbitMQEventConsumer:
                 sleep=self._sleep,
                 codec=self._codec,
                 metrics=metrics,
+                tracer_provider=self._tracer_provider,
                 task_status=task_status,
             )
         finally:
@@ -343,6 +349,30 @@ class _Run:
         thread = self._thread
         if thread is not None:
             thread.wake()
+
+    def message_headers(self, item: Inbound, /) -> dict[str, Any]:
+        """The AMQP headers of the item's message (its `message_id` property too)."""
+        _method, properties, _body = item.raw
+        headers = dict(properties.headers or {})
+        if properties.message_id is not None:
+            headers.setdefault("message_id", properties.message_id)
+        return headers
+
+    def span_attributes(self, item: Inbound, /) -> dict[str, Any]:
+        """The messaging attributes of the item's `process` span."""
+        method, properties, _body = item.raw
+        attributes: dict[str, Any] = {
+            "messaging.system": "rabbitmq",
+            "messaging.destination.name": method.routing_key,
+            "messaging.rabbitmq.destination.routing_key": method.routing_key,
+            "messaging.destination.subscription.name": self._settings.queue,
+            "messaging.rabbitmq.message.delivery_tag": method.delivery_tag,
+        }
+        if method.exchange:
+            attributes["messaging.rabbitmq.exchange"] = method.exchange
+        if properties.message_id is not None:
+            attributes["messaging.message.id"] = properties.message_id
+        return attributes
 
     def location(self, item: Inbound, /) -> str:
         """`queue#delivery_tag`."""

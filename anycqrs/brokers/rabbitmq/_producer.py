@@ -13,6 +13,7 @@ import pika.exceptions
 from ..._retry import RetryPolicy
 from ...codecs import MessageCodec
 from ...errors import BrokerDeliveryError, BrokerError, ConnectionLost
+from ...observability import _messaging, _tracing
 from ...observability._metrics import ProducerMetrics
 from .._message import Message
 from ._connection import AmqpThread
@@ -79,6 +80,9 @@ class RabbitMQMessageBroker:
         meter_provider: the OpenTelemetry meter provider for
             `messaging.client.sent.messages` and delivery failures (default:
             the global one, read on `async with`; see docs/metrics.md).
+        tracer_provider: an OpenTelemetry `TracerProvider` for the
+            `send` spans (default: the global one, read now; none set:
+            no spans, the headers unchanged).
 
     Example:
         ```python
@@ -101,8 +105,10 @@ class RabbitMQMessageBroker:
         connection_name: str | None = None,
         codec: MessageCodec | None = None,
         meter_provider: Any = None,
+        tracer_provider: Any = None,
     ) -> None:
         self._wire = message_encoder(codec)
+        self._tracer = _tracing.tracer(tracer_provider)
         self._exchange = exchange
         self._meter_provider = meter_provider
         self._metrics: ProducerMetrics | None = None
@@ -167,7 +173,24 @@ class RabbitMQMessageBroker:
                 `.delivered` counts the confirmed ones).
             BrokerError: not connected (use `async with`).
         """
-        batch = _Batch(list(messages))
+        tracer = self._tracer
+        if tracer is None:
+            await self._send_many(list(messages))
+            return
+        sent, spans = _messaging.start_sends(
+            tracer, "rabbitmq", list(messages), **{"messaging.rabbitmq.exchange": self._exchange}
+        )
+        error: BaseException | None = None
+        try:
+            await self._send_many(sent)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _messaging.end_sends(spans, error)
+
+    async def _send_many(self, messages: list[Message]) -> None:
+        batch = _Batch(messages)
         if not batch.messages:
             return
         metrics = self._metrics
