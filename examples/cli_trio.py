@@ -50,6 +50,7 @@ class PlaceOrder(anycqrs.Request[Placed]):
     quantity: int
 
 
+# --8<-- [start:handler]
 class PlaceOrderHandler(anycqrs.RequestHandler[PlaceOrder, Placed]):
     def __init__(self, outbox: SqliteOutbox) -> None:
         self.outbox = outbox
@@ -66,6 +67,9 @@ class PlaceOrderHandler(anycqrs.RequestHandler[PlaceOrder, Placed]):
             return cursor.lastrowid
 
         return Placed(order_id=await self.outbox.run_in_transaction(tx))
+
+
+# --8<-- [end:handler]
 
 
 class PrintingBroker:
@@ -114,6 +118,7 @@ async def pending(args: argparse.Namespace) -> None:
         store.close()
 
 
+# --8<-- [start:publish]
 async def publish(args: argparse.Namespace) -> None:
     store = SqliteOutboxStore(args.database)
     try:
@@ -123,6 +128,10 @@ async def publish(args: argparse.Namespace) -> None:
         store.close()
 
 
+# --8<-- [end:publish]
+
+
+# --8<-- [start:main]
 async def main(args: argparse.Namespace) -> None:
     async with anyio.create_task_group() as tg:
 
@@ -136,6 +145,9 @@ async def main(args: argparse.Namespace) -> None:
         tg.start_soon(stop_on_signals)
         await args.command(args)
         tg.cancel_scope.cancel()  # done: stop listening for signals
+
+
+# --8<-- [end:main]
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -152,6 +164,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+# --8<-- [start:run]
 if __name__ == "__main__":
     arguments = parse()
     anyio.run(main, arguments, backend=arguments.backend)
+# --8<-- [end:run]

@@ -144,6 +144,7 @@ class Service:
             for future in admin.create_topics([NewTopic(self.args.topic, 1)]).values():
                 future.result(15)
 
+    # --8<-- [start:place_order]
     async def place_order(self, customer: str) -> int:
         """The order row and its event in one transaction; returns the order's id."""
         conn = await anyio.to_thread.run_sync(self.pool.getconn)
@@ -174,6 +175,9 @@ class Service:
             self.relay.wake()  # publish now rather than at the next poll
         return order_id
 
+    # --8<-- [end:place_order]
+
+    # --8<-- [start:shipping]
     async def shipping(self, order_id: int) -> AsyncIterator[ShippingStep]:
         assert self.sagas is not None
         # A client that disconnects stops the saga between two steps; it is persisted
@@ -181,11 +185,14 @@ class Service:
         async for result in self.sagas.stream(Shipping(order_id=order_id)):
             yield ShippingStep(order_id, result.step_type.__name__, result.response)
 
+    # --8<-- [end:shipping]
+
 
 def kafka_config(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     return {"bootstrap.servers": args.kafka, "log_level": 4, **extra}  # librdkafka: warnings
 
 
+# --8<-- [start:lifespan]
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     """Open the pool, then run the relay and the consumer for the app's life."""
@@ -243,6 +250,10 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             await anyio.to_thread.run_sync(service.pool.close)
 
 
+# --8<-- [end:lifespan]
+
+
+# --8<-- [start:routes]
 async def post_order(request: Request) -> JSONResponse:
     body = await request.json()
     order_id = await request.app.state.service.place_order(str(body["customer"]))
@@ -264,6 +275,9 @@ def make_app(args: argparse.Namespace) -> Starlette:
     )
     app.state.service = Service(args)
     return app
+
+
+# --8<-- [end:routes]
 
 
 async def self_test(args: argparse.Namespace) -> None:
@@ -296,7 +310,9 @@ def main() -> None:
     mode.add_argument("--serve", type=int, metavar="PORT")
     mode.add_argument("--self-test", action="store_true")
     args = parser.parse_args()
+    # --8<-- [start:logging]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # --8<-- [end:logging]
     if args.self_test:
         anyio.run(self_test, args, backend=args.backend)
     elif args.backend == "trio":

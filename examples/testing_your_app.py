@@ -116,6 +116,7 @@ class RefundSaga(anycqrs.Saga[Refund]):
 # -- the tests -------------------------------------------------------------------
 
 
+# --8<-- [start:fixtures]
 class FakeGateway(PaymentGateway):
     def __init__(self) -> None:
         self.charged: list[int] = []
@@ -143,6 +144,10 @@ def container(gateway: FakeGateway) -> Iterator[lagom.Container]:
     yield container
 
 
+# --8<-- [end:fixtures]
+
+
+# --8<-- [start:publish]
 @pytest.mark.anyio
 async def test_paying_publishes_order_paid(
     container: lagom.Container, gateway: FakeGateway
@@ -163,6 +168,10 @@ async def test_paying_publishes_order_paid(
     assert message.payload["payload"] == {"order_id": 7, "amount_cents": 1200}
 
 
+# --8<-- [end:publish]
+
+
+# --8<-- [start:consume]
 @pytest.mark.anyio
 async def test_consumer_books_payments_and_dead_letters_bad_ones(
     container: lagom.Container,
@@ -192,6 +201,10 @@ async def test_consumer_books_payments_and_dead_letters_bad_ones(
     assert len(delays) == 2  # the backoff before retries 2 and 3
 
 
+# --8<-- [end:consume]
+
+
+# --8<-- [start:saga]
 @pytest.mark.anyio
 async def test_refund_saga_completes_and_is_logged() -> None:
     storage = MemorySagaStorage()
@@ -205,3 +218,6 @@ async def test_refund_saga_completes_and_is_logged() -> None:
     state = await storage.load_saga_state(steps[-1].saga_id)
     assert state.status is SagaStatus.COMPLETED
     assert state.context["refunded"] and state.context["notified"]
+
+
+# --8<-- [end:saga]

@@ -12,7 +12,7 @@ crawl of the built HTML:
   the text a reader sees;
 - every internal link points at a page that exists, and its `#anchor` at an id on
   that page;
-- no placeholder URL (`.invalid`).
+- no placeholder URL (the reserved placeholder domain).
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def test_internal_links_and_anchors_resolve(site: Path, pages: dict[Path, _Page]
 
 
 def test_no_placeholder_urls(site: Path) -> None:
-    """No `.invalid` placeholder in the built site."""
+    """No placeholder URL in the built site."""
     hits = [
         str(file.relative_to(site))
         for file in site.rglob("*")
