@@ -28,7 +28,7 @@ import re
 import subprocess
 import sys
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,35 +107,21 @@ def _module_source(blocks: list[Block]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _run_with_backend(backend: str, original: Callable[..., Any]) -> Callable[..., Any]:
+def run_page(page: Path, backend: str) -> None:
+    """Run `page`'s blocks in order in one fresh module, `anyio.run` defaulting to
+    `backend`; compile-only blocks are compiled, not run."""
+    original = anyio.run
+
     @functools.wraps(original)
     def run(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("backend", backend)
         return original(func, *args, **kwargs)
 
-    return run
-
-
-@pytest.fixture
-def page_module(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[types.ModuleType]:
-    """A fresh module registered in sys.modules (so attrs, typing.get_type_hints and
-    pickling find the page's classes), run from a temporary directory."""
-    name = f"docs_snippet_{len(sys.modules)}"
-    module = types.ModuleType(name)
-    monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.chdir(tmp_path)
-    yield module
-
-
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
-@pytest.mark.parametrize("page", PAGES, ids=[p.relative_to(ROOT).as_posix() for p in PAGES])
-def test_page_runs(
-    page: Path, backend: str, page_module: types.ModuleType, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The page's blocks run in order in one namespace; compile-only ones compile."""
-    monkeypatch.setattr(anyio, "run", _run_with_backend(backend, anyio.run))
+    anyio.run = run  # type: ignore[assignment]  # in the page's own interpreter only
+    # A real module in sys.modules, so attrs, typing.get_type_hints and pickling
+    # find the page's classes.
+    module = types.ModuleType("__docs_page__")
+    sys.modules[module.__name__] = module
     for block in _blocks(page):
         if block.kind == "skip":
             continue
@@ -145,16 +131,33 @@ def test_page_runs(
             str(page),
             "exec",
             flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
+            dont_inherit=True,  # not this module's `from __future__ import annotations`
         )
         if block.kind != "run":
             continue
         if code.co_flags & inspect.CO_COROUTINE:
             # A block with a top-level `await` is the body of an async function:
             # it runs in one event loop of its own, as in `python -m asyncio`.
-            namespace = page_module.__dict__
-            anyio.run(functools.partial(eval, code, namespace), backend=backend)
+            original(functools.partial(eval, code, module.__dict__), backend=backend)
         else:
-            exec(code, page_module.__dict__)
+            exec(code, module.__dict__)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("page", PAGES, ids=[p.relative_to(ROOT).as_posix() for p in PAGES])
+def test_page_runs(page: Path, backend: str, tmp_path: Path) -> None:
+    """The page's blocks run in order in one namespace, in a fresh interpreter (as a
+    reader's script would: `import anycqrs` alone doesn't bring `anycqrs.requests.
+    bootstrap` along just because another test imported it), from an empty directory."""
+    result = subprocess.run(
+        [sys.executable, __file__, str(page), backend],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_pages_typecheck(tmp_path: Path) -> None:
@@ -212,3 +215,7 @@ def test_outbox_page_shows_the_postgres_schema_the_code_creates() -> None:
     assert len(shown) == 1
     created = "; ".join(_schema(table_name("anycqrs_outbox", "table"))) + ";"
     assert words(shown[0]) == words(created)
+
+
+if __name__ == "__main__":
+    run_page(Path(sys.argv[1]), sys.argv[2])
