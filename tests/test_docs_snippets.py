@@ -55,7 +55,7 @@ class Block:
 def _blocks(path: Path) -> list[Block]:
     """The Python blocks of `path`, each with the marker that precedes it."""
     lines = path.read_text(encoding="utf-8").splitlines()
-    page = path.relative_to(ROOT).as_posix()
+    page = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
     blocks: list[Block] = []
     previous = ""  # the last non-blank line outside a block
     i = 0
@@ -215,6 +215,58 @@ def test_outbox_page_shows_the_postgres_schema_the_code_creates() -> None:
     assert len(shown) == 1
     created = "; ".join(_schema(table_name("anycqrs_outbox", "table"))) + ";"
     assert words(shown[0]) == words(created)
+
+
+def test_blocks_follow_the_convention(tmp_path: Path) -> None:
+    """The parser: markers apply to the very next block only, indented fences (in
+    lists) are dedented, other languages are ignored, line numbers are the page's."""
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# Title\n"
+        "\n"
+        "```python\n"
+        "a = 1\n"
+        "```\n"
+        "<!-- snippet: skip -->\n"
+        "```python\n"
+        "partial(\n"
+        "```\n"
+        "```python\n"
+        "b = a + 1\n"
+        "```\n"
+        "<!-- snippet: compile -->\n"
+        "\n"
+        "* a list item:\n"
+        "\n"
+        "  ```python\n"
+        "  if b:\n"
+        "      await service()\n"
+        "  ```\n"
+        "```console\n"
+        "$ not python\n"
+        "```\n",
+        encoding="utf-8",
+    )
+    blocks = _blocks(page)
+    assert [(b.kind, b.line) for b in blocks] == [("run", 4), ("skip", 8), ("run", 11), ("run", 18)]
+    assert blocks[3].code == "if b:\n    await service()\n"  # the list item's marker is
+    # not "right before" the block: the item's text came in between
+
+
+def test_a_failing_block_fails_its_page(tmp_path: Path) -> None:
+    """A block that raises makes the page's run fail, naming the page's line."""
+    page = tmp_path / "broken.md"
+    page.write_text("# Broken\n\n```python\nimport anycqrs\nanycqrs.nope\n```\n")
+    result = subprocess.run(
+        [sys.executable, __file__, str(page), "trio"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert f'File "{page}", line 5' in result.stderr
 
 
 if __name__ == "__main__":
