@@ -1,10 +1,12 @@
 """anycqrs: CQRS and event-driven application core on anyio (asyncio and trio).
 
 The public API is re-exported here; everything in ``_private`` modules may
-change without notice. Subpackages: :mod:`anycqrs.requests`,
-:mod:`anycqrs.events`, :mod:`anycqrs.saga`, :mod:`anycqrs.brokers`,
-:mod:`anycqrs.outbox`, :mod:`anycqrs.diagrams`, :mod:`anycqrs.sse`,
-:mod:`anycqrs.errors`.
+change without notice. Subpackages: [`anycqrs.requests`][anycqrs.requests],
+[`anycqrs.events`][anycqrs.events], [`anycqrs.saga`][anycqrs.saga],
+[`anycqrs.brokers`][anycqrs.brokers],
+[`anycqrs.outbox`][anycqrs.outbox], [`anycqrs.diagrams`][anycqrs.diagrams],
+[`anycqrs.sse`][anycqrs.sse],
+[`anycqrs.errors`][anycqrs.errors].
 """
 
 from . import errors as errors

@@ -1,14 +1,16 @@
 """One retry policy for everything that retries (public as ``anycqrs.RetryPolicy``).
 
-:class:`RetryPolicy` says how often and how patiently something is tried
+[`RetryPolicy`][anycqrs.RetryPolicy] says how often and how patiently something is tried
 again: saga steps (``act``) and compensations, consumers re-running a failed
 handler, RabbitMQ (re)connections and the outbox relay re-publishing a row.
 It is a frozen value; the loop that applies it is private to anycqrs, so every
 part of the library backs off the same way and logs the same way.
 
-The delay before retry *n* (``n >= 1``, the first retry) is::
+The delay before retry *n* (``n >= 1``, the first retry) is:
 
-    min(delay * multiplier ** (n - 1), max_delay) * (1 + jitter * random())
+```python
+min(delay * multiplier ** (n - 1), max_delay) * (1 + jitter * random())
+```
 
 Example:
     ```python
@@ -100,7 +102,7 @@ class RetryPolicy:
 
     @property
     def backoff(self) -> float:
-        """Deprecated name of :attr:`multiplier`."""
+        """Deprecated name of `multiplier`."""
         return self.multiplier
 
     def delay_before(self, retry: int) -> float:

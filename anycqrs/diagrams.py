@@ -3,11 +3,12 @@
 Each diagram class has ``.sequence()`` and ``.class_diagram()``, returning
 Mermaid text to paste in a Markdown ```` ```mermaid ```` block.
 
-Example::
-
+Example:
+    ```python
     from anycqrs.diagrams import CoRMermaid
 
     print(CoRMermaid([CardHandler, WalletHandler, InvoiceHandler]).sequence())
+    ```
 """
 
 from .requests._mermaid import CoRMermaid

@@ -171,7 +171,7 @@ class UnknownEventName(DeserializationError):
 class EventDispatchError(AnyCQRSError):
     """Dispatching the events produced by a successful handler failed.
 
-    The handler's result is never lost: it is available as :attr:`response`.
+    The handler's result is never lost: it is available as `response`.
 
     Attributes:
         response: what the handler returned (``None`` for event handlers).
@@ -359,7 +359,8 @@ class MessageHandlingError(BrokerError):
 
 
 class CircuitBreakerOpen(AnyCQRSError):
-    """:meth:`anycqrs.CircuitBreaker.call` refused a call: the circuit is open.
+    """[`anycqrs.CircuitBreaker.call`][anycqrs.CircuitBreaker.call] refused a call: the circuit is
+    open.
 
     Attributes:
         name: the protected name whose circuit is open.

@@ -1,17 +1,19 @@
 """Message base classes: requests, responses and events.
 
-Messages are plain attrs classes (or dataclasses) that derive from these bases::
+Messages are plain attrs classes (or dataclasses) that derive from these bases:
 
-    @attrs.frozen
-    class CreateUser(anycqrs.Request["UserCreated"]):
-        name: str
+```python
+@attrs.frozen
+class CreateUser(anycqrs.Request["UserCreated"]):
+    name: str
 
-    @attrs.frozen
-    class UserCreated(anycqrs.Response):
-        user_id: UUID
+@attrs.frozen
+class UserCreated(anycqrs.Response):
+    user_id: UUID
+```
 
-The response type parameter of :class:`Request` is optional; when given it lets
-the type checker infer what :meth:`RequestMediator.send` returns.
+The response type parameter of [`Request`][anycqrs.Request] is optional; when given it lets
+the type checker infer what [`RequestMediator.send`][anycqrs.RequestMediator.send] returns.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ class Response:
 
 
 class Event:
-    """Common base of :class:`DomainEvent` and :class:`NotificationEvent`."""
+    """Common base of [`DomainEvent`][anycqrs.DomainEvent] and
+    [`NotificationEvent`][anycqrs.NotificationEvent]."""
 
     __slots__ = ()
 

@@ -41,16 +41,18 @@ class PostgresSagaStorage:
     ``FOR UPDATE SKIP LOCKED`` plus a lease column, so many workers in many
     processes never recover one saga at once.
 
-    The schema is created on first use (under an advisory lock)::
+    The schema is created on first use (under an advisory lock):
 
-        CREATE TABLE anycqrs_sagas (
-            saga_id uuid PRIMARY KEY, saga_name text, status text, context jsonb,
-            version bigint, recovery_attempts integer, lease_owner text,
-            lease_until timestamptz, created_at timestamptz, updated_at timestamptz)
-        CREATE TABLE anycqrs_saga_log (
-            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, saga_id uuid,
-            step_name text, action text, status text, details jsonb,
-            created_at timestamptz)
+    ```sql
+    CREATE TABLE anycqrs_sagas (
+        saga_id uuid PRIMARY KEY, saga_name text, status text, context jsonb,
+        version bigint, recovery_attempts integer, lease_owner text,
+        lease_until timestamptz, created_at timestamptz, updated_at timestamptz)
+    CREATE TABLE anycqrs_saga_log (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, saga_id uuid,
+        step_name text, action text, status text, details jsonb,
+        created_at timestamptz)
+    ```
 
     Args:
         dsn: a libpq connection string, e.g. ``postgresql://user@host:5432/db``

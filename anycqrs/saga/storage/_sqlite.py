@@ -32,15 +32,17 @@ class SqliteSagaStorage:
     share a database file: recovery claims take SQLite's write lock (``BEGIN IMMEDIATE``), so a saga
     is leased to one worker at a time.
 
-    The schema is created on first use::
+    The schema is created on first use:
 
-        CREATE TABLE anycqrs_sagas (
-            saga_id TEXT PRIMARY KEY, saga_name TEXT, status TEXT, context TEXT (JSON),
-            version INTEGER, recovery_attempts INTEGER, lease_owner TEXT,
-            lease_until REAL, created_at REAL, updated_at REAL)
-        CREATE TABLE anycqrs_saga_log (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT, saga_id TEXT, step_name TEXT,
-            action TEXT, status TEXT, details TEXT (JSON), created_at REAL)
+    ```sql
+    CREATE TABLE anycqrs_sagas (
+        saga_id TEXT PRIMARY KEY, saga_name TEXT, status TEXT, context TEXT (JSON),
+        version INTEGER, recovery_attempts INTEGER, lease_owner TEXT,
+        lease_until REAL, created_at REAL, updated_at REAL)
+    CREATE TABLE anycqrs_saga_log (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, saga_id TEXT, step_name TEXT,
+        action TEXT, status TEXT, details TEXT (JSON), created_at REAL)
+    ```
 
     Args:
         path: the database file, or ``":memory:"`` (default).
