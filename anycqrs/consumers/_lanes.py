@@ -9,7 +9,6 @@ from typing import Any
 
 import anyio
 import anyio.abc
-import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._exc import single_error
@@ -33,7 +32,10 @@ class Lanes:
     its items one after another. An item goes to the lane chosen by its
     `lane` hash, so items with one key are handled in order while different
     keys run concurrently. Batches are handed over per lane (one stream send
-    per lane per batch); no task is spawned per message.
+    per lane per batch, without a loop pass while the lane has room); no task
+    is spawned per message. A lane takes its queued chunks back to back and
+    passes through the event loop only when it has none left (at most
+    `buffer` chunks, so a submitter waiting on it runs soon).
 
     For each item a lane:
 
@@ -118,7 +120,10 @@ class Lanes:
         try:
             for stream, chunk in zip(streams, chunks, strict=True):
                 if chunk:
-                    await stream.send(chunk)
+                    try:
+                        stream.send_nowait(chunk)  # no loop pass while the lane has room
+                    except anyio.WouldBlock:
+                        await stream.send(chunk)
         except anyio.BrokenResourceError:
             # A lane ended with an error (the only way one stops before
             # `close`): that error cancels this task; don't add a second one.
@@ -133,7 +138,18 @@ class Lanes:
         send, transport = self._send, self._transport
         stale, settle = transport.stale, transport.settle
         async with receive:
-            async for chunk in receive:
+            while True:
+                # take a queued chunk without a loop pass; wait only when none is
+                # (the submitter runs, and cancellation lands, at that wait)
+                try:
+                    chunk = receive.receive_nowait()
+                except anyio.WouldBlock:
+                    try:
+                        chunk = await receive.receive()
+                    except anyio.EndOfStream:
+                        return
+                except anyio.EndOfStream:
+                    return
                 finished: list[Inbound] = []
                 try:
                     for item in chunk:
@@ -150,7 +166,6 @@ class Lanes:
                 finally:
                     if finished:
                         settle(finished)
-                await anyio.lowlevel.checkpoint()
 
     async def _failed(self, item: Inbound, error: Exception) -> None:
         attempts = 1
