@@ -267,10 +267,13 @@ class EventDispatcher:
             return
         try:
             async with anyio.create_task_group() as group:
-                for target, event in jobs:
+                # the others in tasks, the first one here (one task fewer)
+                for target, event in jobs[1:]:
                     group.start_soon(self._run, group, target, event)
                 if notifications:
                     group.start_soon(self._publish, notifications)
+                if jobs:
+                    await self._run(group, *jobs[0])
         except BaseExceptionGroup as failure:
             errors = real_errors(failure)
             if not errors:
