@@ -179,7 +179,11 @@ class EventDecoder:
                 bound = None
             if bound is cls:
                 event = load(value)
-                if event is not _codec.MISS and _fill(event, value, topic, key):  # type: ignore[arg-type]
+                if event is not _codec.MISS and (
+                    # `_fill` inlined for its common case: the JSON had topic and key
+                    ((topic is None or event.topic) and (key is None or event.key is not None))
+                    or _fill(event, value, topic, key)  # type: ignore[arg-type]
+                ):
                     return Inbound(event, None, lane, raw, ticket)
         raw_name = event_name
         try:

@@ -36,7 +36,7 @@ from ._dead_letters import DEAD_LETTER_RETRY, DeadLetters
 from ._logs import with_logger
 from ._offsets import Offsets
 from ._status import STOPPED, Assignment, KafkaConsumerStatus
-from ._wire import event_name, record_key
+from ._wire import record_key
 
 __all__ = ["KafkaEventConsumer"]
 
@@ -403,12 +403,25 @@ class _KafkaTransport:
                 lane = part.lane
             elif batch is None:
                 continue
+            name = None  # the `event_name` header, `_wire.event_name` inlined
+            headers = msg.headers()
+            if headers:
+                for header, value in headers:
+                    if header == "event_name" and value is not None:
+                        name = value
             key = msg.key()
+            if key is None:
+                text = None
+            else:
+                try:  # `_wire.record_key`, inlined for its common case
+                    text = key.decode()
+                except UnicodeDecodeError:
+                    text = record_key(key)
             item = inbound(
                 msg.value(),
-                event_name(msg),
+                name,
                 topic,
-                record_key(key) if key is not None else None,
+                text,
                 lane=hash(key) if key is not None else lane,
                 raw=msg,
                 ticket=batch,
