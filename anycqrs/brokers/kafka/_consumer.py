@@ -128,8 +128,10 @@ class KafkaEventConsumer:
             `DEAD_LETTER_RETRY`: 6 attempts, 0.5 s doubling to 10 s).
         unassigned_warning: seconds a subscribed member may hold no
             partition before it logs a WARNING (`None`: never).
-        batch_size: most messages fetched by one `consume()` call.
-        poll_timeout: seconds one `consume()` call may wait.
+        batch_size: most messages taken by one fetch (drained from what
+            librdkafka holds, never waited for).
+        poll_timeout: seconds a fetch that finds nothing queued waits (in a
+            worker thread) for the first message.
         close_timeout: seconds the final commit and group leave may take.
 
     Example:
