@@ -22,6 +22,7 @@ ISSUE4 = "issue 4 (Also)"
 ISSUE5 = "issue 5 (Speed)"
 ISSUE6 = "issue 6 (Targets)"
 ISSUE11 = "issue 11 (Speed)"
+ISSUE15 = "issue 15 (Performance, wave 2)"
 
 
 def _module(name: str) -> tuple[ModuleType | None, str | None]:
@@ -298,6 +299,15 @@ SAGA_NAMES = [
 ]
 
 
+def _faststream() -> bool:
+    """Whether FastStream's confluent broker (the peer of `kafka/consume`) is installed."""
+    try:
+        import faststream.confluent  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def kafka_workloads(services: Services) -> list[Workload]:
     from . import _kafka
 
@@ -313,12 +323,39 @@ def kafka_workloads(services: Services) -> list[Workload]:
         unavailable="python-cqrs's Kafka broker is aiokafka-based and has no consumer runner",
     )
 
-    def impls(make: Callable[[str], Callable[[int], float]]) -> tuple[Impl, ...]:
+    def impls(
+        make: Callable[[str], Callable[[int], float]], *, peer: bool = False
+    ) -> tuple[Impl, ...]:
+        others = (Impl("peer", None, measure=make("peer")),) if peer and _faststream() else ()
         return (
             Impl("asyncio", None, measure=make("asyncio")),
             Impl("trio", None, backend="trio", measure=make("trio")),
             no_pycqrs,
+            *others,
             Impl("baseline", None, measure=make("baseline")),
+        )
+
+    from . import latency
+
+    runs = latency.Runs(tansu.bootstrap)
+
+    def latency_workload(rate: int, pct: int, limit: float | None) -> Workload:
+        key = f"p{pct}_ms"
+        targets = (Target("max_us", limit * 1000, "asyncio", ISSUE15),) if limit else ()
+        if limit:
+            targets += (Target("max_us", limit * 1000, "trio", ISSUE15),)
+        return Workload(
+            f"kafka/latency-{rate // 1000}k-p{pct}",
+            f"end-to-end latency at {rate:,} events/s, p{pct} (µs/op = the percentile): "
+            "a producer process stamps each event, KafkaEventConsumer's handler records "
+            "now - stamp (fetch.wait.max.ms=5; python -m benchmarks.latency for longer runs)",
+            (
+                Impl("asyncio", None, measure=runs.percentile(rate, "asyncio", key)),
+                Impl("trio", None, backend="trio", measure=runs.percentile(rate, "trio", key)),
+            ),
+            fixed_n=(5, 1),  # seconds per run (see latency.Runs)
+            max_rounds=2,
+            targets=targets,
         )
 
     return [
@@ -347,16 +384,22 @@ def kafka_workloads(services: Services) -> list[Workload]:
         ),
         Workload(
             "kafka/consume",
-            "KafkaEventConsumer into a trivial handler (first to last event); "
+            "KafkaEventConsumer into a trivial handler (first to last event); other library: "
+            "FastStream's confluent batch subscriber (batch=True, 500, JSON dicts); "
             "baseline: plain Consumer.consume loop",
-            impls(lambda col: _kafka.consume(tansu, col)),
+            impls(lambda col: _kafka.consume(tansu, col), peer=True),
             fixed_n=(100_000, 2_000),
             max_rounds=3,
             targets=(
-                Target("min_items_per_s", 50_000, "asyncio", ISSUE5),
-                Target("max_ratio", 1.5, source=ISSUE6),
+                Target("min_items_per_s", 150_000, "asyncio", ISSUE15),
+                Target("min_peer_speedup", 3.0, "asyncio", ISSUE15),
+                Target("max_ratio", 1.25, source=ISSUE15),
             ),
         ),
+        latency_workload(5000, 50, 15),
+        latency_workload(5000, 99, 50),
+        latency_workload(20000, 50, None),
+        latency_workload(20000, 99, 100),
     ]
 
 
@@ -410,6 +453,10 @@ KAFKA_NAMES = [
     ("kafka/produce", "KafkaMessageBroker.send_many vs plain confluent-kafka"),
     ("kafka/produce-1000", "KafkaMessageBroker.send_many in batches of 1000"),
     ("kafka/consume", "KafkaEventConsumer vs plain confluent-kafka consume loop"),
+    ("kafka/latency-5k-p50", "end-to-end latency at 5,000 events/s, p50"),
+    ("kafka/latency-5k-p99", "end-to-end latency at 5,000 events/s, p99"),
+    ("kafka/latency-20k-p50", "end-to-end latency at 20,000 events/s, p50"),
+    ("kafka/latency-20k-p99", "end-to-end latency at 20,000 events/s, p99"),
 ]
 
 

@@ -29,7 +29,7 @@ import attrs
 Op = Callable[[], Any]
 Setup = Callable[[], AbstractAsyncContextManager[Op]]
 
-COLUMNS = ("asyncio", "trio", "python-cqrs", "baseline")
+COLUMNS = ("asyncio", "trio", "python-cqrs", "peer", "baseline")
 """Implementation keys, in table order."""
 
 
@@ -47,8 +47,9 @@ class Impl:
 
     Attributes:
         key: the column: ``"asyncio"``, ``"trio"`` (anycqrs, or the bare code of
-            a lower-bound workload), ``"python-cqrs"``, or ``"baseline"`` (a raw
-            client loop, e.g. plain confluent-kafka).
+            a lower-bound workload), ``"python-cqrs"``, ``"peer"`` (another
+            library doing the same job, e.g. FastStream's Kafka subscriber),
+            or ``"baseline"`` (a raw client loop, e.g. plain confluent-kafka).
         setup: async context manager factory yielding the operation; ``None``
             when unavailable.
         runner: ``"anyio"`` (anycqrs, both backends) or ``"asyncio"`` (python-cqrs).
@@ -80,6 +81,8 @@ class Target:
         ``min_baseline_fraction``: throughput of ``column`` at least ``limit``
             times the ``baseline`` column's.
         ``min_items_per_s``: items/s of ``column`` at least ``limit``.
+        ``min_peer_speedup``: median per-round ratio peer / ``column`` at
+            least ``limit``.
     """
 
     kind: str
@@ -99,6 +102,8 @@ class Target:
             return f"{self.column} ≤ {self.limit:g} µs/item over {self.reference}"
         if self.kind == "min_baseline_fraction":
             return f"{self.column} ≥ {self.limit:.0%} of baseline"
+        if self.kind == "min_peer_speedup":
+            return f"{self.column} ≥ {self.limit:g}× peer"
         return f"{self.column} ≥ {self.limit:,.0f} items/s"
 
 
@@ -227,6 +232,8 @@ class WorkloadResult:
             "python-cqrs/asyncio": ("python-cqrs", "asyncio"),
             "python-cqrs/trio": ("python-cqrs", "trio"),
             "trio/asyncio": ("trio", "asyncio"),
+            "peer/asyncio": ("peer", "asyncio"),
+            "peer/trio": ("peer", "trio"),
         }.items():
             ratio = self.ratio(num, den)
             if ratio is not None:
@@ -245,6 +252,10 @@ class WorkloadResult:
             ok = None if measured is None else measured <= target.limit
         elif target.kind == "min_speedup":
             ratio = self.ratio("python-cqrs", target.column)
+            measured = ratio["median"] if ratio else None
+            ok = None if measured is None else measured >= target.limit
+        elif target.kind == "min_peer_speedup":
+            ratio = self.ratio("peer", target.column)
             measured = ratio["median"] if ratio else None
             ok = None if measured is None else measured >= target.limit
         elif target.kind == "max_ratio":

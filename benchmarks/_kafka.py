@@ -131,6 +131,8 @@ def consume(tansu: Tansu, column: str) -> Callable[[int], float]:
         bootstrap = tansu.bootstrap()
         if column == "baseline":
             return float(kafka_bench.plain_consume(bootstrap, topic, count)["seconds"])
+        if column == "peer":
+            return float(kafka_bench.faststream_consume(bootstrap, topic, count)["seconds"])
         result = kafka_bench.anycqrs_consume(bootstrap, topic, count, backend=column)
         return float(result["seconds"])
 

@@ -23,6 +23,7 @@ PACKAGES = (
     "confluent-kafka",
     "psycopg",
     "python-cqrs",
+    "faststream",
     "di",
     "dataclass-wizard",
 )
@@ -31,6 +32,7 @@ HEADERS = {
     "asyncio": "anycqrs asyncio",
     "trio": "anycqrs trio",
     "python-cqrs": "python-cqrs 5.3",
+    "peer": "other library",
     "baseline": "raw baseline",
 }
 
@@ -143,6 +145,9 @@ def ratio_cell(wl: dict[str, Any]) -> str:
         parts.append(f"×{ratios['python-cqrs/asyncio']['median']:.1f} asyncio")
     if "python-cqrs/trio" in ratios:
         parts.append(f"×{ratios['python-cqrs/trio']['median']:.1f} trio")
+    for key in ("peer/asyncio", "peer/trio"):
+        if key in ratios:
+            parts.append(f"×{ratios[key]['median']:.1f} peer ({key.split('/')[1]})")
     if "trio/asyncio" in ratios:
         parts.append(f"trio/asyncio {ratios['trio/asyncio']['median']:.2f}")
     return "\n".join(parts) or "–"
@@ -252,7 +257,8 @@ def markdown(doc: dict[str, Any]) -> str:
         ratios = wl["ratios"]
         speed = " / ".join(
             f"×{ratios[k]['median']:.1f} {k.split('/')[1]}"
-            for k in ("python-cqrs/asyncio", "python-cqrs/trio")
+            + (" (÷ other library)" if k.startswith("peer/") else "")
+            for k in ("python-cqrs/asyncio", "python-cqrs/trio", "peer/asyncio", "peer/trio")
             if k in ratios
         )
         trio = f"{ratios['trio/asyncio']['median']:.2f}" if "trio/asyncio" in ratios else "–"

@@ -8,6 +8,8 @@ function returns a list of result dicts (``name``, ``messages``, ``seconds``,
 * ``anycqrs_produce``: the same events through ``KafkaMessageBroker.send_many``.
 * ``plain_consume``: a plain ``Consumer.consume`` loop (the baseline).
 * ``anycqrs_consume``: ``KafkaEventConsumer`` into a trivial handler.
+* ``faststream_consume``: FastStream's confluent ``KafkaBroker`` batch
+  subscriber (``batch=True``) into a trivial handler, the peer library.
 """
 
 from __future__ import annotations
@@ -190,6 +192,49 @@ def anycqrs_consume(
     return _result(f"anycqrs KafkaEventConsumer ({backend}, {concurrency} lanes)", count, seconds)
 
 
+async def _faststream_consume(bootstrap: str, topic: str, count: int, max_records: int) -> float:
+    import logging
+
+    from faststream.confluent import KafkaBroker
+
+    broker = KafkaBroker(bootstrap, log_level=logging.WARNING, logger=None)
+    done = anyio.Event()
+    state: dict[str, Any] = {"seen": 0, "first": None}
+
+    @broker.subscriber(
+        topic,
+        group_id=f"bench-fs-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        batch=True,
+        max_records=max_records,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=500,
+    )
+    async def handle(batch: list[dict[str, Any]]) -> None:  # JSON decoded, no model
+        if state["first"] is None:
+            state["first"] = time.perf_counter()
+        state["seen"] += len(batch)
+        if state["seen"] >= count:
+            done.set()
+
+    async with broker:
+        await broker.start()
+        with anyio.fail_after(120):
+            await done.wait()
+        end = time.perf_counter()
+    first: float = state["first"]
+    return end - first
+
+
+def faststream_consume(
+    bootstrap: str, topic: str, count: int, max_records: int = 500
+) -> dict[str, Any]:
+    """FastStream (confluent) batch subscriber into a trivial handler whose
+    messages are decoded as JSON dicts (no model), first event to last."""
+    seconds = anyio.run(_faststream_consume, bootstrap, topic, count, max_records)
+    return _result(f"FastStream confluent batch subscriber ({max_records})", count, seconds)
+
+
 def run_all(bootstrap: str, count: int = 100_000) -> list[dict[str, Any]]:
     """Every measurement, baselines first, on one broker."""
     results = [plain_produce(bootstrap, count)]
@@ -200,6 +245,7 @@ def run_all(bootstrap: str, count: int = 100_000) -> list[dict[str, Any]]:
     results.append(plain_consume(bootstrap, topic, count))
     for backend in ("asyncio", "trio"):
         results.append(anycqrs_consume(bootstrap, topic, count, backend=backend))
+    results.append(faststream_consume(bootstrap, topic, count))
     return results
 
 

@@ -23,6 +23,7 @@ SERIES = (
     ("asyncio", "anycqrs (asyncio)", "#1f77b4"),
     ("trio", "anycqrs (trio)", "#2ca02c"),
     ("python-cqrs", "python-cqrs 5.3 (asyncio)", "#d62728"),
+    ("peer", "other library (Kafka consume: FastStream, confluent, batch)", "#ff7f0e"),
     ("baseline", "raw baseline (Kafka: plain confluent-kafka)", "#7f7f7f"),
 )
 
@@ -46,6 +47,7 @@ def plot(doc: dict[str, Any], out: Path, *, include_bounds: bool = False) -> Pat
         if wl["status"] == "ok"
         and any(_rate(wl["impls"].get(key)) for key, _, _ in SERIES)
         and (include_bounds or not wl["name"].startswith("bound/"))
+        and "/latency-" not in wl["name"]  # percentiles, not rates
     ]
     series = [s for s in SERIES if any(_rate(wl["impls"].get(s[0])) for wl in workloads)]
     height = 0.8 / max(len(series), 1)

@@ -49,7 +49,7 @@ def test_document_shape(quick_run: tuple[dict[str, Any], str]) -> None:
     for key in ("date", "python", "platform", "cpu", "cpu_count", "packages"):
         assert key in meta
     assert meta["packages"]["anyio"]
-    assert doc["columns"] == ["asyncio", "trio", "python-cqrs", "baseline"]
+    assert doc["columns"] == ["asyncio", "trio", "python-cqrs", "peer", "baseline"]
     names = [wl["name"] for wl in doc["workloads"]]
     assert len(names) == len(set(names))
     for expected in (
@@ -120,7 +120,7 @@ def test_targets_are_reported(quick_run: tuple[dict[str, Any], str]) -> None:
 
 
 UPPER_BOUNDS = {"max_us", "max_ratio", "max_item_overhead_us"}
-LOWER_BOUNDS = {"min_speedup", "min_baseline_fraction", "min_items_per_s"}
+LOWER_BOUNDS = {"min_speedup", "min_baseline_fraction", "min_items_per_s", "min_peer_speedup"}
 
 
 def assert_verdict(target: dict[str, Any]) -> None:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import anyio
 import anyio.abc
-from anyio.streams.memory import MemoryObjectSendStream
+import anyio.lowlevel
 
 from .._exc import single_error
 from .._retry import RetryPolicy, Sleep
 from ..codecs import MessageCodec
 from ..observability._metrics import ConsumerMetrics
-from ._decoder import EventDecoder, Inbound
+from ._decoder import EventDecoder
 from ._lanes import DEFAULT_RETRY, Lanes, logger
 from ._protocols import EventSink, NeedsEventIds, Transport
 
@@ -36,8 +35,9 @@ async def consume(
 ) -> None:
     """Feed `sink` from `transport` until cancelled or the transport ends.
 
-    The loop every consumer runs: one task fetches batches (one batch ahead
-    of the lanes), the `Lanes` handle them with per-key order, retries and
+    The loop every consumer runs: it fetches a batch and hands it to the
+    lanes (which queue up to two chunks each, so fetching runs ahead of the
+    handlers), the `Lanes` handle them with per-key order, retries and
     dead letters, and the transport settles what finished. Everything a run
     needs lives in this call (the decoder, the lanes), so the transport is
     the only state, and a consumer runs again by building a new one.
@@ -91,27 +91,19 @@ async def consume(
         metrics=metrics,
         tracer_provider=tracer_provider,
     )
+    fetch, submit = transport.fetch, lanes.submit
     with single_error():
         async with anyio.create_task_group() as group:
             await group.start(lanes.run)
             task_status.started()
-            send, receive = anyio.create_memory_object_stream[Sequence[Inbound]](1)
-            group.start_soon(_fetch, transport, decode, send)
-            async with receive:
-                async for batch in receive:
-                    await lanes.submit(batch)
+            while True:
+                try:
+                    batch = await fetch(decode)
+                except anyio.EndOfStream:
+                    break
+                if batch:
+                    await submit(batch)
+                # one pass per batch: a transport whose fetch and the lanes'
+                # buffers never wait must not keep the loop from others
+                await anyio.lowlevel.checkpoint()
             await lanes.close()
-
-
-async def _fetch(
-    transport: Transport, decode: EventDecoder, send: MemoryObjectSendStream[Sequence[Inbound]]
-) -> None:
-    fetch = transport.fetch
-    async with send:
-        while True:
-            try:
-                batch = await fetch(decode)
-            except anyio.EndOfStream:
-                return
-            if batch:
-                await send.send(batch)

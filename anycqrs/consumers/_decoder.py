@@ -89,7 +89,16 @@ class EventDecoder:
         ```
     """
 
-    __slots__ = ("_codec", "_decode", "_event_types", "_hooks", "_require_id")
+    __slots__ = (
+        "_codec",
+        "_decode",
+        "_event_types",
+        "_fast",
+        "_hooks",
+        "_json_wire",
+        "_notification_type",
+        "_require_id",
+    )
 
     def __init__(
         self,
@@ -99,11 +108,16 @@ class EventDecoder:
         require_event_id: bool = False,
     ) -> None:
         self._event_types = event_types
-        self._require_id = require_event_id
+        self._notification_type = event_types.notification_type
         self._hooks: dict[str, tuple[Any, Callable[[Any, Any], Any], _codec.FastType | None]] = {}
+        self._fast: dict[str | bytes, tuple[str, Any, Callable[[bytes], Any]]] = {}
+        """The fast decoders by event name as it arrives (header bytes or str):
+        `(name, class, load)`, for names whose class msgspec decodes."""
+        self._require_id = require_event_id
         self._codec = codec
+        self._json_wire = codec is None or isinstance(codec, JsonCodec)
         self._decode: Callable[[bytes | None, str | None, str | None, str | None], Any] = (
-            self._json if codec is None or isinstance(codec, JsonCodec) else self._with_codec
+            self._json if self._json_wire else self._with_codec
         )
 
     def __call__(
@@ -195,6 +209,15 @@ class EventDecoder:
             entry = self._hooks[event_name] = (cls, hook, _codec.fast_type(cls))
         return entry
 
+    def _remember(self, raw_name: str | bytes, name: str | None) -> None:
+        """Keep the fast decoder of a name that just decoded (if msgspec has one
+        and the wire is JSON)."""
+        if name is None or not self._json_wire:
+            return
+        cls, _, fast = self._entry(name)
+        if fast is not None:
+            self._fast[raw_name] = (name, cls, fast.load)
+
     def inbound(
         self,
         value: bytes | None,
@@ -212,12 +235,36 @@ class EventDecoder:
         `event_name` and `key` may be UTF-8 bytes (as header values and
         record keys arrive); bytes that are not UTF-8 make a poison item too.
         """
+        # the hot path, flattened: a known name, msgspec, the JSON complete
+        fast = self._fast.get(event_name) if event_name is not None else None
+        if (
+            fast is not None
+            and value is not None
+            and type(key) is not bytes
+            and (not self._require_id or b'"event_id"' in value)
+        ):
+            name, cls, load = fast
+            try:
+                bound = self._notification_type(name)
+            except Exception:  # noqa: BLE001 - unbound since: the general path decides
+                bound = None
+            if bound is cls:
+                event = load(value)
+                if event is not _codec.MISS and (
+                    # `_fill` inlined for its common case: the JSON had topic and key
+                    ((topic is None or event.topic) and (key is None or event.key is not None))
+                    or _fill(event, value, topic, key)  # type: ignore[arg-type]
+                ):
+                    return Inbound(event, None, lane, raw, ticket)
+        raw_name = event_name
         try:
             if event_name is not None and not isinstance(event_name, str):
                 event_name = bytes(event_name).decode()
             if key is not None and not isinstance(key, str):
                 key = bytes(key).decode()
             event = self._decode(value, event_name, topic, key)
+            if raw_name is not None:  # (again: the class may have been rebound)
+                self._remember(raw_name, event_name)
         except DeserializationError as exc:
             return Inbound(None, exc, lane, raw, ticket)
         except UnicodeDecodeError as exc:

@@ -10,7 +10,6 @@ from typing import Any
 
 import anyio
 import anyio.abc
-import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._exc import single_error
@@ -36,7 +35,10 @@ class Lanes:
     its items one after another. An item goes to the lane chosen by its
     `lane` hash, so items with one key are handled in order while different
     keys run concurrently. Batches are handed over per lane (one stream send
-    per lane per batch); no task is spawned per message.
+    per lane per batch, without a loop pass while the lane has room); no task
+    is spawned per message. A lane takes its queued chunks back to back and
+    passes through the event loop only when it has none left (at most
+    `buffer` chunks, so a submitter waiting on it runs soon).
 
     For each item a lane:
 
@@ -154,7 +156,10 @@ class Lanes:
                     if metrics is not None:
                         metrics.in_flight(index, len(chunk))
                         self._in_flight[index] += len(chunk)
-                    await stream.send(chunk)
+                    try:
+                        stream.send_nowait(chunk)  # no loop pass while the lane has room
+                    except anyio.WouldBlock:
+                        await stream.send(chunk)
         except anyio.BrokenResourceError:
             # A lane ended with an error (the only way one stops before
             # `close`): that error cancels this task; don't add a second one.
@@ -190,7 +195,18 @@ class Lanes:
         handle = self._observed if self._tracer is not None else self._handle
         clock = time.perf_counter
         async with receive:
-            async for chunk in receive:
+            while True:
+                # take a queued chunk without a loop pass; wait only when none is
+                # (the submitter runs, and cancellation lands, at that wait)
+                try:
+                    chunk = receive.receive_nowait()
+                except anyio.WouldBlock:
+                    try:
+                        chunk = await receive.receive()
+                    except anyio.EndOfStream:
+                        return
+                except anyio.EndOfStream:
+                    return
                 finished: list[Inbound] = []
                 try:
                     for item in chunk:
@@ -216,7 +232,6 @@ class Lanes:
                     if metrics is not None:
                         metrics.finished(index, len(chunk), [item.event for item in finished])
                         self._in_flight[index] -= len(chunk)
-                await anyio.lowlevel.checkpoint()
 
     async def _handle(self, item: Inbound, started: float) -> str:
         """Handle `item`; its outcome (`success`, `dead_lettered`) or raise."""

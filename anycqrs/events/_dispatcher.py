@@ -93,8 +93,10 @@ class EventDispatcher:
     handlers ran. The first failure stops the dispatch and propagates.
 
     Parallel mode: one task group for the whole dispatch, bounded by the
-    mediator's `Slots` (`max_concurrent_event_handlers`); follow-ups join the
-    same group; a failure cancels the siblings. `dispatch` returns once
+    mediator's `Slots` (`max_concurrent_event_handlers`); the dispatching task
+    runs the queued handler calls until one waits, then one worker task per
+    queued call runs them side by side (`_Jobs`); follow-ups join the same
+    queue and group; a failure cancels the siblings. `dispatch` returns once
     everything finished. A dispatch started by a handler this dispatcher runs
     (a nested `send`) runs sequentially in that handler's slot: it takes no
     token, so nesting never deadlocks at the bound and the bound still holds.
@@ -282,7 +284,7 @@ class EventDispatcher:
             publish = True
 
     async def _dispatch_parallel(self, events: Sequence[Event], publish: bool) -> None:
-        jobs = [(target, event) for event in events for target in self._map.lookup(event)]
+        jobs = deque((target, event) for event in events for target in self._map.lookup(event))
         notifications = [
             Message.from_event(event)
             for event in events
@@ -297,10 +299,9 @@ class EventDispatcher:
             return
         try:
             async with anyio.create_task_group() as group:
-                for target, event in jobs:
-                    group.start_soon(self._run, group, target, event)
                 if notifications:
                     group.start_soon(self._publish, notifications)
+                await _Jobs(self, group, jobs).drain()
         except BaseExceptionGroup as failure:
             errors = real_errors(failure)
             if not errors:
@@ -330,19 +331,6 @@ class EventDispatcher:
         finally:
             slots.release()
 
-    async def _run(self, group: anyio.abc.TaskGroup, target: Any, event: Event) -> None:
-        produced = await self._limited(target, event)
-        if not produced:
-            return
-        notifications: list[Message] = []
-        for follow in produced:
-            for follow_target in self._map.lookup(follow):
-                group.start_soon(self._run, group, follow_target, follow)
-            if isinstance(follow, NotificationEvent):
-                notifications.append(Message.from_event(follow))
-        if notifications:
-            group.start_soon(self._publish, notifications)
-
     async def dispatch_after(self, response: Any, events: Sequence[Event]) -> None:
         """Dispatch the events of a handler that returned `response`.
 
@@ -358,3 +346,67 @@ class EventDispatcher:
             raise EventDispatchError(response, exc.exceptions) from exc
         except Exception as exc:
             raise EventDispatchError(response, (exc,)) from exc
+
+
+class _Jobs:
+    """The handler calls of one parallel dispatch, run by as few tasks as
+    keep them side by side.
+
+    The dispatching task takes the queued calls one after another (the first
+    handler always runs in it). Whenever calls are queued, a spreader task is
+    scheduled; it runs only once some task waits (a handler awaiting I/O, the
+    group's exit) and then starts one worker per queued call, each taking
+    calls until none is left. So handlers that wait run side by side, at
+    most `max_concurrent` at once (every call takes a slot), while handlers
+    that never wait cost no task of their own: with tasks they would have run
+    one after another all the same, and an anyio task (its own cancel scope
+    and wrapper coroutine) costs ten times a plain handler call. Follow-up
+    events are queued the same way; their notification events are published
+    by a task of their own.
+    """
+
+    __slots__ = ("_dispatcher", "_group", "_jobs", "_spreading")
+
+    def __init__(
+        self,
+        dispatcher: EventDispatcher,
+        group: anyio.abc.TaskGroup,
+        jobs: deque[tuple[Any, Event]],
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._group = group
+        self._jobs = jobs
+        self._spreading = False
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._jobs and not self._spreading:
+            self._spreading = True
+            self._group.start_soon(self._spread)
+
+    async def _spread(self) -> None:
+        self._spreading = False
+        for _ in range(len(self._jobs)):
+            self._group.start_soon(self.drain)
+
+    async def drain(self) -> None:
+        """Run queued calls until none is left (in the dispatching task or a worker)."""
+        jobs, limited = self._jobs, self._dispatcher._limited
+        while jobs:
+            target, event = jobs.popleft()
+            produced = await limited(target, event)
+            if produced:
+                self._follow(produced)
+
+    def _follow(self, produced: Sequence[Event]) -> None:
+        dispatcher = self._dispatcher
+        lookup, append = dispatcher._map.lookup, self._jobs.append
+        notifications: list[Message] = []
+        for follow in produced:
+            for target in lookup(follow):
+                append((target, follow))
+            if isinstance(follow, NotificationEvent):
+                notifications.append(Message.from_event(follow))
+        if notifications:
+            self._group.start_soon(dispatcher._publish, notifications)
+        self._schedule()

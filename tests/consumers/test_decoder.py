@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import attrs
 import pytest
 
 import anycqrs
@@ -14,7 +15,7 @@ from anycqrs.errors import DeserializationError, UnknownEventName
 from anycqrs.events import EventMediator
 from anycqrs.serialization import dumps, set_fast_path, to_dict
 
-from .consumer_helpers import OrderPaid, paid
+from .consumer_helpers import OrderPaid, RecordPaid, paid
 
 
 @pytest.fixture(autouse=True, params=["fast", "general"] if _codec.AVAILABLE else ["general"])
@@ -121,3 +122,41 @@ class TestInbound:
         assert item.event is None
         assert isinstance(item.error, DeserializationError)
         assert "poison" in repr(item)
+
+    def test_repeated_names_keep_decoding_each_message(self, mediator: EventMediator) -> None:
+        """The decoder remembers a name after its first message: later ones,
+        good or bad, still get their own event or error."""
+        decode = EventDecoder(mediator.event_map)
+        first = decode.inbound(_body(1), b"OrderPaid", "t", "a", lane=0, raw=None)
+        bad = decode.inbound(_body("x"), b"OrderPaid", "t", "b", lane=0, raw=None)
+        empty = decode.inbound(None, b"OrderPaid", "t", None, lane=0, raw=None)
+        bytes_key = decode.inbound(_body(2), b"OrderPaid", "t", b"\xff", lane=0, raw=None)
+        second = decode.inbound(_body(3), b"OrderPaid", "t", None, lane=0, raw=None)
+        assert (first.event.payload, first.event.key) == (OrderPaid(1), "a")
+        assert isinstance(bad.error, DeserializationError) and "order_id" in str(bad.error)
+        assert isinstance(empty.error, DeserializationError)
+        assert isinstance(bytes_key.error, DeserializationError)
+        assert (second.event.payload, second.event.key, second.event.topic) == (
+            OrderPaid(3),
+            None,
+            "t",
+        )
+
+    def test_a_name_bound_anew_decodes_into_the_new_class(self) -> None:
+        @attrs.frozen
+        class Renamed:
+            order_id: int
+            note: str = "new"
+
+        events = anycqrs.EventMap()
+        events.bind(anycqrs.NotificationEvent[OrderPaid], RecordPaid)
+        decode = EventDecoder(events)
+        old = decode.inbound(_body(1), b"OrderPaid", "t", None, lane=0, raw=None)
+        assert old.event.payload == OrderPaid(1)
+        names = events._by_name  # rebinding a name is not public API: simulate it
+        names["OrderPaid"] = anycqrs.NotificationEvent[Renamed]
+        new = decode.inbound(_body(2), b"OrderPaid", "t", None, lane=0, raw=None)
+        assert new.event.payload == Renamed(2)
+        del names["OrderPaid"]
+        gone = decode.inbound(_body(3), b"OrderPaid", "t", None, lane=0, raw=None)
+        assert isinstance(gone.error, DeserializationError)

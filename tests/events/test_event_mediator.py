@@ -384,3 +384,51 @@ async def test_every_handler_shape_and_container_takes_follow_ups_once(
         names = sorted(entry.split()[1] for entry in log.entries)
         assert names == sorted(["root", "a", "b", "a1", "a2", "b1", "b", "b1"])
         assert all(entry.startswith(prefix) for entry in log.entries)
+
+
+@pytest.mark.parametrize("bound", [2, 10])
+async def test_parallel_handlers_that_wait_run_side_by_side(
+    container: lagom.Container, bound: int
+) -> None:
+    """Handlers that wait run at the same time (up to the bound), follow-ups too:
+    each of a generation waits until its whole generation (or the bound) arrived."""
+    arrived: dict[str, int] = {}
+    running = [0, 0]  # now, most at once
+    gates: dict[str, anyio.Event] = {}
+    size = {"root": 3, "child": 6}  # handlers per event name: 3 on root, 3 x 2 children
+
+    def handler(index: int) -> Any:
+        class Waits(anycqrs.EventHandler[Node]):
+            async def handle(self, event: Node) -> None:
+                kind = "root" if event.name == "root" else "child"
+                running[0] += 1
+                running[1] = max(running)
+                arrived[kind] = arrived.get(kind, 0) + 1
+                gate = gates.setdefault(kind, anyio.Event())
+                if arrived[kind] >= min(size[kind], bound):
+                    gate.set()
+                await gate.wait()
+                await anyio.sleep(0)
+                running[0] -= 1
+                if kind == "root" and index == 0:
+                    self.emit(Node("c1"))
+                    self.emit(Node("c2"))
+
+        Waits.__name__ = Waits.__qualname__ = f"Waits{index}"
+        return Waits
+
+    def bind(events: anycqrs.EventMap) -> None:
+        for index in range(3):
+            events.bind(Node, handler(index))
+
+    mediator = bootstrap(
+        di_container=container,
+        events_mapper=bind,
+        concurrent_event_handle_enable=True,
+        max_concurrent_event_handlers=bound,
+    )
+    with anyio.fail_after(5):
+        await mediator.send(Node("root"))
+    assert arrived == {"root": 3, "child": 6}
+    assert running[1] == min(bound, 6)
+    assert running[0] == 0

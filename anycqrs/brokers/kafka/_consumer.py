@@ -1,15 +1,25 @@
 """`KafkaEventConsumer`: a Kafka transport for the consumer layer
 (`anycqrs.consumers`), with manual, batched offset commits.
 
-Every blocking librdkafka call runs in a worker thread, one hop per batch:
-the hop commits the positions that moved, consumes a batch and splits it into
-runs of one partition. The batch is decoded on the event loop and handed to
-the lanes; `settle` advances the partitions' positions.
+librdkafka queues fetched messages in memory, so taking them is not
+blocking: each fetch commits the positions that moved (asynchronously) and
+drains up to a batch with a zero timeout on the event loop. Only when nothing
+is queued does it go to a worker thread, to wait for the first message (up to
+`poll_timeout`), and then drains the rest on the loop again: one thread hop
+per idle period instead of one per batch, and no waiting for a full batch
+(latency). The batch is split into runs of one partition, each with one
+commit ticket, decoded and handed to the lanes; `settle` advances the
+partitions' positions.
+
+A rebalance callback runs on whichever thread consumes: on a worker thread
+it commits the revoked partitions synchronously; on the event loop (during a
+drain) asynchronously, so the loop never blocks on the broker.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,10 +37,10 @@ from ...observability._health import ConsumerProbe, HealthCheck
 from ...observability._metrics import ConsumerMetrics
 from ._dead_letters import DEAD_LETTER_RETRY, DeadLetters
 from ._logs import with_logger
-from ._offsets import Offsets, Partition
+from ._offsets import Offsets
 from ._stats import Observer
 from ._status import STOPPED, Assignment, KafkaConsumerStatus
-from ._wire import event_name, record_key
+from ._wire import record_key
 
 __all__ = ["KafkaEventConsumer"]
 
@@ -59,10 +69,6 @@ _CONSUMER_ONLY = (
 
 def _producer_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if not k.startswith(_CONSUMER_ONLY)}
-
-
-_Run = tuple[Partition, list[Any]]
-"""Consecutive fetched messages of one partition."""
 
 
 class KafkaEventConsumer:
@@ -135,8 +141,10 @@ class KafkaEventConsumer:
             `DEAD_LETTER_RETRY`: 6 attempts, 0.5 s doubling to 10 s).
         unassigned_warning: seconds a subscribed member may hold no
             partition before it logs a WARNING (`None`: never).
-        batch_size: most messages fetched by one `consume()` call.
-        poll_timeout: seconds one `consume()` call may wait.
+        batch_size: most messages taken by one fetch (drained from what
+            librdkafka holds, never waited for).
+        poll_timeout: seconds a fetch that finds nothing queued waits (in a
+            worker thread) for the first message.
         close_timeout: seconds the final commit and group leave may take.
         codec: the format of the record values (an
             `anycqrs.codecs.MessageCodec`; default JSON).
@@ -322,6 +330,7 @@ class _KafkaTransport:
         "_consumer",
         "_dead_letters",
         "_group",
+        "_loop_thread",
         "_observer",
         "_offsets",
         "_probe",
@@ -349,6 +358,8 @@ class _KafkaTransport:
         self.assignment = assignment
         self._offsets = Offsets()
         self._consumer: Consumer | None = None
+        self._loop_thread: int | None = None
+        """The event loop's thread (rebalance callbacks there must not block)."""
 
     # -- worker-thread side ------------------------------------------------------
 
@@ -365,39 +376,12 @@ class _KafkaTransport:
             raise BrokerError(f"Cannot start the Kafka consumer: {exc}") from exc
         self._consumer = consumer
 
-    def _fetch(self, commits: list[TopicPartition]) -> list[_Run]:
-        """Commit, fetch a batch and split it into runs of one partition (the
-        partition objects are looked up here, next to the rebalance callbacks
-        that revoke them)."""
+    def _wait(self) -> list[Any]:
+        """Wait up to `poll_timeout` for the first message (worker thread)."""
         consumer = self._consumer
         assert consumer is not None
-        if commits:
-            try:
-                consumer.commit(offsets=commits, asynchronous=True)
-            except KafkaException as exc:
-                logger.warning("Kafka commit failed: %s", exc)
-        messages = consumer.consume(self._batch_size, self._timeout)
-        self._probe.polled()
-        if not messages:
-            self.assignment.check()
-            return []
-        partition = self._offsets.partition
-        runs: list[_Run] = []
-        part: Partition | None = None
-        run: list[Any] = []
-        for msg in messages:
-            error = msg.error()
-            if error is not None:
-                _fetch_error(error)
-                continue
-            topic, number = msg.topic(), msg.partition()
-            if part is None or part.partition != number or part.topic != topic:
-                assert topic is not None and number is not None
-                part = partition(topic, number)
-                run = []
-                runs.append((part, run))
-            run.append(msg)
-        return runs
+        messages: list[Any] = consumer.consume(1, self._timeout)
+        return messages
 
     def close(self) -> None:
         consumer = self._consumer
@@ -422,7 +406,10 @@ class _KafkaTransport:
         logger.info("Kafka partitions revoked: %s", _describe(partitions))
         if commits:
             try:
-                consumer.commit(offsets=commits, asynchronous=False)
+                if threading.get_ident() == self._loop_thread:  # during a drain
+                    consumer.commit(offsets=commits, asynchronous=True)
+                else:
+                    consumer.commit(offsets=commits, asynchronous=False)
             except KafkaException as exc:
                 logger.warning("Kafka commit on revoke failed: %s", exc)
 
@@ -434,27 +421,89 @@ class _KafkaTransport:
     # -- event-loop side (the Transport protocol) ---------------------------------
 
     async def fetch(self, decode: EventDecoder, /) -> list[Inbound]:
-        runs = await anyio.to_thread.run_sync(self._fetch, self._offsets.take_commits())
+        consumer = self._consumer
+        assert consumer is not None
+        self._loop_thread = threading.get_ident()
+        commits = self._offsets.take_commits()
+        if commits:
+            try:
+                consumer.commit(offsets=commits, asynchronous=True)
+            except KafkaException as exc:
+                logger.warning("Kafka commit failed: %s", exc)
+        size = self._batch_size
+        messages = consumer.consume(size, 0)
+        self._probe.polled()
+        if messages:
+            return self._decode(messages, decode)
+        first = await anyio.to_thread.run_sync(self._wait)
+        self._probe.polled()
+        if not first:
+            self.assignment.check()
+            return []
+        # the first message's partition is looked up before the drain, whose
+        # rebalance callbacks may revoke it (its item is then stale)
+        items = self._decode(first, decode)
+        if size > 1:
+            items += self._decode(consumer.consume(size - 1, 0), decode)
+        return items
+
+    def _decode(self, messages: list[Any], decode: EventDecoder) -> list[Inbound]:
+        """Decode a fetched batch; one commit ticket per run of one partition."""
         inbound = decode.inbound
+        partition = self._offsets.partition
         items: list[Inbound] = []
         append = items.append
-        for part, messages in runs:
-            if part.revoked:  # revoked since the fetch: the new owner reads them
+        run: list[Inbound] = []
+        batch: Any = None
+        topic: str | None = None
+        number = lane = -1
+        for msg in messages:
+            error = msg.error()
+            if error is not None:
+                _fetch_error(error)
                 continue
-            topic, lane, pend = part.topic, part.lane, part.pending.append
-            for msg in messages:
-                key = msg.key()
-                item = inbound(
-                    msg.value(),
-                    event_name(msg),
-                    topic,
-                    record_key(key) if key is not None else None,
-                    lane=hash(key) if key is not None else lane,
-                    raw=msg,
-                    ticket=part,
-                )
-                pend(item)
-                append(item)
+            if msg.partition() != number or msg.topic() != topic:
+                if batch is not None:
+                    batch.left = len(run)
+                topic, number = msg.topic(), msg.partition()
+                assert topic is not None and number is not None
+                part = partition(topic, number)
+                if part.revoked:  # revoked during the drain: the new owner reads it
+                    batch = None
+                    continue
+                run = []
+                batch = part.batch(run, -1)
+                lane = part.lane
+            elif batch is None:
+                continue
+            name = None  # the `event_name` header, `_wire.event_name` inlined
+            headers = msg.headers()
+            if headers:
+                for header, value in headers:
+                    if header == "event_name" and value is not None:
+                        name = value
+            key = msg.key()
+            if key is None:
+                text = None
+            else:
+                try:  # `_wire.record_key`, inlined for its common case
+                    text = key.decode()
+                except UnicodeDecodeError:
+                    text = record_key(key)
+            item = inbound(
+                msg.value(),
+                name,
+                topic,
+                text,
+                lane=hash(key) if key is not None else lane,
+                raw=msg,
+                ticket=batch,
+            )
+            run.append(item)
+            append(item)
+            batch.end = msg.offset() + 1
+        if batch is not None:
+            batch.left = len(run)
         return items
 
     def settle(self, items: Sequence[Inbound], /) -> None:
@@ -462,7 +511,7 @@ class _KafkaTransport:
         self._probe.polled()
 
     def stale(self, item: Inbound, /) -> bool:
-        revoked: bool = item.ticket.revoked
+        revoked: bool = item.ticket.partition.revoked
         return revoked
 
     def location(self, item: Inbound, /) -> str:

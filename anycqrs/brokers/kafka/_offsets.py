@@ -1,10 +1,16 @@
 """Offset bookkeeping of one consumer run: which partitions are assigned, how
 far each may be committed, and which were revoked.
 
-An offset only moves past messages that all finished: each partition keeps
-its fetched messages in offset order and commits up to the first one still
-running. The event loop advances offsets (`settle`); the worker thread
-fetches, commits and runs the rebalance callbacks (`forget`).
+An offset only moves past messages that all finished. The messages one fetch
+brought of one partition share a commit ticket (`Batch`): a count of the
+messages still running and the offset after the last one. Each partition
+keeps its tickets in offset order and commits up to the first one still
+running, so the bookkeeping costs one object per partition and fetch, not
+one per message. While running, a partition's position moves by whole
+batches; on close and on revoke it moves up to the first unfinished message
+(each `Inbound` is marked `handled`), so what finished is committed. The
+event loop advances offsets (`settle`); the rebalance callbacks revoke
+partitions (`forget`).
 """
 
 from __future__ import annotations
@@ -16,7 +22,32 @@ from confluent_kafka import TopicPartition
 
 from ...consumers import Inbound
 
-__all__ = ["Offsets", "Partition"]
+__all__ = ["Batch", "Offsets", "Partition"]
+
+
+class Batch:
+    """The commit ticket of consecutive fetched messages of one partition
+    (every `Inbound` of them carries it as its `ticket`)."""
+
+    __slots__ = ("end", "items", "left", "partition")
+
+    def __init__(self, partition: Partition, items: list[Inbound], end: int) -> None:
+        self.partition = partition
+        self.items = items
+        """The batch's messages, in offset order (filled by the transport)."""
+        self.left = 0
+        """Messages of the batch not yet settled (set once `items` is filled)."""
+        self.end = end
+        """The offset after the batch's last message (what to commit once done)."""
+
+    def first_unfinished(self) -> int:
+        """The offset of the batch's first message not yet handled, `-1`
+        when that is the batch's first one (nothing of it finished)."""
+        for index, item in enumerate(self.items):
+            if not item.handled:
+                offset: int = item.raw.offset()
+                return offset if index else -1
+        return self.end
 
 
 class Partition:
@@ -27,8 +58,8 @@ class Partition:
     def __init__(self, topic: str, partition: int) -> None:
         self.topic = topic
         self.partition = partition
-        self.pending: deque[Inbound] = deque()
-        """Fetched messages not yet committable, in offset order."""
+        self.pending: deque[Batch] = deque()
+        """Fetched batches not yet committable, in offset order."""
         self.lane = hash((topic, partition))
         """Ordering hash of the partition's keyless messages."""
         self.committable = -1
@@ -38,8 +69,21 @@ class Partition:
         self.revoked = False
         """Set once the partition is revoked or lost: its items are stale."""
 
+    def batch(self, items: list[Inbound], end: int) -> Batch:
+        """The ticket of fetched messages ending before offset `end` (the
+        transport appends them to `items`, then sets `left`)."""
+        batch = Batch(self, items, end)
+        self.pending.append(batch)
+        return batch
+
     def position(self) -> TopicPartition:
         return TopicPartition(self.topic, self.partition, self.committable)
+
+    def exact(self) -> TopicPartition:
+        """The position past every finished message, inside a batch too."""
+        if self.pending:
+            self.committable = max(self.committable, self.pending[0].first_unfinished())
+        return self.position()
 
 
 class Offsets:
@@ -60,24 +104,26 @@ class Offsets:
 
     def settle(self, items: Sequence[Inbound]) -> None:
         """Mark `items` handled; advance their partitions' commit positions."""
-        last: Partition | None = None
-        touched: list[Partition] = []
+        done: list[Partition] = []
         for item in items:
             item.handled = True
-            part = item.ticket
-            if part is not last:
-                touched.append(part)
-                last = part
+            batch: Batch = item.ticket
+            batch.left -= 1
+            if not batch.left:
+                done.append(batch.partition)
+        if not done:
+            return
         dirty = self._dirty
-        for part in touched:
+        for part in done:
             if part.revoked:
                 continue
             pending = part.pending
-            head: Inbound | None = None
-            while pending and pending[0].handled:
+            head: Batch | None = None
+            while pending and not pending[0].left:
                 head = pending.popleft()
+                head.items = []  # items -> ticket -> items: no cycle left for the GC
             if head is not None:
-                part.committable = head.raw.offset() + 1
+                part.committable = head.end
                 dirty.add(part)
 
     def take_commits(self) -> list[TopicPartition]:
@@ -97,11 +143,13 @@ class Offsets:
         """Every position, for the synchronous commit on close (asynchronous
         commits may still be in flight, or be dropped by `close()`)."""
         self._dirty.clear()
-        return [
-            part.position()
-            for part in self._partitions.values()
-            if not part.revoked and part.committable >= 0
-        ]
+        commits = []
+        for part in self._partitions.values():
+            if not part.revoked:
+                position = part.exact()
+                if position.offset >= 0:
+                    commits.append(position)
+        return commits
 
     def forget(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
         """Revoke `partitions`; returns their positions to commit now (again:
@@ -112,6 +160,10 @@ class Offsets:
             if part is None:
                 continue
             part.revoked = True
-            if part.committable >= 0:
-                commits.append(part.position())
+            position = part.exact()
+            for batch in part.pending:
+                batch.items = []
+            part.pending.clear()
+            if position.offset >= 0:
+                commits.append(position)
         return commits

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections import deque
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from uuid import UUID
@@ -16,6 +17,11 @@ from ._sql import utc
 __all__ = ["MemorySagaStorage"]
 
 _UNFINISHED = (SagaStatus.PENDING, SagaStatus.RUNNING, SagaStatus.COMPENSATING)
+_FINISHED = frozenset({SagaStatus.COMPLETED, SagaStatus.FAILED})
+"""What the retention policy may drop (`COMPENSATION_FAILED` stays: recovery retries it)."""
+
+DEFAULT_KEEP_FINISHED = 1_000
+"""How many finished sagas a `MemorySagaStorage` keeps by default."""
 
 
 class _Row:
@@ -61,17 +67,53 @@ class MemorySagaStorage:
     """Keeps sagas in a dict: fast, for tests, demos and sagas that need not
     survive the process. Writes are atomic because they never await.
 
+    Retention: the storage keeps every unfinished saga, and the most recent
+    `keep_finished` finished ones (`COMPLETED` or `FAILED`, by the time they
+    finished); older finished sagas are dropped, so a long-running process
+    does not grow without bound (nor does the garbage collector's work).
+    A dropped saga is gone: `load_saga_state` raises `SagaNotFoundError`,
+    `get_step_history` returns `[]`, and its id may be created again.
+    `COMPENSATION_FAILED` sagas are never dropped (recovery retries them).
+
+    Args:
+        keep_finished: how many finished sagas to keep (default
+            `DEFAULT_KEEP_FINISHED`, 1,000); `None` keeps them all.
+
     Example:
         ```python
-        storage = MemorySagaStorage()
+        storage = MemorySagaStorage()                     # the last 1,000 finished sagas
+        everything = MemorySagaStorage(keep_finished=None)
         mediator = anycqrs.saga.bootstrap.bootstrap(sagas_mapper=..., saga_storage=storage)
         ```
     """
 
-    __slots__ = ("_rows",)
+    __slots__ = ("_finished", "_keep", "_rows")
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_finished: int | None = DEFAULT_KEEP_FINISHED) -> None:
+        if keep_finished is not None and keep_finished < 0:
+            raise ValueError(f"keep_finished must be >= 0 or None, got {keep_finished}")
         self._rows: dict[int, _Row] = {}  # keyed by UUID.int: hashing a UUID is slow
+        self._keep = keep_finished
+        self._finished: deque[int] = deque()
+        """Keys of finished sagas, oldest first (may hold keys already dropped)."""
+
+    @property
+    def keep_finished(self) -> int | None:
+        """How many finished sagas this storage keeps (`None`: all)."""
+        return self._keep
+
+    def _finish(self, key: int) -> None:
+        """A saga finished: remember it, drop the oldest beyond `keep_finished`."""
+        keep = self._keep
+        if keep is None:
+            return
+        finished, rows = self._finished, self._rows
+        finished.append(key)
+        while len(finished) > keep:
+            old = finished.popleft()
+            row = rows.get(old)
+            if row is not None and row.status in _FINISHED:
+                del rows[old]
 
     def synchronous_writers(self) -> tuple[CreateNow | None, SaveNow | None]:
         """`(create_now, save_now)`: `create_saga` and `save` without their
@@ -114,6 +156,8 @@ class MemorySagaStorage:
         row = rows[key] = _Row(saga_name, status, context, now)
         if entries:
             row.log.extend(entries)
+        if status in _FINISHED:
+            self._finish(key)
         return 1
 
     async def save(
@@ -144,8 +188,10 @@ class MemorySagaStorage:
             raise SagaNotFoundError(saga_id)
         if row.version != expected_version:
             raise SagaConcurrencyError(saga_id, expected_version)
-        if status is not None:
+        if status is not None and status is not row.status:
             row.status = status
+            if status in _FINISHED:
+                self._finish(saga_id.int)
         if context is not None:
             row.context = context
         if entries:

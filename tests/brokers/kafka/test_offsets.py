@@ -18,9 +18,13 @@ class Fetched:
 
 
 def _fetch(offsets: Offsets, topic: str, partition: int, start: int, count: int) -> list[Inbound]:
+    """One fetched batch of `count` messages from `start` (one commit ticket)."""
     part = offsets.partition(topic, partition)
-    items = [Inbound(None, None, part.lane, Fetched(o), part) for o in range(start, start + count)]
-    part.pending.extend(items)
+    items: list[Inbound] = []
+    batch = part.batch(items, start + count)
+    offsets_ = range(start, start + count)
+    items.extend(Inbound(None, None, part.lane, Fetched(o), batch) for o in offsets_)
+    batch.left = count
     return items
 
 
@@ -31,23 +35,32 @@ def _positions(commits: list[TopicPartition]) -> dict[tuple[str, int], int]:
 class TestOffsets:
     """Commit positions of one run."""
 
-    def test_position_waits_for_the_oldest_unfinished_message(self) -> None:
+    def test_position_waits_for_the_oldest_unfinished_batch(self) -> None:
+        offsets = Offsets()
+        first = _fetch(offsets, "t", 0, 10, 2)
+        second = _fetch(offsets, "t", 0, 12, 2)
+        offsets.settle(second)  # 12 and 13 finished, 10 and 11 still running
+        assert offsets.take_commits() == []
+        offsets.settle([first[1]])
+        assert offsets.take_commits() == []  # the first batch is not done
+        offsets.settle([first[0]])
+        assert _positions(offsets.take_commits()) == {("t", 0): 14}
+        assert offsets.take_commits() == []  # nothing moved since
+        assert _positions(offsets.final_commits()) == {("t", 0): 14}
+
+    def test_close_and_revoke_commit_inside_a_batch(self) -> None:
         offsets = Offsets()
         items = _fetch(offsets, "t", 0, 10, 4)
-        offsets.settle([items[1], items[2]])  # 11 and 12 finished, 10 still running
-        assert offsets.take_commits() == []
-        offsets.settle([items[0]])
-        assert _positions(offsets.take_commits()) == {("t", 0): 13}
-        assert offsets.take_commits() == []  # nothing moved since
-        offsets.settle([items[3]])
-        assert _positions(offsets.take_commits()) == {("t", 0): 14}
-        assert _positions(offsets.final_commits()) == {("t", 0): 14}
+        offsets.settle([items[0], items[1], items[3]])  # 12 still running
+        assert offsets.take_commits() == []  # running: whole batches only
+        assert _positions(offsets.final_commits()) == {("t", 0): 12}
+        assert _positions(offsets.forget([TopicPartition("t", 0)])) == {("t", 0): 12}
 
     def test_partitions_move_independently(self) -> None:
         offsets = Offsets()
-        a = _fetch(offsets, "t", 0, 0, 2)
+        a = _fetch(offsets, "t", 0, 0, 1)
         b = _fetch(offsets, "t", 1, 5, 2)
-        assert offsets.partition("t", 0) is a[0].ticket
+        assert offsets.partition("t", 0) is a[0].ticket.partition
         offsets.settle([a[0], b[0], b[1]])
         assert _positions(offsets.take_commits()) == {("t", 0): 1, ("t", 1): 7}
 
@@ -57,7 +70,7 @@ class TestOffsets:
         offsets.settle(items[:1])
         revoked = offsets.forget([TopicPartition("t", 0), TopicPartition("t", 9)])
         assert _positions(revoked) == {("t", 0): 1}
-        assert items[1].ticket.revoked
+        assert items[1].ticket.partition.revoked
         offsets.settle(items[1:])
         assert offsets.take_commits() == []
         assert offsets.final_commits() == []
