@@ -19,28 +19,23 @@ drain) asynchronously, so the loop never blocks on the broker.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
 import anyio.abc
 import anyio.to_thread
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ..._exc import BaseExceptionGroup, real_errors
 from ..._retry import RetryPolicy
 from ...codecs import MessageCodec
-from ...consumers import DEFAULT_RETRY, EventDecoder, EventSink, Inbound, consume
-from ...errors import BrokerError
+from ...consumers import DEFAULT_RETRY, EventSink, consume
 from ...observability._health import ConsumerProbe, HealthCheck
 from ...observability._metrics import ConsumerMetrics
 from ._dead_letters import DEAD_LETTER_RETRY, DeadLetters
 from ._logs import with_logger
-from ._offsets import Offsets
-from ._stats import Observer
 from ._status import STOPPED, Assignment, KafkaConsumerStatus
-from ._wire import record_key
+from ._transport import KafkaTransport, on_commit
 
 __all__ = ["KafkaEventConsumer"]
 
@@ -210,7 +205,7 @@ class KafkaEventConsumer:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self._config = with_logger({**config, "enable.auto.commit": False}, "consumer")
-        self._config.setdefault("on_commit", _on_commit)
+        self._config.setdefault("on_commit", on_commit)
         self._topics = list(topics)
         self._sink = mediator
         self._max_concurrency = max_concurrency
@@ -224,7 +219,7 @@ class KafkaEventConsumer:
         if unassigned_warning is not None and unassigned_warning <= 0:
             raise ValueError(f"unassigned_warning must be positive, got {unassigned_warning}")
         self._unassigned_warning = unassigned_warning
-        self._transport: _KafkaTransport | None = None
+        self._transport: KafkaTransport | None = None
         self._batch_size = batch_size
         self._poll_timeout = poll_timeout
         self._close_timeout = close_timeout
@@ -279,7 +274,7 @@ class KafkaEventConsumer:
         metrics = ConsumerMetrics.create(
             self._meter_provider, "kafka", self._config.get("group.id")
         )
-        transport = _KafkaTransport(
+        transport = KafkaTransport(
             batch_size=self._batch_size,
             poll_timeout=self._poll_timeout,
             dead_letters=dead_letters,
@@ -320,230 +315,6 @@ class KafkaEventConsumer:
                     await dead_letters.stop()
 
 
-class _KafkaTransport:
-    """One run of a `KafkaEventConsumer`: the open librdkafka consumer, its
-    partitions' offsets and the dead-letter producer (the `Transport` of
-    `anycqrs.consumers.consume`)."""
-
-    __slots__ = (
-        "_batch_size",
-        "_consumer",
-        "_dead_letters",
-        "_group",
-        "_loop_thread",
-        "_observer",
-        "_offsets",
-        "_probe",
-        "_timeout",
-        "assignment",
-    )
-
-    def __init__(
-        self,
-        *,
-        batch_size: int,
-        poll_timeout: float,
-        dead_letters: DeadLetters | None,
-        assignment: Assignment,
-        probe: ConsumerProbe,
-        metrics: ConsumerMetrics | None,
-        group: str | None = None,
-    ) -> None:
-        self._group = group
-        self._batch_size = batch_size
-        self._probe = probe
-        self._observer = Observer(probe, metrics)
-        self._timeout = poll_timeout
-        self._dead_letters = dead_letters
-        self.assignment = assignment
-        self._offsets = Offsets()
-        self._consumer: Consumer | None = None
-        self._loop_thread: int | None = None
-        """The event loop's thread (rebalance callbacks there must not block)."""
-
-    # -- worker-thread side ------------------------------------------------------
-
-    def open(self, config: Mapping[str, Any], topics: list[str]) -> None:
-        try:
-            consumer = Consumer(self._observer.install(dict(config)))
-            consumer.subscribe(
-                topics,
-                on_assign=self._on_assign,
-                on_revoke=self._on_revoke,
-                on_lost=self._on_lost,
-            )
-        except (KafkaException, ValueError, TypeError) as exc:
-            raise BrokerError(f"Cannot start the Kafka consumer: {exc}") from exc
-        self._consumer = consumer
-
-    def _wait(self) -> list[Any]:
-        """Wait up to `poll_timeout` for the first message (worker thread)."""
-        consumer = self._consumer
-        assert consumer is not None
-        messages: list[Any] = consumer.consume(1, self._timeout)
-        return messages
-
-    def close(self) -> None:
-        consumer = self._consumer
-        if consumer is None:  # pragma: no cover - open() failed
-            return
-        commits = self._offsets.final_commits()
-        try:
-            if commits:
-                consumer.commit(offsets=commits, asynchronous=False)
-        except KafkaException as exc:
-            logger.warning("Kafka final commit failed: %s", exc)
-        finally:
-            consumer.close()
-
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.assignment.assign(partitions)
-        logger.info("Kafka partitions assigned: %s", _describe(partitions))
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.assignment.revoke(partitions)
-        commits = self._offsets.forget(partitions)
-        logger.info("Kafka partitions revoked: %s", _describe(partitions))
-        if commits:
-            try:
-                if threading.get_ident() == self._loop_thread:  # during a drain
-                    consumer.commit(offsets=commits, asynchronous=True)
-                else:
-                    consumer.commit(offsets=commits, asynchronous=False)
-            except KafkaException as exc:
-                logger.warning("Kafka commit on revoke failed: %s", exc)
-
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.assignment.revoke(partitions)
-        self._offsets.forget(partitions)
-        logger.warning("Kafka partitions lost: %s", _describe(partitions))
-
-    # -- event-loop side (the Transport protocol) ---------------------------------
-
-    async def fetch(self, decode: EventDecoder, /) -> list[Inbound]:
-        consumer = self._consumer
-        assert consumer is not None
-        self._loop_thread = threading.get_ident()
-        commits = self._offsets.take_commits()
-        if commits:
-            try:
-                consumer.commit(offsets=commits, asynchronous=True)
-            except KafkaException as exc:
-                logger.warning("Kafka commit failed: %s", exc)
-        size = self._batch_size
-        messages = consumer.consume(size, 0)
-        self._probe.polled()
-        if messages:
-            return self._decode(messages, decode)
-        first = await anyio.to_thread.run_sync(self._wait)
-        self._probe.polled()
-        if not first:
-            self.assignment.check()
-            return []
-        # the first message's partition is looked up before the drain, whose
-        # rebalance callbacks may revoke it (its item is then stale)
-        items = self._decode(first, decode)
-        if size > 1:
-            items += self._decode(consumer.consume(size - 1, 0), decode)
-        return items
-
-    def _decode(self, messages: list[Any], decode: EventDecoder) -> list[Inbound]:
-        """Decode a fetched batch; one commit ticket per run of one partition."""
-        inbound = decode.inbound
-        partition = self._offsets.partition
-        items: list[Inbound] = []
-        append = items.append
-        run: list[Inbound] = []
-        batch: Any = None
-        topic: str | None = None
-        number = lane = -1
-        for msg in messages:
-            error = msg.error()
-            if error is not None:
-                _fetch_error(error)
-                continue
-            if msg.partition() != number or msg.topic() != topic:
-                if batch is not None:
-                    batch.left = len(run)
-                topic, number = msg.topic(), msg.partition()
-                assert topic is not None and number is not None
-                part = partition(topic, number)
-                if part.revoked:  # revoked during the drain: the new owner reads it
-                    batch = None
-                    continue
-                run = []
-                batch = part.batch(run, -1)
-                lane = part.lane
-            elif batch is None:
-                continue
-            name = None  # the `event_name` header, `_wire.event_name` inlined
-            headers = msg.headers()
-            if headers:
-                for header, value in headers:
-                    if header == "event_name" and value is not None:
-                        name = value
-            key = msg.key()
-            if key is None:
-                text = None
-            else:
-                try:  # `_wire.record_key`, inlined for its common case
-                    text = key.decode()
-                except UnicodeDecodeError:
-                    text = record_key(key)
-            item = inbound(
-                msg.value(),
-                name,
-                topic,
-                text,
-                lane=hash(key) if key is not None else lane,
-                raw=msg,
-                ticket=batch,
-            )
-            run.append(item)
-            append(item)
-            batch.end = msg.offset() + 1
-        if batch is not None:
-            batch.left = len(run)
-        return items
-
-    def settle(self, items: Sequence[Inbound], /) -> None:
-        self._offsets.settle(items)
-        self._probe.polled()
-
-    def stale(self, item: Inbound, /) -> bool:
-        revoked: bool = item.ticket.partition.revoked
-        return revoked
-
-    def location(self, item: Inbound, /) -> str:
-        msg = item.raw
-        return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
-
-    def message_headers(self, item: Inbound, /) -> dict[str, Any]:
-        return dict(item.raw.headers() or ())
-
-    def span_attributes(self, item: Inbound, /) -> dict[str, Any]:
-        msg = item.raw
-        attributes: dict[str, Any] = {
-            "messaging.system": "kafka",
-            "messaging.destination.name": msg.topic(),
-            "messaging.destination.partition.id": str(msg.partition()),
-            "messaging.kafka.offset": msg.offset(),
-        }
-        if self._group is not None:
-            attributes["messaging.consumer.group.name"] = self._group
-        key = msg.key()
-        if key is not None:
-            attributes["messaging.kafka.message.key"] = record_key(key)
-        return attributes
-
-    async def dead_letter(self, item: Inbound, error: BaseException, attempts: int, /) -> bool:
-        dead_letters = self._dead_letters
-        if dead_letters is None:
-            return False
-        await dead_letters.write(item.raw, error, attempts, self.location(item))
-        return True
-
-
 def _raise_first(group: BaseExceptionGroup[BaseException]) -> None:
     """Several lanes failed for good at once (a dead-letter topic gone fails
     every lane that tries it): raise the first failure itself, log the rest."""
@@ -554,19 +325,3 @@ def _raise_first(group: BaseExceptionGroup[BaseException]) -> None:
         logger.error("The Kafka consumer also failed with %s: %s", type(other).__name__, other)
     first = errors[0]
     raise first from first.__cause__
-
-
-def _fetch_error(error: KafkaError) -> None:
-    if error.fatal():
-        raise BrokerError(f"Kafka consumer failed: {error.str()}")
-    if error.code() != KafkaError._PARTITION_EOF:
-        logger.warning("Kafka consumer: %s", error.str())
-
-
-def _on_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:
-    if error is not None and error.code() != KafkaError._NO_OFFSET:
-        logger.warning("Kafka commit failed: %s", error.str())
-
-
-def _describe(partitions: list[TopicPartition]) -> str:
-    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "none"
