@@ -42,8 +42,11 @@ ROUND_TRIPS = {"postgres": 3, "sqlite": 0}
 
 
 class _Progress:
-    def __init__(self, count: int, write: Callable[[Any, int], None]) -> None:
+    def __init__(
+        self, count: int, write: Callable[[Any, int], None], *, one_hop: bool = False
+    ) -> None:
         self.count = count
+        self.one_hop = one_hop
         self.write = write
         self.seen = 0
         self.first: float | None = None
@@ -59,7 +62,7 @@ class _Effect(EventHandler[NotificationEvent[BenchPaid]]):
         progress = self.progress
         if progress.first is None:
             progress.first = time.perf_counter()
-        await self.tx.run(progress.write, event.payload.order_id)
+        await self.tx.run(progress.write, event.payload.order_id, commit=progress.one_hop)
         progress.seen += 1
         if progress.seen >= progress.count:
             progress.done.set()
@@ -103,8 +106,10 @@ def consume_postgres(
     dsn: str,
     backend: str = "asyncio",
     lanes: int = 16,
+    one_hop: bool = False,
 ) -> dict[str, Any]:
-    """The PostgreSQL inbox (own connections, one per lane)."""
+    """The PostgreSQL inbox (own connections, one per lane); `one_hop`:
+    ``defer_begin=True`` and the handler's ``run(..., commit=True)``."""
     import psycopg
 
     suffix = uuid.uuid4().hex[:8]
@@ -112,9 +117,9 @@ def consume_postgres(
     with psycopg.connect(dsn, autocommit=True) as connection:
         connection.execute(f"CREATE TABLE {effects} (order_id INTEGER NOT NULL)".encode())
     insert = f"INSERT INTO {effects} (order_id) VALUES (%s)".encode()
-    inbox = PostgresInbox(dsn, table=inbox_table, max_transactions=lanes)
+    inbox = PostgresInbox(dsn, table=inbox_table, max_transactions=lanes, defer_begin=one_hop)
     progress = _Progress(
-        count, lambda connection, order_id: connection.execute(insert, (order_id,))
+        count, lambda connection, order_id: connection.execute(insert, (order_id,)), one_hop=one_hop
     )
     try:
         seconds = anyio.run(
@@ -126,15 +131,22 @@ def consume_postgres(
             connection.execute(f"DROP TABLE IF EXISTS {effects}".encode())
             connection.execute(f"DROP TABLE IF EXISTS {inbox_table}".encode())
     return kafka_bench._result(
-        f"anycqrs KafkaEventConsumer + PostgresInbox ({backend}, {lanes} lanes)",
+        f"anycqrs KafkaEventConsumer + PostgresInbox ({backend}, {lanes} lanes, "
+        f"{1 if one_hop else 3} hop{'' if one_hop else 's'})",
         count,
         seconds,
         round_trips_per_message=ROUND_TRIPS["postgres"],
+        thread_hops_per_message=1 if one_hop else 3,
     )
 
 
 def consume_sqlite(
-    bootstrap_servers: str, topic: str, count: int, backend: str = "asyncio", lanes: int = 16
+    bootstrap_servers: str,
+    topic: str,
+    count: int,
+    backend: str = "asyncio",
+    lanes: int = 16,
+    one_hop: bool = False,
 ) -> dict[str, Any]:
     """The SQLite inbox (one connection, WAL, one transaction at a time)."""
     with tempfile.TemporaryDirectory() as scratch:
@@ -142,12 +154,13 @@ def consume_sqlite(
         with sqlite3.connect(path) as connection:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("CREATE TABLE effects (order_id INTEGER NOT NULL)")
-        inbox = SqliteInbox(path)
+        inbox = SqliteInbox(path, defer_begin=one_hop)
         progress = _Progress(
             count,
             lambda connection, order_id: connection.execute(
                 "INSERT INTO effects (order_id) VALUES (?)", (order_id,)
             ),
+            one_hop=one_hop,
         )
         try:
             seconds = anyio.run(
@@ -156,10 +169,12 @@ def consume_sqlite(
         finally:
             inbox.close()
     return kafka_bench._result(
-        f"anycqrs KafkaEventConsumer + SqliteInbox ({backend}, {lanes} lanes)",
+        f"anycqrs KafkaEventConsumer + SqliteInbox ({backend}, {lanes} lanes, "
+        f"{1 if one_hop else 3} hop{'' if one_hop else 's'})",
         count,
         seconds,
         round_trips_per_message=ROUND_TRIPS["sqlite"],
+        thread_hops_per_message=1 if one_hop else 3,
     )
 
 
