@@ -92,7 +92,10 @@ class InboxStore:
     notification event: the store opens a transaction, writes the
     ``(handler, event_id)`` row, runs the handler with that transaction as
     the current `InboxTransaction`, and commits; a row already there means
-    the handler ran for this message before: it is skipped.
+    the handler ran for this message before: it is skipped. With
+    ``defer_begin=True`` the transaction and the row wait for the handler's
+    first `InboxTransaction.run` (same hop), and ``run(fn, commit=True)``
+    commits in the hop of the handler's last call.
     """
 
     __slots__ = ("_backend", "_defer", "_names", "_slots")

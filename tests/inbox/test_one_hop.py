@@ -341,3 +341,42 @@ class TestDeferredBegin:
         ]
         assert db.inbox_rows() == 4
         inbox.close()
+
+
+class SendsFirst(contract.Base):
+    """Sends a nested event before its own first run (the join begins it)."""
+
+    async def handle(self, event: Event) -> None:
+        self.app.calls.append("SendsFirst")
+        assert self.app.mediator is not None
+        await self.app.mediator.send(
+            anycqrs.NotificationEvent(
+                payload=Shipped(event.payload.order_id),
+                topic="s",
+                event_id=self.tx.derive_id("nested"),
+            )
+        )
+        await self.tx.run(self.app.harness.write, "SendsFirst", event.payload.order_id)
+        if "SendsFirst" in self.app.fail:
+            raise RuntimeError("SendsFirst fails")
+
+
+class TestDeferredNested:
+    """A nested send before the outer handler's first run."""
+
+    async def test_the_join_begins_the_outer_transaction(self, db: Harness) -> None:
+        app, inbox = App(db), db.store()
+        m = mediator(app, inbox, SendsFirst, follow=True)
+        event = paid(11)
+        app.fail = {"SendsFirst"}
+        with pytest.raises(RuntimeError):
+            await m.send(event)
+        assert db.effects() == []  # the nested write rolled back with the outer one
+        app.fail = set()
+        await m.send(event)
+        assert sorted(db.effects()) == [("OnShipped", 11), ("SendsFirst", 11)]
+        app.calls.clear()
+        await m.send(event)  # a duplicate, found at the join: the nested handler never runs
+        assert app.calls == ["SendsFirst"]
+        assert db.inbox_rows() == 2
+        inbox.close()
