@@ -166,6 +166,13 @@ class SqlAlchemyInbox(InboxStore):
         max_transactions: inbox transactions open at once (1 on SQLite).
         outbox_table: an outbox table: `InboxTransaction.outbox` then stages
             rows there in the same transaction (an `anycqrs.outbox.SqlAlchemyOutbox`).
+        defer_begin: begin the transaction and write the inbox row in the
+            hop of the handler's first `InboxTransaction.run` instead of in
+            a hop of their own before the handler (with a last
+            ``run(fn, commit=True)`` a message then takes one thread hop). A
+            duplicate is found at that first `run`, which stops the handler
+            there: what the handler does before its first `run` is repeated
+            on a redelivery, so keep it free of effects (default `False`).
 
     Example:
         ```python
@@ -183,5 +190,9 @@ class SqlAlchemyInbox(InboxStore):
         table: str = DEFAULT_TABLE,
         max_transactions: int = 16,
         outbox_table: str | None = None,
+        defer_begin: bool = False,
     ) -> None:
-        super().__init__(_SqlAlchemyBackend(engine, table, max_transactions, outbox_table))
+        super().__init__(
+            _SqlAlchemyBackend(engine, table, max_transactions, outbox_table),
+            defer_begin=defer_begin,
+        )

@@ -8,17 +8,29 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
+from functools import partial
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 import anyio
 import attrs
 
+from .._exc import leaves
 from .._persistence import in_thread
-from ..errors import InboxKeyError
+from ..errors import InboxError, InboxKeyError
 from ..messages import Event, NotificationEvent
 from ._guard import identity
-from ._transaction import _CURRENT, Bound, derive_id
+from ._transaction import (
+    _CURRENT,
+    COMMITTED,
+    DUPLICATE,
+    OPEN,
+    PENDING,
+    ROLLED_BACK,
+    Bound,
+    Duplicate,
+    derive_id,
+)
 
 __all__ = ["Backend", "InboxStore", "seconds"]
 
@@ -80,15 +92,19 @@ class InboxStore:
     notification event: the store opens a transaction, writes the
     ``(handler, event_id)`` row, runs the handler with that transaction as
     the current `InboxTransaction`, and commits; a row already there means
-    the handler ran for this message before: it is skipped.
+    the handler ran for this message before: it is skipped. With
+    ``defer_begin=True`` the transaction and the row wait for the handler's
+    first `InboxTransaction.run` (same hop), and ``run(fn, commit=True)``
+    commits in the hop of the handler's last call.
     """
 
-    __slots__ = ("_backend", "_names", "_slots")
+    __slots__ = ("_backend", "_defer", "_names", "_slots")
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, *, defer_begin: bool = False) -> None:
         from ..events._dispatcher import Slots  # the loop-agnostic bound
 
         self._backend = backend
+        self._defer = defer_begin
         self._slots = Slots(backend.concurrency)
         self._names: dict[Any, str] = {}
 
@@ -128,67 +144,59 @@ class InboxStore:
         """
         outer = _CURRENT.get()
         if outer is not None and outer.store is self:
-            first = await in_thread(self._join, outer, handler, message_id)
-            if not first:
-                return None, ()
-            nested = Bound(self, outer.handle, outer.connection, handler, message_id)
-            nested._outbox = outer.outbox  # the same writer, on the same connection
-            token = _CURRENT.set(nested)
-            try:
-                result, events = await run(event)
-            finally:
-                _CURRENT.reset(token)
-            return result, _derive(events, handler, message_id)
-        backend = self._backend
+            nested: tuple[Any, Sequence[Event]] = await self._nested(
+                outer, handler, message_id, run, event
+            )
+            return nested
+        bound = Bound(self, self._backend, handler, message_id)
         slots = self._slots
         await slots.acquire()
         try:
-            bound = await self._begin(handler, message_id)
-            if bound is None:
-                return None, ()
+            if not self._defer:
+                # Shielded: a cancellation arriving while the thread opens
+                # the transaction must not skip the rollback below.
+                with anyio.CancelScope(shield=True):
+                    await in_thread(_locked, bound.begin, bound)
+                if bound.state == DUPLICATE:
+                    return None, ()
             token = _CURRENT.set(bound)
             try:
                 result, events = await run(event)
-            except BaseException:
+            except BaseException as error:
                 _CURRENT.reset(token)
-                await _roll_back(backend, bound)
+                if bound.state == DUPLICATE and _duplicate(error):  # stopped at its first run
+                    return None, ()
+                if bound.state == OPEN:
+                    await _roll_back(bound)
                 raise
             _CURRENT.reset(token)
-            with anyio.CancelScope(shield=True), anyio.fail_after(CLEANUP_TIMEOUT):
-                await in_thread(backend.commit, bound.handle)
+            if bound.state != COMMITTED:
+                with anyio.CancelScope(shield=True), anyio.fail_after(CLEANUP_TIMEOUT):
+                    await in_thread(_finish, bound)
+                if bound.state == DUPLICATE:
+                    return None, ()
         finally:
             slots.release()
         return result, _derive(events, handler, message_id)
 
-    async def _begin(self, handler: str, message_id: UUID) -> Bound | None:
-        backend = self._backend
+    async def _nested(
+        self, outer: Bound, handler: str, message_id: UUID, run: Run, event: Any
+    ) -> tuple[Any, Sequence[Event]]:
+        root = outer if outer.parent is None else outer.parent
+        if not await in_thread(self._join, root, handler, message_id):
+            return None, ()
+        nested = Bound(self, self._backend, handler, message_id, parent=root)
+        token = _CURRENT.set(nested)
+        try:
+            result, events = await run(event)
+        finally:
+            _CURRENT.reset(token)
+        return result, _derive(events, handler, message_id)
 
-        def begin() -> Bound | None:
-            handle = backend.begin(handler, message_id, time.time())
-            if handle is None:
-                return None
-            try:
-                return Bound(
-                    self,
-                    handle,
-                    backend.connection(handle),
-                    handler,
-                    message_id,
-                    make_outbox=lambda: backend.outbox(handle),
-                )
-            except BaseException:
-                backend.rollback(handle)
-                raise
-
-        # Shielded: a cancellation arriving while the thread opens the
-        # transaction must not leave it open with nobody to end it.
-        with anyio.CancelScope(shield=True):
-            bound = await in_thread(begin)
-        return bound
-
-    def _join(self, outer: Bound, handler: str, message_id: UUID) -> bool:
-        with outer.lock:
-            return self._backend.join(outer.handle, handler, message_id, time.time())
+    def _join(self, root: Bound, handler: str, message_id: UUID) -> bool:
+        with root.lock:
+            root.ready()  # a deferred outer transaction begins here
+            return self._backend.join(root.handle, handler, message_id, time.time())
 
     async def seen(self, handler: str | type, message_id: UUID) -> bool:
         """Whether ``(handler, message_id)`` is recorded (committed).
@@ -222,13 +230,44 @@ class InboxStore:
         self._backend.close()
 
 
-async def _roll_back(backend: Backend, bound: Bound) -> None:
+def _duplicate(error: BaseException) -> bool:
+    """Whether `error` is the inbox's `Duplicate` (alone or in a group)."""
+    return all(isinstance(leaf, Duplicate) for leaf in leaves(error))
+
+
+def _locked(step: Callable[[], Any], bound: Bound) -> Any:
+    with bound.lock:
+        return step()
+
+
+def _finish(bound: Bound) -> None:
+    """End the handler's transaction after it returned (blocking): commit
+    it, or, when it never began (deferred, the handler did no `run`), begin
+    and commit in this one hop; a duplicate found then leaves nothing open.
+
+    Raises:
+        InboxError: ``run(fn, commit=True)`` rolled the transaction back
+            (``fn`` raised) and the handler returned normally anyway.
+    """
+    with bound.lock:
+        if bound.state == PENDING and not bound.begin():
+            return
+        if bound.state == ROLLED_BACK:
+            raise InboxError(
+                f"The inbox transaction of {bound.handler} was rolled back (the function given "
+                "to run(..., commit=True) raised) but the handler returned normally: let the "
+                "error propagate so the message is delivered again"
+            )
+        bound.end(True)
+
+
+async def _roll_back(bound: Bound) -> None:
     """Roll back after the handler failed; the handler's error is the one
     that propagates, so a rollback that fails (the connection is gone, and
     the transaction with it) or times out is logged, not raised."""
     try:
         with anyio.CancelScope(shield=True), anyio.fail_after(CLEANUP_TIMEOUT):
-            await in_thread(backend.rollback, bound.handle)
+            await in_thread(_locked, partial(bound.end, False), bound)
     except Exception:
         logger.warning(
             "Rolling back the inbox transaction of %s failed", bound.handler, exc_info=True

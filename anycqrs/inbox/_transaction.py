@@ -5,6 +5,7 @@ running now (a context variable holds it)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar
@@ -13,7 +14,7 @@ from uuid import UUID, uuid5
 from .._persistence import in_thread
 from ..errors import InboxError
 
-__all__ = ["NAMESPACE", "Bound", "InboxTransaction", "current", "derive_id"]
+__all__ = ["NAMESPACE", "Bound", "Duplicate", "InboxTransaction", "current", "derive_id"]
 
 T = TypeVar("T")
 
@@ -33,51 +34,131 @@ def derive_id(handler: str, message_id: UUID, index: int | str) -> UUID:
     return uuid5(NAMESPACE, f"{handler}\n{message_id}\n{index}")
 
 
+class Duplicate(BaseException):
+    """Raised into a guarded handler at its first `InboxTransaction.run`
+    when a deferred begin finds the inbox row already there (internal; the
+    store catches it and skips the handler). A `BaseException`, so a
+    handler's ``except Exception`` does not swallow it."""
+
+
+PENDING, OPEN, DUPLICATE, COMMITTED, ROLLED_BACK = range(5)
+"""A `Bound`'s states: not begun yet (deferred begin), open, found a
+duplicate, committed by ``run(..., commit=True)``, rolled back by it."""
+
+
 class Bound:
-    """One open inbox transaction (internal): the store, the backend's
-    handle, the connection and the key of the row written in it."""
+    """One inbox transaction of a guarded handler call (internal): the
+    store's backend, its handle and connection once begun, the key of the
+    row written in it, and its state (see `PENDING`).
+
+    Every blocking step goes through `call` under `lock`, in a worker
+    thread; the state lives here (not in a hop's return value), so a hop
+    that finishes after its task was cancelled still leaves the store able
+    to end what it began.
+    """
 
     __slots__ = (
-        "_make_outbox",
         "_outbox",
+        "backend",
         "connection",
         "handle",
         "handler",
         "lock",
         "message_id",
+        "parent",
+        "state",
         "store",
     )
 
     def __init__(
         self,
         store: Any,
-        handle: Any,
-        connection: Any,
+        backend: Any,
         handler: str,
         message_id: UUID,
         *,
-        make_outbox: Callable[[], Any] | None = None,
+        parent: Bound | None = None,
     ) -> None:
         self.store = store
-        self.handle = handle
-        self.connection = connection
+        self.backend = backend
+        self.handle: Any = None
+        self.connection: Any = None
         self.handler = handler
         self.message_id = message_id
-        self._make_outbox = make_outbox
+        self.parent = parent
+        self.state = PENDING
         self._outbox: Any = None
-        self.lock = threading.Lock()
+        self.lock: threading.Lock = threading.Lock() if parent is None else parent.lock
+
+    def begin(self) -> bool:
+        """Open the transaction and write the row (blocking, under `lock`);
+        `False` for a duplicate (nothing left open)."""
+        handle = self.backend.begin(self.handler, self.message_id, time.time())
+        if handle is None:
+            self.state = DUPLICATE
+            return False
+        try:
+            connection = self.backend.connection(handle)
+        except BaseException:
+            self.backend.rollback(handle)
+            raise
+        self.handle, self.connection, self.state = handle, connection, OPEN
+        return True
+
+    def ready(self) -> None:
+        """Begin a deferred transaction now (blocking, under `lock`).
+
+        Raises:
+            Duplicate: the row is already there.
+            InboxError: the transaction already ended (``commit=True``).
+        """
+        root = self if self.parent is None else self.parent
+        if root.state == OPEN:
+            return
+        if root.state == PENDING:
+            if root.begin():
+                return
+            raise Duplicate
+        if root.state == DUPLICATE:
+            raise Duplicate
+        raise InboxError(
+            f"The inbox transaction of {root.handler} already ended (run(..., commit=True) "
+            "ends it): do the handler's SQL before or in that last call"
+        )
+
+    def end(self, commit: bool) -> None:
+        """Commit or roll back an open transaction (blocking, under `lock`)."""
+        self.state = ROLLED_BACK  # ended either way: a commit that fails rolls back
+        if commit:
+            self.backend.commit(self.handle)
+            self.state = COMMITTED
+        else:
+            self.backend.rollback(self.handle)
 
     @property
     def outbox(self) -> Any:
         """The outbox writer on the connection (made on first use), or `None`."""
-        if self._outbox is None and self._make_outbox is not None:
-            self._outbox = self._make_outbox()
-        return self._outbox
+        root = self if self.parent is None else self.parent
+        if root._outbox is None and root.handle is not None:
+            root._outbox = root.backend.outbox(root.handle)
+        return root._outbox
 
-    def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(connection, *args)``, one call at a time (blocking)."""
+    def call(self, fn: Callable[..., T], args: tuple[Any, ...], commit: bool) -> T:
+        """``fn(connection, *args)``, one call at a time (blocking): begins a
+        deferred transaction first; with `commit` (not in a joined handler)
+        ends it in the same hop, committed, or rolled back when `fn` raises."""
         with self.lock:
-            return fn(self.connection, *args)
+            self.ready()
+            root = self if self.parent is None else self.parent
+            if not commit or self.parent is not None:
+                return fn(root.connection, *args)
+            try:
+                result = fn(root.connection, *args)
+            except BaseException:
+                root.end(False)
+                raise
+            root.end(True)
+            return result
 
 
 _CURRENT: ContextVar[Bound | None] = ContextVar("anycqrs_inbox_transaction", default=None)
@@ -106,7 +187,10 @@ class InboxTransaction:
 
     The handler is async and the database calls block: `run` runs a
     function on the transaction's connection in a worker thread, one thread
-    hop per call, so a handler does its SQL in one `run` where it can.
+    hop per call, so a handler does its SQL in one `run` where it can; a
+    last ``run(fn, commit=True)`` commits in that same hop. With a store made
+    with ``defer_begin=True`` the begin and the inbox row go in the hop of
+    the first `run` too: one hop per message.
 
     Example:
         ```python
@@ -148,8 +232,17 @@ class InboxTransaction:
     def connection(self) -> Any:
         """The transaction's connection (a ``sqlite3.Connection``, a
         ``psycopg.Connection`` or a SQLAlchemy ``Connection``); use it only
-        inside `run` (it blocks)."""
-        return self._bound().connection
+        inside `run` (it blocks).
+
+        Raises:
+            InboxError: the transaction is not begun yet (the store defers
+                its begin to the handler's first `run`).
+        """
+        bound = self._bound()
+        root = bound if bound.parent is None else bound.parent
+        if root.connection is None:
+            raise _not_begun(bound)
+        return root.connection
 
     @property
     def handler(self) -> str:
@@ -170,6 +263,9 @@ class InboxTransaction:
             InboxError: the inbox store has no outbox table configured.
         """
         bound = self._bound()
+        root = bound if bound.parent is None else bound.parent
+        if root.handle is None:
+            raise _not_begun(bound)
         if bound.outbox is None:
             raise InboxError(
                 f"The inbox of {bound.handler} has no outbox: pass outbox_table= to the "
@@ -184,13 +280,30 @@ class InboxTransaction:
         bound = self._bound()
         return derive_id(bound.handler, bound.message_id, f"own:{index}")
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any, commit: bool = False) -> T:
         """``fn(connection, *args)`` in a worker thread, inside the
         transaction (one thread hop); returns what ``fn`` returns.
 
+        With ``commit=True`` this is the handler's last use of the
+        transaction: it commits in the same hop right after ``fn`` returns
+        (or rolls back when ``fn`` raises), which saves the hop and round
+        trip of the commit that otherwise follows the handler. Nothing the
+        handler does afterwards can roll it back: an error it raises later
+        still fails the delivery, and the redelivery is then a duplicate.
+        In a handler joined to an outer guarded handler's transaction (a
+        nested ``send``) ``commit`` is ignored: the outer one commits.
+
         Raises:
-            InboxError: called outside an inbox-guarded handler.
+            InboxError: called outside an inbox-guarded handler, or after
+                the transaction ended (``commit=True`` was given before).
             Exception: what ``fn`` raises (the transaction then rolls back
                 when the handler lets it propagate).
         """
-        return await in_thread(self._bound().call, fn, *args)
+        return await in_thread(self._bound().call, fn, args, commit)
+
+
+def _not_begun(bound: Bound) -> InboxError:
+    return InboxError(
+        f"The inbox transaction of {bound.handler} is not begun yet (its store defers the "
+        "begin to the first run): use the connection and the outbox inside run"
+    )
