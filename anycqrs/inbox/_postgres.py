@@ -159,6 +159,35 @@ class _PostgresBackend:
         self._release(handle)
         return None
 
+    def savepoint(
+        self, handle: Any, release: bool, handler: str, message_id: UUID, now: float
+    ) -> tuple[Any, bool]:
+        fresh = handle is None
+        if fresh:
+            handle = self._checkout()
+        connection = handle.connection
+        try:
+            if fresh:
+                self._writer(connection)
+            with connection.pipeline():  # one round trip
+                if fresh:
+                    connection.execute(b"BEGIN")
+                elif release:
+                    connection.execute(b"RELEASE SAVEPOINT anycqrs_inbox")
+                connection.execute(b"SAVEPOINT anycqrs_inbox")
+                cursor = connection.execute(self._insert, (handler, message_id, _at(now)))
+        except BaseException:
+            if fresh:
+                self._end(handle, b"ROLLBACK")
+            raise
+        return handle, cursor.rowcount == 1
+
+    def rollback_savepoint(self, handle: Any) -> None:
+        connection = handle.connection
+        with connection.pipeline():
+            connection.execute(b"ROLLBACK TO SAVEPOINT anycqrs_inbox")
+            connection.execute(b"RELEASE SAVEPOINT anycqrs_inbox")
+
     def join(self, handle: Any, handler: str, message_id: UUID, now: float) -> bool:
         cursor = handle.connection.execute(self._insert, (handler, message_id, _at(now)))
         return bool(cursor.rowcount == 1)
@@ -245,6 +274,12 @@ class PostgresInbox(InboxStore):
             duplicate is found at that first `run`, which stops the handler
             there: what the handler does before its first `run` is repeated
             on a redelivery, so keep it free of effects (default `False`).
+        batch: a consumer handles each lane chunk in one transaction: a
+            ``SAVEPOINT`` per guarded handler call (released on success,
+            rolled back to on failure), one ``COMMIT`` per chunk, the chunk's
+            messages settled after it; a commit that fails or a transaction
+            that breaks (a deadlock, a lost connection) has the whole chunk
+            handled again (default `False`; see the "Speed" docs section).
 
     Example:
         ```python
@@ -264,8 +299,10 @@ class PostgresInbox(InboxStore):
         max_transactions: int = 16,
         outbox_table: str | None = None,
         defer_begin: bool = False,
+        batch: bool = False,
     ) -> None:
         super().__init__(
             _PostgresBackend(conninfo, pool, table, max_transactions, outbox_table),
             defer_begin=defer_begin,
+            batch=batch,
         )
