@@ -28,6 +28,9 @@ def _schema(quoted: str, index: str) -> list[str]:
     ]
 
 
+_RELEASE = b"RELEASE SAVEPOINT anycqrs_inbox; "
+
+
 def _at(now: float) -> datetime:
     return datetime.fromtimestamp(now, timezone.utc)
 
@@ -68,6 +71,11 @@ class _PostgresBackend:
             f"INSERT INTO {name.quoted} (handler, message_id, processed_at) "
             "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
         ).encode()
+        self._savepoint = (
+            f"SAVEPOINT anycqrs_inbox; INSERT INTO {name.quoted} "
+            "(handler, message_id, processed_at) VALUES ("
+        ).encode()
+        self._literals: dict[str, bytes] = {}
         self._seen = f"SELECT 1 FROM {name.quoted} WHERE handler = %s AND message_id = %s".encode()
         self._prune = f"DELETE FROM {name.quoted} WHERE processed_at < %s".encode()
         self._outbox_table = outbox_table
@@ -169,24 +177,40 @@ class _PostgresBackend:
         try:
             if fresh:
                 self._writer(connection)
-            with connection.pipeline():  # one round trip
-                if fresh:
-                    connection.execute(b"BEGIN")
-                elif release:
-                    connection.execute(b"RELEASE SAVEPOINT anycqrs_inbox")
-                connection.execute(b"SAVEPOINT anycqrs_inbox")
-                cursor = connection.execute(self._insert, (handler, message_id, _at(now)))
+            # one simple-protocol query (literal values: the handler's quoted
+            # identity, the UUID's hex, a float): a single execute costs a
+            # third of the CPU of three pipelined ones
+            head = b"BEGIN; " if fresh else _RELEASE if release else b""
+            cursor = connection.execute(
+                head
+                + self._savepoint
+                + self._quoted(connection, handler)
+                + b", '"
+                + str(message_id).encode()
+                + b"', to_timestamp("
+                + repr(float(now)).encode()
+                + b")) ON CONFLICT DO NOTHING"
+            )
+            while cursor.nextset():  # to the INSERT's result
+                pass
         except BaseException:
             if fresh:
                 self._end(handle, b"ROLLBACK")
             raise
         return handle, cursor.rowcount == 1
 
+    def _quoted(self, connection: psycopg.Connection[Any], handler: str) -> bytes:
+        quoted = self._literals.get(handler)
+        if quoted is None:
+            from psycopg import sql
+
+            quoted = self._literals[handler] = sql.Literal(handler).as_bytes(connection)
+        return quoted
+
     def rollback_savepoint(self, handle: Any) -> None:
-        connection = handle.connection
-        with connection.pipeline():
-            connection.execute(b"ROLLBACK TO SAVEPOINT anycqrs_inbox")
-            connection.execute(b"RELEASE SAVEPOINT anycqrs_inbox")
+        handle.connection.execute(
+            b"ROLLBACK TO SAVEPOINT anycqrs_inbox; RELEASE SAVEPOINT anycqrs_inbox"
+        )
 
     def join(self, handle: Any, handler: str, message_id: UUID, now: float) -> bool:
         cursor = handle.connection.execute(self._insert, (handler, message_id, _at(now)))
