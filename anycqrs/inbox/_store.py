@@ -96,7 +96,9 @@ class InboxStore:
     the handler ran for this message before: it is skipped. With
     ``defer_begin=True`` the transaction and the row wait for the handler's
     first `InboxTransaction.run` (same hop), and ``run(fn, commit=True)``
-    commits in the hop of the handler's last call.
+    commits in the hop of the handler's last call. With ``batch=True`` a
+    consumer runs each lane chunk in one transaction (`chunk`): a savepoint
+    per guarded handler call, one commit per chunk.
     """
 
     __slots__ = ("_backend", "_batch", "_defer", "_names", "_slots")
