@@ -50,6 +50,11 @@ class Lanes:
     * after each chunk, tells `transport.settle` which items finished, also
       when the lane is cancelled (graceful stop settles what finished).
 
+    A sink that is a `ChunkSink` (an `EventMediator` whose inbox batches)
+    gets each chunk inside its `chunk()` context: the chunk's items are
+    settled only once it exited cleanly (none when cancelled), and when the
+    exit raises the whole chunk is handled again by `retry`.
+
     Args:
         sink: where events go (`sink.send`).
         transport: the run's transport (`settle`, `stale`, `location`, `dead_letter`).
