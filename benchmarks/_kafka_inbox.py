@@ -13,7 +13,13 @@ store defers its begin (``defer_begin=True``) and the handler's ``run`` says
 ``kafka/consume`` (no inbox) on the same topic, so the ratio is the price of
 exactly-once effects. Timed from the first event handled to the last.
 
-Run alone: ``python -m benchmarks._kafka_inbox HOST:PORT [DSN] [COUNT]``.
+``batch=True`` (a transaction per lane chunk, a savepoint per message):
+per message two round trips (``RELEASE``/``SAVEPOINT``/the inbox ``INSERT``
+pipelined, the effect ``INSERT``) and one hop with ``one_hop``, two without;
+``BEGIN`` and ``COMMIT`` once per chunk.
+
+Run alone: ``python -m benchmarks._kafka_inbox HOST:PORT [DSN] [COUNT] [--batch]``
+(``--batch``: only the batch-mode rows).
 """
 
 from __future__ import annotations
@@ -109,9 +115,12 @@ def consume_postgres(
     backend: str = "asyncio",
     lanes: int = 16,
     one_hop: bool = False,
+    batch: bool = False,
 ) -> dict[str, Any]:
     """The PostgreSQL inbox (own connections, one per lane); `one_hop`:
-    ``defer_begin=True`` and the handler's ``run(..., commit=True)``."""
+    ``defer_begin=True`` and the handler's ``run(..., commit=True)``;
+    `batch`: ``batch=True`` (one transaction per lane chunk, a savepoint
+    per message)."""
     import psycopg
 
     suffix = uuid.uuid4().hex[:8]
@@ -119,7 +128,9 @@ def consume_postgres(
     with psycopg.connect(dsn, autocommit=True) as connection:
         connection.execute(f"CREATE TABLE {effects} (order_id INTEGER NOT NULL)".encode())
     insert = f"INSERT INTO {effects} (order_id) VALUES (%s)".encode()
-    inbox = PostgresInbox(dsn, table=inbox_table, max_transactions=lanes, defer_begin=one_hop)
+    inbox = PostgresInbox(
+        dsn, table=inbox_table, max_transactions=lanes, defer_begin=one_hop, batch=batch
+    )
     progress = _Progress(
         count, lambda connection, order_id: connection.execute(insert, (order_id,)), one_hop=one_hop
     )
@@ -134,12 +145,17 @@ def consume_postgres(
             connection.execute(f"DROP TABLE IF EXISTS {inbox_table}".encode())
     return kafka_bench._result(
         f"anycqrs KafkaEventConsumer + PostgresInbox ({backend}, {lanes} lanes, "
-        f"{1 if one_hop else 3} hop{'' if one_hop else 's'})",
+        f"{_form(one_hop, batch)})",
         count,
         seconds,
-        round_trips_per_message=ROUND_TRIPS["postgres"],
-        thread_hops_per_message=1 if one_hop else 3,
+        round_trips_per_message=2 if batch else ROUND_TRIPS["postgres"],
+        thread_hops_per_message=1 if one_hop else 2 if batch else 3,
     )
+
+
+def _form(one_hop: bool, batch: bool) -> str:
+    hops = "1 hop" if one_hop else "2 hops" if batch else "3 hops"
+    return f"batch, {hops}" if batch else hops
 
 
 def consume_sqlite(
@@ -149,14 +165,16 @@ def consume_sqlite(
     backend: str = "asyncio",
     lanes: int = 16,
     one_hop: bool = False,
+    batch: bool = False,
 ) -> dict[str, Any]:
-    """The SQLite inbox (one connection, WAL, one transaction at a time)."""
+    """The SQLite inbox (one connection, WAL, one transaction at a time);
+    `batch`: one transaction per lane chunk."""
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "bench.sqlite3"
         with sqlite3.connect(path) as connection:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("CREATE TABLE effects (order_id INTEGER NOT NULL)")
-        inbox = SqliteInbox(path, defer_begin=one_hop)
+        inbox = SqliteInbox(path, defer_begin=one_hop, batch=batch)
         progress = _Progress(
             count,
             lambda connection, order_id: connection.execute(
@@ -172,11 +190,11 @@ def consume_sqlite(
             inbox.close()
     return kafka_bench._result(
         f"anycqrs KafkaEventConsumer + SqliteInbox ({backend}, {lanes} lanes, "
-        f"{1 if one_hop else 3} hop{'' if one_hop else 's'})",
+        f"{_form(one_hop, batch)})",
         count,
         seconds,
         round_trips_per_message=ROUND_TRIPS["sqlite"],
-        thread_hops_per_message=1 if one_hop else 3,
+        thread_hops_per_message=1 if one_hop else 2 if batch else 3,
     )
 
 
@@ -206,14 +224,39 @@ if __name__ == "__main__":  # pragma: no cover
     postgres = sys.argv[2] if len(sys.argv) > 2 else "postgresql://postgres@127.0.0.1:5432/postgres"
     total = int(sys.argv[3]) if len(sys.argv) > 3 else 20_000
     filled = str(kafka_bench.plain_produce(servers, total)["topic"])
-    rows = [
-        kafka_bench.anycqrs_consume(servers, filled, total),
-        consume_postgres(servers, filled, total, postgres),
-        consume_postgres(servers, filled, total, postgres, one_hop=True),
-        consume_postgres(servers, filled, total, postgres, backend="trio"),
-        consume_postgres(servers, filled, total, postgres, backend="trio", one_hop=True),
-        consume_sqlite(servers, filled, total),
-        consume_sqlite(servers, filled, total, one_hop=True),
+    runs: list[tuple[bool, Callable[[], dict[str, Any]]]] = [
+        (False, lambda: kafka_bench.anycqrs_consume(servers, filled, total)),
+        (False, lambda: consume_postgres(servers, filled, total, postgres)),
+        (False, lambda: consume_postgres(servers, filled, total, postgres, one_hop=True)),
+        (False, lambda: consume_postgres(servers, filled, total, postgres, backend="trio")),
+        (
+            False,
+            lambda: consume_postgres(
+                servers, filled, total, postgres, backend="trio", one_hop=True
+            ),
+        ),
+        (True, lambda: consume_postgres(servers, filled, total, postgres, batch=True)),
+        (
+            True,
+            lambda: consume_postgres(servers, filled, total, postgres, one_hop=True, batch=True),
+        ),
+        (
+            True,
+            lambda: consume_postgres(
+                servers, filled, total, postgres, backend="trio", one_hop=True, batch=True
+            ),
+        ),
+        (False, lambda: consume_sqlite(servers, filled, total)),
+        (False, lambda: consume_sqlite(servers, filled, total, one_hop=True)),
+        (True, lambda: consume_sqlite(servers, filled, total, one_hop=True, batch=True)),
+        (
+            True,
+            lambda: consume_sqlite(
+                servers, filled, total, backend="trio", one_hop=True, batch=True
+            ),
+        ),
     ]
+    only_batch = "--batch" in sys.argv  # only the batch-mode rows
+    rows = [run() for batched, run in runs if batched or not only_batch]
     for row in rows:
         print(f"{row['name']:<72} {row['rate']:>9,.0f} msg/s  ({row['seconds']:.2f}s)")

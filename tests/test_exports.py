@@ -114,6 +114,7 @@ DOCUMENTED_PATHS = [
     ("anycqrs.codecs", "ProtobufCodec"),
     ("anycqrs.codecs", "ProtoConvertible"),
     ("anycqrs.consumers", "NeedsEventIds"),
+    ("anycqrs.consumers", "ChunkSink"),
     ("anycqrs.errors", "InboxError"),
     ("anycqrs.errors", "InboxKeyError"),
     ("anycqrs.inbox", "InboxStore"),
@@ -188,6 +189,7 @@ def test_consumer_layer_all_is_pinned(module: str) -> None:
             "RabbitMQMessageBroker",
         },
         "anycqrs.consumers": {
+            "ChunkSink",
             "DEFAULT_RETRY",
             "DeadLetter",
             "EventDecoder",

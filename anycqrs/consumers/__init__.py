@@ -40,6 +40,7 @@ from ._lanes import Lanes as Lanes
 from ._memory import DeadLetter as DeadLetter
 from ._memory import InMemoryTransport as InMemoryTransport
 from ._memory import MemoryRecord as MemoryRecord
+from ._protocols import ChunkSink as ChunkSink
 from ._protocols import EventSink as EventSink
 from ._protocols import EventTypes as EventTypes
 from ._protocols import NeedsEventIds as NeedsEventIds
@@ -47,6 +48,7 @@ from ._protocols import Transport as Transport
 
 __all__ = [
     "DEFAULT_RETRY",
+    "ChunkSink",
     "DeadLetter",
     "EventDecoder",
     "EventSink",

@@ -18,7 +18,7 @@ from ..errors import MessageHandlingError
 from ..observability import _context, _messaging, _tracing
 from ..observability._metrics import ConsumerMetrics
 from ._decoder import Inbound
-from ._protocols import EventSink, Transport
+from ._protocols import ChunkSink, EventSink, Transport
 
 __all__ = ["DEFAULT_RETRY", "Lanes"]
 
@@ -49,6 +49,11 @@ class Lanes:
       destination, stops with `MessageHandlingError` (the item unsettled);
     * after each chunk, tells `transport.settle` which items finished, also
       when the lane is cancelled (graceful stop settles what finished).
+
+    A sink that is a `ChunkSink` (an `EventMediator` whose inbox batches)
+    gets each chunk inside its `chunk()` context: the chunk's items are
+    settled only once it exited cleanly (none when cancelled), and when the
+    exit raises the whole chunk is handled again by `retry`.
 
     Args:
         sink: where events go (`sink.send`).
@@ -92,6 +97,9 @@ class Lanes:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self._send: Callable[[Any], Any] = sink.send
+        self._open_chunk: Callable[[], Any] | None = (
+            sink.chunk if isinstance(sink, ChunkSink) else None
+        )
         self._transport = transport
         self._retry = retry
         self._logger = logger
@@ -190,10 +198,8 @@ class Lanes:
         index: int,
         message: _context.LaneMessage | None,
     ) -> None:
-        transport, metrics = self._transport, self._metrics
-        stale, settle = transport.stale, transport.settle
+        metrics, settle = self._metrics, self._transport.settle
         handle = self._observed if self._tracer is not None else self._handle
-        clock = time.perf_counter
         async with receive:
             while True:
                 # take a queued chunk without a loop pass; wait only when none is
@@ -209,29 +215,97 @@ class Lanes:
                     return
                 finished: list[Inbound] = []
                 try:
-                    for item in chunk:
-                        if stale(item):
-                            continue
-                        started = clock() if metrics is not None else 0.0
-                        if item.error is not None:
-                            outcome = await self._poison(item)
-                        elif message is None:
-                            outcome = await handle(item, started)
-                        else:
-                            message.item = item
-                            try:
-                                outcome = await handle(item, started)
-                            finally:
-                                message.item = None
-                        finished.append(item)
-                        if metrics is not None:
-                            metrics.processed(item.event, outcome, clock() - started, item.error)
+                    scope = self._open_chunk() if self._open_chunk is not None else None
+                    if scope is None:
+                        await self._chunk(chunk, finished, handle, message)
+                    else:
+                        finished.extend(await self._in_scope(chunk, scope, handle, message))
                 finally:
                     if finished:
                         settle(finished)
                     if metrics is not None:
                         metrics.finished(index, len(chunk), [item.event for item in finished])
                         self._in_flight[index] -= len(chunk)
+
+    async def _chunk(
+        self,
+        chunk: list[Inbound],
+        finished: list[Inbound],
+        handle: Callable[[Inbound, float], Any],
+        message: _context.LaneMessage | None,
+    ) -> None:
+        """Handle the items of `chunk`, appending each finished one to `finished`."""
+        stale, metrics, clock = self._transport.stale, self._metrics, time.perf_counter
+        for item in chunk:
+            if stale(item):
+                continue
+            started = clock() if metrics is not None else 0.0
+            if item.error is not None:
+                outcome = await self._poison(item)
+            elif message is None:
+                outcome = await handle(item, started)
+            else:
+                message.item = item
+                try:
+                    outcome = await handle(item, started)
+                finally:
+                    message.item = None
+            finished.append(item)
+            if metrics is not None:
+                metrics.processed(item.event, outcome, clock() - started, item.error)
+
+    async def _in_scope(
+        self,
+        chunk: list[Inbound],
+        scope: Any,
+        handle: Callable[[Inbound, float], Any],
+        message: _context.LaneMessage | None,
+    ) -> list[Inbound]:
+        """Handle `chunk` inside the sink's chunk context (`ChunkSink`); the
+        finished items once it exited cleanly. When the exit raises, the
+        chunk is handled again (a new context) by the retry policy; what
+        the items themselves raise is not retried here."""
+        own: list[BaseException] = []  # errors of the items, not of the exit
+        scopes = [scope]
+        attempts = 0
+
+        async def attempt() -> list[Inbound]:
+            nonlocal attempts
+            attempts += 1
+            done: list[Inbound] = []
+            current = scopes.pop() if scopes else self._open_chunk()  # type: ignore[misc]
+            async with current:
+                try:
+                    await self._chunk(chunk, done, handle, message)
+                except BaseException as error:
+                    own.append(error)
+                    raise
+            return done
+
+        def on_retry(error: BaseException, failures: int, delay: float) -> None:
+            self._logger.warning(
+                "The chunk at %s failed as a whole (attempt %d): %r; handling it again in %.3gs",
+                self._transport.location(chunk[0]),
+                failures,
+                error,
+                delay,
+            )
+
+        try:
+            done: list[Inbound] = await retry_call(
+                self._retry,
+                attempt,
+                retryable=lambda error: not any(error is mine for mine in own),
+                on_retry=on_retry,
+                sleep=self._sleep,
+            )
+        except Exception as error:
+            if any(error is mine for mine in own):
+                raise
+            raise MessageHandlingError(
+                self._transport.location(chunk[0]), attempts, error
+            ) from error
+        return done
 
     async def _handle(self, item: Inbound, started: float) -> str:
         """Handle `item`; its outcome (`success`, `dead_lettered`) or raise."""

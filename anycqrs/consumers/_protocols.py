@@ -4,12 +4,13 @@ and what a transport provides (batches in, settlements and dead letters out)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ._decoder import EventDecoder, Inbound
 
-__all__ = ["EventSink", "EventTypes", "NeedsEventIds", "Transport"]
+__all__ = ["ChunkSink", "EventSink", "EventTypes", "NeedsEventIds", "Transport"]
 
 
 @runtime_checkable
@@ -62,6 +63,37 @@ class NeedsEventIds(Protocol):
     @property
     def requires_event_ids(self) -> bool:
         """Whether messages without an ``event_id`` are poison."""
+        ...
+
+
+@runtime_checkable
+class ChunkSink(Protocol):
+    """An event sink that may handle a lane's chunk in one unit of work
+    (`anycqrs.EventMediator` whose inbox batches: one transaction per
+    chunk, see `anycqrs.inbox.PostgresInbox`'s ``batch``).
+
+    The `Lanes` call `chunk` once per chunk: `None` means items settle one
+    by one as today. A context manager is entered around the chunk's
+    items; they are settled only once it exited cleanly. When its exit
+    raises (a failed commit, a broken transaction) nothing is settled and
+    the whole chunk is handled again under the consumer's retry policy
+    (then the consumer stops with `anycqrs.errors.MessageHandlingError`).
+
+    Example:
+        ```python
+        class Batched:
+            event_map = event_map
+
+            async def send(self, event):
+                ...
+
+            def chunk(self):
+                return unit_of_work()   # an async context manager, or None
+        ```
+    """
+
+    def chunk(self) -> AbstractAsyncContextManager[None] | None:
+        """The async context of the next chunk, or `None`."""
         ...
 
 

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import anyio
 import anyio.abc
@@ -76,6 +77,16 @@ class Guard(Protocol):
 
     def wrap(self, target: Any, run: Run, /) -> Run:
         """The guarded runner of binding `target` (cached by the guard)."""
+        ...
+
+
+@runtime_checkable
+class ChunkGuard(Protocol):
+    """A guard that can run a consumer's lane chunk in one transaction
+    (an `anycqrs.inbox` store; `chunk` returns `None` unless it batches)."""
+
+    def chunk(self) -> AbstractAsyncContextManager[None] | None:
+        """The async context of one lane chunk, or `None`."""
         ...
 
 

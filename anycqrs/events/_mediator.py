@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from .. import _defaults
@@ -9,7 +10,7 @@ from ..container import Container, as_container
 from ..messages import Event
 from ..middlewares import Middleware, MiddlewareChain
 from ..observability import _tracing
-from ._dispatcher import EventDispatcher, Guard
+from ._dispatcher import ChunkGuard, EventDispatcher, Guard
 from ._map import EventMap
 
 
@@ -87,6 +88,13 @@ class EventMediator:
         """Whether consumed messages must carry an ``event_id`` (an inbox is
         set): consumers dead-letter one without as poison."""
         return self._dispatcher.guard is not None
+
+    def chunk(self) -> AbstractAsyncContextManager[None] | None:
+        """The context a consumer runs one lane chunk in: the inbox's chunk
+        transaction when the inbox batches (``batch=True``), else `None`
+        (see `anycqrs.consumers.ChunkSink`)."""
+        guard = self._dispatcher.guard
+        return guard.chunk() if isinstance(guard, ChunkGuard) else None
 
     @property
     def message_broker(self) -> MessageBroker:

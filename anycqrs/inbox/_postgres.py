@@ -28,6 +28,10 @@ def _schema(quoted: str, index: str) -> list[str]:
     ]
 
 
+_RELEASE = b"RELEASE SAVEPOINT anycqrs_inbox; "
+_SAVE = b"SAVEPOINT anycqrs_inbox; "
+
+
 def _at(now: float) -> datetime:
     return datetime.fromtimestamp(now, timezone.utc)
 
@@ -68,6 +72,11 @@ class _PostgresBackend:
             f"INSERT INTO {name.quoted} (handler, message_id, processed_at) "
             "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
         ).encode()
+        self._row = (
+            f"INSERT INTO {name.quoted} (handler, message_id, processed_at) VALUES (".encode()
+        )
+        self._resave = _RELEASE + _SAVE
+        self._literals: dict[str, bytes] = {}
         self._seen = f"SELECT 1 FROM {name.quoted} WHERE handler = %s AND message_id = %s".encode()
         self._prune = f"DELETE FROM {name.quoted} WHERE processed_at < %s".encode()
         self._outbox_table = outbox_table
@@ -145,12 +154,8 @@ class _PostgresBackend:
         handle = self._checkout()
         connection = handle.connection
         try:
-            writer = self._writer(connection)
-            del writer
-            with connection.pipeline():
-                connection.execute(b"BEGIN")
-                cursor = connection.execute(self._insert, (handler, message_id, _at(now)))
-            if cursor.rowcount == 1:
+            self._writer(connection)
+            if self._inserted(connection, b"BEGIN; ", handler, message_id, now):
                 return handle
             connection.execute(b"ROLLBACK")
         except BaseException:
@@ -158,6 +163,65 @@ class _PostgresBackend:
             raise
         self._release(handle)
         return None
+
+    def savepoint(
+        self, handle: Any, release: bool, handler: str, message_id: UUID, now: float
+    ) -> tuple[Any, bool]:
+        fresh = handle is None
+        if fresh:
+            handle = self._checkout()
+        connection = handle.connection
+        try:
+            if fresh:
+                self._writer(connection)
+            head = (
+                b"BEGIN; SAVEPOINT anycqrs_inbox; " if fresh else self._resave if release else _SAVE
+            )
+            inserted = self._inserted(connection, head, handler, message_id, now)
+        except BaseException:
+            if fresh:
+                self._end(handle, b"ROLLBACK")
+            raise
+        return handle, inserted
+
+    def _inserted(
+        self,
+        connection: psycopg.Connection[Any],
+        head: bytes,
+        handler: str,
+        message_id: UUID,
+        now: float,
+    ) -> bool:
+        """Send `head` and the inbox ``INSERT`` as one simple-protocol query
+        (literal values: the handler's quoted identity, the UUID's hex, a
+        float; one execute costs a third of the CPU of pipelined ones);
+        whether the row was new."""
+        cursor = connection.execute(
+            head
+            + self._row
+            + self._quoted(connection, handler)
+            + b", '"
+            + str(message_id).encode()
+            + b"', to_timestamp("
+            + repr(float(now)).encode()
+            + b")) ON CONFLICT DO NOTHING"
+        )
+        while cursor.nextset():  # to the INSERT's result
+            pass
+        return bool(cursor.rowcount == 1)
+
+    def _quoted(self, connection: psycopg.Connection[Any], handler: str) -> bytes:
+        quoted = self._literals.get(handler)
+        if quoted is None:
+            from psycopg import sql
+
+            quoted = self._literals[handler] = sql.Literal(handler).as_bytes(connection)
+        return quoted
+
+    def rollback_savepoint(self, handle: Any) -> None:
+        handle.connection.execute(
+            b"ROLLBACK TO SAVEPOINT anycqrs_inbox; RELEASE SAVEPOINT anycqrs_inbox"
+        )
 
     def join(self, handle: Any, handler: str, message_id: UUID, now: float) -> bool:
         cursor = handle.connection.execute(self._insert, (handler, message_id, _at(now)))
@@ -245,6 +309,12 @@ class PostgresInbox(InboxStore):
             duplicate is found at that first `run`, which stops the handler
             there: what the handler does before its first `run` is repeated
             on a redelivery, so keep it free of effects (default `False`).
+        batch: a consumer handles each lane chunk in one transaction: a
+            ``SAVEPOINT`` per guarded handler call (released on success,
+            rolled back to on failure), one ``COMMIT`` per chunk, the chunk's
+            messages settled after it; a commit that fails or a transaction
+            that breaks (a deadlock, a lost connection) has the whole chunk
+            handled again (default `False`; see the "Speed" docs section).
 
     Example:
         ```python
@@ -264,8 +334,10 @@ class PostgresInbox(InboxStore):
         max_transactions: int = 16,
         outbox_table: str | None = None,
         defer_begin: bool = False,
+        batch: bool = False,
     ) -> None:
         super().__init__(
             _PostgresBackend(conninfo, pool, table, max_transactions, outbox_table),
             defer_begin=defer_begin,
+            batch=batch,
         )

@@ -19,6 +19,7 @@ from .._exc import leaves
 from .._persistence import in_thread
 from ..errors import InboxError, InboxKeyError
 from ..messages import Event, NotificationEvent
+from ._chunk import ChunkBackend, ChunkScope, current_chunk
 from ._guard import identity
 from ._transaction import (
     _CURRENT,
@@ -95,16 +96,21 @@ class InboxStore:
     the handler ran for this message before: it is skipped. With
     ``defer_begin=True`` the transaction and the row wait for the handler's
     first `InboxTransaction.run` (same hop), and ``run(fn, commit=True)``
-    commits in the hop of the handler's last call.
+    commits in the hop of the handler's last call. With ``batch=True`` a
+    consumer runs each lane chunk in one transaction (`chunk`): a savepoint
+    per guarded handler call, one commit per chunk.
     """
 
-    __slots__ = ("_backend", "_defer", "_names", "_slots")
+    __slots__ = ("_backend", "_batch", "_defer", "_names", "_slots")
 
-    def __init__(self, backend: Backend, *, defer_begin: bool = False) -> None:
+    def __init__(self, backend: Backend, *, defer_begin: bool = False, batch: bool = False) -> None:
         from ..events._dispatcher import Slots  # the loop-agnostic bound
 
+        if batch and not isinstance(backend, ChunkBackend):
+            raise ValueError(f"{type(self).__name__} cannot batch (batch=True): use it without")
         self._backend = backend
         self._defer = defer_begin
+        self._batch = batch
         self._slots = Slots(backend.concurrency)
         self._names: dict[Any, str] = {}
 
@@ -112,6 +118,22 @@ class InboxStore:
     def max_transactions(self) -> int:
         """How many inbox transactions may be open at once (1 on SQLite)."""
         return self._slots.total
+
+    @property
+    def batch(self) -> bool:
+        """Whether consumers handle a lane chunk in one transaction (``batch=True``)."""
+        return self._batch
+
+    def chunk(self) -> ChunkScope | None:
+        """The async context one lane chunk of a consumer runs in (batch
+        mode), or `None` (each guarded handler call commits on its own).
+
+        In it the first guarded handler call opens one transaction, each
+        call gets a savepoint (released on success, rolled back to on
+        failure) and the exit commits; a consumer settles the chunk's
+        messages only after that commit (see the "Speed" docs section).
+        """
+        return ChunkScope(self) if self._batch else None
 
     def wrap(self, target: Any, run: Run) -> Run:
         """`run` (a binding's runner) guarded by this inbox, for the event
@@ -148,36 +170,46 @@ class InboxStore:
                 outer, handler, message_id, run, event
             )
             return nested
-        bound = Bound(self, self._backend, handler, message_id)
+        chunk = current_chunk()
+        if chunk is not None and chunk.store is self:
+            async with chunk.busy:  # one savepoint in use at a time
+                bound = Bound(self, self._backend, handler, message_id, chunk=chunk)
+                return await self._guard(bound, run, event)
         slots = self._slots
         await slots.acquire()
         try:
-            if not self._defer:
-                # Shielded: a cancellation arriving while the thread opens
-                # the transaction must not skip the rollback below.
-                with anyio.CancelScope(shield=True):
-                    await in_thread(_locked, bound.begin, bound)
-                if bound.state == DUPLICATE:
-                    return None, ()
-            token = _CURRENT.set(bound)
-            try:
-                result, events = await run(event)
-            except BaseException as error:
-                _CURRENT.reset(token)
-                if bound.state == DUPLICATE and _duplicate(error):  # stopped at its first run
-                    return None, ()
-                if bound.state == OPEN:
-                    await _roll_back(bound)
-                raise
-            _CURRENT.reset(token)
-            if bound.state != COMMITTED:
-                with anyio.CancelScope(shield=True), anyio.fail_after(CLEANUP_TIMEOUT):
-                    await in_thread(_finish, bound)
-                if bound.state == DUPLICATE:
-                    return None, ()
+            return await self._guard(Bound(self, self._backend, handler, message_id), run, event)
         finally:
             slots.release()
-        return result, _derive(events, handler, message_id)
+
+    async def _guard(self, bound: Bound, run: Run, event: Any) -> tuple[Any, Sequence[Event]]:
+        """Run one guarded call in `bound` (its own transaction, or a chunk savepoint)."""
+        if not self._defer:
+            # Shielded: a cancellation arriving while the thread opens
+            # the transaction must not skip the rollback below.
+            with anyio.CancelScope(shield=True):
+                await in_thread(_locked, bound.begin, bound)
+            if bound.state == DUPLICATE:
+                return None, ()
+        token = _CURRENT.set(bound)
+        try:
+            result, events = await run(event)
+        except BaseException as error:
+            _CURRENT.reset(token)
+            if bound.state == DUPLICATE and _duplicate(error):  # stopped at its first run
+                return None, ()
+            if bound.state == OPEN:
+                await _roll_back(bound)
+            raise
+        _CURRENT.reset(token)
+        if bound.state == OPEN and bound.chunk is not None:
+            bound.state = COMMITTED  # a savepoint: released with the next one or the commit
+        elif bound.state != COMMITTED:
+            with anyio.CancelScope(shield=True), anyio.fail_after(CLEANUP_TIMEOUT):
+                await in_thread(_finish, bound)
+            if bound.state == DUPLICATE:
+                return None, ()
+        return result, _derive(events, bound.handler, bound.message_id)
 
     async def _nested(
         self, outer: Bound, handler: str, message_id: UUID, run: Run, event: Any

@@ -60,6 +60,7 @@ class Bound:
     __slots__ = (
         "_outbox",
         "backend",
+        "chunk",
         "connection",
         "handle",
         "handler",
@@ -78,8 +79,12 @@ class Bound:
         message_id: UUID,
         *,
         parent: Bound | None = None,
+        chunk: Any = None,
     ) -> None:
         self.store = store
+        self.chunk = chunk
+        """The lane chunk this call runs in (batch mode: a savepoint of the
+        chunk's transaction), or `None` (a transaction of its own)."""
         self.backend = backend
         self.handle: Any = None
         self.connection: Any = None
@@ -88,11 +93,25 @@ class Bound:
         self.parent = parent
         self.state = PENDING
         self._outbox: Any = None
-        self.lock: threading.Lock = threading.Lock() if parent is None else parent.lock
+        self.lock: threading.Lock = (
+            parent.lock
+            if parent is not None
+            else chunk.lock
+            if chunk is not None
+            else threading.Lock()
+        )
 
     def begin(self) -> bool:
         """Open the transaction and write the row (blocking, under `lock`);
-        `False` for a duplicate (nothing left open)."""
+        `False` for a duplicate (nothing left open). In a chunk: a
+        savepoint of the chunk's transaction instead (`Chunk.savepoint`)."""
+        chunk = self.chunk
+        if chunk is not None:
+            if not chunk.savepoint(self.handler, self.message_id, time.time()):
+                self.state = DUPLICATE
+                return False
+            self.handle, self.connection, self.state = chunk.handle, chunk.connection, OPEN
+            return True
         handle = self.backend.begin(self.handler, self.message_id, time.time())
         if handle is None:
             self.state = DUPLICATE
@@ -129,6 +148,12 @@ class Bound:
     def end(self, commit: bool) -> None:
         """Commit or roll back an open transaction (blocking, under `lock`)."""
         self.state = ROLLED_BACK  # ended either way: a commit that fails rolls back
+        if self.chunk is not None:  # a savepoint: released with the next one or the commit
+            if commit:
+                self.state = COMMITTED
+            else:
+                self.chunk.rollback_to()
+            return
         if commit:
             self.backend.commit(self.handle)
             self.state = COMMITTED

@@ -18,7 +18,9 @@ from .inbox_helpers import Harness, PostgresHarness, SqlAlchemyHarness, SqliteHa
 
 KINDS = [
     "sqlite",
+    "sqlite-batch",
     "postgres",
+    "postgres-batch",
     "postgres-pool",
     "sqlalchemy-sqlite",
     "sqlalchemy-postgres",
@@ -30,9 +32,9 @@ KINDS = [
 def db(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Iterator[Harness]:
     harness: Harness
     kind = request.param
-    if kind == "sqlite":
+    if kind in ("sqlite", "sqlite-batch"):
         harness = SqliteHarness(tmp_path / "app.db", unique)
-    elif kind in ("postgres", "postgres-pool"):
+    elif kind in ("postgres", "postgres-pool", "postgres-batch"):
         dsn = request.getfixturevalue("postgres_dsn")
         harness = PostgresHarness(dsn, unique, pooled=kind == "postgres-pool")
     elif kind == "sqlalchemy-sqlite":
@@ -43,6 +45,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Iterator[
         harness = SqlAlchemyHarness(kind, url, unique)
     else:
         harness = SqlAlchemyHarness(kind, request.getfixturevalue("mariadb_url"), unique)
+    harness.batch = kind.endswith("-batch")
     try:
         yield harness
     finally:

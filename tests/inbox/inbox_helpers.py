@@ -36,6 +36,8 @@ class Harness:
     table: str
     outbox: str
     effects_table: str
+    batch = False
+    """Stores made in batch mode (``batch=True``: a transaction per chunk)."""
 
     def store(self, **kwargs: Any) -> InboxStore:
         raise NotImplementedError
@@ -81,6 +83,8 @@ class SqliteHarness(Harness):
         )
 
     def store(self, **kwargs: Any) -> InboxStore:
+        if self.batch:
+            kwargs.setdefault("batch", True)
         return SqliteInbox(self.path, table=self.table, outbox_table=self.outbox, **kwargs)
 
     def write(self, connection: Any, key: str, value: int) -> None:
@@ -110,6 +114,8 @@ class PostgresHarness(Harness):
         )
 
     def store(self, **kwargs: Any) -> InboxStore:
+        if self.batch:
+            kwargs.setdefault("batch", True)
         if self.pool is not None:
             return PostgresInbox(
                 pool=self.pool, table=self.table, outbox_table=self.outbox, **kwargs

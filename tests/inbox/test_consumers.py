@@ -65,11 +65,14 @@ def guarded(db: Harness, calls: Calls) -> anycqrs.EventMediator:
     )
 
 
-@pytest.fixture
-def sqlite_db(tmp_path: Any, unique: str) -> Harness:
+@pytest.fixture(params=["per-call", "batch"])
+def sqlite_db(request: pytest.FixtureRequest, tmp_path: Any, unique: str) -> Harness:
+    """A SQLite inbox harness; ``batch``: its stores batch (a transaction per chunk)."""
     from .inbox_helpers import SqliteHarness
 
-    return SqliteHarness(tmp_path / "app.db", unique)
+    harness = SqliteHarness(tmp_path / "app.db", unique)
+    harness.batch = request.param == "batch"
+    return harness
 
 
 class TestInMemory:

@@ -125,9 +125,33 @@ class Outer(Base):
         )
 
 
+class Chunked:
+    """A mediator whose every `send` runs as one consumer chunk would: in
+    the inbox's chunk context when it batches, a handler's error caught
+    inside it (the `Lanes` retry or dead-letter it there) and raised after
+    the chunk committed."""
+
+    def __init__(self, mediator: anycqrs.EventMediator) -> None:
+        self.mediator = mediator
+
+    async def send(self, event: Any) -> None:
+        scope = self.mediator.chunk()
+        if scope is None:
+            await self.mediator.send(event)
+            return
+        error: Exception | None = None
+        async with scope:
+            try:
+                await self.mediator.send(event)
+            except Exception as exc:  # raised once the chunk committed
+                error = exc
+        if error is not None:
+            raise error
+
+
 def mediator(
     app: App, inbox: InboxStore, *handlers: type, follow: bool = False, parallel: bool = False
-) -> anycqrs.EventMediator:
+) -> Any:
     def bind(events: anycqrs.EventMap) -> None:
         for handler in handlers:
             events.bind(Event, handler)
@@ -142,8 +166,8 @@ def mediator(
         inbox=inbox,
         concurrent_event_handle_enable=parallel,
     )
-    app.mediator = built
-    return built
+    app.mediator = built  # nested sends: inside the outer handler, no chunk of their own
+    return Chunked(built)
 
 
 class TestOnce:
