@@ -21,6 +21,7 @@ from ..events._dispatcher import EventDispatcher
 from ..observability import _tracing
 from ._log import ACT, COMPENSATE, COMPLETED, FAILED, STARTED, describe, entry
 from ._run import Handler, Journal, Run
+from ._shielded import shielded
 from ._snapshot import Snapshots
 from ._types import SagaStatus, StepRecord
 
@@ -148,86 +149,89 @@ class Compensator:
         `context` go with the first write (status COMPENSATING).
 
         Runs in a cancel scope shielded from the caller's cancellation, with
-        its own deadline (`timeout` for the whole phase). If the deadline
-        passes, the saga stays COMPENSATING for recovery to finish.
+        its own deadline (`timeout` for the whole phase, counted from its
+        first wait; see `shielded`). If the deadline passes, the saga stays
+        COMPENSATING for recovery to finish.
         """
         pending = run.done[::-1]
         run.done = []
-        saga_id = run.saga_id
-        save = self.journal.save
-        with anyio.move_on_after(self.timeout, shield=True) as scope:
-            now = time.time()
-            batch: tuple[StepRecord, ...] = tuple(entries)
-            if pending:
-                batch += (entry((pending[0].step_name, COMPENSATE, STARTED, None, now)),)
-                status: SagaStatus | None = SagaStatus.COMPENSATING
-            else:
-                status = SagaStatus.FAILED
-            written = save(saga_id, run.version, status, context, batch, now)
-            run.version = written if isinstance(written, int) else await written
-            run.status = SagaStatus.COMPENSATING
-            last = len(pending) - 1
-            target = run.context
-            ended = SagaStatus.FAILED
-            tracer = self.tracer
-            for position, handler in enumerate(pending):
-                span = (
-                    None
-                    if tracer is None
-                    else _tracing.start_span(
-                        tracer,
-                        f"compensate {handler.step_name}",
-                        _tracing.INTERNAL,
-                        {"anycqrs.saga.step": handler.step_name, "anycqrs.saga.id": str(saga_id)},
-                    )
-                )
-                if span is not None:
-                    with _tracing.otel_trace.use_span(span, end_on_exit=True):
-                        ok, details = await self._compensate_one(run, handler, target)
-                        if not ok:
-                            span.set_status(_tracing.Status(_tracing.StatusCode.ERROR))
-                elif self.scope is not None:
-                    ok, details = await self._retry(run, handler, None)
-                # the common case inline: no timeout, the first attempt succeeds
-                elif handler.timeout is None:
-                    try:
-                        await handler.compensate(target)
-                    except Exception as error:  # noqa: BLE001 - retried, logged, recorded
-                        ok, details = await self._retry(run, handler, error)
-                    else:
-                        ok, details = True, {"attempts": 1}
-                        if handler.events:
-                            await self._events(run, handler)
-                else:
-                    ok, details = await self._retry(run, handler, None)
-                if not ok:
-                    ended = SagaStatus.COMPENSATION_FAILED
-                now = time.time()
-                done = entry(
-                    (handler.step_name, COMPENSATE, COMPLETED if ok else FAILED, details, now)
-                )
-                if position < last:
-                    following = pending[position + 1].step_name
-                    batch = (done, entry((following, COMPENSATE, STARTED, None, now)))
-                    status = None
-                else:
-                    batch = (done,)
-                    status = ended
-                written = save(saga_id, run.version, status, None, batch, now)
-                run.version = written if isinstance(written, int) else await written
-            run.status = ended
-            if ended is SagaStatus.COMPENSATION_FAILED:
-                logger.error(
-                    "saga %s: marked COMPENSATION_FAILED: a compensation failed all its "
-                    "retries; recovery retries it (see docs/saga-recovery.md)",
-                    saga_id,
-                )
-        if scope.cancelled_caught:
+        if await shielded(self._phase(run, pending, entries, context), self.timeout):
             logger.error(
                 "saga %s: compensation did not finish within %s s; the saga stays "
                 "COMPENSATING and recovery will finish it",
                 run.saga_id,
                 self.timeout,
+            )
+
+    async def _phase(
+        self, run: Run, pending: list[Handler], entries: Sequence[StepRecord], context: Any
+    ) -> None:
+        """The compensation phase (see `compensate`), run by `shielded`."""
+        saga_id = run.saga_id
+        save = self.journal.save
+        now = time.time()
+        batch: tuple[StepRecord, ...] = tuple(entries)
+        if pending:
+            batch += (entry((pending[0].step_name, COMPENSATE, STARTED, None, now)),)
+            status: SagaStatus | None = SagaStatus.COMPENSATING
+        else:
+            status = SagaStatus.FAILED
+        written = save(saga_id, run.version, status, context, batch, now)
+        run.version = written if isinstance(written, int) else await written
+        run.status = SagaStatus.COMPENSATING
+        last = len(pending) - 1
+        target = run.context
+        ended = SagaStatus.FAILED
+        tracer = self.tracer
+        for position, handler in enumerate(pending):
+            span = (
+                None
+                if tracer is None
+                else _tracing.start_span(
+                    tracer,
+                    f"compensate {handler.step_name}",
+                    _tracing.INTERNAL,
+                    {"anycqrs.saga.step": handler.step_name, "anycqrs.saga.id": str(saga_id)},
+                )
+            )
+            if span is not None:
+                with _tracing.otel_trace.use_span(span, end_on_exit=True):
+                    ok, details = await self._compensate_one(run, handler, target)
+                    if not ok:
+                        span.set_status(_tracing.Status(_tracing.StatusCode.ERROR))
+            elif self.scope is not None:
+                ok, details = await self._retry(run, handler, None)
+            # the common case inline: no timeout, the first attempt succeeds
+            elif handler.timeout is None:
+                try:
+                    await handler.compensate(target)
+                except Exception as error:  # noqa: BLE001 - retried, logged, recorded
+                    ok, details = await self._retry(run, handler, error)
+                else:
+                    ok, details = True, {"attempts": 1}
+                    if handler.events:
+                        await self._events(run, handler)
+            else:
+                ok, details = await self._retry(run, handler, None)
+            if not ok:
+                ended = SagaStatus.COMPENSATION_FAILED
+            now = time.time()
+            done = entry((handler.step_name, COMPENSATE, COMPLETED if ok else FAILED, details, now))
+            if position < last:
+                following = pending[position + 1].step_name
+                batch = (done, entry((following, COMPENSATE, STARTED, None, now)))
+                status = None
+            else:
+                batch = (done,)
+                status = ended
+            written = save(saga_id, run.version, status, None, batch, now)
+            run.version = written if isinstance(written, int) else await written
+        run.status = ended
+        if ended is SagaStatus.COMPENSATION_FAILED:
+            logger.error(
+                "saga %s: marked COMPENSATION_FAILED: a compensation failed all its "
+                "retries; recovery retries it (see docs/saga-recovery.md)",
+                saga_id,
             )
 
     async def _compensate_one(

@@ -12,7 +12,7 @@ import anyio
 from .._handlers import take_events
 from ..errors import EventDispatchError
 from ..events._dispatcher import EventDispatcher
-from ..observability._context import _CURRENT, MessageContext
+from ..observability._context import _CURRENT, LazyMessage
 from ._compensation import Compensator
 from ._log import (
     ACT,
@@ -97,7 +97,7 @@ class Forward:
         self._state = _NEW
         self._plan: tuple[Step, ...] = ()
         self._dump: Dump | None = None
-        self._message: MessageContext | None = None
+        self._message: LazyMessage | None = None
 
     def __aiter__(self) -> Forward:
         return self

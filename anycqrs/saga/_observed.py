@@ -41,9 +41,15 @@ def origin_of(history: Sequence[SagaStepEntry]) -> dict[str, str] | None:
     return None
 
 
-def saga_message(saga_id: Any, origin: Mapping[str, str] | None) -> _context.MessageContext:
+def saga_message(saga_id: Any, origin: Mapping[str, str] | None) -> _context.LazyMessage:
     """The current message while a saga's steps run: the saga itself, in its
-    origin's conversation."""
+    origin's conversation, built only when read (most steps never read it:
+    `str(saga_id)` alone is ~0.5 µs of a 3-step saga)."""
+    return _context.LazyMessage(_read_saga_message, (saga_id, origin))
+
+
+def _read_saga_message(arg: tuple[Any, Mapping[str, str] | None]) -> _context.MessageContext:
+    saga_id, origin = arg
     own = str(saga_id)
     if not origin:
         return _context.MessageContext(own, own, None)
