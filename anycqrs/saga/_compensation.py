@@ -19,11 +19,11 @@ from .._retry import RetryPolicy, Sleep, retry_call
 from ..container import ScopedContainer
 from ..events._dispatcher import EventDispatcher
 from ..observability import _tracing
-from ._log import ACT, COMPENSATE, COMPLETED, FAILED, STARTED, describe, entry
+from ._log import ACT, COMPENSATE, COMPLETED, FAILED, STARTED, Entry, describe
 from ._run import Handler, Journal, Run
 from ._shielded import shielded
 from ._snapshot import Snapshots
-from ._types import SagaStatus, StepRecord
+from ._types import SagaStatus
 
 __all__ = ["Compensator", "compensation_policy"]
 
@@ -113,7 +113,7 @@ class Compensator:
 
     def failed(
         self, run: Run, name: str, error: Exception, *, acted: bool
-    ) -> tuple[tuple[StepRecord, ...], Any]:
+    ) -> tuple[tuple[Entry, ...], Any]:
         """Log the failed step and get its compensation ready: returns the
         log entries and the context (`None`: unchanged) that `compensate`
         writes first. `acted`: the failing step's `act` succeeded (its events
@@ -127,9 +127,7 @@ class Compensator:
         else:
             self.snapshots.restore(run.context, run.snapshot)
         logger.info("saga %s: step %s failed: %s", run.saga_id, name, details["error"])
-        return (entry((name, ACT, FAILED, details, time.time())),), (
-            run.snapshot if acted else None
-        )
+        return ((name, ACT, FAILED, details, time.time()),), (run.snapshot if acted else None)
 
     async def fail(self, run: Run, name: str, error: Exception, *, acted: bool) -> None:
         """Log the failed step, then compensate every step that acted; see `failed`."""
@@ -139,7 +137,7 @@ class Compensator:
     async def compensate(
         self,
         run: Run,
-        entries: Sequence[StepRecord] = (),
+        entries: Sequence[Entry] = (),
         *,
         context: Any = None,
     ) -> None:
@@ -164,15 +162,15 @@ class Compensator:
             )
 
     async def _phase(
-        self, run: Run, pending: list[Handler], entries: Sequence[StepRecord], context: Any
+        self, run: Run, pending: list[Handler], entries: Sequence[Entry], context: Any
     ) -> None:
         """The compensation phase (see `compensate`), run by `shielded`."""
         saga_id = run.saga_id
         save = self.journal.save
         now = time.time()
-        batch: tuple[StepRecord, ...] = tuple(entries)
+        batch: tuple[Entry, ...] = tuple(entries)
         if pending:
-            batch += (entry((pending[0].step_name, COMPENSATE, STARTED, None, now)),)
+            batch += ((pending[0].step_name, COMPENSATE, STARTED, None, now),)
             status: SagaStatus | None = SagaStatus.COMPENSATING
         else:
             status = SagaStatus.FAILED
@@ -216,10 +214,10 @@ class Compensator:
             if not ok:
                 ended = SagaStatus.COMPENSATION_FAILED
             now = time.time()
-            done = entry((handler.step_name, COMPENSATE, COMPLETED if ok else FAILED, details, now))
+            done: Entry = (handler.step_name, COMPENSATE, COMPLETED if ok else FAILED, details, now)
             if position < last:
                 following = pending[position + 1].step_name
-                batch = (done, entry((following, COMPENSATE, STARTED, None, now)))
+                batch = (done, (following, COMPENSATE, STARTED, None, now))
                 status = None
             else:
                 batch = (done,)

@@ -25,6 +25,7 @@ __all__ = [
     "ACT",
     "COMPENSATE",
     "COMPLETED",
+    "Entry",
     "FAILED",
     "RUNNING",
     "STARTED",
@@ -45,6 +46,12 @@ STARTED = SagaStepStatus.STARTED
 COMPLETED = SagaStepStatus.COMPLETED
 FAILED = SagaStepStatus.FAILED
 RUNNING = SagaStatus.RUNNING
+
+Entry = tuple[str, StepAction, SagaStepStatus, "Mapping[str, Any] | None", float]
+"""A step-log entry as the engine writes it: a `StepRecord`'s fields in a
+plain tuple (a `StepRecord` is one too). The memory storage keeps them as
+they are (a tuple literal costs ~25 ns, a `StepRecord` ~150 ns, seven per
+3-step saga); the `Journal` hands every other storage `StepRecord`s."""
 
 entry = cast(
     "Callable[[tuple[str, StepAction, SagaStepStatus, Any, float]], StepRecord]",

@@ -16,8 +16,8 @@ from ._log import (
     FAILED,
     RUNNING,
     STARTED,
+    Entry,
     SagaIds,
-    entry,
     record,
 )
 from ._map import SagaMap
@@ -123,7 +123,7 @@ class Starter:
         now = time.time()
         origin = origin_headers()
         details = None if origin is None else {ORIGIN: origin}
-        first = (entry((saga.slots[0].primary.step_name, ACT, STARTED, details, now)),)
+        first: tuple[Entry, ...] = ((saga.slots[0].primary.step_name, ACT, STARTED, details, now),)
         try:
             written = self.journal.create(sid, saga.saga_name, snapshot, RUNNING, first, now)
             version = written if isinstance(written, int) else await written
