@@ -254,12 +254,21 @@ class EventDispatcher:
         while events:
             followups: list[Event] | None = None
             notifications: list[Message] | None = None
+            # the targets of a run of events of one type are looked up once
+            # (a generation of a fan-out is mostly of one type); a
+            # notification's targets depend on its payload: looked up each time
+            last: type | None = None
+            targets: Sequence[Any] = ()
+            notify = False
             for event in events:
                 kind = type(event)
-                if kind is NotificationEvent:
-                    targets = bound.get((kind, type(event.payload)), ())  # type: ignore[attr-defined]
-                else:
-                    targets = bound.get(kind, ())
+                if kind is not last or kind is NotificationEvent:
+                    if kind is NotificationEvent:
+                        targets = bound.get((kind, type(event.payload)), ())  # type: ignore[attr-defined]
+                    else:
+                        targets = bound.get(kind, ())
+                    last = kind
+                    notify = publish and issubclass(kind, NotificationEvent)
                 for target in targets:
                     make = fast.get(target)
                     if make is not None:  # the endpoint's fast path, inlined
@@ -270,23 +279,30 @@ class EventDispatcher:
                             raise
                         try:
                             await handler.handle(event)
-                        finally:  # a failed call's events are dropped with it
-                            produced = take_list(handler) if handler._anycqrs_events else None
+                        except BaseException:  # a failed call's events are dropped with it
+                            if handler._anycqrs_events:
+                                handler._anycqrs_events.clear()
+                            raise
+                        produced = handler._anycqrs_events
                         if not produced:
                             continue
+                        # the handler's own list is taken, not copied (it
+                        # starts a new one on its next `emit`)
+                        handler._anycqrs_events = None
                         if followups is None:
-                            followups = []
-                        followups.extend(produced)
+                            followups = produced
+                        else:
+                            followups.extend(produced)
                         continue
                     _, found = await self._binding(target)(event)
                     if found:
                         if followups is None:
                             followups = []
                         followups.extend(found)
-                if publish and isinstance(event, NotificationEvent):
+                if notify:
                     if notifications is None:
                         notifications = []
-                    notifications.append(Message.from_event(event))
+                    notifications.append(Message.from_event(event))  # type: ignore[arg-type]
             if notifications:
                 await publish_many(self._broker, notifications)
             if followups is None:

@@ -19,10 +19,11 @@ from .._retry import RetryPolicy, Sleep, retry_call
 from ..container import ScopedContainer
 from ..events._dispatcher import EventDispatcher
 from ..observability import _tracing
-from ._log import ACT, COMPENSATE, COMPLETED, FAILED, STARTED, describe, entry
+from ._log import ACT, COMPENSATE, COMPLETED, FAILED, STARTED, Entry, describe
 from ._run import Handler, Journal, Run
+from ._shielded import shielded
 from ._snapshot import Snapshots
-from ._types import SagaStatus, StepRecord
+from ._types import SagaStatus
 
 __all__ = ["Compensator", "compensation_policy"]
 
@@ -112,7 +113,7 @@ class Compensator:
 
     def failed(
         self, run: Run, name: str, error: Exception, *, acted: bool
-    ) -> tuple[tuple[StepRecord, ...], Any]:
+    ) -> tuple[tuple[Entry, ...], Any]:
         """Log the failed step and get its compensation ready: returns the
         log entries and the context (`None`: unchanged) that `compensate`
         writes first. `acted`: the failing step's `act` succeeded (its events
@@ -126,9 +127,7 @@ class Compensator:
         else:
             self.snapshots.restore(run.context, run.snapshot)
         logger.info("saga %s: step %s failed: %s", run.saga_id, name, details["error"])
-        return (entry((name, ACT, FAILED, details, time.time())),), (
-            run.snapshot if acted else None
-        )
+        return ((name, ACT, FAILED, details, time.time()),), (run.snapshot if acted else None)
 
     async def fail(self, run: Run, name: str, error: Exception, *, acted: bool) -> None:
         """Log the failed step, then compensate every step that acted; see `failed`."""
@@ -138,7 +137,7 @@ class Compensator:
     async def compensate(
         self,
         run: Run,
-        entries: Sequence[StepRecord] = (),
+        entries: Sequence[Entry] = (),
         *,
         context: Any = None,
     ) -> None:
@@ -148,86 +147,89 @@ class Compensator:
         `context` go with the first write (status COMPENSATING).
 
         Runs in a cancel scope shielded from the caller's cancellation, with
-        its own deadline (`timeout` for the whole phase). If the deadline
-        passes, the saga stays COMPENSATING for recovery to finish.
+        its own deadline (`timeout` for the whole phase, counted from its
+        first wait; see `shielded`). If the deadline passes, the saga stays
+        COMPENSATING for recovery to finish.
         """
         pending = run.done[::-1]
         run.done = []
-        saga_id = run.saga_id
-        save = self.journal.save
-        with anyio.move_on_after(self.timeout, shield=True) as scope:
-            now = time.time()
-            batch: tuple[StepRecord, ...] = tuple(entries)
-            if pending:
-                batch += (entry((pending[0].step_name, COMPENSATE, STARTED, None, now)),)
-                status: SagaStatus | None = SagaStatus.COMPENSATING
-            else:
-                status = SagaStatus.FAILED
-            written = save(saga_id, run.version, status, context, batch, now)
-            run.version = written if isinstance(written, int) else await written
-            run.status = SagaStatus.COMPENSATING
-            last = len(pending) - 1
-            target = run.context
-            ended = SagaStatus.FAILED
-            tracer = self.tracer
-            for position, handler in enumerate(pending):
-                span = (
-                    None
-                    if tracer is None
-                    else _tracing.start_span(
-                        tracer,
-                        f"compensate {handler.step_name}",
-                        _tracing.INTERNAL,
-                        {"anycqrs.saga.step": handler.step_name, "anycqrs.saga.id": str(saga_id)},
-                    )
-                )
-                if span is not None:
-                    with _tracing.otel_trace.use_span(span, end_on_exit=True):
-                        ok, details = await self._compensate_one(run, handler, target)
-                        if not ok:
-                            span.set_status(_tracing.Status(_tracing.StatusCode.ERROR))
-                elif self.scope is not None:
-                    ok, details = await self._retry(run, handler, None)
-                # the common case inline: no timeout, the first attempt succeeds
-                elif handler.timeout is None:
-                    try:
-                        await handler.compensate(target)
-                    except Exception as error:  # noqa: BLE001 - retried, logged, recorded
-                        ok, details = await self._retry(run, handler, error)
-                    else:
-                        ok, details = True, {"attempts": 1}
-                        if handler.events:
-                            await self._events(run, handler)
-                else:
-                    ok, details = await self._retry(run, handler, None)
-                if not ok:
-                    ended = SagaStatus.COMPENSATION_FAILED
-                now = time.time()
-                done = entry(
-                    (handler.step_name, COMPENSATE, COMPLETED if ok else FAILED, details, now)
-                )
-                if position < last:
-                    following = pending[position + 1].step_name
-                    batch = (done, entry((following, COMPENSATE, STARTED, None, now)))
-                    status = None
-                else:
-                    batch = (done,)
-                    status = ended
-                written = save(saga_id, run.version, status, None, batch, now)
-                run.version = written if isinstance(written, int) else await written
-            run.status = ended
-            if ended is SagaStatus.COMPENSATION_FAILED:
-                logger.error(
-                    "saga %s: marked COMPENSATION_FAILED: a compensation failed all its "
-                    "retries; recovery retries it (see docs/saga-recovery.md)",
-                    saga_id,
-                )
-        if scope.cancelled_caught:
+        if await shielded(self._phase(run, pending, entries, context), self.timeout):
             logger.error(
                 "saga %s: compensation did not finish within %s s; the saga stays "
                 "COMPENSATING and recovery will finish it",
                 run.saga_id,
                 self.timeout,
+            )
+
+    async def _phase(
+        self, run: Run, pending: list[Handler], entries: Sequence[Entry], context: Any
+    ) -> None:
+        """The compensation phase (see `compensate`), run by `shielded`."""
+        saga_id = run.saga_id
+        save = self.journal.save
+        now = time.time()
+        batch: tuple[Entry, ...] = tuple(entries)
+        if pending:
+            batch += ((pending[0].step_name, COMPENSATE, STARTED, None, now),)
+            status: SagaStatus | None = SagaStatus.COMPENSATING
+        else:
+            status = SagaStatus.FAILED
+        written = save(saga_id, run.version, status, context, batch, now)
+        run.version = written if isinstance(written, int) else await written
+        run.status = SagaStatus.COMPENSATING
+        last = len(pending) - 1
+        target = run.context
+        ended = SagaStatus.FAILED
+        tracer = self.tracer
+        for position, handler in enumerate(pending):
+            span = (
+                None
+                if tracer is None
+                else _tracing.start_span(
+                    tracer,
+                    f"compensate {handler.step_name}",
+                    _tracing.INTERNAL,
+                    {"anycqrs.saga.step": handler.step_name, "anycqrs.saga.id": str(saga_id)},
+                )
+            )
+            if span is not None:
+                with _tracing.otel_trace.use_span(span, end_on_exit=True):
+                    ok, details = await self._compensate_one(run, handler, target)
+                    if not ok:
+                        span.set_status(_tracing.Status(_tracing.StatusCode.ERROR))
+            elif self.scope is not None:
+                ok, details = await self._retry(run, handler, None)
+            # the common case inline: no timeout, the first attempt succeeds
+            elif handler.timeout is None:
+                try:
+                    await handler.compensate(target)
+                except Exception as error:  # noqa: BLE001 - retried, logged, recorded
+                    ok, details = await self._retry(run, handler, error)
+                else:
+                    ok, details = True, {"attempts": 1}
+                    if handler.events:
+                        await self._events(run, handler)
+            else:
+                ok, details = await self._retry(run, handler, None)
+            if not ok:
+                ended = SagaStatus.COMPENSATION_FAILED
+            now = time.time()
+            done: Entry = (handler.step_name, COMPENSATE, COMPLETED if ok else FAILED, details, now)
+            if position < last:
+                following = pending[position + 1].step_name
+                batch = (done, (following, COMPENSATE, STARTED, None, now))
+                status = None
+            else:
+                batch = (done,)
+                status = ended
+            written = save(saga_id, run.version, status, None, batch, now)
+            run.version = written if isinstance(written, int) else await written
+        run.status = ended
+        if ended is SagaStatus.COMPENSATION_FAILED:
+            logger.error(
+                "saga %s: marked COMPENSATION_FAILED: a compensation failed all its "
+                "retries; recovery retries it (see docs/saga-recovery.md)",
+                saga_id,
             )
 
     async def _compensate_one(

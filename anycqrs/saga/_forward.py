@@ -12,13 +12,13 @@ import anyio
 from .._handlers import take_events
 from ..errors import EventDispatchError
 from ..events._dispatcher import EventDispatcher
-from ..observability._context import _CURRENT, MessageContext
+from ..observability._context import _CURRENT, LazyMessage
 from ._compensation import Compensator
 from ._log import (
     ACT,
     COMPLETED,
     STARTED,
-    entry,
+    Entry,
     new_result,
     set_response,
     set_saga_id,
@@ -28,7 +28,7 @@ from ._observed import saga_message
 from ._run import Handler, Journal, Run
 from ._snapshot import Dump, Snapshots
 from ._steps import Step, StepFailed, Steps
-from ._types import SagaStatus, SagaStepResult, StepRecord
+from ._types import SagaStatus, SagaStepResult
 
 __all__ = ["Forward", "Start"]
 
@@ -97,7 +97,7 @@ class Forward:
         self._state = _NEW
         self._plan: tuple[Step, ...] = ()
         self._dump: Dump | None = None
-        self._message: MessageContext | None = None
+        self._message: LazyMessage | None = None
 
     def __aiter__(self) -> Forward:
         return self
@@ -194,13 +194,13 @@ class Forward:
             now = time.time()
             name = handler.step_name
             if index + 1 < count:
-                entries: tuple[StepRecord, ...] = (
-                    entry((name, ACT, COMPLETED, None, now)),
-                    entry((plan[index + 1].name, ACT, STARTED, None, now)),
+                entries: tuple[Entry, ...] = (
+                    (name, ACT, COMPLETED, None, now),
+                    (plan[index + 1].name, ACT, STARTED, None, now),
                 )
                 status = None
             else:
-                entries = (entry((name, ACT, COMPLETED, None, now)),)
+                entries = ((name, ACT, COMPLETED, None, now),)
                 status = SagaStatus.COMPLETED
             written = self._journal.save(saga_id, run.version, status, snapshot, entries, now)
             run.version = written if isinstance(written, int) else await written

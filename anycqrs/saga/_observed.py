@@ -9,11 +9,18 @@ conversation and links to its trace.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..observability import _context, _propagation, _tracing
 from ._types import SagaStepEntry, SagaStepResult
+
+_otel_current: Callable[[], Mapping[str, Any]] = dict
+"""The current OpenTelemetry context (empty without OpenTelemetry)."""
+if _tracing.otel_trace is not None:
+    from opentelemetry.context import get_current
+
+    _otel_current = get_current
 
 __all__ = ["TracedForward", "origin_headers", "origin_of", "saga_message"]
 
@@ -23,8 +30,10 @@ ORIGIN = "origin"
 
 def origin_headers() -> dict[str, str] | None:
     """The correlation and trace headers of where a saga starts (`None`: nothing to keep)."""
-    headers: dict[str, str] = {}
     current = _context.current_message()
+    if current is None and not _otel_current():  # no message, an empty trace context
+        return None
+    headers: dict[str, str] = {}
     if current is not None:
         headers[_context.CORRELATION_ID] = current.correlation_id
         headers[_context.CAUSATION_ID] = current.message_id
@@ -41,9 +50,15 @@ def origin_of(history: Sequence[SagaStepEntry]) -> dict[str, str] | None:
     return None
 
 
-def saga_message(saga_id: Any, origin: Mapping[str, str] | None) -> _context.MessageContext:
+def saga_message(saga_id: Any, origin: Mapping[str, str] | None) -> _context.LazyMessage:
     """The current message while a saga's steps run: the saga itself, in its
-    origin's conversation."""
+    origin's conversation, built only when read (most steps never read it:
+    `str(saga_id)` alone is ~0.5 µs of a 3-step saga)."""
+    return _context.LazyMessage(_read_saga_message, (saga_id, origin))
+
+
+def _read_saga_message(arg: tuple[Any, Mapping[str, str] | None]) -> _context.MessageContext:
+    saga_id, origin = arg
     own = str(saga_id)
     if not origin:
         return _context.MessageContext(own, own, None)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from ..observability._state_metrics import SagaMetrics
+from ._log import Entry, entry
 from ._saga import Saga, SagaStepHandler
 from ._types import SagaStatus, StepRecord
+from .storage._memory import MemorySagaStorage
 from .storage._protocol import SagaStorage, SynchronousWriters
 
-__all__ = ["Handler", "Journal", "Run", "Written"]
+__all__ = ["Handler", "Journal", "Run", "Written", "records"]
 
 Handler = SagaStepHandler[Any, Any]
 
@@ -20,6 +22,18 @@ Handler = SagaStepHandler[Any, Any]
 Written = int | Awaitable[int]
 """What a `Journal` writer returns: the new version, or an awaitable of it
 when the storage has to await (check with `isinstance(written, int)`)."""
+
+
+def records(entries: Sequence[Entry]) -> list[StepRecord]:
+    """The engine's entries as `StepRecord`s (what storages other than the
+    memory one are given)."""
+    return [entry(e) for e in entries]
+
+
+_Create = Callable[[UUID, str, Mapping[str, Any], SagaStatus, Sequence[Entry], float], Written]
+_Save = Callable[
+    [UUID, int, "SagaStatus | None", "Mapping[str, Any] | None", Sequence[Entry], float], Written
+]
 
 
 class Run:
@@ -55,7 +69,9 @@ class Journal:
     time stamp last, and return a `Written`: a storage that declares
     `SynchronousWriters` is written without a coroutine per write (the memory
     storage of a 3-step saga: four coroutines fewer), any other is awaited.
-    With `metrics`, every write is also shown to them (statuses, step times).
+    The entries are `Entry` tuples: the memory storage keeps them as they
+    are, every other storage is given `StepRecord`s. With `metrics`, every
+    write is also shown to them (statuses, step times).
     """
 
     __slots__ = ("create", "metrics", "save", "storage")
@@ -63,18 +79,56 @@ class Journal:
     def __init__(self, storage: SagaStorage, metrics: SagaMetrics | None = None) -> None:
         self.storage = storage
         self.metrics = metrics
-        create_now = save_now = None
+        create: Callable[
+            [UUID, str, Mapping[str, Any], SagaStatus, Sequence[Entry], float], Written
+        ]
+        save: Callable[
+            [UUID, int, SagaStatus | None, Mapping[str, Any] | None, Sequence[Entry], float],
+            Written,
+        ]
+        create, save = self._create_awaited, self._save_awaited
         if isinstance(storage, SynchronousWriters):
             create_now, save_now = storage.synchronous_writers()
-        self.create: Callable[
-            [UUID, str, Mapping[str, Any], SagaStatus, Sequence[StepRecord], float], Written
-        ] = create_now or self._create_awaited
-        self.save: Callable[
-            [UUID, int, SagaStatus | None, Mapping[str, Any] | None, Sequence[StepRecord], float],
-            Written,
-        ] = save_now or self._save_awaited
+            if isinstance(storage, MemorySagaStorage):  # keeps plain entries
+                create = cast("Any", create_now) or create
+                save = cast("Any", save_now) or save
+            else:
+                if create_now is not None:
+                    create = self._converting_create(create_now)
+                if save_now is not None:
+                    save = self._converting_save(save_now)
+        self.create = create
+        self.save = save
         if metrics is not None:
             self._observe(metrics)
+
+    @staticmethod
+    def _converting_create(create_now: Any) -> Any:
+        def create(  # noqa: PLR0917 - the writer signature
+            saga_id: UUID,
+            saga_name: str,
+            context: Mapping[str, Any],
+            status: SagaStatus,
+            entries: Sequence[Entry],
+            now: float,
+        ) -> int:
+            return int(create_now(saga_id, saga_name, context, status, records(entries), now))
+
+        return create
+
+    @staticmethod
+    def _converting_save(save_now: Any) -> Any:
+        def save(  # noqa: PLR0917 - the writer signature
+            saga_id: UUID,
+            expected_version: int,
+            status: SagaStatus | None,
+            context: Mapping[str, Any] | None,
+            entries: Sequence[Entry],
+            now: float,
+        ) -> int:
+            return int(save_now(saga_id, expected_version, status, context, records(entries), now))
+
+        return save
 
     def _observe(self, metrics: SagaMetrics) -> None:
         create, save, written = self.create, self.save, metrics.written
@@ -84,11 +138,11 @@ class Journal:
             saga_name: str,
             context: Mapping[str, Any],
             status: SagaStatus,
-            entries: Sequence[StepRecord],
+            entries: Sequence[Entry],
             now: float,
         ) -> Written:
             result = create(saga_id, saga_name, context, status, entries, now)
-            written(saga_id, status, entries)
+            written(saga_id, status, records(entries))
             return result
 
         def observed_save(  # noqa: PLR0917 - the writer signature
@@ -96,11 +150,11 @@ class Journal:
             expected_version: int,
             status: SagaStatus | None,
             context: Mapping[str, Any] | None,
-            entries: Sequence[StepRecord],
+            entries: Sequence[Entry],
             now: float,
         ) -> Written:
             result = save(saga_id, expected_version, status, context, entries, now)
-            written(saga_id, status, entries)
+            written(saga_id, status, records(entries))
             return result
 
         self.create, self.save = observed_create, observed_save
@@ -111,7 +165,7 @@ class Journal:
         *,
         status: SagaStatus | None = None,
         context: Mapping[str, Any] | None = None,
-        entries: Sequence[StepRecord] = (),
+        entries: Sequence[Entry] = (),
     ) -> None:
         """`save` for the paths where a coroutine does not matter: sets
         `run.version`."""
@@ -124,10 +178,12 @@ class Journal:
         saga_name: str,
         context: Mapping[str, Any],
         status: SagaStatus,
-        entries: Sequence[StepRecord],
+        entries: Sequence[Entry],
         _now: float,
     ) -> Awaitable[int]:
-        return self.storage.create_saga(saga_id, saga_name, context, status=status, entries=entries)
+        return self.storage.create_saga(
+            saga_id, saga_name, context, status=status, entries=records(entries)
+        )
 
     def _save_awaited(
         self,
@@ -135,9 +191,9 @@ class Journal:
         expected_version: int,
         status: SagaStatus | None,
         context: Mapping[str, Any] | None,
-        entries: Sequence[StepRecord],
+        entries: Sequence[Entry],
         _now: float,
     ) -> Awaitable[int]:
         return self.storage.save(
-            saga_id, expected_version, status=status, context=context, entries=entries
+            saga_id, expected_version, status=status, context=context, entries=records(entries)
         )

@@ -16,8 +16,8 @@ from ._log import (
     FAILED,
     RUNNING,
     STARTED,
-    entry,
-    new_saga_id,
+    Entry,
+    SagaIds,
     record,
 )
 from ._map import SagaMap
@@ -83,7 +83,7 @@ class Starter:
     the handlers of a resumed run).
     """
 
-    __slots__ = ("journal", "saga_map", "snapshots", "steps")
+    __slots__ = ("journal", "new_saga_id", "saga_map", "snapshots", "steps")
 
     def __init__(
         self, *, saga_map: SagaMap, journal: Journal, snapshots: Snapshots, steps: Steps
@@ -92,6 +92,7 @@ class Starter:
         self.journal = journal
         self.snapshots = snapshots
         self.steps = steps
+        self.new_saga_id = SagaIds()
 
     def saga_for(self, context_type: type) -> type[Saga[Any]]:
         """The saga bound to `context_type`.
@@ -117,12 +118,12 @@ class Starter:
             SagaStateError: `saga_id` is a saga of another class, or COMPENSATING.
         """
         saga = self.saga_for(type(context))
-        sid = new_saga_id() if saga_id is None else saga_id
+        sid = self.new_saga_id() if saga_id is None else saga_id
         snapshot = self.snapshots.dump(context)
         now = time.time()
         origin = origin_headers()
         details = None if origin is None else {ORIGIN: origin}
-        first = (entry((saga.slots[0].primary.step_name, ACT, STARTED, details, now)),)
+        first: tuple[Entry, ...] = ((saga.slots[0].primary.step_name, ACT, STARTED, details, now),)
         try:
             written = self.journal.create(sid, saga.saga_name, snapshot, RUNNING, first, now)
             version = written if isinstance(written, int) else await written

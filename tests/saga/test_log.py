@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 import uuid
 
+import pytest
+
 from anycqrs.saga import SagaStepResult
-from anycqrs.saga._log import ACT, STARTED, describe, entry, new_saga_id, record, step_result
+from anycqrs.saga._log import ACT, STARTED, SagaIds, describe, entry, record, step_result
 from anycqrs.saga.storage import StepRecord
 
 
@@ -20,13 +24,32 @@ def test_entry_is_a_step_record() -> None:
     assert stamped.details == {"resumed": True} and stamped.at >= now
 
 
-def test_new_saga_id_is_a_random_version_4_uuid() -> None:
-    ids = {new_saga_id() for _ in range(1000)}
+def test_saga_ids_are_random_version_4_uuids() -> None:
+    new_saga_id = SagaIds()
+    ids = {new_saga_id() for _ in range(1000)}  # several buffers
     assert len(ids) == 1000
     sample = ids.pop()
     assert sample.version == 4 and sample.variant == uuid.RFC_4122
     assert uuid.UUID(str(sample)) == sample and hash(uuid.UUID(str(sample))) == hash(sample)
     assert sample.is_safe is uuid.SafeUUID.unknown
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs os.fork")
+def test_saga_ids_after_fork_differ_from_the_parents() -> None:
+    new_saga_id = SagaIds()
+    new_saga_id()  # the buffer is filled: the child must not reuse its rest
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, b"".join(new_saga_id().bytes for _ in range(4)))
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    data = os.read(read, 64)
+    os.close(read)
+    child = {uuid.UUID(bytes=data[i : i + 16]) for i in range(0, 64, 16)}
+    parent = {new_saga_id() for _ in range(4)}
+    assert len(child) == 4 and not child & parent
 
 
 def test_step_result_equals_the_constructed_one() -> None:

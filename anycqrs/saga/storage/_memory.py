@@ -10,6 +10,7 @@ from typing import Any
 from uuid import UUID
 
 from ...errors import SagaAlreadyExistsError, SagaConcurrencyError, SagaNotFoundError
+from .._log import Entry
 from .._types import SagaState, SagaStatus, SagaStepEntry, StepRecord
 from ._protocol import CreateNow, SaveNow
 from ._sql import utc
@@ -48,7 +49,8 @@ class _Row:
         self.lease_until = 0.0
         self.created = now
         self.updated = now
-        self.log: list[StepRecord] = []
+        self.log: list[Entry] = []
+        """`Entry` tuples (`StepRecord`s among them), read back by position."""
 
     def state(self, saga_id: UUID) -> SagaState:
         return SagaState(
@@ -144,7 +146,7 @@ class MemorySagaStorage:
         saga_name: str,
         context: Mapping[str, Any],
         status: SagaStatus,
-        entries: Sequence[StepRecord],
+        entries: Sequence[Entry],
         now: float,
     ) -> int:
         """`create_saga` without the coroutine, stamped ``now`` (the
@@ -178,7 +180,7 @@ class MemorySagaStorage:
         expected_version: int,
         status: SagaStatus | None,
         context: Mapping[str, Any] | None,
-        entries: Sequence[StepRecord],
+        entries: Sequence[Entry],
         now: float,
     ) -> int:
         """`save` without the coroutine, stamped ``now`` (the engine's
@@ -214,13 +216,13 @@ class MemorySagaStorage:
             return []
         return [
             SagaStepEntry(
-                step_name=r.step_name,
-                action=r.action,
-                status=r.status,
-                details=copy.deepcopy(dict(r.details)) if r.details is not None else None,
-                created_at=utc(r.at),
+                step_name=name,
+                action=action,
+                status=status,
+                details=copy.deepcopy(dict(details)) if details is not None else None,
+                created_at=utc(at),
             )
-            for r in row.log
+            for name, action, status, details, at in row.log
         ]
 
     async def claim(
