@@ -311,7 +311,7 @@ class EventDispatcher:
             publish = True
 
     async def _dispatch_parallel(self, events: Sequence[Event], publish: bool) -> None:
-        jobs = deque((target, event) for event in events for target in self._map.lookup(event))
+        jobs = [(target, event) for event in events for target in self._map.lookup(event)]
         notifications = [
             Message.from_event(event)
             for event in events
@@ -328,7 +328,7 @@ class EventDispatcher:
             async with anyio.create_task_group() as group:
                 if notifications:
                     group.start_soon(self._publish, notifications)
-                await _Jobs(self, group, jobs).drain()
+                await _Jobs(self, group, deque(jobs)).drain()
         except BaseExceptionGroup as failure:
             errors = real_errors(failure)
             if not errors:
