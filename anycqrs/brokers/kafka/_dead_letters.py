@@ -17,7 +17,7 @@ from confluent_kafka import KafkaError
 
 from ..._retry import RetryPolicy, retry_call
 from ...errors import BrokerDeliveryError, BrokerError, DeadLetterError
-from ._producer import KafkaProducerCore, record_id
+from ._core import KafkaProducerCore, record_id
 from ._wire import Record, dead_letter_record, truncated_dead_letter
 
 __all__ = ["DEAD_LETTER_RETRY", "DeadLetters"]
