@@ -22,7 +22,7 @@ from .inbox import Tables, guarded_mediator, judge
 from .ledger import Outcome
 from .model import Producer
 from .proxy import FaultProxy
-from .rabbitmq import cleanup, url
+from .rabbitmq import cleanup, cut_and_stall, url
 from .worker import ready
 
 
@@ -68,8 +68,6 @@ def scenario(settings: Settings) -> Outcome:
         if not child.wait_ready():
             outcome.problem(child.crashed() or "the consumer did not start")
             return outcome
-        both = (consumer_proxy, producer_proxy)
-        cycle = [(consumer_proxy,), (producer_proxy,), both]
 
         def broker() -> RabbitMQMessageBroker:
             return RabbitMQMessageBroker(url(producer_proxy.port), exchange=exchange)
@@ -77,20 +75,7 @@ def scenario(settings: Settings) -> Outcome:
         with Producer(broker, "faults.t", rate=100) as producer:
             time.sleep(2)
             deadline = time.monotonic() + settings.duration(1, 60)
-            while time.monotonic() < deadline:
-                for proxies in cycle:
-                    for proxy in proxies:
-                        proxy.cut()
-                    outcome.faults += 1
-                    time.sleep(2)
-                for proxies in cycle:
-                    for proxy in proxies:
-                        proxy.stall()
-                    time.sleep(6)
-                    for proxy in proxies:
-                        proxy.resume()
-                    outcome.faults += 1
-                    time.sleep(2)
+            outcome.faults += cut_and_stall(consumer_proxy, producer_proxy, deadline)
         sent = set(producer.sent)
         if not wait_until(
             lambda: sent <= set(tables.effects_in_order()) or not child.alive(), 60, 0.5

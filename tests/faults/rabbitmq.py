@@ -33,6 +33,28 @@ def url(port: int) -> str:
     return f"amqp://guest:guest@127.0.0.1:{port}/%2F?{OPTIONS}"
 
 
+def cut_and_stall(consumer_proxy: FaultProxy, producer_proxy: FaultProxy, deadline: float) -> int:
+    """Until `deadline`: cut the consumer's, the producer's and both connections, then
+    stall each for 6 s (past the heartbeat), 2 s apart; the number of faults made."""
+    faults = 0
+    cycle = [(consumer_proxy,), (producer_proxy,), (consumer_proxy, producer_proxy)]
+    while time.monotonic() < deadline:
+        for proxies in cycle:
+            for proxy in proxies:
+                proxy.cut()
+            faults += 1
+            time.sleep(2)
+        for proxies in cycle:
+            for proxy in proxies:
+                proxy.stall()
+            time.sleep(6)
+            for proxy in proxies:
+                proxy.resume()
+            faults += 1
+            time.sleep(2)
+    return faults
+
+
 async def consume(url: str, queue: str, exchange: str, ledger: str) -> None:
     """Child: a `RabbitMQEventConsumer` recording what it handles."""
     consumer = RabbitMQEventConsumer(
@@ -82,8 +104,6 @@ def scenario(settings: Settings) -> Outcome:
         if not child.wait_ready():
             outcome.problem(child.crashed() or "the consumer did not start")
             return outcome
-        both = (consumer_proxy, producer_proxy)
-        cycle = [(consumer_proxy,), (producer_proxy,), both]
 
         def broker() -> RabbitMQMessageBroker:
             return RabbitMQMessageBroker(url(producer_proxy.port), exchange=exchange)
@@ -91,20 +111,7 @@ def scenario(settings: Settings) -> Outcome:
         with Producer(broker, "faults.t", rate=100) as producer:
             time.sleep(2)
             deadline = time.monotonic() + settings.duration(1, 60)
-            while time.monotonic() < deadline:
-                for proxies in cycle:
-                    for proxy in proxies:
-                        proxy.cut()
-                    outcome.faults += 1
-                    time.sleep(2)
-                for proxies in cycle:
-                    for proxy in proxies:
-                        proxy.stall()
-                    time.sleep(6)
-                    for proxy in proxies:
-                        proxy.resume()
-                    outcome.faults += 1
-                    time.sleep(2)
+            outcome.faults += cut_and_stall(consumer_proxy, producer_proxy, deadline)
         sent = set(producer.sent)
         if not wait_until(lambda: sent <= set(handled(ledger)) or not child.alive(), 60, 0.5):
             outcome.problem("the consumer did not handle every confirmed event within 60 s")
