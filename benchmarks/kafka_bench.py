@@ -153,7 +153,9 @@ class _Count(EventHandler[NotificationEvent[BenchPaid]]):
             cls.done.set()
 
 
-async def _anycqrs_consume(bootstrap: str, topic: str, count: int, concurrency: int) -> float:
+async def _anycqrs_consume(
+    bootstrap: str, topic: str, count: int, concurrency: int, batch_size: int = 500
+) -> float:
     events = EventMap()
     events.bind(NotificationEvent[BenchPaid], _Count)
     mediator = EventMediator(events)
@@ -168,6 +170,7 @@ async def _anycqrs_consume(bootstrap: str, topic: str, count: int, concurrency: 
         [topic],
         mediator,
         max_concurrency=concurrency,
+        batch_size=batch_size,
     )
     async with anyio.create_task_group() as group:
         await group.start(consumer.run)

@@ -18,7 +18,7 @@ from ..errors import MessageHandlingError
 from ..observability import _context, _messaging, _tracing
 from ..observability._metrics import ConsumerMetrics
 from ._decoder import Inbound
-from ._protocols import ChunkSink, EventSink, Transport
+from ._protocols import ChunkSink, EventSink, SenderSink, Transport
 
 __all__ = ["DEFAULT_RETRY", "Lanes"]
 
@@ -96,7 +96,9 @@ class Lanes:
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-        self._send: Callable[[Any], Any] = sink.send
+        self._send: Callable[[Any], Any] = (
+            sink.sender() if isinstance(sink, SenderSink) else sink.send
+        )
         self._open_chunk: Callable[[], Any] | None = (
             sink.chunk if isinstance(sink, ChunkSink) else None
         )
@@ -236,6 +238,21 @@ class Lanes:
     ) -> None:
         """Handle the items of `chunk`, appending each finished one to `finished`."""
         stale, metrics, clock = self._transport.stale, self._metrics, time.perf_counter
+        if metrics is None and message is None and self._tracer is None:
+            # the plain loop: `_handle` inlined (no frame per item)
+            send, append = self._send, finished.append
+            for item in chunk:
+                if stale(item):
+                    continue
+                if item.error is None:
+                    try:
+                        await send(item.event)
+                    except Exception as exc:  # noqa: BLE001 - retried by _failed
+                        await self._failed(item, exc, 0.0)
+                else:
+                    await self._poison(item)
+                append(item)
+            return
         for item in chunk:
             if stale(item):
                 continue

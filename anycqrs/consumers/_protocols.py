@@ -3,7 +3,7 @@ and what a transport provides (batches in, settlements and dead letters out)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -63,6 +63,18 @@ class NeedsEventIds(Protocol):
     @property
     def requires_event_ids(self) -> bool:
         """Whether messages without an ``event_id`` are poison."""
+        ...
+
+
+@runtime_checkable
+class SenderSink(Protocol):
+    """An event sink with a cheaper way in for consumers (`anycqrs.EventMediator`):
+    `sender()` returns a function with exactly `send`'s semantics that the
+    `Lanes` call once per event instead of `send` (the mediator's returns
+    call a lone plain handler directly). Not exported: the lanes' own seam."""
+
+    def sender(self) -> Callable[[Any], Awaitable[Any]]:
+        """A function doing what `send` does, for one consumer run."""
         ...
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -10,7 +10,7 @@ from ..container import Container, as_container
 from ..messages import Event
 from ..middlewares import Middleware, MiddlewareChain
 from ..observability import _tracing
-from ._dispatcher import ChunkGuard, EventDispatcher, Guard
+from ._dispatcher import EventDispatcher, Guard
 from ._map import EventMap
 
 
@@ -93,8 +93,7 @@ class EventMediator:
         """The context a consumer runs one lane chunk in: the inbox's chunk
         transaction when the inbox batches (``batch=True``), else `None`
         (see `anycqrs.consumers.ChunkSink`)."""
-        guard = self._dispatcher.guard
-        return guard.chunk() if isinstance(guard, ChunkGuard) else None
+        return self._dispatcher.chunk()
 
     @property
     def message_broker(self) -> MessageBroker:
@@ -114,6 +113,12 @@ class EventMediator:
             EventDispatchError: several parallel handlers failed at once.
         """
         await self._dispatcher.dispatch_one(event, publish=False)
+
+    def sender(self) -> Callable[[Any], Awaitable[None]]:
+        """A function with `send`'s semantics for a consumer's hot loop (see
+        `anycqrs.consumers.Lanes`): one call per event, a lone plain handler
+        called directly (no `send` / dispatch frames in between)."""
+        return self._dispatcher.consumed_sender()
 
     async def send_many(self, events: Iterable[Event]) -> None:
         """Like `send` for several events, dispatched as one generation."""

@@ -157,7 +157,7 @@ class KafkaTransport:
 
     def _decode(self, messages: list[Any], decode: EventDecoder) -> list[Inbound]:
         """Decode a fetched batch; one commit ticket per run of one partition."""
-        inbound = decode.inbound
+        inbound = decode.batch()
         partition = self._offsets.partition
         items: list[Inbound] = []
         append = items.append
@@ -199,13 +199,7 @@ class KafkaTransport:
                 except UnicodeDecodeError:
                     text = record_key(key)
             item = inbound(
-                msg.value(),
-                name,
-                topic,
-                text,
-                lane=hash(key) if key is not None else lane,
-                raw=msg,
-                ticket=batch,
+                msg.value(), name, topic, text, hash(key) if key is not None else lane, msg, batch
             )
             run.append(item)
             append(item)
