@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
 import anyio.abc
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._exc import single_error
 from .._retry import RetryPolicy, Sleep, retry_call
@@ -28,17 +28,34 @@ DEFAULT_RETRY = RetryPolicy(attempts=3, delay=0.1, multiplier=2.0, max_delay=10.
 """What consumers retry with unless told otherwise: 3 attempts, 0.1 s, 0.2 s."""
 
 
+class _Queue:
+    """One lane's queued chunks and the events its two sides wait on (a
+    memory object stream's `receive` passes through the loop once before it
+    waits: one task step per lane per batch more)."""
+
+    __slots__ = ("chunks", "closed", "space", "waiter")
+
+    def __init__(self) -> None:
+        self.chunks: deque[list[Inbound]] = deque()
+        self.waiter: anyio.Event | None = None
+        """Set when a chunk arrives (or the lanes close) while the lane waits."""
+        self.space: anyio.Event | None = None
+        """Set when the lane takes a chunk while the submitter waits for room."""
+        self.closed = False
+        """`close` was called: the lane ends once its queue is empty."""
+
+
 class Lanes:
     """Bounded, per-key ordered delivery of `Inbound` items to an event sink.
 
     A fixed number of long-lived tasks (the concurrency bound), each handling
     its items one after another. An item goes to the lane chosen by its
     `lane` hash, so items with one key are handled in order while different
-    keys run concurrently. Batches are handed over per lane (one stream send
+    keys run concurrently. Batches are handed over per lane (one chunk queued
     per lane per batch, without a loop pass while the lane has room); no task
     is spawned per message. A lane takes its queued chunks back to back and
-    passes through the event loop only when it has none left (at most
-    `buffer` chunks, so a submitter waiting on it runs soon).
+    waits (its one pass through the event loop) only when it has none left
+    (at most `buffer` chunks, so a submitter waiting on it runs soon).
 
     For each item a lane:
 
@@ -108,7 +125,7 @@ class Lanes:
         self._sleep = sleep
         self._count = concurrency
         self._buffer = buffer
-        self._streams: list[MemoryObjectSendStream[list[Inbound]]] = []
+        self._lanes: list[_Queue] = []
         self._metrics = metrics
         self._in_flight = [0] * concurrency
         """Items handed to each lane and not finished (kept only with metrics)."""
@@ -134,11 +151,9 @@ class Lanes:
             with single_error():
                 async with anyio.create_task_group() as group:
                     for index in range(self._count):
-                        send, receive = anyio.create_memory_object_stream[list[Inbound]](
-                            self._buffer
-                        )
-                        self._streams.append(send)
-                        group.start_soon(self._lane, receive, index)
+                        queue = _Queue()
+                        self._lanes.append(queue)
+                        group.start_soon(self._lane, queue, index)
                     task_status.started()
         finally:
             metrics = self._metrics
@@ -150,8 +165,8 @@ class Lanes:
 
     async def submit(self, items: Sequence[Inbound]) -> None:
         """Hand `items` to their lanes (waits while a lane's buffer is full)."""
-        streams = self._streams
-        count = len(streams)
+        lanes = self._lanes
+        count = len(lanes)
         chunks: list[list[Inbound]]
         if count == 1:
             chunks = [list(items)]
@@ -159,75 +174,81 @@ class Lanes:
             chunks = [[] for _ in range(count)]
             for item in items:
                 chunks[item.lane % count].append(item)
-        metrics = self._metrics
-        try:
-            for index, (stream, chunk) in enumerate(zip(streams, chunks, strict=True)):
-                if chunk:
-                    if metrics is not None:
-                        metrics.in_flight(index, len(chunk))
-                        self._in_flight[index] += len(chunk)
-                    try:
-                        stream.send_nowait(chunk)  # no loop pass while the lane has room
-                    except anyio.WouldBlock:
-                        await stream.send(chunk)
-        except anyio.BrokenResourceError:
-            # A lane ended with an error (the only way one stops before
-            # `close`): that error cancels this task; don't add a second one.
-            await anyio.sleep_forever()
+        metrics, buffer = self._metrics, self._buffer
+        for index, (queue, chunk) in enumerate(zip(lanes, chunks, strict=True)):
+            if chunk:
+                if metrics is not None:
+                    metrics.in_flight(index, len(chunk))
+                    self._in_flight[index] += len(chunk)
+                while len(queue.chunks) >= buffer:  # full: wait until the lane takes one
+                    if queue.space is None:
+                        queue.space = anyio.Event()
+                    await queue.space.wait()
+                queue.chunks.append(chunk)  # no loop pass while the lane has room
+                waiter = queue.waiter
+                if waiter is not None:
+                    queue.waiter = None
+                    waiter.set()
 
     async def close(self) -> None:
         """Let the lanes finish what they were given, then end them."""
-        for stream in self._streams:
-            await stream.aclose()
+        for queue in self._lanes:
+            queue.closed = True
+            waiter = queue.waiter
+            if waiter is not None:
+                queue.waiter = None
+                waiter.set()
 
-    async def _lane(self, receive: MemoryObjectReceiveStream[list[Inbound]], index: int) -> None:
+    async def _lane(self, queue: _Queue, index: int) -> None:
         read = self._read
         if read is None:
-            await self._items(receive, index, None)
+            await self._items(queue, index, None)
             return
         # a traced transport: each item is the lane's current message while it
         # is handled (one attribute write per item, see LaneMessage)
         message = _context.LaneMessage(read)
         token = _context._CURRENT.set(message)
         try:
-            await self._items(receive, index, message)
+            await self._items(queue, index, message)
         finally:
             _context._CURRENT.reset(token)
 
     async def _items(
         self,
-        receive: MemoryObjectReceiveStream[list[Inbound]],
+        queue: _Queue,
         index: int,
         message: _context.LaneMessage | None,
     ) -> None:
         metrics, settle = self._metrics, self._transport.settle
         handle = self._observed if self._tracer is not None else self._handle
-        async with receive:
-            while True:
-                # take a queued chunk without a loop pass; wait only when none is
-                # (the submitter runs, and cancellation lands, at that wait)
-                try:
-                    chunk = receive.receive_nowait()
-                except anyio.WouldBlock:
-                    try:
-                        chunk = await receive.receive()
-                    except anyio.EndOfStream:
-                        return
-                except anyio.EndOfStream:
+        chunks = queue.chunks
+        while True:
+            # take a queued chunk without a loop pass; wait only when none is
+            # (the submitter runs, and cancellation lands, at that wait)
+            if not chunks:
+                if queue.closed:
                     return
-                finished: list[Inbound] = []
-                try:
-                    scope = self._open_chunk() if self._open_chunk is not None else None
-                    if scope is None:
-                        await self._chunk(chunk, finished, handle, message)
-                    else:
-                        finished.extend(await self._in_scope(chunk, scope, handle, message))
-                finally:
-                    if finished:
-                        settle(finished)
-                    if metrics is not None:
-                        metrics.finished(index, len(chunk), [item.event for item in finished])
-                        self._in_flight[index] -= len(chunk)
+                waiter = queue.waiter = anyio.Event()
+                await waiter.wait()
+                continue
+            chunk = chunks.popleft()
+            space = queue.space
+            if space is not None:
+                queue.space = None
+                space.set()
+            finished: list[Inbound] = []
+            try:
+                scope = self._open_chunk() if self._open_chunk is not None else None
+                if scope is None:
+                    await self._chunk(chunk, finished, handle, message)
+                else:
+                    finished.extend(await self._in_scope(chunk, scope, handle, message))
+            finally:
+                if finished:
+                    settle(finished)
+                if metrics is not None:
+                    metrics.finished(index, len(chunk), [item.event for item in finished])
+                    self._in_flight[index] -= len(chunk)
 
     async def _chunk(
         self,
