@@ -156,15 +156,16 @@ class KafkaTransport:
         return items
 
     def _decode(self, messages: list[Any], decode: EventDecoder) -> list[Inbound]:
-        """Decode a fetched batch; one commit ticket per run of one partition."""
+        """Decode a fetched batch; one commit ticket per run of one partition
+        (its items and end offset filled in once the run is complete)."""
         inbound = decode.batch()
         partition = self._offsets.partition
         items: list[Inbound] = []
         append = items.append
-        run: list[Inbound] = []
         batch: Any = None
+        last: Any = None
         topic: str | None = None
-        number = lane = -1
+        number = lane = first = -1
         for msg in messages:
             error = msg.error()
             if error is not None:
@@ -172,16 +173,16 @@ class KafkaTransport:
                 continue
             if msg.partition() != number or msg.topic() != topic:
                 if batch is not None:
-                    batch.left = len(run)
+                    _close_run(batch, items, first, last)
                 topic, number = msg.topic(), msg.partition()
                 assert topic is not None and number is not None
                 part = partition(topic, number)
                 if part.revoked:  # revoked during the drain: the new owner reads it
                     batch = None
                     continue
-                run = []
-                batch = part.batch(run, -1)
+                batch = part.batch([], -1)
                 lane = part.lane
+                first = len(items)
             elif batch is None:
                 continue
             name = None  # the `event_name` header, `_wire.event_name` inlined
@@ -198,14 +199,14 @@ class KafkaTransport:
                     text = key.decode()
                 except UnicodeDecodeError:
                     text = record_key(key)
-            item = inbound(
-                msg.value(), name, topic, text, hash(key) if key is not None else lane, msg, batch
+            append(
+                inbound(
+                    msg.value(), name, topic, text, hash(key) if key is not None else lane, msg, batch
+                )
             )
-            run.append(item)
-            append(item)
-            batch.end = msg.offset() + 1
+            last = msg
         if batch is not None:
-            batch.left = len(run)
+            _close_run(batch, items, first, last)
         return items
 
     def settle(self, items: Sequence[Inbound], /) -> None:
@@ -244,6 +245,13 @@ class KafkaTransport:
             return False
         await dead_letters.write(item.raw, error, attempts, self.location(item))
         return True
+
+
+def _close_run(batch: Any, items: list[Inbound], first: int, last: Any) -> None:
+    """Fill the ticket of the run `items[first:]`, whose last message is `last`."""
+    run = batch.items = items[first:]
+    batch.left = len(run)
+    batch.end = last.offset() + 1
 
 
 def _fetch_error(error: KafkaError) -> None:
