@@ -279,9 +279,7 @@ def faststream_consume(
     (``AckPolicy.ACK_FIRST``), one worker-thread ``consume`` per batch."""
     seconds = anyio.run(_faststream_consume, bootstrap, topic, count, max_records, typed)
     kind = "pydantic models" if typed else "JSON dicts"
-    return _result(
-        f"FastStream confluent batch subscriber ({max_records}, {kind})", count, seconds
-    )
+    return _result(f"FastStream confluent batch subscriber ({max_records}, {kind})", count, seconds)
 
 
 def run_all(bootstrap: str, count: int = 100_000) -> list[dict[str, Any]]:

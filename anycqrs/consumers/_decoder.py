@@ -236,7 +236,7 @@ class EventDecoder:
         get, require, general, miss = fast.get, self._require_id, self.inbound, _codec.MISS
         new = object.__new__
 
-        def one(
+        def one(  # noqa: PLR0917 - positional: the hot path of a transport's batch loop
             value: Any, event_name: Any, topic: Any, key: Any, lane: int, raw: Any, ticket: Any
         ) -> Inbound:
             entry = get(event_name)

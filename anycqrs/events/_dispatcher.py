@@ -120,9 +120,9 @@ class EventDispatcher:
     __slots__ = (
         "_broker",
         "_chain",
+        "_chunks",
         "_concurrent",
         "_container",
-        "_chunks",
         "_guard",
         "_handlers",
         "_map",

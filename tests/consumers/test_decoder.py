@@ -160,3 +160,52 @@ class TestInbound:
         del names["OrderPaid"]
         gone = decode.inbound(_body(3), b"OrderPaid", "t", None, lane=0, raw=None)
         assert isinstance(gone.error, DeserializationError)
+
+
+class TestBatch:
+    """`EventDecoder.batch`: `inbound` for one batch, positional, bindings checked once."""
+
+    def test_decodes_like_inbound(self, mediator: EventMediator) -> None:
+        decode = EventDecoder(mediator.event_map)
+        one = decode.batch()
+        items = [
+            one(_body(1), b"OrderPaid", "t", "a", 3, "raw", "ticket"),
+            one(_body(2), b"OrderPaid", "t", None, 4, None, None),
+            one(_body("x"), b"OrderPaid", "t", "b", 5, None, None),
+            one(_body(3, key="own"), b"OrderPaid", "t", "k", 6, None, None),
+        ]
+        first, second, bad, own = items
+        assert (first.event.payload, first.event.key, first.lane) == (OrderPaid(1), "a", 3)
+        assert (first.raw, first.ticket, first.error, first.handled) == (
+            "raw",
+            "ticket",
+            None,
+            False,
+        )
+        assert (second.event.payload, second.event.key, second.event.topic) == (
+            OrderPaid(2),
+            None,
+            "t",
+        )
+        assert isinstance(bad.error, DeserializationError) and bad.event is None
+        assert own.event.key == "own"
+
+    def test_a_name_bound_anew_between_batches(self) -> None:
+        @attrs.frozen
+        class Renamed:
+            order_id: int
+            note: str = "new"
+
+        events = anycqrs.EventMap()
+        events.bind(anycqrs.NotificationEvent[OrderPaid], RecordPaid)
+        decode = EventDecoder(events)
+        old = decode.batch()(_body(1), b"OrderPaid", "t", None, 0, None, None)
+        again = decode.batch()(_body(1), b"OrderPaid", "t", None, 0, None, None)
+        assert old.event.payload == again.event.payload == OrderPaid(1)
+        names = events._by_name  # rebinding a name is not public API: simulate it
+        names["OrderPaid"] = anycqrs.NotificationEvent[Renamed]
+        new = decode.batch()(_body(2), b"OrderPaid", "t", None, 0, None, None)
+        assert new.event.payload == Renamed(2)
+        del names["OrderPaid"]
+        gone = decode.batch()(_body(3), b"OrderPaid", "t", None, 0, None, None)
+        assert isinstance(gone.error, DeserializationError)

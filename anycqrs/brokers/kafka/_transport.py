@@ -201,7 +201,13 @@ class KafkaTransport:
                     text = record_key(key)
             append(
                 inbound(
-                    msg.value(), name, topic, text, hash(key) if key is not None else lane, msg, batch
+                    msg.value(),
+                    name,
+                    topic,
+                    text,
+                    hash(key) if key is not None else lane,
+                    msg,
+                    batch,
                 )
             )
             last = msg
