@@ -218,12 +218,20 @@ class EventDecoder:
         if fast is not None:
             self._fast[raw_name] = (name, cls, fast.load)
 
-    def batch(self) -> Callable[[Any, Any, Any, Any, int, Any, Any], Inbound]:
+    def batch(
+        self, key_text: Callable[[bytes], str] | None = None
+    ) -> Callable[[Any, Any, Any, Any, int, Any, Any], Inbound]:
         """`inbound` for one batch that is decoded without awaiting in
         between, positional: `(value, event_name, topic, key, lane, raw,
         ticket)`. The fast decoders are checked against the bindings once,
         here, instead of once per message (nothing can rebind while the
         batch is decoded). Call it anew for every batch.
+
+        Args:
+            key_text: how a `bytes` key becomes the event's `key` (e.g. the
+                Kafka transport's `\\xNN` escaping), called only when the
+                key is needed (the JSON has none); without it a `bytes` key
+                is decoded as strict UTF-8, as `inbound` does.
         """
         fast = self._fast
         for raw_name, (name, cls, _) in list(fast.items()):
@@ -243,14 +251,14 @@ class EventDecoder:
             if (
                 entry is not None
                 and value is not None
-                and type(key) is not bytes
+                and (key_text is not None or type(key) is not bytes)
                 and (not require or b'"event_id"' in value)
             ):
                 event = entry[2](value)
                 if event is not miss and (
                     # `_fill` inlined for its common case: the JSON had topic and key
                     ((topic is None or event.topic) and (key is None or event.key is not None))
-                    or _fill(event, value, topic, key)
+                    or _fill(event, value, topic, key, key_text)
                 ):
                     item: Inbound = new(Inbound)  # `Inbound(...)` without its frame
                     item.event = event
@@ -260,6 +268,8 @@ class EventDecoder:
                     item.ticket = ticket
                     item.handled = False
                     return item
+            if key_text is not None and type(key) is bytes:
+                key = key_text(key)
             return general(value, event_name, topic, key, lane=lane, raw=raw, ticket=ticket)
 
         return one
@@ -299,7 +309,7 @@ class EventDecoder:
                 if event is not _codec.MISS and (
                     # `_fill` inlined for its common case: the JSON had topic and key
                     ((topic is None or event.topic) and (key is None or event.key is not None))
-                    or _fill(event, value, topic, key)  # type: ignore[arg-type]
+                    or _fill(event, value, topic, key)
                 ):
                     return Inbound(event, None, lane, raw, ticket)
         raw_name = event_name
@@ -319,7 +329,13 @@ class EventDecoder:
         return Inbound(event, None, lane, raw, ticket)
 
 
-def _fill(event: Any, value: bytes, topic: str | None, key: str | None) -> bool:
+def _fill(
+    event: Any,
+    value: bytes,
+    topic: str | None,
+    key: str | bytes | None,
+    key_text: Callable[[bytes], str] | None = None,
+) -> bool:
     """Fill the transport's `topic` / `key` into a fast-decoded event whose
     JSON lacked them (the event is new: nobody holds it yet). `False` when the
     bytes name such a field though the event has the default (an explicit
@@ -331,5 +347,7 @@ def _fill(event: Any, value: bytes, topic: str | None, key: str | None) -> bool:
     if key is not None and event.key is None:
         if b'"key"' in value:
             return False
+        if key_text is not None and type(key) is bytes:
+            key = key_text(key)
         object.__setattr__(event, "key", key)
     return True

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,6 +18,7 @@ from ..observability import _context, _messaging, _tracing
 from ..observability._metrics import ConsumerMetrics
 from ._decoder import Inbound
 from ._protocols import ChunkSink, EventSink, SenderSink, Transport
+from ._queue import LaneQueue
 
 __all__ = ["DEFAULT_RETRY", "Lanes"]
 
@@ -26,23 +26,6 @@ logger = logging.getLogger("anycqrs.consumers")
 
 DEFAULT_RETRY = RetryPolicy(attempts=3, delay=0.1, multiplier=2.0, max_delay=10.0)
 """What consumers retry with unless told otherwise: 3 attempts, 0.1 s, 0.2 s."""
-
-
-class _Queue:
-    """One lane's queued chunks and the events its two sides wait on (a
-    memory object stream's `receive` passes through the loop once before it
-    waits: one task step per lane per batch more)."""
-
-    __slots__ = ("chunks", "closed", "space", "waiter")
-
-    def __init__(self) -> None:
-        self.chunks: deque[list[Inbound]] = deque()
-        self.waiter: anyio.Event | None = None
-        """Set when a chunk arrives (or the lanes close) while the lane waits."""
-        self.space: anyio.Event | None = None
-        """Set when the lane takes a chunk while the submitter waits for room."""
-        self.closed = False
-        """`close` was called: the lane ends once its queue is empty."""
 
 
 class Lanes:
@@ -125,7 +108,7 @@ class Lanes:
         self._sleep = sleep
         self._count = concurrency
         self._buffer = buffer
-        self._lanes: list[_Queue] = []
+        self._lanes: list[LaneQueue] = []
         self._metrics = metrics
         self._in_flight = [0] * concurrency
         """Items handed to each lane and not finished (kept only with metrics)."""
@@ -151,7 +134,7 @@ class Lanes:
             with single_error():
                 async with anyio.create_task_group() as group:
                     for index in range(self._count):
-                        queue = _Queue()
+                        queue = LaneQueue()
                         self._lanes.append(queue)
                         group.start_soon(self._lane, queue, index)
                     task_status.started()
@@ -199,7 +182,7 @@ class Lanes:
                 queue.waiter = None
                 waiter.set()
 
-    async def _lane(self, queue: _Queue, index: int) -> None:
+    async def _lane(self, queue: LaneQueue, index: int) -> None:
         read = self._read
         if read is None:
             await self._items(queue, index, None)
@@ -215,7 +198,7 @@ class Lanes:
 
     async def _items(
         self,
-        queue: _Queue,
+        queue: LaneQueue,
         index: int,
         message: _context.LaneMessage | None,
     ) -> None:

@@ -12,6 +12,7 @@ from ..middlewares import Middleware, MiddlewareChain
 from ..observability import _tracing
 from ._dispatcher import EventDispatcher, Guard
 from ._map import EventMap
+from ._sender import consumed_sender
 
 
 class EventMediator:
@@ -118,7 +119,7 @@ class EventMediator:
         """A function with `send`'s semantics for a consumer's hot loop (see
         `anycqrs.consumers.Lanes`): one call per event, a lone plain handler
         called directly (no `send` / dispatch frames in between)."""
-        return self._dispatcher.consumed_sender()
+        return consumed_sender(self._dispatcher)
 
     async def send_many(self, events: Iterable[Event]) -> None:
         """Like `send` for several events, dispatched as one generation."""

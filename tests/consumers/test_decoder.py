@@ -209,3 +209,27 @@ class TestBatch:
         del names["OrderPaid"]
         gone = decode.batch()(_body(3), b"OrderPaid", "t", None, 0, None, None)
         assert isinstance(gone.error, DeserializationError)
+
+    def test_bytes_keys_become_text_only_when_needed(
+        self, mediator: EventMediator, codec: str
+    ) -> None:
+        texts: list[bytes] = []
+
+        def key_text(key: bytes) -> str:
+            texts.append(key)
+            return key.decode(errors="backslashreplace")
+
+        decode = EventDecoder(mediator.event_map)
+        decode.inbound(_body(0), b"OrderPaid", "t", None, lane=0, raw=None)  # name learnt
+        one = decode.batch(key_text)
+        own = one(_body(1, key="json"), b"OrderPaid", "t", b"k1", 0, None, None)
+        filled = one(_body(2), b"OrderPaid", "t", b"o\xff1", 0, None, None)
+        general = one(_body("x"), b"OrderPaid", "t", b"k3", 0, None, None)
+        assert (own.event.key, filled.event.key) == ("json", "o\\xff1")
+        assert isinstance(general.error, DeserializationError)
+        needed = [b"o\xff1", b"k3"] if codec == "fast" else [b"k1", b"o\xff1", b"k3"]
+        assert texts == needed
+        strict = EventDecoder(mediator.event_map).batch()
+        assert isinstance(
+            strict(_body(4), b"OrderPaid", "t", b"\xff", 0, None, None).error, DeserializationError
+        )

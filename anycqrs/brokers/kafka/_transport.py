@@ -43,6 +43,7 @@ class KafkaTransport:
         "_offsets",
         "_probe",
         "_timeout",
+        "_topic",
         "assignment",
     )
 
@@ -67,6 +68,8 @@ class KafkaTransport:
         self._offsets = Offsets()
         self._consumer: Consumer | None = None
         self._loop_thread: int | None = None
+        self._topic: str | None = None
+        """The subscribed topic when it is the only one (not a pattern)."""
         """The event loop's thread (rebalance callbacks there must not block)."""
 
     # -- worker-thread side ------------------------------------------------------
@@ -83,6 +86,7 @@ class KafkaTransport:
         except (KafkaException, ValueError, TypeError) as exc:
             raise BrokerError(f"Cannot start the Kafka consumer: {exc}") from exc
         self._consumer = consumer
+        self._topic = topics[0] if len(topics) == 1 and not topics[0].startswith("^") else None
 
     def _wait(self) -> list[Any]:
         """Wait up to `poll_timeout` for the first message (worker thread)."""
@@ -158,8 +162,9 @@ class KafkaTransport:
     def _decode(self, messages: list[Any], decode: EventDecoder) -> list[Inbound]:
         """Decode a fetched batch; one commit ticket per run of one partition
         (its items and end offset filled in once the run is complete)."""
-        inbound = decode.batch()
+        inbound = decode.batch(record_key)  # a key decoded only when the JSON has none
         partition = self._offsets.partition
+        single = self._topic  # one literal topic subscribed: no topic() call per message
         items: list[Inbound] = []
         append = items.append
         batch: Any = None
@@ -171,10 +176,10 @@ class KafkaTransport:
             if error is not None:
                 _fetch_error(error)
                 continue
-            if msg.partition() != number or msg.topic() != topic:
+            if msg.partition() != number or (single is None and msg.topic() != topic):
                 if batch is not None:
                     _close_run(batch, items, first, last)
-                topic, number = msg.topic(), msg.partition()
+                topic, number = single or msg.topic(), msg.partition()
                 assert topic is not None and number is not None
                 part = partition(topic, number)
                 if part.revoked:  # revoked during the drain: the new owner reads it
@@ -192,19 +197,12 @@ class KafkaTransport:
                     if header == "event_name" and value is not None:
                         name = value
             key = msg.key()
-            if key is None:
-                text = None
-            else:
-                try:  # `_wire.record_key`, inlined for its common case
-                    text = key.decode()
-                except UnicodeDecodeError:
-                    text = record_key(key)
             append(
                 inbound(
                     msg.value(),
                     name,
                     topic,
-                    text,
+                    key,
                     hash(key) if key is not None else lane,
                     msg,
                     batch,
