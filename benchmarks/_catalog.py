@@ -385,7 +385,8 @@ def kafka_workloads(services: Services) -> list[Workload]:
         Workload(
             "kafka/consume",
             "KafkaEventConsumer into a trivial handler (first to last event); other library: "
-            "FastStream's confluent batch subscriber (batch=True, 500, JSON dicts); "
+            "FastStream's confluent batch subscriber (batch=True, 500, each message validated "
+            "into a pydantic model of the event); "
             "baseline: plain Consumer.consume loop",
             impls(lambda col: _kafka.consume(tansu, col), peer=True),
             fixed_n=(100_000, 2_000),
