@@ -44,7 +44,9 @@ class Lanes:
 
     * drops it unhandled when `transport.stale(item)` (revoked);
     * dead-letters a poison item (`item.error` set), never retrying it;
-    * sends the event to the sink; when that raises, retries it by `retry`
+    * sends the event to the sink (through `sink.sender()` when the sink
+      offers one, as `anycqrs.EventMediator` does: `send`'s semantics
+      without its frames); when that raises, retries it by `retry`
       and, when it still fails, dead-letters it, or, without a dead-letter
       destination, stops with `MessageHandlingError` (the item unsettled);
     * after each chunk, tells `transport.settle` which items finished, also

@@ -118,7 +118,14 @@ class EventMediator:
     def sender(self) -> Callable[[Any], Awaitable[None]]:
         """A function with `send`'s semantics for a consumer's hot loop (see
         `anycqrs.consumers.Lanes`): one call per event, a lone plain handler
-        called directly (no `send` / dispatch frames in between)."""
+        called directly (no `send` / dispatch frames in between).
+
+        Example:
+            ```python
+            send = mediator.sender()
+            await send(NotificationEvent(payload=OrderPaid(order_id=1)))
+            ```
+        """
         return consumed_sender(self._dispatcher)
 
     async def send_many(self, events: Iterable[Event]) -> None:
