@@ -18,7 +18,7 @@ from ..errors import MessageHandlingError
 from ..observability import _context, _messaging, _tracing
 from ..observability._metrics import ConsumerMetrics
 from ._decoder import Inbound
-from ._protocols import ChunkSink, EventSink, Transport
+from ._protocols import ChunkPlan, ChunkSink, EventSink, Transport
 
 __all__ = ["DEFAULT_RETRY", "Lanes"]
 
@@ -274,6 +274,8 @@ class Lanes:
             attempts += 1
             done: list[Inbound] = []
             current = scopes.pop() if scopes else self._open_chunk()  # type: ignore[misc]
+            if isinstance(current, ChunkPlan):
+                current.expect([item.event for item in chunk if item.error is None])
             async with current:
                 try:
                     await self._chunk(chunk, done, handle, message)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from ._decoder import EventDecoder, Inbound
 
-__all__ = ["ChunkSink", "EventSink", "EventTypes", "NeedsEventIds", "Transport"]
+__all__ = ["ChunkPlan", "ChunkSink", "EventSink", "EventTypes", "NeedsEventIds", "Transport"]
 
 
 @runtime_checkable
@@ -94,6 +94,18 @@ class ChunkSink(Protocol):
 
     def chunk(self) -> AbstractAsyncContextManager[None] | None:
         """The async context of the next chunk, or `None`."""
+        ...
+
+
+@runtime_checkable
+class ChunkPlan(Protocol):
+    """A chunk context (what `ChunkSink.chunk` returns) that wants the
+    chunk's events before it is entered: the `Lanes` call `expect` with
+    them (the decoded ones), so an inbox can claim all their rows in one
+    statement (`anycqrs.inbox.PostgresInbox`'s ``optimistic``)."""
+
+    def expect(self, events: Sequence[Any]) -> None:
+        """The events the chunk will handle, in order (some may be skipped)."""
         ...
 
 
