@@ -168,7 +168,15 @@ def consume_postgres(
 
 
 def _form(one_hop: bool, batch: bool, optimistic: bool = False) -> str:
-    hops = "1 hop" if one_hop or optimistic else "2 hops" if batch else "3 hops"
+    hops = (
+        "1 hop"
+        if one_hop
+        else "1 hop, begin not deferred"
+        if optimistic
+        else "2 hops"
+        if batch
+        else "3 hops"
+    )
     mode = "optimistic batch" if optimistic else "batch"
     return f"{mode}, {hops}" if batch else hops
 

@@ -40,7 +40,6 @@ from ._lanes import Lanes as Lanes
 from ._memory import DeadLetter as DeadLetter
 from ._memory import InMemoryTransport as InMemoryTransport
 from ._memory import MemoryRecord as MemoryRecord
-from ._protocols import ChunkPlan as ChunkPlan
 from ._protocols import ChunkSink as ChunkSink
 from ._protocols import EventSink as EventSink
 from ._protocols import EventTypes as EventTypes
@@ -49,7 +48,6 @@ from ._protocols import Transport as Transport
 
 __all__ = [
     "DEFAULT_RETRY",
-    "ChunkPlan",
     "ChunkSink",
     "DeadLetter",
     "EventDecoder",

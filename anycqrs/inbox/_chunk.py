@@ -272,7 +272,7 @@ class ChunkScope:
         self._events: Sequence[Any] | None = None
 
     def expect(self, events: Sequence[Any]) -> None:
-        """The chunk's events (see `anycqrs.consumers.ChunkPlan`): with an
+        """The chunk's events (see `ChunkPlan` in `anycqrs.consumers._protocols`): with an
         optimistic store the chunk then claims its rows ahead and sets no
         savepoints, unless it is the redo of a chunk whose handler failed."""
         store = self._store

@@ -12,7 +12,7 @@ import lagom
 import pytest
 
 import anycqrs
-from anycqrs.consumers import ChunkPlan
+from anycqrs.consumers._protocols import ChunkPlan
 from anycqrs.errors import InboxError, InboxKeyError
 from anycqrs.events.bootstrap import bootstrap
 from anycqrs.inbox import InboxStore, InboxTransaction, derive_id, handler_identity

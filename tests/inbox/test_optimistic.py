@@ -15,7 +15,8 @@ import lagom
 import pytest
 
 import anycqrs
-from anycqrs.consumers import ChunkPlan, consume
+from anycqrs.consumers import consume
+from anycqrs.consumers._protocols import ChunkPlan
 from anycqrs.events.bootstrap import bootstrap
 from anycqrs.inbox import InboxTransaction, PostgresInbox, SqliteInbox
 
