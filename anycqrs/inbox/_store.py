@@ -98,7 +98,10 @@ class InboxStore:
     first `InboxTransaction.run` (same hop), and ``run(fn, commit=True)``
     commits in the hop of the handler's last call. With ``batch=True`` a
     consumer runs each lane chunk in one transaction (`chunk`): a savepoint
-    per guarded handler call, one commit per chunk.
+    per guarded handler call, one commit per chunk; with ``optimistic=True``
+    (PostgreSQL) no savepoints: the chunk's rows are claimed per handler in
+    one statement, and a chunk whose handler fails is handled again with
+    savepoints.
     """
 
     __slots__ = ("_backend", "_batch", "_defer", "_names", "_optimistic", "_redo", "_slots")
