@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import anyio
 import anyio.abc
@@ -17,7 +17,7 @@ from ..errors import MessageHandlingError
 from ..observability import _context, _messaging, _tracing
 from ..observability._metrics import ConsumerMetrics
 from ._decoder import Inbound
-from ._protocols import ChunkSink, EventSink, SenderSink, Transport
+from ._protocols import ChunkPlan, ChunkRedo, ChunkSink, EventSink, SenderSink, Transport
 from ._queue import LaneQueue
 
 __all__ = ["DEFAULT_RETRY", "Lanes"]
@@ -104,6 +104,10 @@ class Lanes:
         self._open_chunk: Callable[[], Any] | None = (
             sink.chunk if isinstance(sink, ChunkSink) else None
         )
+        self._plan_types: dict[type, bool] = {}
+        """Per chunk-context type, whether it is a `ChunkPlan` (one protocol
+        check per type: a runtime protocol check costs tens of thousands of
+        instructions)."""
         self._transport = transport
         self._retry = retry
         self._logger = logger
@@ -311,15 +315,25 @@ class Lanes:
         async def attempt() -> list[Inbound]:
             nonlocal attempts
             attempts += 1
-            done: list[Inbound] = []
-            current = scopes.pop() if scopes else self._open_chunk()  # type: ignore[misc]
-            async with current:
+            redone = False
+            while True:
+                done: list[Inbound] = []
+                current = scopes.pop() if scopes else self._open_chunk()  # type: ignore[misc]
+                if self._plans(current):
+                    current.expect([item.event for item in chunk if item.error is None])
                 try:
-                    await self._chunk(chunk, done, handle, message)
-                except BaseException as error:
-                    own.append(error)
-                    raise
-            return done
+                    async with current:
+                        try:
+                            await self._chunk(chunk, done, handle, message)
+                        except BaseException as error:
+                            own.append(error)
+                            raise
+                except ChunkRedo:
+                    if redone:
+                        raise
+                    redone = True  # at once, in a new context: not a failure
+                    continue
+                return done
 
         def on_retry(error: BaseException, failures: int, delay: float) -> None:
             self._logger.warning(
@@ -345,6 +359,14 @@ class Lanes:
                 self._transport.location(chunk[0]), attempts, error
             ) from error
         return done
+
+    def _plans(self, scope: Any) -> TypeGuard[ChunkPlan]:
+        """Whether the chunk context `scope` wants the chunk's events (`ChunkPlan`)."""
+        kind = type(scope)
+        known = self._plan_types.get(kind)
+        if known is None:
+            known = self._plan_types[kind] = isinstance(scope, ChunkPlan)
+        return known
 
     async def _handle(self, item: Inbound, started: float) -> str:
         """Handle `item`; its outcome (`success`, `dead_lettered`) or raise."""

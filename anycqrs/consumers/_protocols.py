@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from ._decoder import EventDecoder, Inbound
 
-__all__ = ["ChunkSink", "EventSink", "EventTypes", "NeedsEventIds", "Transport"]
+__all__ = [
+    "ChunkPlan",
+    "ChunkRedo",
+    "ChunkSink",
+    "EventSink",
+    "EventTypes",
+    "NeedsEventIds",
+    "Transport",
+]
 
 
 @runtime_checkable
@@ -106,6 +114,27 @@ class ChunkSink(Protocol):
 
     def chunk(self) -> AbstractAsyncContextManager[None] | None:
         """The async context of the next chunk, or `None`."""
+        ...
+
+
+class ChunkRedo(Exception):
+    """Raised by a chunk context's exit (`ChunkSink.chunk`) when the chunk
+    must be handled again at once in a new context, not because it failed:
+    the `Lanes` do so without a delay and without using an attempt of the
+    retry policy (an optimistic inbox chunk whose handler failed is redone
+    with a savepoint per call), once per attempt; a second one in a row is
+    a failure of the chunk like any other exception."""
+
+
+@runtime_checkable
+class ChunkPlan(Protocol):
+    """A chunk context (what `ChunkSink.chunk` returns) that wants the
+    chunk's events before it is entered: the `Lanes` call `expect` with
+    them (the decoded ones), so an inbox can claim all their rows in one
+    statement (`anycqrs.inbox.PostgresInbox`'s ``optimistic``)."""
+
+    def expect(self, events: Sequence[Any]) -> None:
+        """The events the chunk will handle, in order (some may be skipped)."""
         ...
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -14,17 +15,31 @@ import anyio
 
 from .._exc import leaves
 from .._persistence import in_thread
+from ..consumers._protocols import ChunkRedo
 from ..errors import InboxError
+from ..messages import NotificationEvent
 
 if TYPE_CHECKING:
     from ._store import InboxStore
 
-__all__ = ["Abort", "Chunk", "ChunkBackend", "ChunkScope", "current_chunk"]
+__all__ = [
+    "Abort",
+    "Chunk",
+    "ChunkBackend",
+    "ChunkScope",
+    "ClaimBackend",
+    "Redo",
+    "current_chunk",
+    "kind",
+]
 
 logger = logging.getLogger("anycqrs.inbox")
 
 CLEANUP_TIMEOUT = 30.0
 """Seconds a chunk's commit or rollback may take once started (shielded)."""
+
+REDO_LIMIT = 100_000
+"""Ids of optimistic chunks to handle again with savepoints, kept at most."""
 
 
 @runtime_checkable
@@ -46,6 +61,41 @@ class ChunkBackend(Protocol):
     def rollback_savepoint(self, handle: Any) -> None: ...
 
 
+@runtime_checkable
+class ClaimBackend(Protocol):
+    """The blocking half of a store that can run optimistic chunks (internal).
+
+    `claim` opens the chunk's transaction when `handle` is `None`
+    (``BEGIN``), then inserts the rows of `handler` for all `message_ids`
+    in one statement (``ON CONFLICT DO NOTHING``, in key order), in one
+    round trip; it returns the handle and the ids whose row was new.
+    `finish` deletes the claimed rows no handler call used (`unused`,
+    handler -> ids) and commits, in one round trip.
+    """
+
+    def claim(
+        self, handle: Any, handler: str, message_ids: Sequence[UUID], now: float
+    ) -> tuple[Any, set[UUID]]: ...
+
+    def finish(self, handle: Any, unused: dict[str, set[UUID]]) -> None: ...
+
+
+def kind(event: Any) -> Any:
+    """What decides which handlers an event goes to: its class and, for a
+    notification event, its payload's class (claims are made per handler
+    for the chunk's events of the same kind)."""
+    if isinstance(event, NotificationEvent):
+        return (type(event), type(event.payload))
+    return type(event)
+
+
+class Redo(InboxError, ChunkRedo):
+    """Raised by an optimistic chunk's exit when a guarded handler failed in
+    it (internal): the consumer's lanes handle the chunk again at once, and
+    the store runs that redo with a savepoint per handler call, so only the
+    failing call is retried or dead-lettered."""
+
+
 class Abort(BaseException):
     """Raised into a guarded handler when its chunk's transaction broke (a
     deadlock, a lost connection): nothing more runs in the chunk, which is
@@ -61,9 +111,24 @@ class Chunk:
     guarded handler call at a time use the savepoint (concurrent handlers
     of one event take turns); `broken` is the error that broke it."""
 
-    __slots__ = ("backend", "broken", "busy", "connection", "handle", "lock", "release", "store")
+    __slots__ = (
+        "asked",
+        "backend",
+        "broken",
+        "busy",
+        "claims",
+        "connection",
+        "events",
+        "failed",
+        "handle",
+        "lock",
+        "release",
+        "store",
+    )
 
-    def __init__(self, store: InboxStore, backend: ChunkBackend) -> None:
+    def __init__(
+        self, store: InboxStore, backend: ChunkBackend, events: Sequence[Any] | None = None
+    ) -> None:
         self.store = store
         self.backend = backend
         self.handle: Any = None
@@ -72,8 +137,29 @@ class Chunk:
         self.broken: BaseException | None = None
         self.lock = threading.Lock()
         self.busy = anyio.Lock(fast_acquire=True)  # uncontended: no loop pass
+        self.events = events
+        """The chunk's events when it runs optimistically (no savepoints:
+        the rows are claimed per handler, all at once), else `None`."""
+        self.claims: dict[str, set[UUID]] = {}
+        """Per handler, the claimed new rows no handler call used yet."""
+        self.asked: dict[str, set[UUID]] = {}
+        """Per handler, the ids claimed so far (new or not)."""
+        self.failed = False
+        """A guarded handler failed in this optimistic chunk: it is rolled
+        back and handled again with savepoints."""
 
-    def savepoint(self, handler: str, message_id: UUID, now: float) -> bool:
+    @property
+    def optimistic(self) -> bool:
+        """Whether the chunk runs without savepoints (claims made ahead)."""
+        return self.events is not None
+
+    def known(self, handler: str, message_id: UUID) -> bool:
+        """Whether the row of ``(handler, message_id)`` was claimed already
+        (an optimistic chunk: `savepoint` then needs no round trip)."""
+        asked = self.asked.get(handler)
+        return asked is not None and message_id in asked and self.broken is None
+
+    def savepoint(self, handler: str, message_id: UUID, now: float, of: Any = None) -> bool:
         """Set a savepoint and write the row (blocking, under `lock`);
         whether the row is new (`False`: a duplicate).
 
@@ -82,6 +168,8 @@ class Chunk:
         """
         if self.broken is not None:
             raise Abort from self.broken
+        if self.events is not None:
+            return self._claimed(handler, message_id, now, of)
         try:
             handle, inserted = self.backend.savepoint(
                 self.handle, self.release, handler, message_id, now
@@ -95,8 +183,61 @@ class Chunk:
         self.release = True
         return inserted
 
+    def _claimed(self, handler: str, message_id: UUID, now: float, of: Any) -> bool:
+        """`savepoint` of an optimistic chunk: the first call of `handler`
+        claims the rows of all the chunk's events of the same kind (one
+        round trip); later calls only look their row up."""
+        asked = self.asked.setdefault(handler, set())
+        claims = self.claims.setdefault(handler, set())
+        if message_id not in asked:
+            wanted = {message_id}
+            assert self.events is not None
+            for event in self.events:
+                if (
+                    of is not None
+                    and isinstance(event, NotificationEvent)
+                    and isinstance(event.event_id, UUID)
+                    and kind(event) == of
+                ):
+                    wanted.add(event.event_id)
+            ids = sorted(wanted - asked)
+            backend = self.store._backend
+            assert isinstance(backend, ClaimBackend)
+            try:
+                handle, new = backend.claim(self.handle, handler, ids, now)
+            except Exception as error:
+                self.broken = error
+                raise Abort from error
+            if self.handle is None:
+                self.handle = handle
+                self.connection = self.store._backend.connection(handle)
+            asked.update(ids)
+            claims.update(new)
+        if message_id in claims:
+            claims.discard(message_id)  # used: a second delivery in the chunk is a duplicate
+            return True
+        return False
+
+    def undo(self, *, cancelled: bool) -> None:
+        """A guarded call of an optimistic chunk failed (or was cancelled):
+        mark the chunk broken, to be rolled back; a failure (not a
+        cancellation) has it handled again with savepoints. No round trip."""
+        if not cancelled:
+            self.rollback_to()
+        elif self.broken is None:
+            self.broken = InboxError("A guarded handler was cancelled in an optimistic chunk")
+
     def rollback_to(self) -> None:
-        """Undo the current handler's savepoint (blocking, under `lock`)."""
+        """Undo the current handler's savepoint (blocking, under `lock`);
+        in an optimistic chunk, mark it broken instead: it is rolled back
+        and handled again with savepoints."""
+        if self.events is not None:
+            self.failed = True
+            self.broken = InboxError(
+                "A guarded handler failed in an optimistic chunk (no savepoints): the chunk is "
+                "rolled back and handled again with a savepoint per handler call"
+            )
+            return
         try:
             self.backend.rollback_savepoint(self.handle)
         except Exception as error:
@@ -110,7 +251,11 @@ class Chunk:
             handle, self.handle = self.handle, None
             if handle is None:
                 return
-            if commit:
+            if commit and self.events is not None and any(self.claims.values()):
+                backend = self.store._backend
+                assert isinstance(backend, ClaimBackend)
+                backend.finish(handle, {name: ids for name, ids in self.claims.items() if ids})
+            elif commit:
                 self.store._backend.commit(handle)
             else:
                 self.store._backend.rollback(handle)
@@ -135,19 +280,37 @@ class ChunkScope:
             chunk ran: nothing of the chunk is settled; handle it again.
     """
 
-    __slots__ = ("_chunk", "_store", "_token")
+    __slots__ = ("_chunk", "_events", "_store", "_token")
 
     def __init__(self, store: InboxStore) -> None:
         self._store = store
         self._chunk: Chunk | None = None
         self._token: Token[Chunk | None] | None = None
+        self._events: Sequence[Any] | None = None
+
+    def expect(self, events: Sequence[Any]) -> None:
+        """The chunk's events (see `ChunkPlan` in `anycqrs.consumers._protocols`): with an
+        optimistic store the chunk then claims its rows ahead and sets no
+        savepoints, unless it is the redo of a chunk whose handler failed."""
+        store = self._store
+        if not store._optimistic:
+            return
+        redo = store._redo
+        if redo and any(
+            isinstance(event, NotificationEvent) and event.event_id in redo for event in events
+        ):
+            for event in events:
+                if isinstance(event, NotificationEvent):
+                    redo.discard(event.event_id)
+            return  # handled again with savepoints
+        self._events = events
 
     async def __aenter__(self) -> None:
         store = self._store
         backend = store._backend
         assert isinstance(backend, ChunkBackend)
         await store._slots.acquire()
-        self._chunk = Chunk(store, backend)
+        self._chunk = Chunk(store, backend, self._events)
         self._token = _CHUNK.set(self._chunk)
 
     async def __aexit__(
@@ -174,7 +337,19 @@ class ChunkScope:
                     logger.warning("Rolling back the inbox chunk failed", exc_info=True)
         finally:
             self._store._slots.release()
+        if chunk.failed and chunk.events is not None:
+            redo = self._store._redo
+            if len(redo) > REDO_LIMIT:
+                redo.clear()
+            redo.update(
+                event.event_id for event in chunk.events if isinstance(event, NotificationEvent)
+            )
         if chunk.broken is not None and not _cancelled(exc):
+            if chunk.failed and chunk.events is not None:
+                raise Redo(
+                    "A guarded handler failed in an optimistic inbox chunk: it was rolled back "
+                    "and is handled again at once with a savepoint per handler call"
+                ) from chunk.broken
             raise InboxError(
                 f"The inbox transaction of a chunk broke ({chunk.broken!r}): it was rolled "
                 "back, none of its messages is settled, the chunk is handled again"

@@ -19,7 +19,7 @@ from .._exc import leaves
 from .._persistence import in_thread
 from ..errors import InboxError, InboxKeyError
 from ..messages import Event, NotificationEvent
-from ._chunk import ChunkBackend, ChunkScope, current_chunk
+from ._chunk import Abort, ChunkBackend, ChunkScope, ClaimBackend, current_chunk, kind
 from ._guard import identity
 from ._transaction import (
     _CURRENT,
@@ -98,19 +98,37 @@ class InboxStore:
     first `InboxTransaction.run` (same hop), and ``run(fn, commit=True)``
     commits in the hop of the handler's last call. With ``batch=True`` a
     consumer runs each lane chunk in one transaction (`chunk`): a savepoint
-    per guarded handler call, one commit per chunk.
+    per guarded handler call, one commit per chunk; with ``optimistic=True``
+    (PostgreSQL) no savepoints: the chunk's rows are claimed per handler in
+    one statement, and a chunk whose handler fails is handled again with
+    savepoints.
     """
 
-    __slots__ = ("_backend", "_batch", "_defer", "_names", "_slots")
+    __slots__ = ("_backend", "_batch", "_defer", "_names", "_optimistic", "_redo", "_slots")
 
-    def __init__(self, backend: Backend, *, defer_begin: bool = False, batch: bool = False) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        defer_begin: bool = False,
+        batch: bool = False,
+        optimistic: bool = False,
+    ) -> None:
         from ..events._dispatcher import Slots  # the loop-agnostic bound
 
         if batch and not isinstance(backend, ChunkBackend):
             raise ValueError(f"{type(self).__name__} cannot batch (batch=True): use it without")
+        if optimistic and not (batch and isinstance(backend, ClaimBackend)):
+            raise ValueError(
+                f"{type(self).__name__} cannot run optimistic chunks (optimistic=True needs "
+                "batch=True on a store that claims ahead: PostgresInbox)"
+            )
         self._backend = backend
         self._defer = defer_begin
         self._batch = batch
+        self._optimistic = optimistic
+        self._redo: set[UUID] = set()
+        """Ids of optimistic chunks a handler failed in: handled again with savepoints."""
         self._slots = Slots(backend.concurrency)
         self._names: dict[Any, str] = {}
 
@@ -173,7 +191,9 @@ class InboxStore:
         chunk = current_chunk()
         if chunk is not None and chunk.store is self:
             async with chunk.busy:  # one savepoint in use at a time
-                bound = Bound(self, self._backend, handler, message_id, chunk=chunk)
+                bound = Bound(
+                    self, self._backend, handler, message_id, chunk=chunk, kind=kind(event)
+                )
                 return await self._guard(bound, run, event)
         slots = self._slots
         await slots.acquire()
@@ -184,7 +204,12 @@ class InboxStore:
 
     async def _guard(self, bound: Bound, run: Run, event: Any) -> tuple[Any, Sequence[Event]]:
         """Run one guarded call in `bound` (its own transaction, or a chunk savepoint)."""
-        if not self._defer:
+        chunk = bound.chunk
+        if chunk is not None and chunk.known(bound.handler, bound.message_id) and _inline(bound):
+            # claimed ahead (an optimistic chunk): a lookup, no hop, no round trip
+            if bound.state == DUPLICATE:
+                return None, ()
+        elif not self._defer:
             # Shielded: a cancellation arriving while the thread opens
             # the transaction must not skip the rollback below.
             with anyio.CancelScope(shield=True):
@@ -198,8 +223,20 @@ class InboxStore:
             _CURRENT.reset(token)
             if bound.state == DUPLICATE and _duplicate(error):  # stopped at its first run
                 return None, ()
-            if bound.state == OPEN:
+            if bound.state == OPEN and chunk is not None and chunk.optimistic:
+                bound.state = ROLLED_BACK  # no savepoint: the chunk is rolled back
+                chunk.undo(cancelled=_cancelled(error))
+            elif bound.state == OPEN:
                 await _roll_back(bound)
+            if (
+                chunk is not None
+                and chunk.failed
+                and not isinstance(error, Abort)
+                and not _cancelled(error)
+            ):
+                # an optimistic chunk cannot undo one handler call: it stops
+                # here and is handled again with savepoints
+                raise Abort from error
             raise
         _CURRENT.reset(token)
         if bound.state == OPEN and bound.chunk is not None:
@@ -265,6 +302,24 @@ class InboxStore:
 def _duplicate(error: BaseException) -> bool:
     """Whether `error` is the inbox's `Duplicate` (alone or in a group)."""
     return all(isinstance(leaf, Duplicate) for leaf in leaves(error))
+
+
+def _cancelled(error: BaseException) -> bool:
+    cancelled = anyio.get_cancelled_exc_class()
+    return any(isinstance(leaf, cancelled) for leaf in leaves(error))
+
+
+def _inline(bound: Bound) -> bool:
+    """`Bound.begin` on the event loop, for a row claimed ahead (it is only
+    looked up, nothing blocks); `False` when the chunk's lock is busy (a
+    worker thread still in it: begin in a hop then)."""
+    if not bound.lock.acquire(blocking=False):
+        return False
+    try:
+        bound.begin()
+    finally:
+        bound.lock.release()
+    return True
 
 
 def _locked(step: Callable[[], Any], bound: Bound) -> Any:

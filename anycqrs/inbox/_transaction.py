@@ -64,6 +64,7 @@ class Bound:
         "connection",
         "handle",
         "handler",
+        "kind",
         "lock",
         "message_id",
         "parent",
@@ -80,8 +81,11 @@ class Bound:
         *,
         parent: Bound | None = None,
         chunk: Any = None,
+        kind: Any = None,
     ) -> None:
         self.store = store
+        self.kind = kind
+        """The event's kind (`anycqrs.inbox._chunk.kind`), in a chunk."""
         self.chunk = chunk
         """The lane chunk this call runs in (batch mode: a savepoint of the
         chunk's transaction), or `None` (a transaction of its own)."""
@@ -107,7 +111,7 @@ class Bound:
         savepoint of the chunk's transaction instead (`Chunk.savepoint`)."""
         chunk = self.chunk
         if chunk is not None:
-            if not chunk.savepoint(self.handler, self.message_id, time.time()):
+            if not chunk.savepoint(self.handler, self.message_id, time.time(), self.kind):
                 self.state = DUPLICATE
                 return False
             self.handle, self.connection, self.state = chunk.handle, chunk.connection, OPEN

@@ -21,6 +21,7 @@ KINDS = [
     "sqlite-batch",
     "postgres",
     "postgres-batch",
+    "postgres-optimistic",
     "postgres-pool",
     "sqlalchemy-sqlite",
     "sqlalchemy-postgres",
@@ -34,7 +35,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Iterator[
     kind = request.param
     if kind in ("sqlite", "sqlite-batch"):
         harness = SqliteHarness(tmp_path / "app.db", unique)
-    elif kind in ("postgres", "postgres-pool", "postgres-batch"):
+    elif kind in ("postgres", "postgres-pool", "postgres-batch", "postgres-optimistic"):
         dsn = request.getfixturevalue("postgres_dsn")
         harness = PostgresHarness(dsn, unique, pooled=kind == "postgres-pool")
     elif kind == "sqlalchemy-sqlite":
@@ -45,7 +46,8 @@ def db(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Iterator[
         harness = SqlAlchemyHarness(kind, url, unique)
     else:
         harness = SqlAlchemyHarness(kind, request.getfixturevalue("mariadb_url"), unique)
-    harness.batch = kind.endswith("-batch")
+    harness.batch = kind.endswith(("-batch", "-optimistic"))
+    harness.optimistic = kind.endswith("-optimistic")
     try:
         yield harness
     finally:

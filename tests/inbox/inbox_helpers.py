@@ -38,6 +38,8 @@ class Harness:
     effects_table: str
     batch = False
     """Stores made in batch mode (``batch=True``: a transaction per chunk)."""
+    optimistic = False
+    """Batch stores made optimistic (``optimistic=True``: no savepoints; PostgreSQL)."""
 
     def store(self, **kwargs: Any) -> InboxStore:
         raise NotImplementedError
@@ -116,6 +118,8 @@ class PostgresHarness(Harness):
     def store(self, **kwargs: Any) -> InboxStore:
         if self.batch:
             kwargs.setdefault("batch", True)
+        if self.optimistic:
+            kwargs.setdefault("optimistic", True)
         if self.pool is not None:
             return PostgresInbox(
                 pool=self.pool, table=self.table, outbox_table=self.outbox, **kwargs

@@ -36,6 +36,8 @@ class Deferred(Harness):
         self.table = inner.table
         self.outbox = inner.outbox
         self.effects_table = inner.effects_table
+        self.batch = inner.batch
+        self.optimistic = inner.optimistic
 
     def store(self, **kwargs: Any) -> InboxStore:
         kwargs.setdefault("defer_begin", True)
