@@ -8,7 +8,7 @@ import math
 import time
 import types
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, cast
+from typing import Any
 from uuid import UUID
 
 import anyio
@@ -241,7 +241,8 @@ class Compensator:
         of the next compensation and what is left of it (`_TODO`: all of it;
         an exception: its first attempt failed with it; `_EVENTS`: it
         succeeded, its events are due)."""
-        run.version = cast("int", self._begin(run, pending, entries, context))
+        # (the writes are synchronous here: ints, no `cast` call on the hot path)
+        run.version = self._begin(run, pending, entries, context)  # type: ignore[assignment]
         run.status = SagaStatus.COMPENSATING
         target = run.context
         quiet = self._quiet
@@ -260,7 +261,7 @@ class Compensator:
             if handler.events:
                 return position, _EVENTS
             written = self._done(run, pending, position, True, {"attempts": 1}, SagaStatus.FAILED)
-            run.version = cast("int", written)
+            run.version = written  # type: ignore[assignment]  # synchronous: an int
         run.status = SagaStatus.FAILED
         return -1, None
 
