@@ -136,7 +136,7 @@ class Compensator:
             details["stage"] = "events"
             run.snapshot = self.snapshots.dump(run.context)
         else:
-            self.snapshots.restore(run.context, run.snapshot)
+            self.snapshots.put_back(run.context, run.snapshot)
         logger.info("saga %s: step %s failed: %s", run.saga_id, name, details["error"])
         return ((name, ACT, FAILED, details, time.time()),), (run.snapshot if acted else None)
 
