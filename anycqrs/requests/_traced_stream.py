@@ -30,6 +30,9 @@ class TracedRequestStream(RequestStream[R]):
         self._count = 0
         self._inside = False
 
+    def __aiter__(self) -> TracedRequestStream[R]:
+        return self  # every item through `__anext__`, in the span
+
     async def __anext__(self) -> R:
         if self._inside:  # the base class re-enters once it opened the handler
             return await super().__anext__()

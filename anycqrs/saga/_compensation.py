@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import types
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from uuid import UUID
@@ -20,14 +21,21 @@ from ..container import ScopedContainer
 from ..events._dispatcher import EventDispatcher
 from ..observability import _tracing
 from ._log import ACT, COMPENSATE, COMPLETED, FAILED, STARTED, Entry, describe
-from ._run import Handler, Journal, Run
-from ._shielded import shielded
+from ._run import Handler, Journal, Run, Written
+from ._shielded import cannot_wait, shielded
 from ._snapshot import Snapshots
 from ._types import SagaStatus
 
 __all__ = ["Compensator", "compensation_policy"]
 
 logger = logging.getLogger("anycqrs.saga")
+
+_TODO = object()
+"""What the unshielded part of a phase leaves of a compensation: all of it."""
+_EVENTS = object()
+"""... the dispatch of its events (it succeeded)."""
+_BEGUN = object()
+"""The `context` of a phase whose first write is done."""
 
 
 def compensation_policy(
@@ -77,6 +85,7 @@ class Compensator:
     """
 
     __slots__ = (
+        "_quiet",
         "dispatcher",
         "journal",
         "make",
@@ -110,6 +119,8 @@ class Compensator:
         self.policy = policy
         self.timeout = timeout
         self.sleep = sleep
+        self._quiet: dict[Any, bool] = {}
+        """`cannot_wait` of each compensate function met."""
 
     def failed(
         self, run: Run, name: str, error: Exception, *, acted: bool
@@ -125,7 +136,7 @@ class Compensator:
             details["stage"] = "events"
             run.snapshot = self.snapshots.dump(run.context)
         else:
-            self.snapshots.restore(run.context, run.snapshot)
+            self.snapshots.put_back(run.context, run.snapshot)
         logger.info("saga %s: step %s failed: %s", run.saga_id, name, details["error"])
         return ((name, ACT, FAILED, details, time.time()),), (run.snapshot if acted else None)
 
@@ -150,10 +161,27 @@ class Compensator:
         its own deadline (`timeout` for the whole phase, counted from its
         first wait; see `shielded`). If the deadline passes, the saga stays
         COMPENSATING for recovery to finish.
+
+        What of the phase cannot wait runs before the scope, and costs none:
+        with a storage that writes synchronously (the memory one), the
+        writes and the compensations whose coroutine can never suspend (no
+        `await` in it, no timeout; see `cannot_wait`) up to the first one
+        that may wait, fail or emit events. Nothing can cancel code that
+        does not wait, so the shield changes nothing there; the scope is
+        entered between two compensations, where the phase holds no scope
+        of its own, and covers the rest of the phase.
         """
         pending = run.done[::-1]
         run.done = []
-        if await shielded(self._phase(run, pending, entries, context), self.timeout):
+        position, carried = 0, _TODO
+        if self.journal.synchronous and self.scope is None and self.tracer is None:
+            position, carried = await self._unshielded(run, pending, entries, context)
+            if position < 0:
+                return
+            entries, context = (), _BEGUN
+        if await shielded(
+            self._phase(run, pending, entries, context, position, carried), self.timeout
+        ):
             logger.error(
                 "saga %s: compensation did not finish within %s s; the saga stays "
                 "COMPENSATING and recovery will finish it",
@@ -161,12 +189,12 @@ class Compensator:
                 self.timeout,
             )
 
-    async def _phase(
+    def _begin(
         self, run: Run, pending: list[Handler], entries: Sequence[Entry], context: Any
-    ) -> None:
-        """The compensation phase (see `compensate`), run by `shielded`."""
-        saga_id = run.saga_id
-        save = self.journal.save
+    ) -> Written:
+        """The phase's first write: the entries given, the first
+        compensation STARTED and status COMPENSATING (FAILED when there is
+        nothing to compensate)."""
         now = time.time()
         batch: tuple[Entry, ...] = tuple(entries)
         if pending:
@@ -174,25 +202,105 @@ class Compensator:
             status: SagaStatus | None = SagaStatus.COMPENSATING
         else:
             status = SagaStatus.FAILED
-        written = save(saga_id, run.version, status, context, batch, now)
-        run.version = written if isinstance(written, int) else await written
+        return self.journal.save(run.saga_id, run.version, status, context, batch, now)
+
+    def _done(  # noqa: PLR0917 - internal
+        self,
+        run: Run,
+        pending: list[Handler],
+        position: int,
+        ok: bool,
+        details: dict[str, Any],
+        ended: SagaStatus,
+    ) -> Written:
+        """Log the compensation at `position` ended (`ok` or not), with the
+        next one STARTED, or, after the last, the saga's final status `ended`."""
+        now = time.time()
+        done: Entry = (
+            pending[position].step_name,
+            COMPENSATE,
+            COMPLETED if ok else FAILED,
+            details,
+            now,
+        )
+        if position < len(pending) - 1:
+            following = pending[position + 1].step_name
+            batch: tuple[Entry, ...] = (done, (following, COMPENSATE, STARTED, None, now))
+            status = None
+        else:
+            batch = (done,)
+            status = ended
+        return self.journal.save(run.saga_id, run.version, status, None, batch, now)
+
+    async def _unshielded(
+        self, run: Run, pending: list[Handler], entries: Sequence[Entry], context: Any
+    ) -> tuple[int, Any]:
+        """The prefix of the phase that cannot wait (the journal writes
+        synchronously; see `compensate`): returns `(-1, None)` when it ran
+        the whole phase, else where the shielded rest goes on: the position
+        of the next compensation and what is left of it (`_TODO`: all of it;
+        an exception: its first attempt failed with it; `_EVENTS`: it
+        succeeded, its events are due)."""
+        # (the writes are synchronous here: ints, no `cast` call on the hot path)
+        run.version = self._begin(run, pending, entries, context)  # type: ignore[assignment]
         run.status = SagaStatus.COMPENSATING
-        last = len(pending) - 1
+        target = run.context
+        quiet = self._quiet
+        for position, handler in enumerate(pending):
+            compensate = handler.compensate
+            function = compensate.__func__ if isinstance(compensate, types.MethodType) else None
+            silent = quiet.get(function)
+            if silent is None:
+                silent = quiet[function] = cannot_wait(function)
+            if not silent or handler.timeout is not None:
+                return position, _TODO
+            try:
+                await compensate(target)  # never suspends
+            except Exception as error:  # noqa: BLE001 - retried (shielded), logged, recorded
+                return position, error
+            if handler.events:
+                return position, _EVENTS
+            written = self._done(run, pending, position, True, {"attempts": 1}, SagaStatus.FAILED)
+            run.version = written  # type: ignore[assignment]  # synchronous: an int
+        run.status = SagaStatus.FAILED
+        return -1, None
+
+    async def _phase(  # noqa: PLR0917 - internal
+        self,
+        run: Run,
+        pending: list[Handler],
+        entries: Sequence[Entry],
+        context: Any,
+        start: int,
+        carried: Any,
+    ) -> None:
+        """The compensation phase (see `compensate`), run by `shielded`, from
+        the compensation at `start` on (what is left of it: `carried`, see
+        `_unshielded`; its first write done already when `context` is `_BEGUN`)."""
+        saga_id = run.saga_id
+        if context is not _BEGUN:
+            written = self._begin(run, pending, entries, context)
+            run.version = written if isinstance(written, int) else await written
+            run.status = SagaStatus.COMPENSATING
         target = run.context
         ended = SagaStatus.FAILED
         tracer = self.tracer
-        for position, handler in enumerate(pending):
-            span = (
-                None
-                if tracer is None
-                else _tracing.start_span(
+        for position in range(start, len(pending)):
+            handler = pending[position]
+            if carried is not _TODO:  # left by the unshielded part
+                if carried is _EVENTS:
+                    await self._events(run, handler)
+                    ok, details = True, {"attempts": 1}
+                else:
+                    ok, details = await self._retry(run, handler, carried)
+                carried = _TODO
+            elif tracer is not None:
+                span = _tracing.start_span(
                     tracer,
                     f"compensate {handler.step_name}",
                     _tracing.INTERNAL,
                     {"anycqrs.saga.step": handler.step_name, "anycqrs.saga.id": str(saga_id)},
                 )
-            )
-            if span is not None:
                 with _tracing.otel_trace.use_span(span, end_on_exit=True):
                     ok, details = await self._compensate_one(run, handler, target)
                     if not ok:
@@ -213,16 +321,7 @@ class Compensator:
                 ok, details = await self._retry(run, handler, None)
             if not ok:
                 ended = SagaStatus.COMPENSATION_FAILED
-            now = time.time()
-            done: Entry = (handler.step_name, COMPENSATE, COMPLETED if ok else FAILED, details, now)
-            if position < last:
-                following = pending[position + 1].step_name
-                batch = (done, (following, COMPENSATE, STARTED, None, now))
-                status = None
-            else:
-                batch = (done,)
-                status = ended
-            written = save(saga_id, run.version, status, None, batch, now)
+            written = self._done(run, pending, position, ok, details, ended)
             run.version = written if isinstance(written, int) else await written
         run.status = ended
         if ended is SagaStatus.COMPENSATION_FAILED:

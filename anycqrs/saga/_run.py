@@ -72,9 +72,12 @@ class Journal:
     The entries are `Entry` tuples: the memory storage keeps them as they
     are, every other storage is given `StepRecord`s. With `metrics`, every
     write is also shown to them (statuses, step times).
+
+    `synchronous`: `save` never returns an awaitable (the storage declares
+    a synchronous save): a write through it can't wait.
     """
 
-    __slots__ = ("create", "metrics", "save", "storage")
+    __slots__ = ("create", "metrics", "save", "storage", "synchronous")
 
     def __init__(self, storage: SagaStorage, metrics: SagaMetrics | None = None) -> None:
         self.storage = storage
@@ -99,6 +102,7 @@ class Journal:
                     save = self._converting_save(save_now)
         self.create = create
         self.save = save
+        self.synchronous = save != self._save_awaited  # (a bound method: equal, not identical)
         if metrics is not None:
             self._observe(metrics)
 

@@ -94,6 +94,23 @@ class Snapshots:
         for name in names or tuple(vars(fresh)):
             object.__setattr__(context, name, getattr(fresh, name))
 
+    def put_back(self, context: Any, data: Any) -> None:
+        """`restore`, skipped when `context` still dumps to `data` (a step
+        that failed before changing it: a dump and a comparison, ≈ 0.5 µs,
+        instead of structuring a fresh context and copying its fields,
+        ≈ 3 µs). Mutated in place or replaced, any field that dumps
+        differently makes the whole context restored.
+
+        Raises:
+            DeserializationError: `data` does not fit the context's class.
+        """
+        try:
+            unchanged = self.dump(context) == data
+        except Exception:  # noqa: BLE001 - not even dumpable: restore it
+            unchanged = False
+        if not unchanged:
+            self.restore(context, data)
+
     def _loader(self, cls: type) -> tuple[Callable[[Any, type], Any], tuple[str, ...]]:
         cached = self._loaders.get(cls)
         if cached is None:

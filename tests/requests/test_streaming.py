@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -168,7 +169,7 @@ async def test_stream_is_an_async_iterator_and_context_manager() -> None:
     mediator = make(Journal())
     stream = mediator.stream(Export(2))
     assert isinstance(stream, RequestStream)
-    assert stream.__aiter__() is stream
+    assert isinstance(stream, AsyncIterator)
     async with stream as rows:
         assert [row async for row in rows] == [Row(0), Row(1)]
     # exhausted and closed: iterating again yields nothing, closing again is fine
@@ -185,6 +186,33 @@ async def test_break_in_plain_async_for_closes_handler_at_once() -> None:
     # the handler's finally ran before the next statement, under both backends
     assert journal.entries[-1] == "closed"
     assert "produce 2" not in journal.entries
+
+
+async def test_leaving_early_leaves_nothing_to_the_loops_finalizer() -> None:
+    """The stream's relay is not hooked: dropped, it is closed on the spot
+    (no finalizer call, so no task scheduled to close it later), and the
+    loop's hooks are put back."""
+    journal, seen = Journal(), []
+    mediator = make(journal)
+    loops = sys.get_asyncgen_hooks()
+
+    def firstiter(agen: Any) -> None:
+        seen.append(("firstiter", agen.__qualname__))
+
+    def finalizer(agen: Any) -> None:
+        seen.append(("finalizer", agen.__qualname__))
+
+    sys.set_asyncgen_hooks(firstiter, finalizer)
+    try:
+        async for row in mediator.stream(Export(5)):
+            if row.n == 1:
+                break
+        gc.collect()
+        assert sys.get_asyncgen_hooks() == (firstiter, finalizer)
+    finally:
+        sys.set_asyncgen_hooks(*loops)
+    assert journal.entries[-1] == "closed"
+    assert seen == [("firstiter", "ExportHandler.handle")]  # the handler's own generator
 
 
 async def test_exception_in_consumer_closes_handler() -> None:

@@ -41,3 +41,28 @@ def test_errors_name_the_problem() -> None:
         snapshots.load(OrderContext, {"items": []})
     with pytest.raises(DeserializationError):
         snapshots.restore(OrderContext(order_id=1), {"order_id": "not a number"})
+
+
+def test_put_back_restores_only_a_changed_context() -> None:
+    snapshots = Snapshots()
+    context = OrderContext(order_id=1, items=["a"], paid=5)
+    data = snapshots.dump(context)
+    held = context.items
+    snapshots.put_back(context, data)  # unchanged: nothing to do
+    assert context.items is held and context.paid == 5
+    held.append("b")  # mutated in place
+    snapshots.put_back(context, data)
+    assert context.items == ["a"] and context.items is not held
+    context.paid = 99  # replaced
+    snapshots.put_back(context, data)
+    assert context.paid == 5
+    assert context.items is not data["items"]  # never the snapshot's own list
+
+
+def test_put_back_restores_a_context_it_cannot_dump() -> None:
+    snapshots = Snapshots()
+    context = OrderContext(order_id=1, paid=5)
+    data = snapshots.dump(context)
+    del context.paid  # the converter's hook fails on it
+    snapshots.put_back(context, data)
+    assert context.paid == 5
