@@ -1,7 +1,8 @@
 """The Kafka wire format: how a `Message` becomes a record, how a consumed
 record names its event, and what a dead letter carries.
 
-Value = JSON of `to_dict(event)` (`Message.payload`), key = the event's `key`
+Value = JSON of `to_dict(event)` (`Message.payload`; the bytes
+`Message.from_event` encoded once), key = the event's `key`
 (UTF-8), headers `event_name` and `message_id` plus the event's own headers.
 """
 
@@ -11,8 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ...codecs import JsonCodec, MessageCodec
-from ...serialization import dumps
-from .._message import Message
+from .._message import Message, payload_json
 
 __all__ = [
     "Headers",
@@ -66,7 +66,7 @@ def encode_message(message: Message) -> Record:
             for name, value in message.headers.items()
             if name not in _RESERVED_HEADERS
         ] + headers
-    return message.topic, dumps(message.payload), message.key, headers
+    return message.topic, payload_json(message), message.key, headers
 
 
 def record_encoder(codec: MessageCodec | None) -> Callable[[Message], Record]:

@@ -15,8 +15,7 @@ from typing import Any
 import pika
 
 from ...codecs import JsonCodec, MessageCodec
-from ...serialization import dumps
-from .._message import Message
+from .._message import Message, payload_json
 
 __all__ = [
     "PERSISTENT",
@@ -46,7 +45,7 @@ def properties(message: Message) -> Any:
 
 
 def _json_wire(message: Message) -> tuple[bytes, Any]:
-    return dumps(message.payload), properties(message)
+    return payload_json(message), properties(message)
 
 
 def message_encoder(codec: MessageCodec | None) -> Callable[[Message], tuple[bytes, Any]]:
