@@ -40,7 +40,7 @@ import importlib
 import json
 from collections.abc import Callable, Mapping, MutableMapping
 from datetime import datetime, timezone
-from typing import Any, TypeVar, cast, get_args, get_origin
+from typing import Any, TypeVar, get_args, get_origin
 from uuid import UUID
 
 import cattrs
@@ -241,8 +241,8 @@ def from_dict(cls: type[T] | Any, data: Any) -> T:
         DeserializationError: the data does not fit `cls`; the message names
             every offending field, e.g. `required field missing @ $.order_id`.
     """
-    value = _codec.load_dict(cls, data)
-    return cast(T, _structure(cls, data) if value is _codec.MISS else value)
+    value: T = _codec.load_dict(cls, data)  # no `cast()`: a call on the hot path
+    return _structure(cls, data) if value is _codec.MISS else value
 
 
 def _structure(cls: Any, data: Any) -> Any:
@@ -294,7 +294,7 @@ def loads(raw: bytes | str, target: Any = Any) -> Any:
 
 def from_json(cls: type[T] | Any, raw: bytes | str) -> T:
     """Parse JSON bytes/str into `cls`; errors name the offending field."""
-    value = _codec.load_json(cls, raw)
+    value: T = _codec.load_json(cls, raw)  # no `cast()`: a call on the hot path
     if value is not _codec.MISS:
-        return cast(T, value)
-    return cast(T, _structure(cls, loads(raw, cls)))
+        return value
+    return _structure(cls, loads(raw, cls))  # type: ignore[no-any-return]
