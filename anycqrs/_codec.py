@@ -39,6 +39,7 @@ __all__ = [
     "fast_type",
     "load_dict",
     "load_json",
+    "seen",
     "set_enabled",
     "to_builtins",
 ]
@@ -247,32 +248,36 @@ class FastType:
             from plain data too).
     """
 
-    __slots__ = ("_check", "_decode", "_str_keys", "_target")
+    __slots__ = ("check", "decode", "str_keys", "target")
 
     def __init__(self, target: Any, check: Check | None, *, int_keys: bool) -> None:
-        self._decode = _msgspec.json.Decoder(target, strict=True).decode
-        self._target = target
-        self._str_keys = int_keys
-        self._check = check
+        decoder = _msgspec.json.Decoder(target, strict=True)
+        self.decode: Callable[[bytes | str], Any] = decoder.decode
+        """JSON to the value (raises on what msgspec refuses)."""
+        self.target = target
+        self.str_keys = int_keys
+        """Plain data may hold string keys for int-keyed mappings."""
+        self.check = check
+        """The aware-datetime check (`None`: nothing to check)."""
 
     def load(self, raw: bytes | str) -> Any:
         """JSON text to the value, or `MISS` (refused, or a naive datetime)."""
         try:
-            value = self._decode(raw)
+            value = self.decode(raw)
         except Exception:  # noqa: BLE001 - the converter names every error
             return MISS
-        return value if self._check is None or self._check(value) else MISS
+        return value if self.check is None or self.check(value) else MISS
 
     def build(self, data: Any) -> Any:
         """Plain data to the value, or `MISS` (refused, or a naive datetime)."""
         try:  # strict; a `str_keys` argument costs ≈ 4k instructions: passed only when needed
-            if self._str_keys:
-                value = _msgspec.convert(data, self._target, str_keys=True)
+            if self.str_keys:
+                value = _msgspec.convert(data, self.target, str_keys=True)
             else:
-                value = _msgspec.convert(data, self._target)
+                value = _msgspec.convert(data, self.target)
         except Exception:  # noqa: BLE001 - the converter names every error
             return MISS
-        return value if self._check is None or self._check(value) else MISS
+        return value if self.check is None or self.check(value) else MISS
 
 
 _enabled = AVAILABLE
@@ -297,6 +302,11 @@ def set_enabled(enabled: bool) -> bool:
     _by_id.clear()  # the hot paths below look here first, without testing `_enabled`
     _fast_keys.clear()
     return previous
+
+
+seen: Callable[[int], tuple[Any, FastType | None] | None] = _by_id.get
+"""`(target, fast_type(target))` by `id(target)`, when looked up before (the
+hot paths inline `fast_type` with it; cleared by `set_enabled`)."""
 
 
 def fast_type(target: Any) -> FastType | None:
@@ -325,10 +335,10 @@ def load_json(target: Any, raw: bytes | str) -> Any:
     if fast is None:
         return MISS
     try:
-        value = fast._decode(raw)
+        value = fast.decode(raw)
     except Exception:  # noqa: BLE001 - the converter names every error
         return MISS
-    check = fast._check
+    check = fast.check
     return value if check is None or check(value) else MISS
 
 
@@ -339,13 +349,13 @@ def load_dict(target: Any, data: Any) -> Any:
     if fast is None:
         return MISS
     try:  # `FastType.build`, inlined
-        if fast._str_keys:
-            value = _msgspec.convert(data, fast._target, str_keys=True)
+        if fast.str_keys:
+            value = _msgspec.convert(data, fast.target, str_keys=True)
         else:
-            value = _msgspec.convert(data, fast._target)
+            value = _msgspec.convert(data, fast.target)
     except Exception:  # noqa: BLE001 - the converter names every error
         return MISS
-    check = fast._check
+    check = fast.check
     return value if check is None or check(value) else MISS
 
 
