@@ -17,6 +17,19 @@ from ..serialization import dumps, loads, to_dict
 
 _UNREAD: Any = object()
 
+uuid_text: Any
+"""`str(uuid)`, faster: `str(UUID)` formats in Python (≈ 7k instructions),
+orjson's C encoder in ≈ 2.5k. Private to anycqrs (the brokers' id headers)."""
+try:
+    from orjson import dumps as _orjson_dumps
+except ImportError:  # pragma: no cover - orjson is in the kafka and rabbitmq extras
+    uuid_text = str
+else:
+
+    def uuid_text(value: UUID) -> str:
+        text: str = _orjson_dumps(value)[1:-1].decode()
+        return text
+
 
 class _Encoded:
     """A payload held as the JSON bytes that go on the wire, decoded on first read.

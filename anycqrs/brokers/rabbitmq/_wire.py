@@ -15,7 +15,7 @@ from typing import Any
 import pika
 
 from ...codecs import JsonCodec, MessageCodec
-from .._message import Message, payload_json
+from .._message import Message, payload_json, uuid_text
 
 __all__ = [
     "PERSISTENT",
@@ -38,7 +38,7 @@ def properties(message: Message) -> Any:
     return pika.BasicProperties(
         content_type="application/json",
         delivery_mode=PERSISTENT,
-        message_id=str(message.message_id),
+        message_id=uuid_text(message.message_id),
         type=message.message_name,
         headers=headers,
     )
