@@ -39,6 +39,7 @@ __all__ = [
     "fast_type",
     "load_dict",
     "load_json",
+    "seen",
     "set_enabled",
     "to_builtins",
 ]
@@ -52,8 +53,8 @@ except ImportError:  # pragma: no cover
 AVAILABLE = _msgspec is not None
 """Whether msgspec is installed."""
 
-Check = Callable[[Any], bool]
-"""True when every datetime inside the decoded value is timezone-aware."""
+Check = Callable[[Any], Any]
+"""Truthy when every datetime inside the decoded value is timezone-aware."""
 
 _SCALARS = frozenset({int, float, str, bool, type(None), UUID})
 _OPEN_VALUES = frozenset({int, float, str, bool, type(None)})
@@ -213,6 +214,10 @@ def _combine(paths: list[str], checks: list[tuple[str, Check]]) -> Check | None:
     """One check over every path: a single `attrgetter` for the datetimes
     reached through attributes (the common case costs one C call)."""
     parts: list[Check] = []
+    if len(paths) == 1 and not checks:
+        # msgspec decodes an offset as a `datetime.timezone`, always truthy: the
+        # tzinfo itself is the answer, one C call and no Python frame
+        return attrgetter(f"{paths[0]}.tzinfo")
     if len(paths) == 1:
         get_one = attrgetter(paths[0])
         parts.append(lambda value: get_one(value).tzinfo is not None)
@@ -243,29 +248,36 @@ class FastType:
             from plain data too).
     """
 
-    __slots__ = ("_check", "_decode", "_str_keys", "_target")
+    __slots__ = ("check", "decode", "str_keys", "target")
 
     def __init__(self, target: Any, check: Check | None, *, int_keys: bool) -> None:
-        self._decode = _msgspec.json.Decoder(target, strict=True).decode
-        self._target = target
-        self._str_keys = int_keys
-        self._check = check
+        decoder = _msgspec.json.Decoder(target, strict=True)
+        self.decode: Callable[[bytes | str], Any] = decoder.decode
+        """JSON to the value (raises on what msgspec refuses)."""
+        self.target = target
+        self.str_keys = int_keys
+        """Plain data may hold string keys for int-keyed mappings."""
+        self.check = check
+        """The aware-datetime check (`None`: nothing to check)."""
 
     def load(self, raw: bytes | str) -> Any:
         """JSON text to the value, or `MISS` (refused, or a naive datetime)."""
         try:
-            value = self._decode(raw)
+            value = self.decode(raw)
         except Exception:  # noqa: BLE001 - the converter names every error
             return MISS
-        return value if self._check is None or self._check(value) else MISS
+        return value if self.check is None or self.check(value) else MISS
 
     def build(self, data: Any) -> Any:
         """Plain data to the value, or `MISS` (refused, or a naive datetime)."""
-        try:
-            value = _msgspec.convert(data, self._target, str_keys=self._str_keys)  # strict
+        try:  # strict; a `str_keys` argument costs ≈ 4k instructions: passed only when needed
+            if self.str_keys:
+                value = _msgspec.convert(data, self.target, str_keys=True)
+            else:
+                value = _msgspec.convert(data, self.target)
         except Exception:  # noqa: BLE001 - the converter names every error
             return MISS
-        return value if self._check is None or self._check(value) else MISS
+        return value if self.check is None or self.check(value) else MISS
 
 
 _enabled = AVAILABLE
@@ -273,6 +285,11 @@ _types: dict[Any, FastType | None] = {}
 _by_id: dict[int, tuple[Any, FastType | None]] = {}
 _Encoder = tuple[tuple[str, ...], bool]  # (open fields, int-keyed mapping inside)
 _encoders: dict[type, _Encoder | None] = {}
+_answers: dict[tuple[type, type], bool | None] = {}  # (class, its open field's class)
+_fast_keys: dict[Any, bool] = {}
+"""What the hot paths look up first: `_str_keys`'s answers for the values it
+takes, by class (no open field) or by (class, its one open field's class)."""
+_open_field: dict[type, str] = {}  # classes with exactly one open field: its name
 _UNSEEN: Any = object()
 
 
@@ -283,7 +300,13 @@ def set_enabled(enabled: bool) -> bool:
     previous = _enabled
     _enabled = bool(enabled) and AVAILABLE
     _by_id.clear()  # the hot paths below look here first, without testing `_enabled`
+    _fast_keys.clear()
     return previous
+
+
+seen: Callable[[int], tuple[Any, FastType | None] | None] = _by_id.get
+"""`(target, fast_type(target))` by `id(target)`, when looked up before (the
+hot paths inline `fast_type` with it; cleared by `set_enabled`)."""
 
 
 def fast_type(target: Any) -> FastType | None:
@@ -312,10 +335,10 @@ def load_json(target: Any, raw: bytes | str) -> Any:
     if fast is None:
         return MISS
     try:
-        value = fast._decode(raw)
+        value = fast.decode(raw)
     except Exception:  # noqa: BLE001 - the converter names every error
         return MISS
-    check = fast._check
+    check = fast.check
     return value if check is None or check(value) else MISS
 
 
@@ -323,7 +346,17 @@ def load_dict(target: Any, data: Any) -> Any:
     """`from_dict`'s fast path: the value, or `MISS`."""
     seen = _by_id.get(id(target))
     fast = seen[1] if seen is not None and seen[0] is target else fast_type(target)
-    return MISS if fast is None else fast.build(data)
+    if fast is None:
+        return MISS
+    try:  # `FastType.build`, inlined
+        if fast.str_keys:
+            value = _msgspec.convert(data, fast.target, str_keys=True)
+        else:
+            value = _msgspec.convert(data, fast.target)
+    except Exception:  # noqa: BLE001 - the converter names every error
+        return MISS
+    check = fast.check
+    return value if check is None or check(value) else MISS
 
 
 def _build(target: Any) -> FastType | None:
@@ -350,12 +383,43 @@ def _encoder(cls: type) -> _Encoder | None:
 def _str_keys(obj: Any) -> bool | None:
     """`None` when the converter must encode `obj`, else whether an int-keyed
     mapping may be inside (msgspec then writes the keys as strings)."""
-    encoder = _encoders.get(type(obj), _UNSEEN)
+    cls = type(obj)
+    encoder = _encoders.get(cls, _UNSEEN)
     if encoder is _UNSEEN:
-        encoder = _encoder(type(obj))
+        encoder = _encoder(cls)
     if encoder is None:
         return None
-    fields, int_keys = encoder
+    fields: tuple[str, ...] = encoder[0]
+    int_keys: bool = encoder[1]
+    if not fields:
+        _fast_keys[cls] = int_keys
+        return int_keys
+    if len(fields) > 1:
+        return _open_str_keys(obj, fields, int_keys)
+    # `NotificationEvent.payload`: the answer per payload class, cached
+    key = (cls, type(getattr(obj, fields[0])))
+    answer: bool | None = _answers.get(key, _UNSEEN)
+    if answer is _UNSEEN:
+        answer = _answers[key] = _open_str_keys(obj, fields, int_keys)
+    if answer is not None:
+        _open_field[cls] = fields[0]
+        _fast_keys[key] = answer
+    return answer
+
+
+def _cached_str_keys(obj: Any) -> bool | None:
+    """`_str_keys(obj)` as the hot paths get it: a cached answer (inlined
+    there: this is the reference), else `_str_keys` when the fast path is on."""
+    cls = type(obj)
+    name = _open_field.get(cls)
+    str_keys = _fast_keys.get(cls if name is None else (cls, type(getattr(obj, name))))
+    if str_keys is None and _enabled:
+        str_keys = _str_keys(obj)
+    return str_keys
+
+
+def _open_str_keys(obj: Any, fields: tuple[str, ...], int_keys: bool) -> bool | None:
+    """`_str_keys` of `obj` given the classes in its open `fields`."""
     for name in fields:  # Any / type-variable fields: scalars, or classes without such fields
         value_cls = type(getattr(obj, name))
         if value_cls in _OPEN_VALUES:
@@ -374,18 +438,22 @@ def to_builtins(obj: Any) -> Any:
     converter must do it: its class holds an unsupported type, or a top-level
     `Any` / type-variable field holds something but a scalar or a class
     without such fields."""
-    str_keys = _str_keys(obj) if _enabled else None
+    str_keys = _cached_str_keys(obj)
     if str_keys is None:
         return MISS
-    try:
-        return _msgspec.to_builtins(obj, str_keys=str_keys)
+    try:  # `str_keys=False` costs ≈ 2k instructions: passed only when needed
+        return _msgspec.to_builtins(obj, str_keys=True) if str_keys else _msgspec.to_builtins(obj)
     except Exception:  # noqa: BLE001 - the converter says what is wrong
         return MISS
 
 
 def encode(obj: Any) -> Any:
     """`obj` as compact JSON bytes, or `MISS` (see `to_builtins`)."""
-    if not _enabled or _str_keys(obj) is None:
+    cls = type(obj)  # `_cached_str_keys`, inlined: one call less on `to_json`'s path
+    name = _open_field.get(cls)
+    if _fast_keys.get(cls if name is None else (cls, type(getattr(obj, name)))) is None and (
+        not _enabled or _str_keys(obj) is None
+    ):
         return MISS
     try:
         return _msgspec.json.encode(obj)

@@ -5,8 +5,7 @@ from collections.abc import Iterable
 
 from ..codecs import JSON, MessageCodec
 from ..errors import SerializationError
-from ..serialization import dumps
-from ._message import Message
+from ._message import Message, payload_json
 
 DEFAULT_MAX_MESSAGES = 10_000
 
@@ -16,7 +15,7 @@ def _encode(message: Message) -> None:
     wire (`anycqrs.serialization.dumps`), so what they would refuse is
     refused here too."""
     try:
-        dumps(message.payload)
+        payload_json(message)
     except Exception as exc:
         raise SerializationError(
             f"Cannot encode the payload of {message.message_name} (message "

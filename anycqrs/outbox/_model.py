@@ -15,6 +15,7 @@ import attrs
 from .._persistence import dumps, loads
 from .._retry import RetryPolicy
 from ..brokers import Message
+from ..brokers._message import encoded_payload
 from ..errors import DeserializationError
 from ..messages import NotificationEvent
 from ..observability._context import stamp
@@ -95,13 +96,15 @@ def encode(item: OutboxItem, compress: Callable[[str], str] | None = None) -> En
             f"The outbox stores NotificationEvent or anycqrs.brokers.Message, "
             f"got {type(item).__qualname__}"
         )
+    raw = encoded_payload(message)  # from_event encoded it already
+    text = dumps(message.payload) if raw is None else raw.decode()
     return EncodedMessage(
         message_id=message.message_id,
         message_name=message.message_name,
         topic=message.topic,
         key=message.key,
         headers=dumps(dict(headers)),
-        payload=dumps(message.payload) if compress is None else compress(dumps(message.payload)),
+        payload=text if compress is None else compress(text),
     )
 
 

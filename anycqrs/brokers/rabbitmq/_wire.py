@@ -15,8 +15,7 @@ from typing import Any
 import pika
 
 from ...codecs import JsonCodec, MessageCodec
-from ...serialization import dumps
-from .._message import Message
+from .._message import Message, payload_json, uuid_text
 
 __all__ = [
     "PERSISTENT",
@@ -39,14 +38,14 @@ def properties(message: Message) -> Any:
     return pika.BasicProperties(
         content_type="application/json",
         delivery_mode=PERSISTENT,
-        message_id=str(message.message_id),
+        message_id=uuid_text(message.message_id),
         type=message.message_name,
         headers=headers,
     )
 
 
 def _json_wire(message: Message) -> tuple[bytes, Any]:
-    return dumps(message.payload), properties(message)
+    return payload_json(message), properties(message)
 
 
 def message_encoder(codec: MessageCodec | None) -> Callable[[Message], tuple[bytes, Any]]:
