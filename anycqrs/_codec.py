@@ -38,7 +38,6 @@ __all__ = [
     "encode",
     "fast_type",
     "load_dict",
-    "load_json",
     "seen",
     "set_enabled",
     "to_builtins",
@@ -268,17 +267,6 @@ class FastType:
             return MISS
         return value if self.check is None or self.check(value) else MISS
 
-    def build(self, data: Any) -> Any:
-        """Plain data to the value, or `MISS` (refused, or a naive datetime)."""
-        try:  # strict; a `str_keys` argument costs ≈ 4k instructions: passed only when needed
-            if self.str_keys:
-                value = _msgspec.convert(data, self.target, str_keys=True)
-            else:
-                value = _msgspec.convert(data, self.target)
-        except Exception:  # noqa: BLE001 - the converter names every error
-            return MISS
-        return value if self.check is None or self.check(value) else MISS
-
 
 _enabled = AVAILABLE
 _types: dict[Any, FastType | None] = {}
@@ -328,27 +316,13 @@ def fast_type(target: Any) -> FastType | None:
     return fast
 
 
-def load_json(target: Any, raw: bytes | str) -> Any:
-    """`from_json`'s fast path: the value, or `MISS` (one call, the lookup inlined)."""
-    seen = _by_id.get(id(target))
-    fast = seen[1] if seen is not None and seen[0] is target else fast_type(target)
-    if fast is None:
-        return MISS
-    try:
-        value = fast.decode(raw)
-    except Exception:  # noqa: BLE001 - the converter names every error
-        return MISS
-    check = fast.check
-    return value if check is None or check(value) else MISS
-
-
 def load_dict(target: Any, data: Any) -> Any:
     """`from_dict`'s fast path: the value, or `MISS`."""
     seen = _by_id.get(id(target))
     fast = seen[1] if seen is not None and seen[0] is target else fast_type(target)
     if fast is None:
         return MISS
-    try:  # `FastType.build`, inlined
+    try:
         if fast.str_keys:
             value = _msgspec.convert(data, fast.target, str_keys=True)
         else:

@@ -297,7 +297,7 @@ _seen = _codec.seen
 
 def from_json(cls: type[T] | Any, raw: bytes | str) -> T:
     """Parse JSON bytes/str into `cls`; errors name the offending field."""
-    seen = _seen(id(cls))  # `_codec.load_json`, inlined: one call less per message
+    seen = _seen(id(cls))  # the fast path, inlined: one call less per message
     fast = seen[1] if seen is not None and seen[0] is cls else _codec.fast_type(cls)
     if fast is not None:
         try:
