@@ -182,6 +182,7 @@ def test_pages_typecheck(tmp_path: Path) -> None:
             "--hide-error-context",
             "--show-error-codes",
             "--no-incremental",
+            f"--cache-dir={tmp_path / 'mypy-cache'}",  # its own: the cache is a locked SQLite file
             "--follow-imports=silent",
             "--ignore-missing-imports",
             "--allow-redefinition",

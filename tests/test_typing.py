@@ -15,10 +15,21 @@ SAMPLES = Path(__file__).parent / "typing_samples"
 
 
 @pytest.fixture(scope="module")
-def mypy_output() -> dict[str, str]:
-    """One strict mypy run over every sample: each sample's lines, by file name."""
+def mypy_output(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One strict mypy run over every sample: each sample's lines, by file name.
+    Its own cache directory: mypy's cache is an SQLite file that another
+    mypy run (the docs snippets' check, on another xdist worker) may hold
+    locked."""
+    cache = tmp_path_factory.mktemp("mypy-cache")
     stdout, stderr, _status = api.run(
-        ["--strict", "--no-incremental", "--python-version", "3.10", str(SAMPLES)]
+        [
+            "--strict",
+            "--no-incremental",
+            f"--cache-dir={cache}",
+            "--python-version",
+            "3.10",
+            str(SAMPLES),
+        ]
     )
     lines: dict[str, str] = {}
     for line in (stdout + stderr).splitlines():
