@@ -211,8 +211,7 @@ class Lanes:
         metrics, settle = self._metrics, self._transport.settle
         handle = self._observed if self._tracer is not None else self._handle
         chunks = queue.chunks
-        plain = metrics is None and message is None and self._tracer is None
-        send, stale, open_chunk = self._send, self._transport.stale, self._open_chunk
+        open_chunk = self._open_chunk
         while True:
             # take a queued chunk without a loop pass; wait only when none is
             # (the submitter runs, and cancellation lands, at that wait)
@@ -230,21 +229,7 @@ class Lanes:
             finished: list[Inbound] = []
             try:
                 scope = open_chunk() if open_chunk is not None else None
-                if scope is None and plain:
-                    # the plain loop, inlined (no coroutine per chunk, no frame per item)
-                    append = finished.append
-                    for item in chunk:
-                        if stale(item):
-                            continue
-                        if item.error is None:
-                            try:
-                                await send(item.event)
-                            except Exception as exc:  # noqa: BLE001 - retried by _failed
-                                await self._failed(item, exc, 0.0)
-                        else:
-                            await self._poison(item)
-                        append(item)
-                elif scope is None:
+                if scope is None:
                     await self._chunk(chunk, finished, handle, message)
                 else:
                     finished.extend(await self._in_scope(chunk, scope, handle, message))

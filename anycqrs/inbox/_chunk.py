@@ -177,11 +177,15 @@ class Chunk:
         except Exception as error:
             self.broken = error
             raise Abort from error
+        self._opened(handle)
+        self.release = True
+        return inserted
+
+    def _opened(self, handle: Any) -> None:
+        """Keep `handle` when it opened the chunk's transaction (its first call)."""
         if self.handle is None:
             self.handle = handle
             self.connection = self.store._backend.connection(handle)
-        self.release = True
-        return inserted
 
     def _claimed(self, handler: str, message_id: UUID, now: float, of: Any) -> bool:
         """`savepoint` of an optimistic chunk: the first call of `handler`
@@ -208,9 +212,7 @@ class Chunk:
             except Exception as error:
                 self.broken = error
                 raise Abort from error
-            if self.handle is None:
-                self.handle = handle
-                self.connection = self.store._backend.connection(handle)
+            self._opened(handle)
             asked.update(ids)
             claims.update(new)
         if message_id in claims:
