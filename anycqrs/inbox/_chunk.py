@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -18,6 +18,7 @@ from .._persistence import in_thread
 from ..consumers._protocols import ChunkRedo
 from ..errors import InboxError
 from ..messages import NotificationEvent
+from ._transaction import _CURRENT, Bound
 
 if TYPE_CHECKING:
     from ._store import InboxStore
@@ -69,15 +70,22 @@ class ClaimBackend(Protocol):
     (``BEGIN``), then inserts the rows of `handler` for all `message_ids`
     in one statement (``ON CONFLICT DO NOTHING``, in key order), in one
     round trip; it returns the handle and the ids whose row was new.
-    `finish` deletes the claimed rows no handler call used (`unused`,
-    handler -> ids) and commits, in one round trip.
+    `finish` runs `writes` on the connection first (the deferred writes,
+    `Chunk.deferred`; pipelined where the driver can), then deletes the
+    claimed rows no handler call used (`unused`, handler -> ids) and
+    commits, in one round trip.
     """
 
     def claim(
         self, handle: Any, handler: str, message_ids: Sequence[UUID], now: float
     ) -> tuple[Any, set[UUID]]: ...
 
-    def finish(self, handle: Any, unused: dict[str, set[UUID]]) -> None: ...
+    def finish(
+        self,
+        handle: Any,
+        unused: dict[str, set[UUID]],
+        writes: Callable[[Any], None] | None = None,
+    ) -> None: ...
 
 
 def kind(event: Any) -> Any:
@@ -118,6 +126,7 @@ class Chunk:
         "busy",
         "claims",
         "connection",
+        "deferred",
         "events",
         "failed",
         "handle",
@@ -145,8 +154,11 @@ class Chunk:
         self.asked: dict[str, set[UUID]] = {}
         """Per handler, the ids claimed so far (new or not)."""
         self.failed = False
-        """A guarded handler failed in this optimistic chunk: it is rolled
-        back and handled again with savepoints."""
+        """A guarded handler (or a deferred write) failed in this optimistic
+        chunk: it is rolled back and handled again with savepoints."""
+        self.deferred: list[tuple[Bound, Callable[..., object], tuple[Any, ...]]] = []
+        """The writes `InboxTransaction.defer` queued (the call's
+        transaction, the function, its arguments), run in the commit's hop."""
 
     @property
     def optimistic(self) -> bool:
@@ -253,14 +265,40 @@ class Chunk:
             handle, self.handle = self.handle, None
             if handle is None:
                 return
-            if commit and self.events is not None and any(self.claims.values()):
+            deferred, self.deferred = self.deferred, []
+            if commit and self.events is not None and (deferred or any(self.claims.values())):
                 backend = self.store._backend
                 assert isinstance(backend, ClaimBackend)
-                backend.finish(handle, {name: ids for name, ids in self.claims.items() if ids})
+                unused = {name: ids for name, ids in self.claims.items() if ids}
+                if not deferred:
+                    backend.finish(handle, unused)
+                    return
+                try:
+                    backend.finish(handle, unused, lambda connection: _write(deferred, connection))
+                except Exception as error:  # noqa: BLE001 - redone: the writes then run in their calls
+                    # nothing committed (the backend rolled back): handled again
+                    # with savepoints, where each write runs in its handler's call
+                    # and a failing one takes that call's error path
+                    self.failed = True
+                    self.broken = error
             elif commit:
                 self.store._backend.commit(handle)
             else:
                 self.store._backend.rollback(handle)
+
+
+def _write(
+    deferred: list[tuple[Bound, Callable[..., object], tuple[Any, ...]]], connection: Any
+) -> None:
+    """Run the deferred writes in their order (blocking), each with its
+    handler call's transaction current (so `InboxTransaction.outbox` and
+    `InboxTransaction.derive_id` work in them)."""
+    for bound, fn, args in deferred:
+        token = _CURRENT.set(bound)
+        try:
+            fn(connection, *args)
+        finally:
+            _CURRENT.reset(token)
 
 
 _CHUNK: ContextVar[Chunk | None] = ContextVar("anycqrs_inbox_chunk", default=None)
@@ -349,7 +387,8 @@ class ChunkScope:
         if chunk.broken is not None and not _cancelled(exc):
             if chunk.failed and chunk.events is not None:
                 raise Redo(
-                    "A guarded handler failed in an optimistic inbox chunk: it was rolled back "
+                    "A guarded handler (or a write it deferred) failed in an optimistic inbox "
+                    "chunk: it was rolled back "
                     "and is handled again at once with a savepoint per handler call"
                 ) from chunk.broken
             raise InboxError(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Union
 from uuid import UUID
 
 from .._persistence import create_schema, table_name
 from .._persistence._postgres import Connect, connector
+from ..errors import InboxError
 from ._store import InboxStore
 
 if TYPE_CHECKING:
@@ -257,17 +259,56 @@ class _PostgresBackend:
             raise
         return handle, new
 
-    def finish(self, handle: Any, unused: dict[str, set[UUID]]) -> None:
+    def finish(
+        self,
+        handle: Any,
+        unused: dict[str, set[UUID]],
+        writes: Callable[[Any], None] | None = None,
+    ) -> None:
         connection = handle.connection
-        deletes = b"".join(
+        deletes = [
             self._unclaim
             + self._quoted(connection, handler)
             + b" AND message_id = ANY("
             + _uuids(sorted(ids))
-            + b"); "
+            + b")"
             for handler, ids in unused.items()
-        )
-        self._end(handle, b"COMMIT", deletes)
+        ]
+        if writes is None:
+            self._end(handle, b"COMMIT", b"".join(delete + b"; " for delete in deletes))
+            return
+        try:
+            self._pipelined(connection, writes, deletes)
+        except BaseException:
+            try:
+                if not (connection.closed or connection.broken):
+                    connection.execute(b"ROLLBACK")
+            except Exception:  # noqa: BLE001 - the write's error is the one raised
+                connection.close()
+            raise
+        finally:
+            self._release(handle)
+
+    @staticmethod
+    def _pipelined(
+        connection: psycopg.Connection[Any], writes: Callable[[Any], None], deletes: list[bytes]
+    ) -> None:
+        """`writes`, the `deletes` and ``COMMIT`` in one pipeline (one round
+        trip; libpq 14+, else one after the other). An error stops the rest
+        and the transaction stays open, aborted; a ``COMMIT`` the server
+        answers with ``ROLLBACK`` (an aborted transaction) raises too."""
+        import psycopg
+
+        with connection.pipeline() if psycopg.Pipeline.is_supported() else nullcontext():
+            writes(connection)
+            for delete in deletes:
+                connection.execute(delete)
+            cursor = connection.execute(b"COMMIT")
+        if cursor.statusmessage != "COMMIT":
+            raise InboxError(
+                f"The inbox chunk's COMMIT was answered {cursor.statusmessage!r}: a deferred "
+                "write failed"
+            )
 
     def rollback_savepoint(self, handle: Any) -> None:
         handle.connection.execute(

@@ -330,6 +330,55 @@ class InboxTransaction:
         """
         return await in_thread(self._bound().call, fn, args, commit)
 
+    async def defer(self, fn: Callable[..., object], *args: Any) -> None:
+        """``fn(connection, *args)`` inside the transaction, run later: a
+        write whose result the handler does not need.
+
+        In an optimistic chunk (``PostgresInbox(batch=True,
+        optimistic=True)``) the call is queued and runs in the hop and round
+        trip of the chunk's commit (pipelined, with the other calls' deferred
+        writes), so a handler that only defers takes no thread hop of its
+        own. Anywhere else it runs at once, like `run` (one hop). The
+        effects are the same either way: a handler that raises after
+        ``defer`` leaves nothing committed, and a deferred write that fails
+        at the commit has the chunk rolled back and handled again with a
+        savepoint per handler call, where ``defer`` runs at once, so the
+        failing call takes the error path (retry, dead letter) a failing
+        `run` would. `InboxTransaction.outbox` and `derive_id` work inside
+        ``fn``. Queued, ``fn`` runs where results are not waited for (a
+        pipeline): do not catch database errors in it, and use `run` for
+        what the handler must read back.
+
+        Example:
+            ```python
+            class RecordPayment(anycqrs.EventHandler[anycqrs.NotificationEvent[OrderPaid]]):
+                def __init__(self, tx: InboxTransaction) -> None:
+                    self.tx = tx
+
+                async def handle(self, event: anycqrs.NotificationEvent[OrderPaid]) -> None:
+                    await self.tx.defer(insert_payment, event.payload.order_id)
+            ```
+
+        Raises:
+            InboxError: called outside an inbox-guarded handler, or after
+                the transaction ended (``commit=True`` was given before).
+            Exception: what ``fn`` raises, when it runs at once.
+        """
+        bound = self._bound()
+        root = bound if bound.parent is None else bound.parent
+        chunk = root.chunk
+        if chunk is None or not chunk.optimistic:
+            await in_thread(bound.call, fn, args, False)
+            return
+        if root.state != OPEN:  # the chunk's first call claims here (or a duplicate stops it)
+            await in_thread(_ready, root)
+        chunk.deferred.append((bound, fn, args))
+
+
+def _ready(bound: Bound) -> None:
+    with bound.lock:
+        bound.ready()
+
 
 def _not_begun(bound: Bound) -> InboxError:
     return InboxError(
