@@ -417,9 +417,9 @@ def kafka_inbox_workloads(services: Services) -> list[Workload]:
         unavailable="python-cqrs's inbox has no Kafka consumer runner to compare with",
     )
 
-    def impls(kind: str) -> tuple[Impl, ...]:
+    def impls(kind: str, deferred: bool = False) -> tuple[Impl, ...]:
         def make(column: str) -> Callable[[int], float]:
-            return _kafka_inbox.consume(tansu, column, kind, services.postgres_dsn)
+            return _kafka_inbox.consume(tansu, column, kind, services.postgres_dsn, deferred)
 
         return (
             Impl("asyncio", None, measure=make("asyncio")),
@@ -430,16 +430,18 @@ def kafka_inbox_workloads(services: Services) -> list[Workload]:
 
     return [
         Workload(
-            f"kafka/consume-inbox-{kind}",
+            f"kafka/consume-inbox-{kind}{'-deferred' if deferred else ''}",
             f"kafka/consume with a {label} inbox guarding the handler, which writes one effect "
-            "row in the inbox transaction; baseline: kafka/consume (no inbox)",
-            impls(kind),
+            f"row in the inbox transaction{' with tx.defer' if deferred else ''}; baseline: "
+            "kafka/consume (no inbox)",
+            impls(kind, deferred),
             fixed_n=(20_000, 2_000),
             max_rounds=3,
             targets=(Target("min_items_per_s", 5_000, "asyncio", ISSUE11),)
             if kind == "postgres"
             else (),
         )
+        for deferred in (False, True)
         for kind, label in (("postgres", "PostgresInbox"), ("sqlite", "SqliteInbox"))
     ]
 
@@ -447,6 +449,14 @@ def kafka_inbox_workloads(services: Services) -> list[Workload]:
 KAFKA_INBOX_NAMES = [
     ("kafka/consume-inbox-postgres", "KafkaEventConsumer + PostgresInbox, effect row per event"),
     ("kafka/consume-inbox-sqlite", "KafkaEventConsumer + SqliteInbox, effect row per event"),
+    (
+        "kafka/consume-inbox-postgres-deferred",
+        "KafkaEventConsumer + PostgresInbox, effect row per event with tx.defer",
+    ),
+    (
+        "kafka/consume-inbox-sqlite-deferred",
+        "KafkaEventConsumer + SqliteInbox, effect row per event with tx.defer",
+    ),
 ]
 
 

@@ -58,10 +58,16 @@ ROUND_TRIPS = {"postgres": 3, "sqlite": 0}
 
 class _Progress:
     def __init__(
-        self, count: int, write: Callable[[Any, int], None], *, one_hop: bool = False
+        self,
+        count: int,
+        write: Callable[[Any, int], None],
+        *,
+        one_hop: bool = False,
+        deferred: bool = False,
     ) -> None:
         self.count = count
         self.one_hop = one_hop
+        self.deferred = deferred
         self.write = write
         self.seen = 0
         self.first: float | None = None
@@ -77,7 +83,10 @@ class _Effect(EventHandler[NotificationEvent[BenchPaid]]):
         progress = self.progress
         if progress.first is None:
             progress.first = time.perf_counter()
-        await self.tx.run(progress.write, event.payload.order_id, commit=progress.one_hop)
+        if progress.deferred:
+            await self.tx.defer(progress.write, event.payload.order_id)
+        else:
+            await self.tx.run(progress.write, event.payload.order_id, commit=progress.one_hop)
         progress.seen += 1
         if progress.seen >= progress.count:
             progress.done.set()
@@ -124,12 +133,15 @@ def consume_postgres(
     one_hop: bool = False,
     batch: bool = False,
     optimistic: bool = False,
+    deferred: bool = False,
 ) -> dict[str, Any]:
     """The PostgreSQL inbox (own connections, one per lane); `one_hop`:
     ``defer_begin=True`` and the handler's ``run(..., commit=True)``;
     `batch`: ``batch=True`` (one transaction per lane chunk, a savepoint
     per message); `optimistic` (with `batch`): no savepoints, the chunk's
-    rows claimed in one statement."""
+    rows claimed in one statement; `deferred`: the handler writes with
+    ``tx.defer`` instead of ``tx.run`` (queued to the optimistic chunk's
+    commit)."""
     import psycopg
 
     suffix = uuid.uuid4().hex[:8]
@@ -146,7 +158,10 @@ def consume_postgres(
         optimistic=optimistic,
     )
     progress = _Progress(
-        count, lambda connection, order_id: connection.execute(insert, (order_id,)), one_hop=one_hop
+        count,
+        lambda connection, order_id: connection.execute(insert, (order_id,)),
+        one_hop=one_hop,
+        deferred=deferred,
     )
     try:
         seconds = anyio.run(
@@ -159,17 +174,31 @@ def consume_postgres(
             connection.execute(f"DROP TABLE IF EXISTS {inbox_table}".encode())
     return kafka_bench._result(
         f"anycqrs KafkaEventConsumer + PostgresInbox ({backend}, {lanes} lanes, "
-        f"{_form(one_hop, batch, optimistic)})",
+        f"{_form(one_hop, batch, optimistic, deferred and optimistic)})",
         count,
         seconds,
-        round_trips_per_message=1 if optimistic else 2 if batch else ROUND_TRIPS["postgres"],
-        thread_hops_per_message=1 if one_hop or optimistic else 2 if batch else 3,
+        round_trips_per_message=0
+        if deferred and optimistic
+        else 1
+        if optimistic
+        else 2
+        if batch
+        else ROUND_TRIPS["postgres"],
+        thread_hops_per_message=0
+        if deferred and optimistic
+        else 1
+        if one_hop or optimistic
+        else 2
+        if batch
+        else 3,
     )
 
 
-def _form(one_hop: bool, batch: bool, optimistic: bool = False) -> str:
+def _form(one_hop: bool, batch: bool, optimistic: bool = False, deferred: bool = False) -> str:
     hops = (
-        "1 hop"
+        "deferred writes, 2 hops per chunk"
+        if deferred
+        else "1 hop"
         if one_hop
         else "1 hop, begin not deferred"
         if optimistic
@@ -189,9 +218,12 @@ def consume_sqlite(
     lanes: int = 16,
     one_hop: bool = False,
     batch: bool = False,
+    deferred: bool = False,
 ) -> dict[str, Any]:
     """The SQLite inbox (one connection, WAL, one transaction at a time);
-    `batch`: one transaction per lane chunk."""
+    `batch`: one transaction per lane chunk; `deferred`: the handler writes
+    with ``tx.defer`` (SQLite has no optimistic chunks: it runs at once,
+    like ``run`` without ``commit=True``)."""
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "bench.sqlite3"
         with sqlite3.connect(path) as connection:
@@ -204,6 +236,7 @@ def consume_sqlite(
                 "INSERT INTO effects (order_id) VALUES (?)", (order_id,)
             ),
             one_hop=one_hop,
+            deferred=deferred,
         )
         try:
             seconds = anyio.run(
@@ -213,7 +246,7 @@ def consume_sqlite(
             inbox.close()
     return kafka_bench._result(
         f"anycqrs KafkaEventConsumer + SqliteInbox ({backend}, {lanes} lanes, "
-        f"{_form(one_hop, batch)})",
+        f"{_form(one_hop, batch)}{', tx.defer' if deferred else ''})",
         count,
         seconds,
         round_trips_per_message=ROUND_TRIPS["sqlite"],
@@ -221,11 +254,15 @@ def consume_sqlite(
     )
 
 
-def consume(tansu: Any, column: str, kind: str, dsn: str) -> Callable[[int], float]:
+def consume(
+    tansu: Any, column: str, kind: str, dsn: str, deferred: bool = False
+) -> Callable[[int], float]:
     """The catalog's measuring function for one column (see `_kafka.consume`):
     the asyncio and trio columns run the fastest form docs/inbox.md
     recommends: the one-hop handler (``defer_begin=True`` and
-    ``run(..., commit=True)``) in batch mode, optimistic on PostgreSQL."""
+    ``run(..., commit=True)``) in batch mode, optimistic on PostgreSQL;
+    `deferred`: the handler writes with ``tx.defer`` instead (the
+    ``-deferred`` workloads)."""
 
     def measure(count: int) -> float:
         topic = tansu.filled_topic(count)
@@ -242,10 +279,17 @@ def consume(tansu: Any, column: str, kind: str, dsn: str) -> Callable[[int], flo
                 one_hop=True,
                 batch=True,
                 optimistic=True,
+                deferred=deferred,
             )
         else:
             result = consume_sqlite(
-                bootstrap_servers, topic, count, backend=column, one_hop=True, batch=True
+                bootstrap_servers,
+                topic,
+                count,
+                backend=column,
+                one_hop=True,
+                batch=True,
+                deferred=deferred,
             )
         return float(result["seconds"])
 
