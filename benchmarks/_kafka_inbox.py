@@ -25,6 +25,14 @@ hop (with or without ``one_hop``: a claimed row is looked up on the loop);
 per chunk the claim and the ``COMMIT``. What the catalog's PostgreSQL
 columns run (the fastest form; the SQLite columns run batch mode).
 
+``deferred=True`` (the ``-deferred`` workloads): the handler writes with
+``tx.defer`` instead of ``tx.run``. In an optimistic chunk the write is
+queued and runs in the commit's hop, pipelined with the other messages'
+writes and the ``COMMIT``: per message **no** hop and no round trip of its
+own; per chunk two hops and two round trips (the claim, then the writes and
+the ``COMMIT`` in one pipeline). SQLite has no optimistic chunks: there
+``defer`` runs at once (like ``run`` without ``commit=True``).
+
 Run alone: ``python -m benchmarks._kafka_inbox HOST:PORT [DSN] [COUNT] [--batch]``
 (``--batch``: only the batch-mode rows).
 """
@@ -345,6 +353,19 @@ if __name__ == "__main__":  # pragma: no cover
         (
             True,
             lambda: consume_postgres(servers, filled, total, postgres, batch=True, optimistic=True),
+        ),
+        (
+            True,
+            lambda: consume_postgres(
+                servers,
+                filled,
+                total,
+                postgres,
+                one_hop=True,
+                batch=True,
+                optimistic=True,
+                deferred=True,
+            ),
         ),
         (False, lambda: consume_sqlite(servers, filled, total)),
         (False, lambda: consume_sqlite(servers, filled, total, one_hop=True)),
