@@ -219,7 +219,9 @@ class InboxTransaction:
     hop per call, so a handler does its SQL in one `run` where it can; a
     last ``run(fn, commit=True)`` commits in that same hop. With a store made
     with ``defer_begin=True`` the begin and the inbox row go in the hop of
-    the first `run` too: one hop per message.
+    the first `run` too: one hop per message. `defer` queues a write whose
+    result the handler does not need to the commit of an optimistic chunk
+    (no hop of its own; elsewhere it runs at once, like `run`).
 
     Example:
         ```python
