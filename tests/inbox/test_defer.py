@@ -27,7 +27,14 @@ from .test_batch import RETRY, Event, Plan, drain, offsets, transport
 
 pytestmark = pytest.mark.anyio
 
-KINDS = ["sqlite", "sqlite-batch", "postgres", "postgres-optimistic", "postgres-optimistic-one-hop"]
+KINDS = [
+    "sqlite",
+    "sqlite-batch",
+    "postgres",
+    "postgres-optimistic",
+    "postgres-optimistic-one-hop",
+    "postgres-pool-optimistic",
+]
 
 
 @pytest.fixture(params=KINDS)
@@ -37,7 +44,8 @@ def store_db(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Ite
     if kind.startswith("sqlite"):
         harness = SqliteHarness(tmp_path / "app.db", unique)
     else:
-        harness = PostgresHarness(request.getfixturevalue("postgres_dsn"), unique)
+        dsn = request.getfixturevalue("postgres_dsn")
+        harness = PostgresHarness(dsn, unique, pooled="-pool" in kind)
     harness.batch = kind.endswith(("-batch", "-optimistic", "-one-hop"))
     harness.optimistic = "optimistic" in kind
     harness.one_hop = kind.endswith("-one-hop")  # type: ignore[attr-defined]
@@ -243,3 +251,95 @@ class TestDefer:
             await consume(mediator, transport(paid(1)), concurrency=1, retry=RETRY)
         assert len(seen) == 1 and "already ended" in str(seen[0])
         inbox.close()
+
+
+class Named(anycqrs.EventHandler[Event]):
+    """Defers one effect row named after its class; `failing` names the
+    classes whose write hits a unique violation (and how often)."""
+
+    failing: dict[str, int] = {}
+
+    def __init__(self, tx: InboxTransaction, plan: Plan) -> None:
+        self.tx = tx
+        self.plan = plan
+
+    async def handle(self, event: Event) -> None:
+        name, harness = type(self).__name__, self.plan.harness
+        fails = Named.failing.get(name, 0) > 0
+        if fails:
+            Named.failing[name] -= 1
+
+        def write(connection: Any, order_id: int) -> None:
+            harness.write(connection, name, order_id)
+            if fails:
+                sql = f"INSERT INTO {harness.effects_table} (id, k, v) VALUES (0, 'clash', 0)"
+                for _ in range(2):
+                    connection.execute(sql if harness.kind == "sqlite" else sql.encode())
+
+        await self.tx.defer(write, event.payload.order_id)
+
+
+class First(Named):
+    pass
+
+
+class Second(Named):
+    pass
+
+
+class Third(Named):
+    pass
+
+
+async def test_one_of_three_handlers_deferred_write_fails(store_db: Harness) -> None:
+    """Second's write fails twice (at the optimistic commit, then in the
+    savepoint pass at once): only Second is retried; every effect once."""
+    plan, inbox = Plan(store_db), make(store_db)
+    container = lagom.Container()
+    container[Plan] = plan
+
+    def bind(events: anycqrs.EventMap) -> None:
+        for handler in (First, Second, Third):
+            events.bind(Event, handler)
+
+    Named.failing = {"Second": 2 if store_db.optimistic else 1}
+    mediator = bootstrap(di_container=container, events_mapper=bind, inbox=inbox)
+    source = transport(paid(7), paid(8))
+    await drain(mediator, source)
+    effects = sorted(e for e in store_db.effects() if e[0] != "clash")
+    assert effects == sorted((name, i) for name in ("First", "Second", "Third") for i in (7, 8))
+    assert store_db.inbox_rows() == 6
+    assert source.dead_letters == []
+    assert offsets(source) == [0, 1]
+    inbox.close()
+
+
+async def test_cancelled_after_defer_leaves_nothing(store_db: Harness) -> None:
+    plan, inbox = Plan(store_db), make(store_db)
+    entered = anyio.Event()
+
+    async def block(order_id: int, call: int) -> None:
+        if order_id == 2:
+            entered.set()
+            await anyio.sleep_forever()
+
+    plan.after = block
+    events = [paid(1), paid(2)]
+    source = transport(*events)
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as group:
+            group.start_soon(consume, deferring(plan, inbox), source)
+            await entered.wait()
+            group.cancel_scope.cancel()
+    if store_db.batch:  # the chunk (1 and 2) rolled back, nothing settled
+        assert store_db.effects() == []
+        assert source.settled == []
+    else:  # 1 committed on its own
+        assert store_db.effects() == [("Effect", 1)]
+    assert inbox._redo == set()
+    plan.after = None
+    again = transport(*events)  # redelivered
+    await drain(deferring(plan, inbox), again)
+    assert offsets(again) == [0, 1]
+    assert sorted(store_db.effects()) == [("Effect", 1), ("Effect", 2)]
+    inbox.close()
