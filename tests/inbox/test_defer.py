@@ -343,3 +343,56 @@ async def test_cancelled_after_defer_leaves_nothing(store_db: Harness) -> None:
     assert offsets(again) == [0, 1]
     assert sorted(store_db.effects()) == [("Effect", 1), ("Effect", 2)]
     inbox.close()
+
+
+class Holder:
+    """The mediator a handler sends nested events through."""
+
+    mediator: anycqrs.EventMediator | None = None
+
+
+class DeferOuter(anycqrs.EventHandler[Event]):
+    """Defers its row, then sends a nested event (joined to its transaction)."""
+
+    def __init__(self, tx: InboxTransaction, plan: Plan, holder: Holder) -> None:
+        self.tx, self.plan, self.holder = tx, plan, holder
+
+    async def handle(self, event: Event) -> None:
+        tx, harness = self.tx, self.plan.harness
+        await tx.defer(lambda connection: harness.write(connection, tx.handler, 1))
+        assert self.holder.mediator is not None
+        await self.holder.mediator.send(
+            anycqrs.NotificationEvent(
+                payload=Shipped(event.payload.order_id), topic="s", event_id=tx.derive_id("n")
+            )
+        )
+
+
+class DeferInner(anycqrs.EventHandler[anycqrs.NotificationEvent[Shipped]]):
+    """The nested handler: its deferred write sees its own identity."""
+
+    def __init__(self, tx: InboxTransaction, plan: Plan) -> None:
+        self.tx, self.plan = tx, plan
+
+    async def handle(self, event: anycqrs.NotificationEvent[Shipped]) -> None:
+        tx, harness = self.tx, self.plan.harness
+        await tx.defer(lambda connection: harness.write(connection, tx.handler, 2))
+
+
+async def test_nested_send_defers_into_the_outer_transaction(store_db: Harness) -> None:
+    plan, inbox, holder = Plan(store_db), make(store_db), Holder()
+    container = lagom.Container()
+    container[Plan] = plan
+    container[Holder] = holder
+
+    def bind(events: anycqrs.EventMap) -> None:
+        events.bind(Event, DeferOuter)
+        events.bind(anycqrs.NotificationEvent[Shipped], DeferInner)
+
+    holder.mediator = bootstrap(di_container=container, events_mapper=bind, inbox=inbox)
+    event = paid(9)
+    await drain(holder.mediator, transport(event))
+    await drain(holder.mediator, transport(event))  # redelivered: nothing runs again
+    assert sorted(store_db.effects()) == [("DeferInner", 2), ("DeferOuter", 1)]
+    assert store_db.inbox_rows() == 2
+    inbox.close()
