@@ -110,9 +110,11 @@ class EventDecoder:
         self._event_types = event_types
         self._notification_type = event_types.notification_type
         self._hooks: dict[str, tuple[Any, Callable[[Any, Any], Any], _codec.FastType | None]] = {}
-        self._fast: dict[str | bytes, tuple[str, Any, Callable[[bytes], Any]]] = {}
+        self._fast: dict[str | bytes, tuple[str, Any, Callable[[bytes], Any], Any]] = {}
         """The fast decoders by event name as it arrives (header bytes or str):
-        `(name, class, load)`, for names whose class msgspec decodes."""
+        `(name, class, decode, check)` (a `FastType`'s msgspec decode and its
+        aware-datetime check, `FastType.load` inlined by the hot paths), for
+        names whose class msgspec decodes."""
         self._require_id = require_event_id
         self._codec = codec
         self._json_wire = codec is None or isinstance(codec, JsonCodec)
@@ -216,7 +218,7 @@ class EventDecoder:
             return
         cls, _, fast = self._entry(name)
         if fast is not None:
-            self._fast[raw_name] = (name, cls, fast.load)
+            self._fast[raw_name] = (name, cls, fast.decode, fast.check)
 
     def batch(
         self, key_text: Callable[[bytes], str] | None = None
@@ -234,7 +236,7 @@ class EventDecoder:
                 is decoded as strict UTF-8, as `inbound` does.
         """
         fast = self._fast
-        for raw_name, (name, cls, _) in list(fast.items()):
+        for raw_name, (name, cls, _, _) in list(fast.items()):
             try:
                 bound = self._notification_type(name)
             except Exception:  # noqa: BLE001 - unbound since: the general path decides
@@ -254,7 +256,14 @@ class EventDecoder:
                 and (key_text is not None or type(key) is not bytes)
                 and (not require or b'"event_id"' in value)
             ):
-                event = entry[2](value)
+                try:  # `FastType.load` inlined: a refused value goes the general way
+                    event = entry[2](value)
+                except Exception:  # noqa: BLE001 - the general path names the error
+                    event = miss
+                else:
+                    check = entry[3]
+                    if check is not None and not check(event):
+                        event = miss
                 if event is not miss and (
                     # `_fill` inlined for its common case: the JSON had topic and key
                     ((topic is None or event.topic) and (key is None or event.key is not None))
@@ -299,13 +308,19 @@ class EventDecoder:
             and type(key) is not bytes
             and (not self._require_id or b'"event_id"' in value)
         ):
-            name, cls, load = fast
+            name, cls, decode, check = fast
             try:
                 bound = self._notification_type(name)
             except Exception:  # noqa: BLE001 - unbound since: the general path decides
                 bound = None
             if bound is cls:
-                event = load(value)
+                try:
+                    event = decode(value)
+                except Exception:  # noqa: BLE001 - the general path names the error
+                    event = _codec.MISS
+                else:
+                    if check is not None and not check(event):
+                        event = _codec.MISS
                 if event is not _codec.MISS and (
                     # `_fill` inlined for its common case: the JSON had topic and key
                     ((topic is None or event.topic) and (key is None or event.key is not None))

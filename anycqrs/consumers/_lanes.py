@@ -249,19 +249,28 @@ class Lanes:
     ) -> None:
         """Handle the items of `chunk`, appending each finished one to `finished`."""
         stale, metrics, clock = self._transport.stale, self._metrics, time.perf_counter
-        if metrics is None and message is None and self._tracer is None:
-            # the plain loop: `_handle` inlined (no frame per item)
+        if metrics is None and self._tracer is None:
+            # the plain loop: `_handle` inlined (no frame per item); with a
+            # lane message, the item is current while it is sent (and retried)
             send, append = self._send, finished.append
             for item in chunk:
                 if stale(item):
                     continue
-                if item.error is None:
+                if item.error is not None:
+                    await self._poison(item)
+                elif message is None:
                     try:
                         await send(item.event)
                     except Exception as exc:  # noqa: BLE001 - retried by _failed
                         await self._failed(item, exc, 0.0)
                 else:
-                    await self._poison(item)
+                    message.item = item
+                    try:
+                        await send(item.event)
+                    except Exception as exc:  # noqa: BLE001 - retried by _failed
+                        await self._failed(item, exc, 0.0)
+                    finally:
+                        message.item = None
                 append(item)
             return
         for item in chunk:
