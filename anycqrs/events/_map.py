@@ -49,10 +49,12 @@ class EventMap:
         ```
     """
 
-    __slots__ = ("_by_name", "_handlers", "_types")
+    __slots__ = ("_by_name", "_handlers", "_types", "_version")
 
     def __init__(self) -> None:
         self._handlers: dict[Any, tuple[Any, ...]] = {}
+        self._version = 0
+        """Counts the `bind` calls (a cached lookup of an older count is stale)."""
         self._types: dict[Any, Any] = {}
         self._by_name: dict[str, Any] = {}
 
@@ -91,6 +93,7 @@ class EventMap:
                 )
             self._by_name[name] = event_type
         self._handlers[key] = (*bound, handler)
+        self._version += 1
         self._types[key] = event_type
 
     @staticmethod

@@ -17,8 +17,8 @@ def consumed_sender(dispatcher: EventDispatcher) -> Callable[[Any], Awaitable[No
     (`EventMediator.sender`) of `dispatcher`: a notification event whose payload type has
     one plain handler (no middleware, guard, tracer or parallel mode: the
     endpoint's fast path) calls it directly, the plan looked up by payload
-    type and checked against the map's current binding (a later `bind`
-    replaces it); every other event takes `dispatch_one`."""
+    type and valid while the map saw no `bind` since (its `_version`: a later
+    `bind` may replace the handler); every other event takes `dispatch_one`."""
     dispatch_one = dispatcher.dispatch_one
     if dispatcher.concurrent or dispatcher.guard is not None:
 
@@ -26,22 +26,25 @@ def consumed_sender(dispatcher: EventDispatcher) -> Callable[[Any], Awaitable[No
             await dispatch_one(event, publish=False)
 
         return general
-    bound = dispatcher.event_map.bound
+    event_map = dispatcher.event_map
+    bound = event_map.bound
     fast = dispatcher._handlers.fast
     sequential = dispatcher._dispatch_sequential
-    plans: dict[type, tuple[Any, tuple[Any, ...], Callable[[], Any]]] = {}
-    """payload type -> (routing key, the bound targets, the factory)."""
+    plans: dict[type, tuple[int, Any, Callable[[], Any]]] = {}
+    """payload type -> (the map's `_version` when planned, the lone bound
+    target, the factory); a plan of an older version is stale (one integer
+    check per event instead of a lookup of the binding by its tuple key)."""
 
     async def send(event: Any) -> None:
         if type(event) is NotificationEvent:
             payload_type = type(event.payload)
             plan = plans.get(payload_type)
-            if plan is not None and bound.get(plan[0]) is plan[1]:
+            if plan is not None and plan[0] == event_map._version:
                 make = plan[2]
                 try:
                     handler = make()
                 except Exception as error:
-                    resolution_failed(plan[1][0], event, error)
+                    resolution_failed(plan[1], event, error)
                     raise
                 try:
                     await handler.handle(event)
@@ -50,13 +53,13 @@ def consumed_sender(dispatcher: EventDispatcher) -> Callable[[Any], Awaitable[No
                 if followups:
                     await sequential(followups, True)
                 return
+            version = event_map._version  # (before: the dispatch may bind)
             await dispatch_one(event, publish=False)
-            key = (NotificationEvent, payload_type)
-            targets = bound.get(key, ())
+            targets = bound.get((NotificationEvent, payload_type), ())
             if len(targets) == 1:
                 found = fast.get(targets[0])
                 if found is not None:  # known once the general path compiled it
-                    plans[payload_type] = (key, targets, found)
+                    plans[payload_type] = (version, targets[0], found)
             return
         await dispatch_one(event, publish=False)
 

@@ -68,6 +68,21 @@ class TestSender:
         await send(paid(3))
         assert (seen.ids(), seen.calls) == ([1, 2, 3], 103)
 
+    async def test_another_binding_replans(self, seen: Seen) -> None:
+        events, mediator = _mediator(seen, RecordPaid)
+        send = mediator.sender()
+        await send(paid(1))
+        await send(paid(2))  # planned
+
+        class AlsoShipped(EventHandler[Shipped]):
+            async def handle(self, event: Shipped) -> None:
+                pass
+
+        events.bind(Shipped, AlsoShipped)  # any bind makes the plan stale
+        await send(paid(3))  # the general path, planned again
+        await send(paid(4))
+        assert (seen.ids(), seen.calls) == ([1, 2, 3, 4], 4)
+
     async def test_follow_ups_are_dispatched(self, seen: Seen) -> None:
         _, mediator = _mediator(seen, ShipPaid)
         send = mediator.sender()
