@@ -108,7 +108,9 @@ class Tansu:
                 process.wait(10)
 
 
-def produce(tansu: Tansu, column: str, batch: int) -> Callable[[int], float]:
+def produce(
+    tansu: Tansu, column: str, batch: int, *, from_events: bool = False
+) -> Callable[[int], float]:
     def measure(count: int) -> float:
         from . import kafka_bench
 
@@ -116,7 +118,7 @@ def produce(tansu: Tansu, column: str, batch: int) -> Callable[[int], float]:
         if column == "baseline":
             return float(kafka_bench.plain_produce(bootstrap, count)["seconds"])
         result: dict[str, Any] = kafka_bench.anycqrs_produce(
-            bootstrap, count, batch=min(batch, count), backend=column
+            bootstrap, count, batch=min(batch, count), backend=column, from_events=from_events
         )
         return float(result["seconds"])
 
