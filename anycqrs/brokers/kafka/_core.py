@@ -25,6 +25,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
+from itertools import count
 from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
@@ -75,33 +76,39 @@ class Failure:
 
 
 class _Batch:
-    """Delivery bookkeeping of one publish (touched by the delivery thread).
+    """Delivery bookkeeping of one publish (touched by the polling threads).
 
     Each record's delivery callback carries its position in the batch
     (librdkafka drops the headers of failed messages, so a report cannot be
-    matched by its content)."""
+    matched by its content).
 
-    __slots__ = ("_done", "_lock", "_settled", "delivered", "event", "failures", "remaining")
+    A delivered record takes no lock: it sets its byte of `_settled` and
+    draws from `_reports` (each one step under the GIL); whoever draws the
+    last number finishes the batch. Failures, rare, are recorded under
+    `_lock`."""
+
+    __slots__ = ("_done", "_lock", "_reports", "_settled", "event", "failures", "size")
 
     def __init__(self, size: int, done: deque[_Batch]) -> None:
         self._lock = threading.Lock()
         self._done = done
         self._settled = bytearray(size)  # 1 once a record's outcome is known
-        self.remaining = size
-        self.delivered = 0
+        self._reports = count(1)
+        self.size = size
         self.failures: list[Failure] = []
         self.event = anyio.Event()
 
+    @property
+    def remaining(self) -> int:
+        """How many records' outcome is still unknown."""
+        return self.size - self._settled.count(1)
+
     def report(self, index: int, err: KafkaError | None, _msg: Any) -> None:
-        with self._lock:
-            self._settled[index] = 1
-            if err is None:
-                self.delivered += 1
-            else:
+        if err is not None:
+            with self._lock:
                 self.failures.append(Failure(index, f"{err.name()}: {err.str()}", err.code()))
-            self.remaining -= 1
-            finished = self.remaining == 0
-        if finished:
+        self._settled[index] = 1
+        if next(self._reports) == self.size:
             self._done.append(self)
 
     def not_produced(self, start: int, stop: int, reason: str, code: int | None) -> bool:
@@ -109,9 +116,11 @@ class _Batch:
         batch is now complete."""
         with self._lock:
             self.failures.extend(Failure(i, reason, code) for i in range(start, stop))
-            self._settled[start:stop] = b"\x01" * (stop - start)
-            self.remaining -= stop - start
-            return self.remaining == 0
+        self._settled[start:stop] = b"\x01" * (stop - start)
+        reports, size, last = self._reports, self.size, False
+        for _ in range(start, stop):
+            last = next(reports) == size or last
+        return last
 
     def abandon(self, reason: str) -> None:
         """Fail every record whose outcome is still unknown."""
@@ -119,7 +128,6 @@ class _Batch:
             settled = self._settled
             self.failures.extend(Failure(i, reason, None) for i, s in enumerate(settled) if not s)
             settled[:] = b"\x01" * len(settled)
-            self.remaining = 0
 
 
 class KafkaProducerCore(Generic[T]):
