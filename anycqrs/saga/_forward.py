@@ -30,7 +30,7 @@ from ._snapshot import Dump, Snapshots
 from ._steps import Step, StepFailed, Steps
 from ._types import SagaStatus, SagaStepResult
 
-__all__ = ["Forward", "Start"]
+__all__ = ["Engine", "Forward", "Start"]
 
 Start = Callable[[Any, "UUID | None"], Awaitable["tuple[Run, int] | None"]]
 """Creates (or resumes) the run of a context: `(run, index of the step to
@@ -39,14 +39,38 @@ run)`, or `None` when there is nothing left to run."""
 _NEW, _READY, _BUSY, _DONE = 0, 1, 2, 3
 
 
+class Engine:
+    """What every forward iterator of one mediator shares: the `steps`
+    (their endpoints and `act`), the `compensator`, the `journal`, the
+    `snapshots`, the `dispatcher` of the steps' events and `start` (see
+    `Start`). Built once per mediator: a `Forward` holds one reference."""
+
+    __slots__ = ("compensator", "dispatcher", "journal", "snapshots", "start", "steps")
+
+    def __init__(  # noqa: PLR0917 - built once, in one place
+        self,
+        steps: Steps,
+        compensator: Compensator,
+        journal: Journal,
+        snapshots: Snapshots,
+        dispatcher: EventDispatcher,
+        start: Start,
+    ) -> None:
+        self.steps = steps
+        self.compensator = compensator
+        self.journal = journal
+        self.snapshots = snapshots
+        self.dispatcher = dispatcher
+        self.start = start
+
+
 class Forward:
     """An async iterator running one step per `__anext__` and yielding its
     `SagaStepResult` once the step is persisted and its events dispatched.
 
-    It starts from `start(context, saga_id)` (the one create-or-resume path),
-    or from a `run` already positioned at `index` (recovery). Collaborators:
-    `steps` (the steps' endpoints and `act`), `compensator`, `journal`,
-    `snapshots` and the `dispatcher` of the steps' events.
+    It starts from `engine.start(context, saga_id)` (the one create-or-resume
+    path), or from a `run` already positioned at `index` (recovery); the
+    `engine` holds its collaborators.
 
     Not an async generator: no per-run generator hooks, nothing to finalize
     when a consumer stops early (the saga simply stays RUNNING), and nothing
@@ -54,50 +78,36 @@ class Forward:
     """
 
     __slots__ = (
-        "_compensator",
         "_context",
-        "_dispatcher",
         "_dump",
+        "_engine",
         "_index",
-        "_journal",
         "_message",
         "_plan",
         "_run",
         "_saga_id",
-        "_snapshots",
-        "_start",
         "_state",
-        "_steps",
     )
+
+    # set by the first step (a per-saga store fewer for each one here)
+    _plan: tuple[Step, ...]
+    _dump: Dump
+    _message: LazyMessage
 
     def __init__(
         self,
-        steps: Steps,
-        compensator: Compensator,
-        journal: Journal,
-        snapshots: Snapshots,
-        dispatcher: EventDispatcher,
-        *,
-        start: Start | None = None,
+        engine: Engine,
         context: Any = None,
         saga_id: UUID | None = None,
         run: Run | None = None,
         index: int = 0,
     ) -> None:
-        self._steps = steps
-        self._compensator = compensator
-        self._journal = journal
-        self._snapshots = snapshots
-        self._dispatcher = dispatcher
-        self._start = start
+        self._engine = engine
         self._context = context
         self._saga_id = saga_id
         self._run = run
         self._index = index
         self._state = _NEW
-        self._plan: tuple[Step, ...] = ()
-        self._dump: Dump | None = None
-        self._message: LazyMessage | None = None
 
     def __aiter__(self) -> Forward:
         return self
@@ -125,20 +135,19 @@ class Forward:
         try:
             run = self._run
             if state == _NEW:
+                engine = self._engine
                 if run is None:
-                    assert self._start is not None
-                    started = await self._start(self._context, self._saga_id)
+                    started = await engine.start(self._context, self._saga_id)
                     self._context = None
                     if started is None:
                         raise StopAsyncIteration
                     run, self._index = started
                 self._run = run
-                self._plan = self._steps.plan(run.saga)
-                self._dump = self._snapshots.dumper(type(run.context))
+                self._plan = engine.steps.plan(run.saga)
+                self._dump = engine.snapshots.dumper(type(run.context))
+                self._message = saga_message(run.saga_id, run.origin)
             assert run is not None
             message = self._message
-            if message is None:
-                message = self._message = saga_message(run.saga_id, run.origin)
             token = _CURRENT.set(message)  # the steps' events: in the saga's conversation
             plan = self._plan
             index = self._index
@@ -152,7 +161,7 @@ class Forward:
             # handler built, ``act`` awaited and its events list read here
             fast = step.fast
             handler: Handler
-            if step.endpoint.scope is not None:  # a scope (unit of work) per step
+            if step.scoped:  # a scope (unit of work) per step
                 handler, response = await self._scoped(run, step)
             else:
                 handler = fast() if fast is not None else await step.endpoint.resolve()
@@ -163,18 +172,18 @@ class Forward:
                     elif step.plain:
                         response = await step.endpoint.invoke(handler, context)
                     else:
-                        handler, response = await self._steps.act(run, step, handler)
+                        handler, response = await self._engine.steps.act(run, step, handler)
                 # (two clauses, no local naming the error: a failed saga must not
                 # leave a frame <-> traceback cycle for the collector)
                 except StepFailed as failure:
                     take_events(handler)  # a failed act's events are never dispatched
-                    compensator = self._compensator
+                    compensator = self._engine.compensator
                     logged, _ = compensator.failed(run, failure.name, failure.error, acted=False)
                     await compensator.compensate(run, logged)
                     raise failure.error from None
                 except Exception as error:
                     take_events(handler)
-                    compensator = self._compensator
+                    compensator = self._engine.compensator
                     logged, _ = compensator.failed(run, step.name, error, acted=False)
                     await compensator.compensate(run, logged)
                     raise
@@ -187,9 +196,9 @@ class Forward:
             if events:
                 await self._dispatch(run, handler, response)
             try:
-                snapshot = self._dump(context)  # type: ignore[misc]
+                snapshot = self._dump(context)
             except Exception:  # noqa: BLE001 - the slow path names the problem
-                snapshot = self._snapshots.dump(context)
+                snapshot = self._engine.snapshots.dump(context)
             run.snapshot = snapshot
             now = time.time()
             name = handler.step_name
@@ -202,7 +211,9 @@ class Forward:
             else:
                 entries = ((name, ACT, COMPLETED, None, now),)
                 status = SagaStatus.COMPLETED
-            written = self._journal.save(saga_id, run.version, status, snapshot, entries, now)
+            written = self._engine.journal.save(
+                saga_id, run.version, status, snapshot, entries, now
+            )
             run.version = written if isinstance(written, int) else await written
         except BaseException:
             self._state = _DONE
@@ -226,14 +237,14 @@ class Forward:
         """Run `step` in a scope of its own (`Steps.scoped`); the scope has
         closed (rolled back) before the steps done are compensated."""
         try:
-            return await self._steps.scoped(run, step)
+            return await self._engine.steps.scoped(run, step)
         except StepFailed as failure:
-            compensator = self._compensator
+            compensator = self._engine.compensator
             logged, _ = compensator.failed(run, failure.name, failure.error, acted=False)
             await compensator.compensate(run, logged)
             raise failure.error from None
         except Exception as error:
-            compensator = self._compensator
+            compensator = self._engine.compensator
             logged, _ = compensator.failed(run, step.name, error, acted=False)
             await compensator.compensate(run, logged)
             raise
@@ -242,11 +253,11 @@ class Forward:
         """Dispatch the events the step emitted; a failure compensates the
         step too and raises `EventDispatchError`."""
         try:
-            await self._dispatcher.dispatch(take_events(handler))
+            await self._engine.dispatcher.dispatch(take_events(handler))
         except Exception as error:
             wrapped = EventDispatchError(
                 response,
                 error.exceptions if isinstance(error, EventDispatchError) else (error,),
             )
-            await self._compensator.fail(run, handler.step_name, wrapped, acted=True)
+            await self._engine.compensator.fail(run, handler.step_name, wrapped, acted=True)
             raise wrapped from error

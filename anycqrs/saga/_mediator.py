@@ -19,7 +19,7 @@ from ..middlewares import Middleware, MiddlewareChain
 from ..observability import _tracing
 from ..observability._state_metrics import SagaMetrics
 from ._compensation import Compensator, compensation_policy
-from ._forward import Forward
+from ._forward import Engine, Forward
 from ._map import SagaMap
 from ._observed import TracedForward
 from ._recovery import Recovery
@@ -93,9 +93,9 @@ class SagaMediator:
 
     __slots__ = (
         "_dispatcher",
+        "_engine",
         "_journal",
         "_map",
-        "_parts",
         "_recovery",
         "_starter",
         "_tracer",
@@ -171,7 +171,7 @@ class SagaMediator:
             saga_map=saga_map, journal=journal, snapshots=snapshots, steps=steps
         )
         # what every forward iterator is given (see `Forward`)
-        self._parts = (steps, compensator, journal, snapshots, dispatcher)
+        self._engine = Engine(steps, compensator, journal, snapshots, dispatcher, starter.start)
         self._recovery = Recovery(
             journal=journal,
             starter=starter,
@@ -230,12 +230,7 @@ class SagaMediator:
                 a saga of another class.
             Exception: the failing step's error, unchanged.
         """
-        forward = Forward(
-            *self._parts,
-            start=self._starter.start,
-            context=context,
-            saga_id=None if saga_id is None else _as_uuid(saga_id),
-        )
+        forward = Forward(self._engine, context, None if saga_id is None else _as_uuid(saga_id))
         if self._tracer is None:
             return forward
         try:
@@ -251,11 +246,7 @@ class SagaMediator:
         return [result async for result in self.stream(context, saga_id)]
 
     def _resume(self, run: Run, index: int) -> AsyncIterator[SagaStepResult[Any]]:
-        forward = Forward(
-            *self._parts,
-            run=run,
-            index=index,
-        )
+        forward = Forward(self._engine, run=run, index=index)
         if self._tracer is None:
             return forward
         return TracedForward(forward, self._tracer, run.saga.saga_name, run.origin or {})

@@ -83,7 +83,7 @@ class Starter:
     the handlers of a resumed run).
     """
 
-    __slots__ = ("journal", "new_saga_id", "saga_map", "snapshots", "steps")
+    __slots__ = ("_ready", "journal", "new_saga_id", "saga_map", "snapshots", "steps")
 
     def __init__(
         self, *, saga_map: SagaMap, journal: Journal, snapshots: Snapshots, steps: Steps
@@ -93,6 +93,7 @@ class Starter:
         self.snapshots = snapshots
         self.steps = steps
         self.new_saga_id = SagaIds()
+        self._ready = self.new_saga_id.ready.pop  # (its IndexError: refill)
 
     def saga_for(self, context_type: type) -> type[Saga[Any]]:
         """The saga bound to `context_type`.
@@ -118,7 +119,13 @@ class Starter:
             SagaStateError: `saga_id` is a saga of another class, or COMPENSATING.
         """
         saga = self.saga_for(type(context))
-        sid = self.new_saga_id() if saga_id is None else saga_id
+        if saga_id is None:
+            try:
+                sid = self._ready()  # SagaIds(), inline
+            except IndexError:
+                sid = self.new_saga_id.refill()
+        else:
+            sid = saga_id
         snapshot = self.snapshots.dump(context)
         now = time.time()
         origin = origin_headers()

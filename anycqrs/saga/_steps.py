@@ -72,9 +72,10 @@ class Step:
             else `None`: the forward iterator then builds the handler and
             awaits `act` itself, and reads its events list directly.
         guarded: the fallback slot's `guarded` endpoint, else `None`.
+        scoped: the endpoint runs each `act` in a scope (unit of work) of its own.
     """
 
-    __slots__ = ("endpoint", "fast", "guarded", "name", "plain", "slot")
+    __slots__ = ("endpoint", "fast", "guarded", "name", "plain", "scoped", "slot")
 
     def __init__(
         self, slot: Slot, endpoint: HandlerEndpoint, plain: bool, guarded: Guarded | None
@@ -85,6 +86,7 @@ class Step:
         self.plain = plain
         self.fast = endpoint.fast if plain and keeps_events_list(slot.primary) else None
         self.guarded = guarded
+        self.scoped = endpoint.scope is not None
 
 
 class Steps:
