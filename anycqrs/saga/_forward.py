@@ -32,9 +32,10 @@ from ._types import SagaStatus, SagaStepResult
 
 __all__ = ["Engine", "Forward", "Start"]
 
-Start = Callable[[Any, "UUID | None"], Awaitable["tuple[Run, int] | None"]]
-"""Creates (or resumes) the run of a context: `(run, index of the step to
-run)`, or `None` when there is nothing left to run."""
+Start = Callable[[Any, "UUID | None"], "tuple[Run, int] | Awaitable[tuple[Run, int] | None]"]
+"""Creates (or resumes) the run of a context (`Starter.begin`): `(run, index
+of the step to run)`, or an awaitable of it, or of `None` when there is
+nothing left to run."""
 
 _NEW, _READY, _BUSY, _DONE = 0, 1, 2, 3
 
@@ -137,7 +138,8 @@ class Forward:
             if state == _NEW:
                 engine = self._engine
                 if run is None:
-                    started = await engine.start(self._context, self._saga_id)
+                    begun = engine.start(self._context, self._saga_id)
+                    started = begun if isinstance(begun, tuple) else await begun
                     self._context = None
                     if started is None:
                         raise StopAsyncIteration

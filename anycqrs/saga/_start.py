@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeAlias
 from uuid import UUID, uuid5
 
 from ..errors import SagaAlreadyExistsError, SagaError, SagaStateError
@@ -24,11 +24,11 @@ from ._map import SagaMap
 from ._observed import ORIGIN, origin_headers, origin_of
 from ._run import Journal, Run
 from ._saga import Saga
-from ._snapshot import Snapshots
+from ._snapshot import Dump, Snapshots
 from ._steps import Steps
 from ._types import SagaStatus, SagaStepEntry
 
-__all__ = ["SAGA_ID_NAMESPACE", "Starter", "saga_id_for"]
+__all__ = ["SAGA_ID_NAMESPACE", "Begun", "Starter", "saga_id_for"]
 
 SAGA_ID_NAMESPACE = UUID("0b5f5c1e-7a3d-5c2b-8e4f-6d9a1b2c3e4f")
 """The uuid5 namespace of `saga_id_for`."""
@@ -66,6 +66,11 @@ def saga_id_for(event: Any, saga: type[Saga[Any]] | str) -> UUID:
     return uuid5(SAGA_ID_NAMESPACE, f"{name}\n{event_id}")
 
 
+Begun: TypeAlias = "tuple[Run, int] | Awaitable[tuple[Run, int] | None]"
+"""What `Starter.begin` returns: `(run, index of the step to run)` at once,
+or an awaitable of it (`None`: nothing left to run)."""
+
+
 def _acted(logged: SagaStepEntry) -> bool:
     """Whether an `act` entry says the step acted: COMPLETED, or FAILED after
     its `act` succeeded (its events failed: compensated like the others)."""
@@ -83,7 +88,7 @@ class Starter:
     the handlers of a resumed run).
     """
 
-    __slots__ = ("_ready", "journal", "new_saga_id", "saga_map", "snapshots", "steps")
+    __slots__ = ("_known", "_ready", "journal", "new_saga_id", "saga_map", "snapshots", "steps")
 
     def __init__(
         self, *, saga_map: SagaMap, journal: Journal, snapshots: Snapshots, steps: Steps
@@ -94,6 +99,8 @@ class Starter:
         self.steps = steps
         self.new_saga_id = SagaIds()
         self._ready = self.new_saga_id.ready.pop  # (its IndexError: refill)
+        self._known: dict[type, tuple[type[Saga[Any]], Dump]] = {}
+        """Per context class: its saga and snapshot hook (see `_know`)."""
 
     def saga_for(self, context_type: type) -> type[Saga[Any]]:
         """The saga bound to `context_type`.
@@ -118,7 +125,16 @@ class Starter:
         Raises:
             SagaStateError: `saga_id` is a saga of another class, or COMPENSATING.
         """
-        saga = self.saga_for(type(context))
+        begun = self.begin(context, saga_id)
+        return begun if isinstance(begun, tuple) else await begun
+
+    def begin(self, context: Any, saga_id: UUID | None) -> Begun:
+        """`start` without its coroutine where nothing has to be awaited
+        (a new saga in a storage written synchronously: the `(run, 0)` of
+        `start`); else an awaitable of what `start` returns."""
+        cls = type(context)
+        known = self._known.get(cls) or self._know(cls)
+        saga, dump = known
         if saga_id is None:
             try:
                 sid = self._ready()  # SagaIds(), inline
@@ -126,21 +142,46 @@ class Starter:
                 sid = self.new_saga_id.refill()
         else:
             sid = saga_id
-        snapshot = self.snapshots.dump(context)
+        try:
+            snapshot = dump(context)
+        except Exception:  # noqa: BLE001 - the slow path names the problem
+            snapshot = self.snapshots.dump(context)
         now = time.time()
         origin = origin_headers()
         details = None if origin is None else {ORIGIN: origin}
         first: tuple[Entry, ...] = ((saga.slots[0].primary.step_name, ACT, STARTED, details, now),)
         try:
             written = self.journal.create(sid, saga.saga_name, snapshot, RUNNING, first, now)
-            version = written if isinstance(written, int) else await written
         except SagaAlreadyExistsError:
             if saga_id is None:  # pragma: no cover - a random 122-bit id collided
                 raise
-            return await self._resume(context, sid, saga)
-        run = Run(sid, saga, context, version, snapshot)
+            return self._resume(context, sid, saga)
+        run = Run(sid, saga, context, 0, snapshot)
         run.origin = origin
+        if not isinstance(written, int):
+            return self._created(written, run, resumable=saga_id is not None)
+        run.version = written
         return run, 0
+
+    async def _created(
+        self, written: Awaitable[int], run: Run, *, resumable: bool
+    ) -> tuple[Run, int] | None:
+        """`begin` once an awaited `create` has written (or found the saga)."""
+        try:
+            run.version = await written
+        except SagaAlreadyExistsError:
+            if not resumable:  # pragma: no cover - a random 122-bit id collided
+                raise
+            return await self._resume(run.context, run.saga_id, run.saga)
+        return run, 0
+
+    def _know(self, context_type: type) -> tuple[type[Saga[Any]], Dump]:
+        """The saga of `context_type` and its snapshot hook, looked up once."""
+        known = self._known[context_type] = (
+            self.saga_for(context_type),
+            self.snapshots.dumper(context_type),
+        )
+        return known
 
     async def _resume(
         self, context: Any, saga_id: UUID, saga: type[Saga[Any]]
