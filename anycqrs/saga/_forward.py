@@ -24,9 +24,10 @@ from ._log import (
     set_saga_id,
     set_step_type,
 )
-from ._observed import saga_message
+from ._observed import read_saga_message
 from ._run import Handler, Journal, Run
 from ._snapshot import Dump, Snapshots
+from ._start import Known
 from ._steps import Step, StepFailed, Steps
 from ._types import SagaStatus, SagaStepResult
 
@@ -44,9 +45,10 @@ class Engine:
     """What every forward iterator of one mediator shares: the `steps`
     (their endpoints and `act`), the `compensator`, the `journal`, the
     `snapshots`, the `dispatcher` of the steps' events and `start` (see
-    `Start`). Built once per mediator: a `Forward` holds one reference."""
+    `Start`); `known`: `Starter.known`. Built once per mediator: a
+    `Forward` holds one reference."""
 
-    __slots__ = ("compensator", "dispatcher", "journal", "snapshots", "start", "steps")
+    __slots__ = ("compensator", "dispatcher", "journal", "known", "snapshots", "start", "steps")
 
     def __init__(  # noqa: PLR0917 - built once, in one place
         self,
@@ -56,6 +58,7 @@ class Engine:
         snapshots: Snapshots,
         dispatcher: EventDispatcher,
         start: Start,
+        known: dict[type, Known],
     ) -> None:
         self.steps = steps
         self.compensator = compensator
@@ -63,6 +66,7 @@ class Engine:
         self.snapshots = snapshots
         self.dispatcher = dispatcher
         self.start = start
+        self.known = known
 
 
 class Forward:
@@ -145,9 +149,14 @@ class Forward:
                         raise StopAsyncIteration
                     run, self._index = started
                 self._run = run
-                self._plan = engine.steps.plan(run.saga)
-                self._dump = engine.snapshots.dumper(type(run.context))
-                self._message = saga_message(run.saga_id, run.origin)
+                known = engine.known.get(type(run.context))
+                if known is not None and known[0] is run.saga:
+                    _, self._dump, self._plan = known
+                else:  # a recovered run (or a context class not started here yet)
+                    self._plan = engine.steps.plan(run.saga)
+                    self._dump = engine.snapshots.dumper(type(run.context))
+                # saga_message(), inline
+                self._message = LazyMessage(read_saga_message, (run.saga_id, run.origin))
             assert run is not None
             message = self._message
             token = _CURRENT.set(message)  # the steps' events: in the saga's conversation

@@ -171,7 +171,9 @@ class SagaMediator:
             saga_map=saga_map, journal=journal, snapshots=snapshots, steps=steps
         )
         # what every forward iterator is given (see `Forward`)
-        self._engine = Engine(steps, compensator, journal, snapshots, dispatcher, starter.begin)
+        self._engine = Engine(
+            steps, compensator, journal, snapshots, dispatcher, starter.begin, starter.known
+        )
         self._recovery = Recovery(
             journal=journal,
             starter=starter,

@@ -22,7 +22,7 @@ if _tracing.otel_trace is not None:
 
     _otel_current = get_current
 
-__all__ = ["TracedForward", "origin_headers", "origin_of", "saga_message"]
+__all__ = ["TracedForward", "origin_headers", "origin_of", "read_saga_message", "saga_message"]
 
 ORIGIN = "origin"
 """The details key of the first step-log entry holding the origin headers."""
@@ -30,9 +30,9 @@ ORIGIN = "origin"
 
 def origin_headers() -> dict[str, str] | None:
     """The correlation and trace headers of where a saga starts (`None`: nothing to keep)."""
+    if _context._CURRENT.get() is None and not _otel_current():  # current_message(), inline
+        return None  # no message, an empty trace context
     current = _context.current_message()
-    if current is None and not _otel_current():  # no message, an empty trace context
-        return None
     headers: dict[str, str] = {}
     if current is not None:
         headers[_context.CORRELATION_ID] = current.correlation_id
@@ -54,10 +54,10 @@ def saga_message(saga_id: Any, origin: Mapping[str, str] | None) -> _context.Laz
     """The current message while a saga's steps run: the saga itself, in its
     origin's conversation, built only when read (most steps never read it:
     `str(saga_id)` alone is ~0.5 µs of a 3-step saga)."""
-    return _context.LazyMessage(_read_saga_message, (saga_id, origin))
+    return _context.LazyMessage(read_saga_message, (saga_id, origin))
 
 
-def _read_saga_message(arg: tuple[Any, Mapping[str, str] | None]) -> _context.MessageContext:
+def read_saga_message(arg: tuple[Any, Mapping[str, str] | None]) -> _context.MessageContext:
     saga_id, origin = arg
     own = str(saga_id)
     if not origin:

@@ -25,10 +25,10 @@ from ._observed import ORIGIN, origin_headers, origin_of
 from ._run import Journal, Run
 from ._saga import Saga
 from ._snapshot import Dump, Snapshots
-from ._steps import Steps
+from ._steps import Step, Steps
 from ._types import SagaStatus, SagaStepEntry
 
-__all__ = ["SAGA_ID_NAMESPACE", "Begun", "Starter", "saga_id_for"]
+__all__ = ["SAGA_ID_NAMESPACE", "Begun", "Known", "Starter", "saga_id_for"]
 
 SAGA_ID_NAMESPACE = UUID("0b5f5c1e-7a3d-5c2b-8e4f-6d9a1b2c3e4f")
 """The uuid5 namespace of `saga_id_for`."""
@@ -71,6 +71,10 @@ Begun: TypeAlias = "tuple[Run, int] | Awaitable[tuple[Run, int] | None]"
 or an awaitable of it (`None`: nothing left to run)."""
 
 
+Known: TypeAlias = "tuple[type[Saga[Any]], Dump, tuple[Step, ...]]"
+"""What a `Starter` knows of a context class (see `Starter.know`)."""
+
+
 def _acted(logged: SagaStepEntry) -> bool:
     """Whether an `act` entry says the step acted: COMPLETED, or FAILED after
     its `act` succeeded (its events failed: compensated like the others)."""
@@ -88,7 +92,7 @@ class Starter:
     the handlers of a resumed run).
     """
 
-    __slots__ = ("_known", "_ready", "journal", "new_saga_id", "saga_map", "snapshots", "steps")
+    __slots__ = ("_ready", "journal", "known", "new_saga_id", "saga_map", "snapshots", "steps")
 
     def __init__(
         self, *, saga_map: SagaMap, journal: Journal, snapshots: Snapshots, steps: Steps
@@ -99,8 +103,8 @@ class Starter:
         self.steps = steps
         self.new_saga_id = SagaIds()
         self._ready = self.new_saga_id.ready.pop  # (its IndexError: refill)
-        self._known: dict[type, tuple[type[Saga[Any]], Dump]] = {}
-        """Per context class: its saga and snapshot hook (see `_know`)."""
+        self.known: dict[type, Known] = {}
+        """Per context class: its saga, snapshot hook and plan (see `know`)."""
 
     def saga_for(self, context_type: type) -> type[Saga[Any]]:
         """The saga bound to `context_type`.
@@ -133,8 +137,8 @@ class Starter:
         (a new saga in a storage written synchronously: the `(run, 0)` of
         `start`); else an awaitable of what `start` returns."""
         cls = type(context)
-        known = self._known.get(cls) or self._know(cls)
-        saga, dump = known
+        known = self.known.get(cls) or self.know(cls)
+        saga, dump, _ = known
         if saga_id is None:
             try:
                 sid = self._ready()  # SagaIds(), inline
@@ -175,11 +179,18 @@ class Starter:
             return await self._resume(run.context, run.saga_id, run.saga)
         return run, 0
 
-    def _know(self, context_type: type) -> tuple[type[Saga[Any]], Dump]:
-        """The saga of `context_type` and its snapshot hook, looked up once."""
-        known = self._known[context_type] = (
-            self.saga_for(context_type),
+    def know(self, context_type: type) -> Known:
+        """The saga of `context_type`, its snapshot hook and the saga's
+        steps (`Steps.plan`), looked up once per context class.
+
+        Raises:
+            SagaError: no saga is bound to `context_type`.
+        """
+        saga = self.saga_for(context_type)
+        known = self.known[context_type] = (
+            saga,
             self.snapshots.dumper(context_type),
+            self.steps.plan(saga),
         )
         return known
 
