@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,7 +13,7 @@ import anyio
 from .._handlers import take_events
 from ..errors import EventDispatchError
 from ..events._dispatcher import EventDispatcher
-from ..observability._context import _CURRENT, LazyMessage
+from ..observability._context import _CURRENT, LazyMessage, lazy_message
 from ._compensation import Compensator
 from ._log import (
     ACT,
@@ -31,7 +32,7 @@ from ._start import Known
 from ._steps import Step, StepFailed, Steps
 from ._types import SagaStatus, SagaStepResult
 
-__all__ = ["Engine", "Forward", "Start"]
+__all__ = ["Engine", "Forward", "Start", "starting"]
 
 Start = Callable[[Any, "UUID | None"], "tuple[Run, int] | Awaitable[tuple[Run, int] | None]"]
 """Creates (or resumes) the run of a context (`Starter.begin`): `(run, index
@@ -156,7 +157,7 @@ class Forward:
                     self._plan = engine.steps.plan(run.saga)
                     self._dump = engine.snapshots.dumper(type(run.context))
                 # saga_message(), inline
-                self._message = LazyMessage(read_saga_message, (run.saga_id, run.origin))
+                self._message = lazy_message(read_saga_message, (run.saga_id, run.origin))
             assert run is not None
             message = self._message
             token = _CURRENT.set(message)  # the steps' events: in the saga's conversation
@@ -272,3 +273,19 @@ class Forward:
             )
             await self._engine.compensator.fail(run, handler.step_name, wrapped, acted=True)
             raise wrapped from error
+
+
+_new_forward = functools.partial(object.__new__, Forward)
+
+
+def starting(engine: Engine, context: Any, saga_id: UUID | None) -> Forward:
+    """`Forward(engine, context, saga_id)` without `type.__call__` (one per
+    saga: a class call with a Python `__init__` costs ~0.2 µs more)."""
+    forward = _new_forward()
+    forward._engine = engine
+    forward._context = context
+    forward._saga_id = saga_id
+    forward._run = None
+    forward._index = 0
+    forward._state = _NEW
+    return forward

@@ -19,7 +19,7 @@ from ..middlewares import Middleware, MiddlewareChain
 from ..observability import _tracing
 from ..observability._state_metrics import SagaMetrics
 from ._compensation import Compensator, compensation_policy
-from ._forward import Engine, Forward
+from ._forward import Engine, Forward, starting
 from ._map import SagaMap
 from ._observed import TracedForward
 from ._recovery import Recovery
@@ -232,7 +232,7 @@ class SagaMediator:
                 a saga of another class.
             Exception: the failing step's error, unchanged.
         """
-        forward = Forward(self._engine, context, None if saga_id is None else _as_uuid(saga_id))
+        forward = starting(self._engine, context, None if saga_id is None else _as_uuid(saga_id))
         if self._tracer is None:
             return forward
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
@@ -14,7 +15,7 @@ from ._types import SagaStatus, StepRecord
 from .storage._memory import MemorySagaStorage
 from .storage._protocol import SagaStorage, SynchronousWriters
 
-__all__ = ["Handler", "Journal", "Run", "Written", "records"]
+__all__ = ["Handler", "Journal", "Run", "Written", "new_run", "records"]
 
 Handler = SagaStepHandler[Any, Any]
 
@@ -60,6 +61,31 @@ class Run:
         self.status = SagaStatus.RUNNING
         self.origin: dict[str, str] | None = None
         """Correlation and trace headers of where the saga started."""
+
+
+_new_run = functools.partial(object.__new__, Run)
+
+
+def new_run(  # noqa: PLR0917 - Run's fields, in order
+    saga_id: UUID,
+    saga: type[Saga[Any]],
+    context: Any,
+    version: int,
+    snapshot: Any,
+    origin: dict[str, str] | None,
+) -> Run:
+    """`Run(...)` with its `origin`, without `type.__call__` (the one run of
+    each new saga: a class call with a Python `__init__` costs ~0.2 µs more)."""
+    run = _new_run()
+    run.saga_id = saga_id
+    run.saga = saga
+    run.context = context
+    run.version = version
+    run.snapshot = snapshot
+    run.done = []
+    run.status = SagaStatus.RUNNING
+    run.origin = origin
+    return run
 
 
 class Journal:

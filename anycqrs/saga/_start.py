@@ -22,7 +22,7 @@ from ._log import (
 )
 from ._map import SagaMap
 from ._observed import ORIGIN, origin_headers, origin_of
-from ._run import Journal, Run
+from ._run import Journal, Run, new_run
 from ._saga import Saga
 from ._snapshot import Dump, Snapshots
 from ._steps import Step, Steps
@@ -160,8 +160,7 @@ class Starter:
             if saga_id is None:  # pragma: no cover - a random 122-bit id collided
                 raise
             return self._resume(context, sid, saga)
-        run = Run(sid, saga, context, 0, snapshot)
-        run.origin = origin
+        run = new_run(sid, saga, context, 0, snapshot, origin)
         if not isinstance(written, int):
             return self._created(written, run, resumable=saga_id is not None)
         run.version = written

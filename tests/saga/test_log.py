@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from anycqrs.saga import SagaStepResult
+from anycqrs.saga import SagaStatus, SagaStepResult
 from anycqrs.saga._log import ACT, STARTED, SagaIds, describe, entry, record, step_result
 from anycqrs.saga.storage import StepRecord
 
@@ -57,3 +57,28 @@ def test_step_result_equals_the_constructed_one() -> None:
     built = step_result(int, "done", sid)
     assert built == SagaStepResult(step_type=int, response="done", saga_id=sid)
     assert describe(ValueError("bad")) == "ValueError: bad"
+
+
+def test_fast_constructors_fill_every_slot() -> None:
+    """The `__init__`-free builders of the hot path set what `__init__` sets."""
+    from anycqrs.observability._context import LazyMessage, lazy_message
+    from anycqrs.saga._run import Run, new_run
+    from anycqrs.saga.storage._memory import _created_row, _Row
+
+    sid = uuid.uuid4()
+    run = new_run(sid, object, "ctx", 3, {"a": 1}, {"x": "y"})  # type: ignore[arg-type]
+    built = Run(sid, object, "ctx", 3, {"a": 1})  # type: ignore[arg-type]
+    built.origin = {"x": "y"}
+    assert {s: getattr(run, s) for s in Run.__slots__} == {
+        s: getattr(built, s) for s in Run.__slots__
+    }
+    row = _created_row("S", SagaStatus.RUNNING, {}, 1.5)
+    plain = _Row("S", SagaStatus.RUNNING, {}, 1.5)
+    assert {s: getattr(row, s) for s in _Row.__slots__} == {
+        s: getattr(plain, s) for s in _Row.__slots__
+    }
+    lazy = lazy_message(str, 1)
+    assert {s: getattr(lazy, s) for s in LazyMessage.__slots__} == {
+        s: getattr(LazyMessage(str, 1), s)
+        for s in LazyMessage.__slots__  # type: ignore[arg-type]
+    }

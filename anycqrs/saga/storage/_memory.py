@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from collections import deque
 from collections.abc import Collection, Mapping, Sequence
@@ -63,6 +64,26 @@ class _Row:
             created_at=utc(self.created),
             updated_at=utc(self.updated),
         )
+
+
+_new_row = functools.partial(object.__new__, _Row)
+
+
+def _created_row(name: str, status: SagaStatus, context: Mapping[str, Any], now: float) -> _Row:
+    """`_Row(...)` without `type.__call__` (one per saga: a class call with a
+    Python `__init__` costs ~0.2 µs more)."""
+    row = _new_row()
+    row.name = name
+    row.status = status
+    row.context = context
+    row.version = 1
+    row.attempts = 0
+    row.lease_owner = None
+    row.lease_until = 0.0
+    row.created = now
+    row.updated = now
+    row.log = []
+    return row
 
 
 class MemorySagaStorage:
@@ -155,7 +176,7 @@ class MemorySagaStorage:
         rows = self._rows
         if key in rows:
             raise SagaAlreadyExistsError(saga_id)
-        row = rows[key] = _Row(saga_name, status, context, now)
+        row = rows[key] = _created_row(saga_name, status, context, now)
         if entries:
             row.log.extend(entries)
         if status in _FINISHED:
