@@ -69,3 +69,17 @@ async def test_zero_keeps_no_finished_saga() -> None:
 def test_a_negative_bound_is_refused() -> None:
     with pytest.raises(ValueError, match="keep_finished"):
         MemorySagaStorage(keep_finished=-1)
+
+
+async def test_a_save_after_the_drop_of_the_saga_created_last_is_not_found() -> None:
+    """The storage finds the saga created last by identity; dropping it forgets it."""
+    storage = MemorySagaStorage(keep_finished=0)
+    sid = await _finished(storage, SagaStatus.COMPLETED)  # created last, then dropped
+    with pytest.raises(SagaNotFoundError):
+        await storage.save(sid, 2, status=SagaStatus.RUNNING)
+    await storage.create_saga(sid, "S", {}, status=SagaStatus.RUNNING)  # created again
+    assert await storage.save(sid, 1, context={"n": 1}) == 2
+    other = uuid.uuid4()
+    await storage.create_saga(other, "S", {}, status=SagaStatus.RUNNING)  # now the last one
+    assert await storage.save(uuid.UUID(int=sid.int), 2) == 3  # an equal id, another object
+    assert (await storage.load_saga_state(sid)).context == {"n": 1}

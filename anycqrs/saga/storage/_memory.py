@@ -110,12 +110,17 @@ class MemorySagaStorage:
         ```
     """
 
-    __slots__ = ("_finished", "_keep", "_rows")
+    __slots__ = ("_finished", "_keep", "_last_id", "_last_row", "_rows")
 
     def __init__(self, *, keep_finished: int | None = DEFAULT_KEEP_FINISHED) -> None:
         if keep_finished is not None and keep_finished < 0:
             raise ValueError(f"keep_finished must be >= 0 or None, got {keep_finished}")
         self._rows: dict[int, _Row] = {}  # keyed by UUID.int: hashing a UUID is slow
+        self._last_id: UUID | None = None
+        self._last_row: _Row | None = None
+        """The saga created last and its row: the engine saves a new saga
+        with the same `UUID` object, found by identity (no hash, no lookup);
+        forgotten when its row is dropped."""
         self._keep = keep_finished
         self._finished: deque[int] = deque()
         """Keys of finished sagas, oldest first (may hold keys already dropped)."""
@@ -137,6 +142,8 @@ class MemorySagaStorage:
             row = rows.get(old)
             if row is not None and row.status in _FINISHED:
                 del rows[old]
+                if row is self._last_row:
+                    self._last_id = self._last_row = None
 
     def synchronous_writers(self) -> tuple[CreateNow | None, SaveNow | None]:
         """`(create_now, save_now)`: `create_saga` and `save` without their
@@ -177,6 +184,7 @@ class MemorySagaStorage:
         if key in rows:
             raise SagaAlreadyExistsError(saga_id)
         row = rows[key] = _created_row(saga_name, status, context, now)
+        self._last_id, self._last_row = saga_id, row
         if entries:
             row.log.extend(entries)
         if status in _FINISHED:
@@ -206,7 +214,7 @@ class MemorySagaStorage:
     ) -> int:
         """`save` without the coroutine, stamped ``now`` (the engine's
         fast path: this storage never awaits)."""
-        row = self._rows.get(saga_id.int)
+        row = self._last_row if saga_id is self._last_id else self._rows.get(saga_id.int)
         if row is None:
             raise SagaNotFoundError(saga_id)
         if row.version != expected_version:
