@@ -138,7 +138,7 @@ class Starter:
         `start`); else an awaitable of what `start` returns."""
         cls = type(context)
         known = self.known.get(cls) or self.know(cls)
-        saga, dump, _ = known
+        saga, dump, plan = known
         if saga_id is None:
             try:
                 sid = self._ready()  # SagaIds(), inline
@@ -153,7 +153,7 @@ class Starter:
         now = time.time()
         origin = origin_headers()
         details = None if origin is None else {ORIGIN: origin}
-        first: tuple[Entry, ...] = ((saga.slots[0].primary.step_name, ACT, STARTED, details, now),)
+        first: tuple[Entry, ...] = ((plan[0].name, ACT, STARTED, details, now),)
         try:
             written = self.journal.create(sid, saga.saga_name, snapshot, RUNNING, first, now)
         except SagaAlreadyExistsError:

@@ -63,7 +63,7 @@ def test_fast_constructors_fill_every_slot() -> None:
     """The `__init__`-free builders of the hot path set what `__init__` sets."""
     from anycqrs.observability._context import LazyMessage, lazy_message
     from anycqrs.saga._run import Run, new_run
-    from anycqrs.saga.storage._memory import _created_row, _Row
+    from anycqrs.saga.storage._memory import MemorySagaStorage, _Row
 
     sid = uuid.uuid4()
     run = new_run(sid, object, "ctx", 3, {"a": 1}, {"x": "y"})  # type: ignore[arg-type]
@@ -72,7 +72,9 @@ def test_fast_constructors_fill_every_slot() -> None:
     assert {s: getattr(run, s) for s in Run.__slots__} == {
         s: getattr(built, s) for s in Run.__slots__
     }
-    row = _created_row("S", SagaStatus.RUNNING, {}, 1.5)
+    storage = MemorySagaStorage()
+    storage._create_now(sid, "S", {}, SagaStatus.RUNNING, (), 1.5)
+    row = storage._rows[sid.int]
     plain = _Row("S", SagaStatus.RUNNING, {}, 1.5)
     assert {s: getattr(row, s) for s in _Row.__slots__} == {
         s: getattr(plain, s) for s in _Row.__slots__
