@@ -20,7 +20,17 @@ from .._retry import RetryPolicy, Sleep, retry_call
 from ..container import ScopedContainer
 from ..events._dispatcher import EventDispatcher
 from ..observability import _tracing
-from ._log import ACT, COMPENSATE, COMPLETED, FAILED, STARTED, Entry, describe
+from ._log import (
+    ACT,
+    COMPENSATE,
+    COMPLETED,
+    FAILED,
+    SAGA_COMPENSATING,
+    SAGA_FAILED,
+    STARTED,
+    Entry,
+    describe,
+)
 from ._run import Handler, Journal, Run, Written
 from ._shielded import cannot_wait, shielded
 from ._snapshot import Snapshots
@@ -199,9 +209,9 @@ class Compensator:
         batch: tuple[Entry, ...] = tuple(entries)
         if pending:
             batch += ((pending[0].step_name, COMPENSATE, STARTED, None, now),)
-            status: SagaStatus | None = SagaStatus.COMPENSATING
+            status: SagaStatus | None = SAGA_COMPENSATING
         else:
-            status = SagaStatus.FAILED
+            status = SAGA_FAILED
         return self.journal.save(run.saga_id, run.version, status, context, batch, now)
 
     def _done(  # noqa: PLR0917 - internal
@@ -243,7 +253,7 @@ class Compensator:
         succeeded, its events are due)."""
         # (the writes are synchronous here: ints, no `cast` call on the hot path)
         run.version = self._begin(run, pending, entries, context)  # type: ignore[assignment]
-        run.status = SagaStatus.COMPENSATING
+        run.status = SAGA_COMPENSATING
         target = run.context
         quiet = self._quiet
         for position, handler in enumerate(pending):
@@ -260,9 +270,9 @@ class Compensator:
                 return position, error
             if handler.events:
                 return position, _EVENTS
-            written = self._done(run, pending, position, True, {"attempts": 1}, SagaStatus.FAILED)
+            written = self._done(run, pending, position, True, {"attempts": 1}, SAGA_FAILED)
             run.version = written  # type: ignore[assignment]  # synchronous: an int
-        run.status = SagaStatus.FAILED
+        run.status = SAGA_FAILED
         return -1, None
 
     async def _phase(  # noqa: PLR0917 - internal

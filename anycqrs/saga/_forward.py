@@ -18,6 +18,7 @@ from ._compensation import Compensator
 from ._log import (
     ACT,
     COMPLETED,
+    SAGA_COMPLETED,
     STARTED,
     Entry,
     new_result,
@@ -30,7 +31,7 @@ from ._run import Handler, Journal, Run
 from ._snapshot import Dump, Snapshots
 from ._start import Known
 from ._steps import Step, StepFailed, Steps
-from ._types import SagaStatus, SagaStepResult
+from ._types import SagaStepResult
 
 __all__ = ["Engine", "Forward", "Start", "starting"]
 
@@ -222,7 +223,7 @@ class Forward:
                 status = None
             else:
                 entries = ((name, ACT, COMPLETED, None, now),)
-                status = SagaStatus.COMPLETED
+                status = SAGA_COMPLETED
             written = self._engine.journal.save(
                 saga_id, run.version, status, snapshot, entries, now
             )

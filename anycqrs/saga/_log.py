@@ -29,6 +29,9 @@ __all__ = [
     "Entry",
     "FAILED",
     "RUNNING",
+    "SAGA_COMPENSATING",
+    "SAGA_COMPLETED",
+    "SAGA_FAILED",
     "STARTED",
     "SagaIds",
     "describe",
@@ -47,6 +50,11 @@ STARTED = SagaStepStatus.STARTED
 COMPLETED = SagaStepStatus.COMPLETED
 FAILED = SagaStepStatus.FAILED
 RUNNING = SagaStatus.RUNNING
+SAGA_COMPLETED = SagaStatus.COMPLETED
+SAGA_FAILED = SagaStatus.FAILED
+SAGA_COMPENSATING = SagaStatus.COMPENSATING
+"""Saga statuses as module constants: reading a member off an `Enum` class
+costs ~0.1 µs (a global: ~6 ns)."""
 
 Entry = tuple[str, StepAction, SagaStepStatus, "Mapping[str, Any] | None", float]
 """A step-log entry as the engine writes it: a `StepRecord`'s fields in a

@@ -9,7 +9,7 @@ from typing import Any, cast
 from uuid import UUID
 
 from ..observability._state_metrics import SagaMetrics
-from ._log import Entry, entry
+from ._log import RUNNING, Entry, entry
 from ._saga import Saga, SagaStepHandler
 from ._types import SagaStatus, StepRecord
 from .storage._memory import MemorySagaStorage
@@ -83,7 +83,7 @@ def new_run(  # noqa: PLR0917 - Run's fields, in order
     run.version = version
     run.snapshot = snapshot
     run.done = []
-    run.status = SagaStatus.RUNNING
+    run.status = RUNNING
     run.origin = origin
     return run
 

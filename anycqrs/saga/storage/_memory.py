@@ -19,8 +19,9 @@ from ._sql import utc
 __all__ = ["MemorySagaStorage"]
 
 _UNFINISHED = (SagaStatus.PENDING, SagaStatus.RUNNING, SagaStatus.COMPENSATING)
-_FINISHED = frozenset({SagaStatus.COMPLETED, SagaStatus.FAILED})
-"""What the retention policy may drop (`COMPENSATION_FAILED` stays: recovery retries it)."""
+_COMPLETED, _FAILED = SagaStatus.COMPLETED, SagaStatus.FAILED
+"""What the retention policy may drop (`COMPENSATION_FAILED` stays: recovery
+retries it); compared by identity (`Enum.__hash__` is a Python call)."""
 
 DEFAULT_KEEP_FINISHED = 1_000
 """How many finished sagas a `MemorySagaStorage` keeps by default."""
@@ -123,7 +124,7 @@ class MemorySagaStorage:
         while len(finished) > keep:
             old = finished.popleft()
             row = rows.get(old)
-            if row is not None and row.status in _FINISHED:
+            if row is not None and (row.status is _COMPLETED or row.status is _FAILED):
                 del rows[old]
                 if row is self._last_row:
                     self._last_id = self._last_row = None
@@ -182,7 +183,7 @@ class MemorySagaStorage:
         self._last_id, self._last_row = saga_id, row
         if entries:
             row.log.extend(entries)
-        if status in _FINISHED:
+        if status is _COMPLETED or status is _FAILED:
             self._finish(key)
         return 1
 
@@ -216,7 +217,7 @@ class MemorySagaStorage:
             raise SagaConcurrencyError(saga_id, expected_version)
         if status is not None and status is not row.status:
             row.status = status
-            if status in _FINISHED:
+            if status is _COMPLETED or status is _FAILED:
                 self._finish(saga_id.int)
         if context is not None:
             row.context = context
