@@ -15,14 +15,21 @@ from typing import Any
 from ..observability import _context, _propagation, _tracing
 from ._types import SagaStepEntry, SagaStepResult
 
-_otel_current: Callable[[], Mapping[str, Any]] = dict
+otel_current: Callable[[], Mapping[str, Any]] = dict
 """The current OpenTelemetry context (empty without OpenTelemetry)."""
 if _tracing.otel_trace is not None:
     from opentelemetry.context import get_current
 
-    _otel_current = get_current
+    otel_current = get_current
 
-__all__ = ["TracedForward", "origin_headers", "origin_of", "read_saga_message", "saga_message"]
+__all__ = [
+    "TracedForward",
+    "origin_headers",
+    "origin_of",
+    "otel_current",
+    "read_saga_message",
+    "saga_message",
+]
 
 ORIGIN = "origin"
 """The details key of the first step-log entry holding the origin headers."""
@@ -30,7 +37,7 @@ ORIGIN = "origin"
 
 def origin_headers() -> dict[str, str] | None:
     """The correlation and trace headers of where a saga starts (`None`: nothing to keep)."""
-    if _context._CURRENT.get() is None and not _otel_current():  # current_message(), inline
+    if _context._CURRENT.get() is None and not otel_current():  # current_message(), inline
         return None  # no message, an empty trace context
     current = _context.current_message()
     headers: dict[str, str] = {}

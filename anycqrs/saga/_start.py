@@ -9,6 +9,7 @@ from uuid import UUID, uuid5
 
 from ..errors import SagaAlreadyExistsError, SagaError, SagaStateError
 from ..messages import NotificationEvent
+from ..observability._context import _CURRENT
 from ._log import (
     ACT,
     COMPENSATE,
@@ -21,7 +22,7 @@ from ._log import (
     record,
 )
 from ._map import SagaMap
-from ._observed import ORIGIN, origin_headers, origin_of
+from ._observed import ORIGIN, origin_headers, origin_of, otel_current
 from ._run import Journal, Run, new_run
 from ._saga import Saga
 from ._snapshot import Dump, Snapshots
@@ -151,7 +152,8 @@ class Starter:
         except Exception:  # noqa: BLE001 - the slow path names the problem
             snapshot = self.snapshots.dump(context)
         now = time.time()
-        origin = origin_headers()
+        # origin_headers()'s first test, inline: most sagas start with nothing to keep
+        origin = None if _CURRENT.get() is None and not otel_current() else origin_headers()
         details = None if origin is None else {ORIGIN: origin}
         first: tuple[Entry, ...] = ((plan[0].name, ACT, STARTED, details, now),)
         try:
