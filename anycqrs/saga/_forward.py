@@ -50,7 +50,16 @@ class Engine:
     `Start`); `known`: `Starter.known`. Built once per mediator: a
     `Forward` holds one reference."""
 
-    __slots__ = ("compensator", "dispatcher", "journal", "known", "snapshots", "start", "steps")
+    __slots__ = (
+        "compensator",
+        "dispatcher",
+        "journal",
+        "known",
+        "save",
+        "snapshots",
+        "start",
+        "steps",
+    )
 
     def __init__(  # noqa: PLR0917 - built once, in one place
         self,
@@ -65,6 +74,7 @@ class Engine:
         self.steps = steps
         self.compensator = compensator
         self.journal = journal
+        self.save = journal.save  # (fixed once the journal is built)
         self.snapshots = snapshots
         self.dispatcher = dispatcher
         self.start = start
@@ -164,8 +174,7 @@ class Forward:
             token = _CURRENT.set(message)  # the steps' events: in the saga's conversation
             plan = self._plan
             index = self._index
-            count = len(plan)
-            if index >= count:
+            if index >= len(plan):
                 raise StopAsyncIteration
             step = plan[index]
             saga_id = run.saga_id
@@ -215,18 +224,17 @@ class Forward:
             run.snapshot = snapshot
             now = time.time()
             name = handler.step_name
-            if index + 1 < count:
+            following = step.following
+            if following is not None:
                 entries: tuple[Entry, ...] = (
                     (name, ACT, COMPLETED, None, now),
-                    (plan[index + 1].name, ACT, STARTED, None, now),
+                    (following, ACT, STARTED, None, now),
                 )
                 status = None
             else:
                 entries = ((name, ACT, COMPLETED, None, now),)
                 status = SAGA_COMPLETED
-            written = self._engine.journal.save(
-                saga_id, run.version, status, snapshot, entries, now
-            )
+            written = self._engine.save(saga_id, run.version, status, snapshot, entries, now)
             run.version = written if isinstance(written, int) else await written
         except BaseException:
             self._state = _DONE

@@ -11,6 +11,7 @@ the one breaker protocol (`CircuitBreakerLike`).
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -73,9 +74,10 @@ class Step:
             awaits `act` itself, and reads its events list directly.
         guarded: the fallback slot's `guarded` endpoint, else `None`.
         scoped: the endpoint runs each `act` in a scope (unit of work) of its own.
+        following: the name of the plan's next step (`None` for the last one).
     """
 
-    __slots__ = ("endpoint", "fast", "guarded", "name", "plain", "scoped", "slot")
+    __slots__ = ("endpoint", "fast", "following", "guarded", "name", "plain", "scoped", "slot")
 
     def __init__(
         self, slot: Slot, endpoint: HandlerEndpoint, plain: bool, guarded: Guarded | None
@@ -87,6 +89,7 @@ class Step:
         self.fast = endpoint.fast if plain and keeps_events_list(slot.primary) else None
         self.guarded = guarded
         self.scoped = endpoint.scope is not None
+        self.following: str | None = None
 
 
 class Steps:
@@ -173,6 +176,8 @@ class Steps:
         plan = self._plans.get(saga)
         if plan is None:
             plan = self._plans[saga] = tuple(self._step(slot) for slot in saga.slots)
+            for step, after in itertools.pairwise(plan):
+                step.following = after.name
         return plan
 
     def _step(self, slot: Slot) -> Step:
