@@ -13,7 +13,7 @@ import anyio
 from .._handlers import take_events
 from ..errors import EventDispatchError
 from ..events._dispatcher import EventDispatcher
-from ..observability._context import _CURRENT, LazyMessage, lazy_message
+from ..observability._context import _CURRENT, LazyMessage
 from ._compensation import Compensator
 from ._log import (
     ACT,
@@ -167,8 +167,11 @@ class Forward:
                 else:  # a recovered run (or a context class not started here yet)
                     self._plan = engine.steps.plan(run.saga)
                     self._dump = engine.snapshots.dumper(type(run.context))
-                # saga_message(), inline
-                self._message = lazy_message(read_saga_message, (run.saga_id, run.origin))
+                # saga_message(), inline (lazy_message's body: one frame fewer)
+                self._message = message = _new_lazy()
+                message._read = read_saga_message
+                message._arg = (run.saga_id, run.origin)
+                message._resolved = None
             assert run is not None
             message = self._message
             token = _CURRENT.set(message)  # the steps' events: in the saga's conversation
@@ -285,6 +288,7 @@ class Forward:
 
 
 _new_forward = functools.partial(object.__new__, Forward)
+_new_lazy = functools.partial(object.__new__, LazyMessage)
 
 
 def starting(engine: Engine, context: Any, saga_id: UUID | None) -> Forward:
