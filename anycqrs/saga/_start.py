@@ -23,7 +23,7 @@ from ._log import (
 )
 from ._map import SagaMap
 from ._observed import ORIGIN, origin_headers, origin_of, otel_current
-from ._run import Journal, Run, new_run
+from ._run import Journal, Run, _new_run, new_run
 from ._saga import Saga
 from ._snapshot import Dump, Snapshots
 from ._steps import Step, Steps
@@ -162,8 +162,17 @@ class Starter:
             if saga_id is None:  # pragma: no cover - a random 122-bit id collided
                 raise
             return self._resume(context, sid, saga)
-        run = new_run(sid, saga, context, 0, snapshot, origin)
+        # new_run(sid, saga, context, written, snapshot, origin), inline (a frame fewer)
+        run = _new_run()
+        run.saga_id = sid
+        run.saga = saga
+        run.context = context
+        run.snapshot = snapshot
+        run.done = []
+        run.status = RUNNING
+        run.origin = origin
         if not isinstance(written, int):
+            run.version = 0
             return self._created(written, run, resumable=saga_id is not None)
         run.version = written
         return run, 0
@@ -210,7 +219,7 @@ class Starter:
                 "resumed by stream() (recover() finishes its compensation)"
             )
         self.snapshots.restore(context, state.context)
-        run = Run(saga_id, saga, context, state.version, state.context)
+        run = new_run(saga_id, saga, context, state.version, state.context, None)
         start = await self.rebuild(run, await storage.get_step_history(saga_id))
         if await self.restart(run, start):
             return run, start

@@ -85,3 +85,23 @@ def test_fast_constructors_fill_every_slot() -> None:
     assert {s: getattr(lazy, s) for s in LazyMessage.__slots__} == {
         s: getattr(plain_lazy, s) for s in LazyMessage.__slots__
     }
+
+
+def test_a_begun_run_has_every_slot_of_a_constructed_one() -> None:
+    """`Starter.begin` builds the run of a new saga inline: the slots `Run` sets."""
+    from anycqrs.saga._run import Run
+
+    from ._sagas import Journal, OrderContext, OrderSaga, make_mediator
+
+    mediator = make_mediator(Journal())
+    context = OrderContext(order_id=1)
+    begun = mediator._starter.begin(context, None)
+    assert isinstance(begun, tuple)
+    run, index = begun
+    built = Run(run.saga_id, OrderSaga, context, 1, {"order_id": 1})
+    assert index == 0
+    assert {s: getattr(run, s) for s in Run.__slots__} == {
+        **{s: getattr(built, s) for s in Run.__slots__},
+        "snapshot": run.snapshot,
+    }
+    assert run.snapshot["order_id"] == 1
