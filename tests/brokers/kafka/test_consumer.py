@@ -68,15 +68,25 @@ async def test_round_trip_across_partitions_and_plain_records(
         consumer_config(kafka_bootstrap, group), [topic], mediator, max_concurrency=4
     )
     assert consumer.topics == [topic]
+
+    # At-least-once: a group session that times out on a starved machine redelivers
+    # what was not committed yet, so the events are compared by their first delivery.
+    def firsts() -> list[anycqrs.NotificationEvent[Any]]:
+        seen: dict[tuple[str, int], anycqrs.NotificationEvent[Any]] = {}
+        for e in recorder.events:
+            seen.setdefault((e.event_name, e.payload.order_id), e)
+        return list(seen.values())
+
     async with running(consumer):
-        await recorder.wait_count(203)
-    paid_ids = sorted(e.payload.order_id for e in recorder.events if e.event_name == "OrderPaid")
+        await recorder.wait_for(lambda: len(firsts()) >= 203)
+    delivered = firsts()
+    paid_ids = sorted(e.payload.order_id for e in delivered if e.event_name == "OrderPaid")
     assert paid_ids == [*range(200), 1001, 1002]
-    assert [e.payload.order_id for e in recorder.events if e.event_name == "orders.shipped"] == [3]
+    assert [e.payload.order_id for e in delivered if e.event_name == "orders.shipped"] == [3]
     for k in range(5):
-        ids = [e.payload.order_id for e in recorder.events if e.key == f"k{k}"]
+        ids = [e.payload.order_id for e in delivered if e.key == f"k{k}"]
         assert ids == sorted(ids)
-    first = next(e for e in recorder.events if e.payload.order_id == 1001)
+    first = next(e for e in delivered if e.payload.order_id == 1001)
     assert (first.key, first.topic) == ("p1", topic)  # filled from the Kafka message
     assert next(e for e in recorder.events if e.payload.order_id == 0) in events  # same id...
     assert sum(await committed(kafka_bootstrap, group, topic, partitions=3)) == 203
