@@ -280,11 +280,7 @@ class _PostgresBackend:
         try:
             self._pipelined(connection, writes, deletes)
         except BaseException:
-            try:
-                if not (connection.closed or connection.broken):
-                    connection.execute(b"ROLLBACK")
-            except Exception:  # noqa: BLE001 - the write's error is the one raised
-                connection.close()
+            _roll_back(connection)
             raise
         finally:
             self._release(handle)
@@ -332,11 +328,7 @@ class _PostgresBackend:
                 connection.execute(before + statement)
         except BaseException:
             if statement == b"COMMIT":
-                try:
-                    if not (connection.closed or connection.broken):
-                        connection.execute(b"ROLLBACK")
-                except Exception:  # noqa: BLE001 - the commit's error is the one raised
-                    connection.close()
+                _roll_back(connection)
             raise
         finally:
             self._release(handle)
@@ -368,6 +360,16 @@ class _PostgresBackend:
             self._writers.clear()
         for connection in idle:
             connection.close()
+
+
+def _roll_back(connection: psycopg.Connection[Any]) -> None:
+    """After a failed ``COMMIT`` (or deferred write): roll back, or close a
+    connection that can't (the first error is the one raised)."""
+    try:
+        if not (connection.closed or connection.broken):
+            connection.execute(b"ROLLBACK")
+    except Exception:  # noqa: BLE001 - the commit's error is the one raised
+        connection.close()
 
 
 class PostgresInbox(InboxStore):
