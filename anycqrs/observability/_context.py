@@ -18,7 +18,6 @@ emits becomes an origin.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -33,7 +32,6 @@ __all__ = [
     "MESSAGE_ID",
     "LaneMessage",
     "LazyMessage",
-    "lazy_message",
     "MessageContext",
     "correlation_scope",
     "current_message",
@@ -90,20 +88,6 @@ class LazyMessage:
         if resolved is None:
             resolved = self._resolved = self._read(self._arg)
         return resolved
-
-
-_new_lazy = functools.partial(object.__new__, LazyMessage)
-
-
-def lazy_message(read: Callable[[Any], MessageContext], arg: Any) -> LazyMessage:
-    """`LazyMessage(read, arg)` without `type.__call__` (a class call with a
-    Python `__init__` costs ~0.2 µs more: hot paths that make one per
-    message use this)."""
-    message = _new_lazy()
-    message._read = read
-    message._arg = arg
-    message._resolved = None
-    return message
 
 
 class LaneMessage:

@@ -167,7 +167,7 @@ class Forward:
                 else:  # a recovered run (or a context class not started here yet)
                     self._plan = engine.steps.plan(run.saga)
                     self._dump = engine.snapshots.dumper(type(run.context))
-                # saga_message(), inline (lazy_message's body: one frame fewer)
+                # saga_message() without type.__call__ (one per saga: ~0.2 µs)
                 self._message = message = _new_lazy()
                 message._read = read_saga_message
                 message._arg = (run.saga_id, run.origin)

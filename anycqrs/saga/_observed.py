@@ -61,7 +61,7 @@ def saga_message(saga_id: Any, origin: Mapping[str, str] | None) -> _context.Laz
     """The current message while a saga's steps run: the saga itself, in its
     origin's conversation, built only when read (most steps never read it:
     `str(saga_id)` alone is ~0.5 µs of a 3-step saga)."""
-    return _context.lazy_message(read_saga_message, (saga_id, origin))
+    return _context.LazyMessage(read_saga_message, (saga_id, origin))
 
 
 def read_saga_message(arg: tuple[Any, Mapping[str, str] | None]) -> _context.MessageContext:

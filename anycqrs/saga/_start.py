@@ -23,7 +23,7 @@ from ._log import (
 )
 from ._map import SagaMap
 from ._observed import ORIGIN, origin_headers, origin_of, otel_current
-from ._run import Journal, Run, _new_run, new_run
+from ._run import Journal, Run, _new_run
 from ._saga import Saga
 from ._snapshot import Dump, Snapshots
 from ._steps import Step, Steps
@@ -162,7 +162,8 @@ class Starter:
             if saga_id is None:  # pragma: no cover - a random 122-bit id collided
                 raise
             return self._resume(context, sid, saga)
-        # new_run(sid, saga, context, written, snapshot, origin), inline (a frame fewer)
+        # Run(sid, saga, context, written, snapshot) with its origin, without
+        # type.__call__ (one per saga: a class call with a Python __init__ costs ~0.2 µs)
         run = _new_run()
         run.saga_id = sid
         run.saga = saga
@@ -219,7 +220,7 @@ class Starter:
                 "resumed by stream() (recover() finishes its compensation)"
             )
         self.snapshots.restore(context, state.context)
-        run = new_run(saga_id, saga, context, state.version, state.context, None)
+        run = Run(saga_id, saga, context, state.version, state.context)
         start = await self.rebuild(run, await storage.get_step_history(saga_id))
         if await self.restart(run, start):
             return run, start

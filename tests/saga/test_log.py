@@ -6,6 +6,7 @@ import os
 import sys
 import time
 import uuid
+from typing import Any
 
 import pytest
 
@@ -61,17 +62,9 @@ def test_step_result_equals_the_constructed_one() -> None:
 
 def test_fast_constructors_fill_every_slot() -> None:
     """The `__init__`-free builders of the hot path set what `__init__` sets."""
-    from anycqrs.observability._context import LazyMessage, lazy_message
-    from anycqrs.saga._run import Run, new_run
     from anycqrs.saga.storage._memory import MemorySagaStorage, _Row
 
     sid = uuid.uuid4()
-    run = new_run(sid, object, "ctx", 3, {"a": 1}, {"x": "y"})  # type: ignore[arg-type]
-    built = Run(sid, object, "ctx", 3, {"a": 1})  # type: ignore[arg-type]
-    built.origin = {"x": "y"}
-    assert {s: getattr(run, s) for s in Run.__slots__} == {
-        s: getattr(built, s) for s in Run.__slots__
-    }
     storage = MemorySagaStorage()
     storage._create_now(sid, "S", {}, SagaStatus.RUNNING, (), 1.5)
     row = storage._rows[sid.int]
@@ -79,12 +72,26 @@ def test_fast_constructors_fill_every_slot() -> None:
     assert {s: getattr(row, s) for s in _Row.__slots__} == {
         s: getattr(plain, s) for s in _Row.__slots__
     }
-    read = SagaIds  # any callable: never called here
-    lazy = lazy_message(read, 1)  # type: ignore[arg-type]
-    plain_lazy = LazyMessage(read, 1)  # type: ignore[arg-type]
-    assert {s: getattr(lazy, s) for s in LazyMessage.__slots__} == {
-        s: getattr(plain_lazy, s) for s in LazyMessage.__slots__
+
+
+@pytest.mark.anyio
+async def test_a_stream_builds_the_saga_message_of_saga_message() -> None:
+    """The forward iterator builds its saga message inline: the slots
+    `saga_message` (a `LazyMessage`) sets."""
+    from anycqrs.observability._context import LazyMessage
+    from anycqrs.saga._observed import saga_message
+
+    from ._sagas import Journal, OrderContext, make_mediator
+
+    mediator = make_mediator(Journal())
+    forward: Any = mediator.stream(OrderContext(order_id=1))
+    await forward.__anext__()
+    run = forward._run
+    inline, plain = forward._message, saga_message(run.saga_id, run.origin)
+    assert {s: getattr(inline, s) for s in LazyMessage.__slots__} == {
+        s: getattr(plain, s) for s in LazyMessage.__slots__
     }
+    await forward.aclose()
 
 
 def test_a_begun_run_has_every_slot_of_a_constructed_one() -> None:
