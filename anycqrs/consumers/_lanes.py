@@ -258,19 +258,16 @@ class Lanes:
                     continue
                 if item.error is not None:
                     await self._poison(item)
-                elif message is None:
-                    try:
-                        await send(item.event)
-                    except Exception as exc:  # noqa: BLE001 - retried by _failed
-                        await self._failed(item, exc, 0.0)
                 else:
-                    message.item = item
+                    if message is not None:
+                        message.item = item
                     try:
                         await send(item.event)
                     except Exception as exc:  # noqa: BLE001 - retried by _failed
                         await self._failed(item, exc, 0.0)
                     finally:
-                        message.item = None
+                        if message is not None:
+                            message.item = None
                 append(item)
             return
         for item in chunk:
