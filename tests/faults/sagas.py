@@ -4,9 +4,10 @@ Two starter processes run sagas (`PostgresSagaStorage`, explicit saga ids)
 of three steps, four at a time; one saga in four fails at its last step and
 is compensated, and one in eight of those has a compensation that fails
 three times before it works (more than its retries allow in one run). One
-saga in ten is of a second type (one slow step) that only one recovery
-worker in three knows (the others, another service's workers, must never
-claim it). Three recovery processes call
+saga in ten is of a second type (one slow step) that only one of the three
+recovery workers knows (the other two, another service's workers, must never
+claim it; a killed worker is replaced by one of its own kind, so the type
+always has a worker). The three recovery processes call
 `recover_pending` in a loop. Every 1–3 s a starter or a recovery worker is
 SIGKILLed and replaced; at the end the starters stop and recovery finishes
 the rest.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -254,48 +256,61 @@ def scenario(settings: Settings) -> Outcome:
                 first=generation * 1_000_000,
             )
 
-        def recoverer(generation: int) -> Child:
-            return Child(
-                settings.workdir,
-                f"saga-recovery-{generation}",
-                "sagas",
-                "recover",
-                backend=backend_of(generation + 1),
-                dsn=dsn,
-                suffix=suffix,
-                other=generation % 3 == 0,
-            )
+        def recoverer(kind: str, other: bool) -> Callable[[int], Child]:
+            def spawn(generation: int) -> Child:
+                return Child(
+                    settings.workdir,
+                    f"saga-recovery-{kind}-{generation}",
+                    "sagas",
+                    "recover",
+                    backend=backend_of(generation + 1),
+                    dsn=dsn,
+                    suffix=suffix,
+                    other=other,
+                )
+
+            return spawn
 
         starters = Pool(starter, 2)
-        recoverers = Pool(recoverer, 3)
+        # The workers that know the second saga type and those that don't are pools of their
+        # own: a killed worker is replaced by one of its kind (were the kind drawn per
+        # generation, a run of kills could leave no worker that knows the type, and its
+        # sagas RUNNING for good: a fault of the rig, not of recovery).
+        knowing = Pool(recoverer("all", other=True), 1)
+        plain = Pool(recoverer("main", other=False), 2)
+        recoverers = (knowing, plain)
+        # A victim: a starter half the time, each of the three recovery workers a sixth.
+        victims = (starters, starters, starters, plain, plain, knowing)
         try:
-            for child in [*starters.all(), *recoverers.all()]:
+            for child in [*starters.all(), *knowing.all(), *plain.all()]:
                 child.wait_ready()
             deadline = time.monotonic() + settings.duration(15, 40)
             while time.monotonic() < deadline:
                 time.sleep(rng.uniform(1.0, 3.0))
-                rng.choice((starters, recoverers)).kill_one(rng)
+                rng.choice(victims).kill_one(rng)
                 outcome.faults += 1
-                starters.replace_crashed()
-                recoverers.replace_crashed()
+                for pool in (starters, *recoverers):
+                    pool.replace_crashed()
             for child in starters.all():
                 child.kill()
             started = sorted({int(f[1]) for f in read_lines(ledger) if f[0] == "start"})
 
             def finished() -> bool:
-                recoverers.replace_crashed()
+                for pool in recoverers:
+                    pool.replace_crashed()
                 states = anyio.run(_states, dsn, suffix, started)
                 return all(s is None or s.status in TERMINAL for s in states.values())
 
             if not wait_until(finished, 90, 1.0):
                 outcome.problem("sagas still unfinished 90 s after the last fault")
         finally:
-            starters.stop()
-            recoverers.stop()
-        outcome.problems.extend(recoverers.crashes + starters.crashes)
+            for pool in (starters, *recoverers):
+                pool.stop()
+        outcome.problems.extend(knowing.crashes + plain.crashes + starters.crashes)
         failures = [
             line
-            for child in recoverers.every
+            for pool in recoverers
+            for child in pool.every
             for line in child.output().splitlines()
             if line.startswith("recover_pending failed")
         ]
@@ -312,7 +327,8 @@ def scenario(settings: Settings) -> Outcome:
                 admin.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
     check(outcome, states, rows)
     outcome.notes.append(
-        f"{starters.generation} starters and {recoverers.generation} recovery workers in all"
+        f"{starters.generation} starters and {knowing.generation + plain.generation} "
+        "recovery workers in all"
     )
     return outcome
 
