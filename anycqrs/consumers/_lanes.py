@@ -235,10 +235,12 @@ class Lanes(ItemOutcomes):
                 else:
                     finished.extend(await self._in_scope(chunk, scope, handle, message))
             finally:
+                # the events are read before `settle`: a transport may release them
+                events = [item.event for item in finished] if metrics is not None else None
                 if finished:
                     settle(finished)
                 if metrics is not None:
-                    metrics.finished(index, len(chunk), [item.event for item in finished])
+                    metrics.finished(index, len(chunk), events or [])
                     self._in_flight[index] -= len(chunk)
 
     async def _chunk(

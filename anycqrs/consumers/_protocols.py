@@ -153,7 +153,9 @@ class Transport(Protocol):
           `anyio.EndOfStream` ends the run once the lanes finished.
         * `settle` is told, in order per lane, which items are done (handled,
           dead-lettered or skipped as poison): commit offsets / ack them.
-          Items never settled must be delivered again by the broker.
+          Items never settled must be delivered again by the broker. A
+          settled item is not read again (the transport may release what it
+          carries, as the Kafka transport does with `event` and `raw`).
         * `stale` says an item must be dropped unhandled (its partition was
           revoked, its channel closed): it is neither handled nor settled.
         * `dead_letter` moves an item aside; `False` means there is no

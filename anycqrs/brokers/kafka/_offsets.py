@@ -103,10 +103,15 @@ class Offsets:
         return part
 
     def settle(self, items: Sequence[Inbound]) -> None:
-        """Mark `items` handled; advance their partitions' commit positions."""
+        """Mark `items` handled (releasing their `event` and `raw`); advance
+        their partitions' commit positions."""
         done: list[Partition] = []
         for item in items:
             item.handled = True
+            # the ticket keeps a settled item until its batch is committable:
+            # drop the event and the message it no longer needs (no survivors
+            # of young collections while the rest of the batch is in flight)
+            item.event = item.raw = None
             batch: Batch = item.ticket
             batch.left -= 1
             if not batch.left:

@@ -56,6 +56,20 @@ class TestOffsets:
         assert _positions(offsets.final_commits()) == {("t", 0): 12}
         assert _positions(offsets.forget([TopicPartition("t", 0)])) == {("t", 0): 12}
 
+    def test_settled_items_release_their_event_and_message(self) -> None:
+        # the ticket keeps settled items until the batch is committable: what
+        # they carried must not stay alive (GC-tracked) while the rest runs
+        offsets = Offsets()
+        items = _fetch(offsets, "t", 0, 10, 3)
+        for item in items:
+            item.event = object()
+        running = items[1]
+        offsets.settle([items[0], items[2]])
+        assert [item.event for item in (items[0], items[2])] == [None, None]
+        assert [item.raw for item in (items[0], items[2])] == [None, None]
+        assert running.event is not None and running.raw is not None
+        assert _positions(offsets.final_commits()) == {("t", 0): 11}
+
     def test_partitions_move_independently(self) -> None:
         offsets = Offsets()
         a = _fetch(offsets, "t", 0, 0, 1)
