@@ -104,6 +104,30 @@ class TestFromEvent:
             assert again.payload == message.payload
             assert encoded_payload(again) == encoded_payload(message)
 
+    def test_from_event_sets_every_field(self) -> None:
+        # `from_event` fills the slots itself (not through the attrs __init__):
+        # every field is set, to what the constructor would set it to.
+        event = _event()
+        message, by_hand = Message.from_event(event), _by_hand(event)
+        assert type(message) is Message
+        for field in attrs.fields(Message):
+            assert getattr(message, field.name) == getattr(by_hand, field.name), field.name
+        assert message.message_id is event.event_id
+        assert message.headers == {"tenant": "a"}
+        assert message.headers is not event.headers
+
+    def test_from_event_of_a_subclass_uses_its_init(self) -> None:
+        @attrs.frozen(kw_only=True)
+        class Tagged(Message):
+            tag: str = "default"
+
+        event = _event()
+        message = Tagged.from_event(event)
+        assert type(message) is Tagged
+        assert message.tag == "default"
+        assert message.payload == anycqrs.to_dict(event)
+        assert message.message_id == event.event_id
+
     def test_unhashable_like_its_dict(self) -> None:
         with pytest.raises(TypeError):
             hash(Message.from_event(_event()))

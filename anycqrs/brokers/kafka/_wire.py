@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ...codecs import JsonCodec, MessageCodec
-from .._message import Message, payload_json, uuid_text
+from .._message import Message, _Encoded, payload_json, uuid_text
 
 __all__ = [
     "Headers",
@@ -52,7 +52,9 @@ def encode_message(message: Message) -> Record:
             headers.append((name, value if type(value) is str else str(value)))
     headers.append(("event_name", message.message_name))
     headers.append(("message_id", uuid_text(message.message_id)))
-    return message.topic, payload_json(message), message.key, headers
+    payload = message._payload  # `payload_json`, inlined
+    raw = payload.raw if type(payload) is _Encoded else payload_json(message)
+    return message.topic, raw, message.key, headers
 
 
 def record_encoder(codec: MessageCodec | None) -> Callable[[Message], Record]:
