@@ -137,7 +137,7 @@ class Message:
         its type, the message carries the JSON the brokers send, and
         `payload` is decoded from it only if read.
         """
-        headers = dict(event.headers)
+        headers = {**event.headers}  # dict(), without the call
         if _CURRENT.get() is not None:
             stamp(headers)
         if _otel_context is not None and _otel_context():
