@@ -19,20 +19,13 @@ from ..serialization import dumps, loads, to_dict
 _UNREAD: Any = object()
 
 _otel_context: Any = None
-"""The current OpenTelemetry context, read (`None` without OpenTelemetry):
-an empty one holds no span, and `inject_current` is skipped."""
+"""OpenTelemetry's `context.get_current` (`None` without OpenTelemetry): an
+empty context holds no span, so `inject_current` (which injects only from an
+active span) is skipped for it."""
 if otel_trace is not None:
     from opentelemetry import context as _otel
 
     _otel_context = _otel.get_current
-    try:  # the default runtime context's variable, read in C: two Python calls less
-        from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
-
-        _runtime = _otel._RUNTIME_CONTEXT
-        if type(_runtime) is ContextVarsRuntimeContext:
-            _otel_context = _runtime._current_context.get
-    except (ImportError, AttributeError):  # pragma: no cover - another OpenTelemetry
-        pass
 
 _new = object.__new__
 _setter = object.__setattr__.__get__  # what attrs' frozen __init__ binds, per instance
