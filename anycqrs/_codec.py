@@ -35,9 +35,13 @@ __all__ = [
     "AVAILABLE",
     "MISS",
     "FastType",
+    "closed",
     "encode",
+    "fast_keys",
     "fast_type",
+    "json_encode",
     "load_dict",
+    "open_plan",
     "seen",
     "set_enabled",
     "to_builtins",
@@ -268,16 +272,23 @@ class FastType:
         return value if self.check is None or self.check(value) else MISS
 
 
+Seen = tuple[Any, Callable[[bytes | str], Any] | None, Check | None, FastType | None]
+"""`(target, decode, check, fast)`: `fast_type(target)` and, when it is not
+`None`, its `decode` and `check` (unpacked: the hot paths index a tuple)."""
+
+
 _enabled = AVAILABLE
 _types: dict[Any, FastType | None] = {}
-_by_id: dict[int, tuple[Any, FastType | None]] = {}
+_by_id: dict[int, Seen] = {}
 _Encoder = tuple[tuple[str, ...], bool]  # (open fields, int-keyed mapping inside)
 _encoders: dict[type, _Encoder | None] = {}
 _answers: dict[tuple[type, type], bool | None] = {}  # (class, its open field's class)
-_fast_keys: dict[Any, bool] = {}
-"""What the hot paths look up first: `_str_keys`'s answers for the values it
-takes, by class (no open field) or by (class, its one open field's class)."""
-_open_field: dict[type, str] = {}  # classes with exactly one open field: its name
+_closed: dict[type, bool] = {}
+"""What the hot paths look up first for a class without open fields that the
+fast path encodes: whether an int-keyed mapping may be inside."""
+_open: dict[type, tuple[Callable[[Any], Any], dict[type, bool]]] = {}
+"""The same for a class with exactly one open field (`NotificationEvent.payload`):
+the field's getter, and the answer per class of the value it holds."""
 _UNSEEN: Any = object()
 
 
@@ -288,13 +299,28 @@ def set_enabled(enabled: bool) -> bool:
     previous = _enabled
     _enabled = bool(enabled) and AVAILABLE
     _by_id.clear()  # the hot paths below look here first, without testing `_enabled`
-    _fast_keys.clear()
+    _closed.clear()
+    _open.clear()
     return previous
 
 
-seen: Callable[[int], tuple[Any, FastType | None] | None] = _by_id.get
-"""`(target, fast_type(target))` by `id(target)`, when looked up before (the
-hot paths inline `fast_type` with it; cleared by `set_enabled`)."""
+seen: Callable[[int], Seen | None] = _by_id.get
+"""`(target, decode, check, fast_type(target))` by `id(target)`, when looked
+up before (the hot paths inline `fast_type` with it; cleared by
+`set_enabled`)."""
+
+closed: Mapping[type, bool] = _closed
+"""`fast_keys`' cached answers for classes without open fields (the hot paths
+test `type(obj) in closed` inline; cleared by `set_enabled`)."""
+
+open_plan: Callable[[type], tuple[Callable[[Any], Any], dict[type, bool]] | None] = _open.get
+"""`(getter, answers)` of a class with one open field: `fast_keys`' cached
+answer is `answers.get(type(getter(obj)))` (cleared by `set_enabled`)."""
+
+json_encode: Callable[[Any], bytes] = (
+    _msgspec.json.Encoder().encode if _msgspec is not None else lambda obj: b""
+)
+"""msgspec's JSON encoder (what `encode` calls, for the hot paths to inline)."""
 
 
 def fast_type(target: Any) -> FastType | None:
@@ -304,7 +330,7 @@ def fast_type(target: Any) -> FastType | None:
         return None
     seen = _by_id.get(id(target))  # generic aliases hash in Python: look them up by identity
     if seen is not None and seen[0] is target:
-        return seen[1]
+        return seen[3]
     try:
         fast = _types[target]
     except KeyError:
@@ -312,14 +338,18 @@ def fast_type(target: Any) -> FastType | None:
         _types[target] = fast
     except TypeError:  # an unhashable annotation: not cached, not fast
         return None
-    _by_id[id(target)] = (target, fast)  # the tuple keeps `target` alive: its id stays its own
+    # the tuple keeps `target` alive: its id stays its own
+    if fast is None:
+        _by_id[id(target)] = (target, None, None, None)
+    else:
+        _by_id[id(target)] = (target, fast.decode, fast.check, fast)
     return fast
 
 
 def load_dict(target: Any, data: Any) -> Any:
     """`from_dict`'s fast path: the value, or `MISS`."""
     seen = _by_id.get(id(target))
-    fast = seen[1] if seen is not None and seen[0] is target else fast_type(target)
+    fast = seen[3] if seen is not None and seen[0] is target else fast_type(target)
     if fast is None:
         return MISS
     try:
@@ -356,7 +386,8 @@ def _encoder(cls: type) -> _Encoder | None:
 
 def _str_keys(obj: Any) -> bool | None:
     """`None` when the converter must encode `obj`, else whether an int-keyed
-    mapping may be inside (msgspec then writes the keys as strings)."""
+    mapping may be inside (msgspec then writes the keys as strings). Caches
+    the answer in `closed` / `open_plan`."""
     cls = type(obj)
     encoder = _encoders.get(cls, _UNSEEN)
     if encoder is _UNSEEN:
@@ -366,7 +397,7 @@ def _str_keys(obj: Any) -> bool | None:
     fields: tuple[str, ...] = encoder[0]
     int_keys: bool = encoder[1]
     if not fields:
-        _fast_keys[cls] = int_keys
+        _closed[cls] = int_keys
         return int_keys
     if len(fields) > 1:
         return _open_str_keys(obj, fields, int_keys)
@@ -376,19 +407,24 @@ def _str_keys(obj: Any) -> bool | None:
     if answer is _UNSEEN:
         answer = _answers[key] = _open_str_keys(obj, fields, int_keys)
     if answer is not None:
-        _open_field[cls] = fields[0]
-        _fast_keys[key] = answer
+        plan = _open.get(cls)
+        if plan is None:
+            plan = _open[cls] = (attrgetter(fields[0]), {})
+        plan[1][key[1]] = answer
     return answer
 
 
-def _cached_str_keys(obj: Any) -> bool | None:
+def fast_keys(obj: Any) -> bool | None:
     """`_str_keys(obj)` as the hot paths get it: a cached answer (inlined
     there: this is the reference), else `_str_keys` when the fast path is on."""
     cls = type(obj)
-    name = _open_field.get(cls)
-    str_keys = _fast_keys.get(cls if name is None else (cls, type(getattr(obj, name))))
-    if str_keys is None and _enabled:
-        str_keys = _str_keys(obj)
+    str_keys = _closed.get(cls)
+    if str_keys is None:
+        plan = _open.get(cls)
+        if plan is not None:
+            str_keys = plan[1].get(type(plan[0](obj)))
+        if str_keys is None and _enabled:
+            str_keys = _str_keys(obj)
     return str_keys
 
 
@@ -412,7 +448,7 @@ def to_builtins(obj: Any) -> Any:
     converter must do it: its class holds an unsupported type, or a top-level
     `Any` / type-variable field holds something but a scalar or a class
     without such fields."""
-    str_keys = _cached_str_keys(obj)
+    str_keys = fast_keys(obj)
     if str_keys is None:
         return MISS
     try:  # `str_keys=False` costs ≈ 2k instructions: passed only when needed
@@ -423,13 +459,9 @@ def to_builtins(obj: Any) -> Any:
 
 def encode(obj: Any) -> Any:
     """`obj` as compact JSON bytes, or `MISS` (see `to_builtins`)."""
-    cls = type(obj)  # `_cached_str_keys`, inlined: one call less on `to_json`'s path
-    name = _open_field.get(cls)
-    if _fast_keys.get(cls if name is None else (cls, type(getattr(obj, name)))) is None and (
-        not _enabled or _str_keys(obj) is None
-    ):
+    if fast_keys(obj) is None:
         return MISS
     try:
-        return _msgspec.json.encode(obj)
+        return json_encode(obj)
     except Exception:  # noqa: BLE001 - the converter says what is wrong
         return MISS
