@@ -35,7 +35,9 @@ __all__ = [
     "AVAILABLE",
     "MISS",
     "FastType",
+    "builtins",
     "closed",
+    "convert",
     "encode",
     "fast_keys",
     "fast_type",
@@ -321,6 +323,13 @@ json_encode: Callable[[Any], bytes] = (
     _msgspec.json.Encoder().encode if _msgspec is not None else lambda obj: b""
 )
 """msgspec's JSON encoder (what `encode` calls, for the hot paths to inline)."""
+
+
+builtins: Callable[..., Any] = _msgspec.to_builtins if _msgspec is not None else lambda obj: obj
+"""`msgspec.to_builtins` (for the hot paths to inline `to_builtins`)."""
+
+convert: Callable[..., Any] = _msgspec.convert if _msgspec is not None else lambda data, _: data
+"""`msgspec.convert` (for the hot paths to inline `load_dict`)."""
 
 
 def fast_type(target: Any) -> FastType | None:

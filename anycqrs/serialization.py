@@ -204,12 +204,38 @@ def set_fast_path(enabled: bool) -> bool:
     return _codec.set_enabled(enabled)
 
 
+# The fast path's caches and msgspec's functions, for the hot paths below to
+# inline `_codec.fast_keys` / `_codec.load_dict` (a Python call each, saved).
+_closed = _codec.closed
+_closed_keys = _codec.closed.get
+_open_plan = _codec.open_plan
+_json_encode = _codec.json_encode
+_to_builtins = _codec.builtins
+_convert = _codec.convert
+_seen = _codec.seen
+_MISS = _codec.MISS
+
+
 def to_dict(obj: Any) -> Any:
     """Turn a message (or any attrs / dataclass value) into plain, JSON-ready data.
 
     Raises:
         SerializationError: the object holds something the converter can't handle.
     """
+    cls = type(obj)  # `_codec.to_builtins`, inlined
+    str_keys = _closed_keys(cls)
+    if str_keys is None and (plan := _open_plan(cls)) is not None:
+        str_keys = plan[1].get(type(plan[0](obj)))
+    if str_keys is not None:
+        try:  # `str_keys=False` costs ≈ 2k instructions: passed only when needed
+            return _to_builtins(obj, str_keys=True) if str_keys else _to_builtins(obj)
+        except Exception:  # noqa: BLE001 - the general path says what is wrong
+            pass
+    return _to_dict(obj)
+
+
+def _to_dict(obj: Any) -> Any:
+    """`to_dict` when the cached answers do not send `obj` to msgspec."""
     data = _codec.to_builtins(obj)
     if data is not _codec.MISS:
         return data
@@ -241,7 +267,18 @@ def from_dict(cls: type[T] | Any, data: Any) -> T:
         DeserializationError: the data does not fit `cls`; the message names
             every offending field, e.g. `required field missing @ $.order_id`.
     """
-    value: T = _codec.load_dict(cls, data)  # no `cast()`: a call on the hot path
+    seen = _seen(id(cls))  # `_codec.load_dict`, inlined: one call less per message
+    if seen is not None and seen[0] is cls and (fast := seen[3]) is not None:
+        try:
+            value: T = _convert(data, cls, str_keys=True) if fast.str_keys else _convert(data, cls)
+        except Exception:  # noqa: BLE001 - the converter below names every error
+            pass
+        else:
+            check = seen[2]
+            if check is None or check(value):
+                return value
+        return _structure(cls, data)  # type: ignore[no-any-return]
+    value = _codec.load_dict(cls, data)
     return _structure(cls, data) if value is _codec.MISS else value
 
 
@@ -266,15 +303,11 @@ else:  # pragma: no cover
     _loads = json.loads
 
 
-_closed = _codec.closed
-_open_plan = _codec.open_plan
-_json_encode = _codec.json_encode
-
-
 def to_json(obj: Any) -> bytes:
     """Serialize a message to UTF-8 JSON bytes (`to_dict` then JSON)."""
     cls = type(obj)  # `_codec.encode`, inlined: one call less per message
-    if cls in _closed or ((plan := _open_plan(cls)) is not None and type(plan[0](obj)) in plan[1]):
+    plan = _open_plan(cls)  # events first: `NotificationEvent.payload` is open
+    if (type(plan[0](obj)) in plan[1]) if plan is not None else cls in _closed:
         try:
             return _json_encode(obj)
         except Exception:  # noqa: BLE001 - the general path says what is wrong
@@ -308,18 +341,16 @@ def loads(raw: bytes | str, target: Any = Any) -> Any:
         raise DeserializationError(target, [f"malformed JSON: {exc} @ $"]) from exc
 
 
-_seen = _codec.seen
-
-
 def from_json(cls: type[T] | Any, raw: bytes | str) -> T:
     """Parse JSON bytes/str into `cls`; errors name the offending field."""
     seen = _seen(id(cls))  # the fast path, inlined: one call less per message
     if seen is None or seen[0] is not cls:
-        _codec.fast_type(cls)  # built once, then found above
-        seen = _seen(id(cls))
-    if seen is not None and seen[0] is cls and seen[1] is not None:
+        first: T = _from_json(cls, raw)
+        return first
+    decode = seen[1]
+    if decode is not None:
         try:
-            value: T = seen[1](raw)
+            value: T = decode(raw)
         except Exception:  # noqa: BLE001 - the converter below names every error
             pass
         else:
@@ -327,3 +358,10 @@ def from_json(cls: type[T] | Any, raw: bytes | str) -> T:
             if check is None or check(value):
                 return value
     return _structure(cls, loads(raw, cls))  # type: ignore[no-any-return]
+
+
+def _from_json(cls: Any, raw: bytes | str) -> Any:
+    """`from_json` of a type not looked up yet (or not cached: unhashable)."""
+    fast = _codec.fast_type(cls)  # cached: the next call takes the inlined path
+    value = _MISS if fast is None else fast.load(raw)
+    return _structure(cls, loads(raw, cls)) if value is _MISS else value

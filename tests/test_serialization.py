@@ -297,6 +297,31 @@ class TestFastPath:
         assert event.payload.placed_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
         assert event.event_timestamp.tzinfo is timezone.utc
 
+    def test_a_naive_datetime_from_dict_means_utc_once_the_type_is_cached(self) -> None:
+        aware = anycqrs.to_dict(_order())
+        assert anycqrs.from_dict(OrderPlaced, aware).placed_at.tzinfo is not None  # cached now
+        naive = {**aware, "placed_at": "2026-01-02T03:04:05"}
+        placed_at = anycqrs.from_dict(OrderPlaced, naive).placed_at
+        assert placed_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+        with pytest.raises(DeserializationError, match=r"\$\.lines"):
+            anycqrs.from_dict(OrderPlaced, {**aware, "lines": "apple"})
+
+    def test_a_value_msgspec_refuses_after_its_class_was_cached(self) -> None:
+        """The inlined fast path of `to_json` / `to_dict` hands over to the
+        general one when msgspec raises (attrs does not check field types)."""
+        to_json(Line("apple", 2))
+        anycqrs.to_dict(Line("apple", 2))
+        event = anycqrs.NotificationEvent(payload=Line("apple", 2))
+        to_json(event)
+        anycqrs.to_dict(event)
+        odd = Line("apple", object())  # type: ignore[arg-type]
+        with pytest.raises(SerializationError, match="Line"):
+            to_json(odd)
+        with pytest.raises(SerializationError, match="NotificationEvent"):
+            to_json(anycqrs.NotificationEvent(payload=odd))
+        assert anycqrs.to_dict(odd)["sku"] == "apple"  # the converter passes unknown values on
+        assert anycqrs.to_dict(anycqrs.NotificationEvent(payload=odd))["payload"]["sku"] == "apple"
+
     def test_structs_on_both_paths(self, codec: str) -> None:
         import msgspec
 
