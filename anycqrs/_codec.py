@@ -275,9 +275,7 @@ class FastType:
 
 
 Seen = tuple[Any, Callable[[bytes | str], Any] | None, Check | None, FastType | None]
-"""`(target, decode, check, fast)`: `fast_type(target)` and, when it is not
-`None`, its `decode` and `check` (unpacked: the hot paths index a tuple)."""
-
+"""`(target, decode, check, fast_type(target))` (`decode` and `check` unpacked)."""
 
 _enabled = AVAILABLE
 _types: dict[Any, FastType | None] = {}
@@ -285,12 +283,10 @@ _by_id: dict[int, Seen] = {}
 _Encoder = tuple[tuple[str, ...], bool]  # (open fields, int-keyed mapping inside)
 _encoders: dict[type, _Encoder | None] = {}
 _answers: dict[tuple[type, type], bool | None] = {}  # (class, its open field's class)
-_closed: dict[type, bool] = {}
-"""What the hot paths look up first for a class without open fields that the
-fast path encodes: whether an int-keyed mapping may be inside."""
+_closed: dict[type, bool] = {}  # fast class without open fields -> int-keyed mapping inside
 _open: dict[type, tuple[Callable[[Any], Any], dict[type, bool]]] = {}
-"""The same for a class with exactly one open field (`NotificationEvent.payload`):
-the field's getter, and the answer per class of the value it holds."""
+"""A class with one open field (`NotificationEvent.payload`): its getter and the
+`_closed`-like answer per class of the value it holds."""
 _UNSEEN: Any = object()
 
 
@@ -300,36 +296,20 @@ def set_enabled(enabled: bool) -> bool:
     global _enabled
     previous = _enabled
     _enabled = bool(enabled) and AVAILABLE
-    _by_id.clear()  # the hot paths below look here first, without testing `_enabled`
+    _by_id.clear()  # the hot paths look in these first, without testing `_enabled`
     _closed.clear()
     _open.clear()
     return previous
 
 
-seen: Callable[[int], Seen | None] = _by_id.get
-"""`(target, decode, check, fast_type(target))` by `id(target)`, when looked
-up before (the hot paths inline `fast_type` with it; cleared by
-`set_enabled`)."""
-
+# For the hot paths of `anycqrs.serialization` to inline `fast_type`, `fast_keys`,
+# `encode`, `to_builtins` and `load_dict` (the caches are cleared by `set_enabled`).
+seen: Callable[[int], Seen | None] = _by_id.get  # by `id(target)`: check `seen[0] is target`
 closed: Mapping[type, bool] = _closed
-"""`fast_keys`' cached answers for classes without open fields (the hot paths
-test `type(obj) in closed` inline; cleared by `set_enabled`)."""
-
 open_plan: Callable[[type], tuple[Callable[[Any], Any], dict[type, bool]] | None] = _open.get
-"""`(getter, answers)` of a class with one open field: `fast_keys`' cached
-answer is `answers.get(type(getter(obj)))` (cleared by `set_enabled`)."""
-
-json_encode: Callable[[Any], bytes] = (
-    _msgspec.json.Encoder().encode if _msgspec is not None else lambda obj: b""
-)
-"""msgspec's JSON encoder (what `encode` calls, for the hot paths to inline)."""
-
-
-builtins: Callable[..., Any] = _msgspec.to_builtins if _msgspec is not None else lambda obj: obj
-"""`msgspec.to_builtins` (for the hot paths to inline `to_builtins`)."""
-
-convert: Callable[..., Any] = _msgspec.convert if _msgspec is not None else lambda data, _: data
-"""`msgspec.convert` (for the hot paths to inline `load_dict`)."""
+json_encode: Callable[[Any], bytes] = _msgspec.json.Encoder().encode if AVAILABLE else bytes
+builtins: Callable[..., Any] = _msgspec.to_builtins if AVAILABLE else lambda obj: obj
+convert: Callable[..., Any] = _msgspec.convert if AVAILABLE else lambda data, _: data
 
 
 def fast_type(target: Any) -> FastType | None:
@@ -347,11 +327,8 @@ def fast_type(target: Any) -> FastType | None:
         _types[target] = fast
     except TypeError:  # an unhashable annotation: not cached, not fast
         return None
-    # the tuple keeps `target` alive: its id stays its own
-    if fast is None:
-        _by_id[id(target)] = (target, None, None, None)
-    else:
-        _by_id[id(target)] = (target, fast.decode, fast.check, fast)
+    entry = (target, None, None, None) if fast is None else (target, fast.decode, fast.check, fast)
+    _by_id[id(target)] = entry  # the tuple keeps `target` alive: its id stays its own
     return fast
 
 
@@ -416,10 +393,7 @@ def _str_keys(obj: Any) -> bool | None:
     if answer is _UNSEEN:
         answer = _answers[key] = _open_str_keys(obj, fields, int_keys)
     if answer is not None:
-        plan = _open.get(cls)
-        if plan is None:
-            plan = _open[cls] = (attrgetter(fields[0]), {})
-        plan[1][key[1]] = answer
+        _open.setdefault(cls, (attrgetter(fields[0]), {}))[1][key[1]] = answer
     return answer
 
 
