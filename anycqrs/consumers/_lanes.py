@@ -22,6 +22,7 @@ from ._protocols import (
     ChunkPlan,
     ChunkRedo,
     ChunkSink,
+    CountsRevocations,
     DecodingTransport,
     EventSink,
     SenderSink,
@@ -123,6 +124,10 @@ class Lanes(ItemOutcomes):
             transport.decode if isinstance(transport, DecodingTransport) else None
         )
         """The transport's `decode`, when it leaves decoding to the lanes."""
+        self._counted: CountsRevocations | None = (
+            transport if isinstance(transport, CountsRevocations) else None
+        )
+        """The transport, when it counts revocations (`stale` is asked only once one happened)."""
         self._retry = retry
         self._logger = logger
         self._sleep = sleep
@@ -267,12 +272,13 @@ class Lanes(ItemOutcomes):
     ) -> None:
         """Handle the items of `chunk`, appending each finished one to `finished`."""
         stale, metrics, clock = self._transport.stale, self._metrics, time.perf_counter
+        counted = self._counted
         if metrics is None and self._tracer is None:
             # the plain loop: `_handle` inlined (no frame per item); with a
             # lane message, the item is current while it is sent (and retried)
             send, append = self._send, finished.append
             for item in chunk:
-                if stale(item):
+                if (counted is None or counted.revocations) and stale(item):
                     continue
                 if item.error is not None:
                     await self._poison(item)
@@ -289,7 +295,7 @@ class Lanes(ItemOutcomes):
                 append(item)
             return
         for item in chunk:
-            if stale(item):
+            if (counted is None or counted.revocations) and stale(item):
                 continue
             started = clock() if metrics is not None else 0.0
             if item.error is not None:

@@ -14,6 +14,7 @@ __all__ = [
     "ChunkPlan",
     "ChunkRedo",
     "ChunkSink",
+    "CountsRevocations",
     "DecodingTransport",
     "EventSink",
     "EventTypes",
@@ -100,6 +101,17 @@ class DecodingTransport(Protocol):
     def decode(self, items: Sequence[Inbound], /) -> None:
         """Set the `event` (or, for a poison message, the `error`) of `items`."""
         ...
+
+
+@runtime_checkable
+class CountsRevocations(Protocol):
+    """A transport that counts the revocations of its run (the Kafka
+    transport: partitions revoked or lost), the count raised before any
+    item becomes stale: while it is 0 no item is, and the `Lanes` skip the
+    per-item `stale` call. Not exported: the lanes' own seam."""
+
+    revocations: int
+    """How often items of this run were made stale (0: none is)."""
 
 
 @runtime_checkable

@@ -248,6 +248,24 @@ class TestLateDecoding:
         assert [r.offset for r in transport.settled] == list(range(8))
 
 
+class CountingTransport(InMemoryTransport):
+    """Counts its revocations (the lanes' `CountsRevocations` seam, as the
+    Kafka transport does) and records which items `stale` was asked about."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.revocations = 0
+        self.asked: list[int] = []
+
+    def revoke(self, *keys: str | None) -> int:
+        self.revocations += 1
+        return super().revoke(*keys)
+
+    def stale(self, item: Inbound, /) -> bool:
+        self.asked.append(item.raw.offset)
+        return super().stale(item)
+
+
 class TestStopAndRevoke:
     """Graceful stop settles what finished; revocation drops and redelivers."""
 
@@ -297,6 +315,31 @@ class TestStopAndRevoke:
         assert seen.ids() == [0, 0, 1, 2]
         assert [r.offset for r in transport.settled] == [0, 1, 2]
         assert transport.fetches == 2
+
+    async def test_a_transport_counting_revocations_is_asked_only_after_one(
+        self, mediator: EventMediator, seen: Seen
+    ) -> None:
+        started, release = anyio.Event(), anyio.Event()
+
+        async def block_first(event: Paid, call: int) -> None:
+            if call == 1:
+                started.set()
+                await release.wait()
+
+        seen.behaviour = block_first
+        transport = CountingTransport()
+        for i in range(3):
+            transport.put_event(paid(i, key="k"))
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                await group.start(consume, mediator, transport)
+                await started.wait()
+                assert transport.revoke("k") == 3
+                release.set()
+                transport.close()
+        assert seen.ids() == [0, 0, 1, 2]  # the revoked ones still dropped
+        assert [r.offset for r in transport.settled] == [0, 1, 2]
+        assert transport.asked == [1, 2, 0, 1, 2]  # not the first: no revocation yet
 
     async def test_records_put_while_running_are_fetched(
         self, mediator: EventMediator, seen: Seen

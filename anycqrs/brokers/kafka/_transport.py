@@ -46,6 +46,7 @@ class KafkaTransport:
         "_timeout",
         "_topic",
         "assignment",
+        "revocations",
     )
 
     def __init__(
@@ -67,6 +68,9 @@ class KafkaTransport:
         self._dead_letters = dead_letters
         self.assignment = assignment
         self._offsets = Offsets()
+        self.revocations = 0
+        """Rebalances that took partitions (raised before their items turn
+        stale: the lanes ask `stale` only once it is not 0)."""
         self._consumer: Consumer | None = None
         self._decoder: EventDecoder | None = None
         """The decoder of the run (given to `fetch`), for `decode`."""
@@ -117,6 +121,7 @@ class KafkaTransport:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assignment.revoke(partitions)
+        self.revocations += 1  # before any item is stale (the lanes read it)
         commits = self._offsets.forget(partitions)
         logger.info("Kafka partitions revoked: %s", _describe(partitions))
         if commits:
@@ -130,6 +135,7 @@ class KafkaTransport:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assignment.revoke(partitions)
+        self.revocations += 1  # before any item is stale (the lanes read it)
         self._offsets.forget(partitions)
         logger.warning("Kafka partitions lost: %s", _describe(partitions))
 
