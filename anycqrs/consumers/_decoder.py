@@ -222,10 +222,12 @@ class EventDecoder:
 
     def batch(
         self, key_text: Callable[[bytes], str] | None = None
-    ) -> Callable[[Any, Any, Any, Any, int, Any, Any], Inbound]:
-        """`inbound` for one batch that is decoded without awaiting in
-        between, positional: `(value, event_name, topic, key, lane, raw,
-        ticket)`. The fast decoders are checked against the bindings once,
+    ) -> Callable[[Inbound, Any, Any, Any, Any], None]:
+        """A function decoding one message into the `Inbound` a transport
+        built for it (its `event`, or its `error` for a poison message, as
+        `inbound` would set them), positional: `(item, value, event_name,
+        topic, key)`, for one batch (a lane's chunk) decoded without awaiting
+        in between. The fast decoders are checked against the bindings once,
         here, instead of once per message (nothing can rebind while the
         batch is decoded). Call it anew for every batch.
 
@@ -244,11 +246,8 @@ class EventDecoder:
             if bound is not cls:
                 del fast[raw_name]
         get, require, general, miss = fast.get, self._require_id, self.inbound, _codec.MISS
-        new = object.__new__
 
-        def one(  # noqa: PLR0917 - positional: the hot path of a transport's batch loop
-            value: Any, event_name: Any, topic: Any, key: Any, lane: int, raw: Any, ticket: Any
-        ) -> Inbound:
+        def fill(item: Inbound, value: Any, event_name: Any, topic: Any, key: Any) -> None:
             entry = get(event_name)
             if (
                 entry is not None
@@ -269,19 +268,14 @@ class EventDecoder:
                     ((topic is None or event.topic) and (key is None or event.key is not None))
                     or _fill(event, value, topic, key, key_text)
                 ):
-                    item: Inbound = new(Inbound)  # `Inbound(...)` without its frame
                     item.event = event
-                    item.error = None
-                    item.lane = lane
-                    item.raw = raw
-                    item.ticket = ticket
-                    item.handled = False
-                    return item
+                    return
             if key_text is not None and type(key) is bytes:
                 key = key_text(key)
-            return general(value, event_name, topic, key, lane=lane, raw=raw, ticket=ticket)
+            decoded = general(value, event_name, topic, key, lane=item.lane, raw=item.raw)
+            item.event, item.error = decoded.event, decoded.error
 
-        return one
+        return fill
 
     def inbound(
         self,

@@ -18,7 +18,16 @@ from ..observability import _context, _messaging, _tracing
 from ..observability._metrics import ConsumerMetrics
 from ._decoder import Inbound
 from ._outcomes import ItemOutcomes
-from ._protocols import ChunkPlan, ChunkRedo, ChunkSink, EventSink, SenderSink, Transport
+from ._protocols import (
+    ChunkPlan,
+    ChunkRedo,
+    ChunkSink,
+    CountsRevocations,
+    DecodingTransport,
+    EventSink,
+    SenderSink,
+    Transport,
+)
 from ._queue import LaneQueue
 
 __all__ = ["DEFAULT_RETRY", "Lanes"]
@@ -41,7 +50,8 @@ class Lanes(ItemOutcomes):
     waits (its one pass through the event loop) only when it has none left
     (at most `buffer` chunks, so a submitter waiting on it runs soon).
 
-    For each item a lane:
+    A lane first has a chunk decoded when the transport left that to it
+    (the Kafka transport: see `DecodingTransport`). Then for each item it:
 
     * drops it unhandled when `transport.stale(item)` (revoked);
     * dead-letters a poison item (`item.error` set), never retrying it;
@@ -110,6 +120,14 @@ class Lanes(ItemOutcomes):
         check per type: a runtime protocol check costs tens of thousands of
         instructions)."""
         self._transport = transport
+        self._decode: Callable[[list[Inbound]], None] | None = (
+            transport.decode if isinstance(transport, DecodingTransport) else None
+        )
+        """The transport's `decode`, when it leaves decoding to the lanes."""
+        self._counted: CountsRevocations | None = (
+            transport if isinstance(transport, CountsRevocations) else None
+        )
+        """The transport, when it counts revocations (`stale` is asked only once one happened)."""
         self._retry = retry
         self._logger = logger
         self._sleep = sleep
@@ -212,7 +230,7 @@ class Lanes(ItemOutcomes):
         metrics, settle = self._metrics, self._transport.settle
         handle = self._observed if self._tracer is not None else self._handle
         chunks = queue.chunks
-        open_chunk = self._open_chunk
+        open_chunk, decode = self._open_chunk, self._decode
         while True:
             # take a queued chunk without a loop pass; wait only when none is
             # (the submitter runs, and cancellation lands, at that wait)
@@ -229,6 +247,8 @@ class Lanes(ItemOutcomes):
                 space.set()
             finished: list[Inbound] = []
             try:
+                if decode is not None:  # just before handling: see DecodingTransport
+                    decode(chunk)
                 scope = open_chunk() if open_chunk is not None else None
                 if scope is None:
                     await self._chunk(chunk, finished, handle, message)
@@ -252,12 +272,13 @@ class Lanes(ItemOutcomes):
     ) -> None:
         """Handle the items of `chunk`, appending each finished one to `finished`."""
         stale, metrics, clock = self._transport.stale, self._metrics, time.perf_counter
+        counted = self._counted
         if metrics is None and self._tracer is None:
             # the plain loop: `_handle` inlined (no frame per item); with a
             # lane message, the item is current while it is sent (and retried)
             send, append = self._send, finished.append
             for item in chunk:
-                if stale(item):
+                if (counted is None or counted.revocations) and stale(item):
                     continue
                 if item.error is not None:
                     await self._poison(item)
@@ -274,7 +295,7 @@ class Lanes(ItemOutcomes):
                 append(item)
             return
         for item in chunk:
-            if stale(item):
+            if (counted is None or counted.revocations) and stale(item):
                 continue
             started = clock() if metrics is not None else 0.0
             if item.error is not None:

@@ -14,6 +14,8 @@ __all__ = [
     "ChunkPlan",
     "ChunkRedo",
     "ChunkSink",
+    "CountsRevocations",
+    "DecodingTransport",
     "EventSink",
     "EventTypes",
     "NeedsEventIds",
@@ -84,6 +86,32 @@ class SenderSink(Protocol):
     def sender(self) -> Callable[[Any], Awaitable[Any]]:
         """A function doing what `send` does, for one consumer run."""
         ...
+
+
+@runtime_checkable
+class DecodingTransport(Protocol):
+    """A transport whose `fetch` leaves its items undecoded (`event` and
+    `error` both `None`; the Kafka transport): the `Lanes` call `decode`
+    with each chunk just before they handle it, so a decoded event lives
+    only while its chunk is handled instead of while it waits in a lane's
+    queue (fewer objects for the garbage collector to walk). A message
+    that cannot be decoded becomes a poison item there, handled as if
+    `fetch` had found it. Not exported: the lanes' own seam."""
+
+    def decode(self, items: Sequence[Inbound], /) -> None:
+        """Set the `event` (or, for a poison message, the `error`) of `items`."""
+        ...
+
+
+@runtime_checkable
+class CountsRevocations(Protocol):
+    """A transport that counts the revocations of its run (the Kafka
+    transport: partitions revoked or lost), the count raised before any
+    item becomes stale: while it is 0 no item is, and the `Lanes` skip the
+    per-item `stale` call. Not exported: the lanes' own seam."""
+
+    revocations: int
+    """How often items of this run were made stale (0: none is)."""
 
 
 @runtime_checkable

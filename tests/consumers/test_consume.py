@@ -3,12 +3,14 @@ retries, dead letters, poison messages, graceful stop and revocation."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import anyio
 import pytest
 
 import anycqrs
 from anycqrs import RetryPolicy
-from anycqrs.consumers import InMemoryTransport, Lanes, consume
+from anycqrs.consumers import EventDecoder, Inbound, InMemoryTransport, Lanes, consume
 from anycqrs.errors import MessageHandlingError
 from anycqrs.events import EventMediator
 
@@ -192,6 +194,78 @@ class TestPoison:
         assert sorted(r.offset for r in transport.settled) == [0, 1]
 
 
+class LateTransport(InMemoryTransport):
+    """Leaves decoding to the lanes (their `DecodingTransport` seam), as the
+    Kafka transport does: `fetch` hands over undecoded items."""
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.decoder: EventDecoder | None = None
+        self.decoded: list[int] = []
+        """The offsets decoded so far, in order."""
+
+    async def fetch(self, decode: EventDecoder, /) -> Sequence[Inbound]:
+        self.decoder = decode
+        items = await super().fetch(decode)
+        for item in items:
+            item.event = item.error = None
+        return items
+
+    def decode(self, items: Sequence[Inbound], /) -> None:
+        assert self.decoder is not None
+        fill = self.decoder.batch()
+        for item in items:
+            record = item.raw
+            fill(item, record.value, record.event_name, record.topic, record.key)
+            self.decoded.append(record.offset)
+
+
+class TestLateDecoding:
+    """A transport that leaves decoding to the lanes: each chunk is decoded
+    just before it is handled, its poison messages handled as fetched ones."""
+
+    async def test_chunks_are_decoded_in_their_lane_before_handling(
+        self, mediator: EventMediator, seen: Seen, sleep: FakeSleep
+    ) -> None:
+        transport = LateTransport(batch_size=3)
+        for i in range(6):
+            transport.put_event(paid(i, key="k"))
+        transport.put(b"{broken", event_name="OrderPaid", topic="orders", key="k")
+        transport.put_event(paid(7, key="k"))
+        handled_after: list[tuple[int, int]] = []
+
+        def record(event: Paid, call: int) -> None:
+            handled_after.append((event.payload.order_id, len(transport.decoded)))
+
+        seen.behaviour = record
+        await _drain(mediator, transport, sleep=sleep, concurrency=2)
+        assert seen.ids() == [0, 1, 2, 3, 4, 5, 7]
+        # a chunk (one fetch of one key) is decoded as a whole, then handled
+        assert handled_after == [(0, 3), (1, 3), (2, 3), (3, 6), (4, 6), (5, 6), (7, 8)]
+        [dead] = transport.dead_letters
+        assert (dead.record.offset, dead.attempts) == (6, 0)
+        assert sleep.delays == []
+        assert [r.offset for r in transport.settled] == list(range(8))
+
+
+class CountingTransport(InMemoryTransport):
+    """Counts its revocations (the lanes' `CountsRevocations` seam, as the
+    Kafka transport does) and records which items `stale` was asked about."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.revocations = 0
+        self.asked: list[int] = []
+
+    def revoke(self, *keys: str | None) -> int:
+        self.revocations += 1
+        return super().revoke(*keys)
+
+    def stale(self, item: Inbound, /) -> bool:
+        self.asked.append(item.raw.offset)
+        return super().stale(item)
+
+
 class TestStopAndRevoke:
     """Graceful stop settles what finished; revocation drops and redelivers."""
 
@@ -241,6 +315,31 @@ class TestStopAndRevoke:
         assert seen.ids() == [0, 0, 1, 2]
         assert [r.offset for r in transport.settled] == [0, 1, 2]
         assert transport.fetches == 2
+
+    async def test_a_transport_counting_revocations_is_asked_only_after_one(
+        self, mediator: EventMediator, seen: Seen
+    ) -> None:
+        started, release = anyio.Event(), anyio.Event()
+
+        async def block_first(event: Paid, call: int) -> None:
+            if call == 1:
+                started.set()
+                await release.wait()
+
+        seen.behaviour = block_first
+        transport = CountingTransport()
+        for i in range(3):
+            transport.put_event(paid(i, key="k"))
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                await group.start(consume, mediator, transport)
+                await started.wait()
+                assert transport.revoke("k") == 3
+                release.set()
+                transport.close()
+        assert seen.ids() == [0, 0, 1, 2]  # the revoked ones still dropped
+        assert [r.offset for r in transport.settled] == [0, 1, 2]
+        assert transport.asked == [1, 2, 0, 1, 2]  # not the first: no revocation yet
 
     async def test_records_put_while_running_are_fetched(
         self, mediator: EventMediator, seen: Seen

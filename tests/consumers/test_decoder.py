@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import attrs
 import pytest
@@ -28,6 +29,22 @@ def codec(request: pytest.FixtureRequest) -> Iterator[str]:
 
 def _body(order_id: object = 1, **extra: object) -> bytes:
     return json.dumps({"payload": {"order_id": order_id}, **extra}).encode()
+
+
+def _filled(
+    fill: Callable[[Inbound, Any, Any, Any, Any], None],
+    value: bytes,
+    name: bytes,
+    topic: str,
+    key: str | bytes | None,
+    lane: int = 0,
+    raw: object = None,
+    ticket: object = None,
+) -> Inbound:
+    """An undecoded item as a transport builds it, decoded by `fill` (`batch()`)."""
+    item = Inbound(None, None, lane, raw, ticket)
+    fill(item, value, name, topic, key)
+    return item
 
 
 class TestDecode:
@@ -163,16 +180,16 @@ class TestInbound:
 
 
 class TestBatch:
-    """`EventDecoder.batch`: `inbound` for one batch, positional, bindings checked once."""
+    """`EventDecoder.batch`: decodes into a transport's items, bindings checked once."""
 
     def test_decodes_like_inbound(self, mediator: EventMediator) -> None:
         decode = EventDecoder(mediator.event_map)
         one = decode.batch()
         items = [
-            one(_body(1), b"OrderPaid", "t", "a", 3, "raw", "ticket"),
-            one(_body(2), b"OrderPaid", "t", None, 4, None, None),
-            one(_body("x"), b"OrderPaid", "t", "b", 5, None, None),
-            one(_body(3, key="own"), b"OrderPaid", "t", "k", 6, None, None),
+            _filled(one, _body(1), b"OrderPaid", "t", "a", 3, "raw", "ticket"),
+            _filled(one, _body(2), b"OrderPaid", "t", None, 4, None, None),
+            _filled(one, _body("x"), b"OrderPaid", "t", "b", 5, None, None),
+            _filled(one, _body(3, key="own"), b"OrderPaid", "t", "k", 6, None, None),
         ]
         first, second, bad, own = items
         assert (first.event.payload, first.event.key, first.lane) == (OrderPaid(1), "a", 3)
@@ -199,15 +216,15 @@ class TestBatch:
         events = anycqrs.EventMap()
         events.bind(anycqrs.NotificationEvent[OrderPaid], RecordPaid)
         decode = EventDecoder(events)
-        old = decode.batch()(_body(1), b"OrderPaid", "t", None, 0, None, None)
-        again = decode.batch()(_body(1), b"OrderPaid", "t", None, 0, None, None)
+        old = _filled(decode.batch(), _body(1), b"OrderPaid", "t", None, 0, None, None)
+        again = _filled(decode.batch(), _body(1), b"OrderPaid", "t", None, 0, None, None)
         assert old.event.payload == again.event.payload == OrderPaid(1)
         names = events._by_name  # rebinding a name is not public API: simulate it
         names["OrderPaid"] = anycqrs.NotificationEvent[Renamed]
-        new = decode.batch()(_body(2), b"OrderPaid", "t", None, 0, None, None)
+        new = _filled(decode.batch(), _body(2), b"OrderPaid", "t", None, 0, None, None)
         assert new.event.payload == Renamed(2)
         del names["OrderPaid"]
-        gone = decode.batch()(_body(3), b"OrderPaid", "t", None, 0, None, None)
+        gone = _filled(decode.batch(), _body(3), b"OrderPaid", "t", None, 0, None, None)
         assert isinstance(gone.error, DeserializationError)
 
     def test_bytes_keys_become_text_only_when_needed(
@@ -222,14 +239,14 @@ class TestBatch:
         decode = EventDecoder(mediator.event_map)
         decode.inbound(_body(0), b"OrderPaid", "t", None, lane=0, raw=None)  # name learnt
         one = decode.batch(key_text)
-        own = one(_body(1, key="json"), b"OrderPaid", "t", b"k1", 0, None, None)
-        filled = one(_body(2), b"OrderPaid", "t", b"o\xff1", 0, None, None)
-        general = one(_body("x"), b"OrderPaid", "t", b"k3", 0, None, None)
+        own = _filled(one, _body(1, key="json"), b"OrderPaid", "t", b"k1", 0, None, None)
+        filled = _filled(one, _body(2), b"OrderPaid", "t", b"o\xff1", 0, None, None)
+        general = _filled(one, _body("x"), b"OrderPaid", "t", b"k3", 0, None, None)
         assert (own.event.key, filled.event.key) == ("json", "o\\xff1")
         assert isinstance(general.error, DeserializationError)
         needed = [b"o\xff1", b"k3"] if codec == "fast" else [b"k1", b"o\xff1", b"k3"]
         assert texts == needed
         strict = EventDecoder(mediator.event_map).batch()
         assert isinstance(
-            strict(_body(4), b"OrderPaid", "t", b"\xff", 0, None, None).error, DeserializationError
+            _filled(strict, _body(4), b"OrderPaid", "t", b"\xff").error, DeserializationError
         )

@@ -37,6 +37,7 @@ class KafkaTransport:
         "_batch_size",
         "_consumer",
         "_dead_letters",
+        "_decoder",
         "_group",
         "_loop_thread",
         "_observer",
@@ -45,6 +46,7 @@ class KafkaTransport:
         "_timeout",
         "_topic",
         "assignment",
+        "revocations",
     )
 
     def __init__(
@@ -66,7 +68,12 @@ class KafkaTransport:
         self._dead_letters = dead_letters
         self.assignment = assignment
         self._offsets = Offsets()
+        self.revocations = 0
+        """Rebalances that took partitions (raised before their items turn
+        stale: the lanes ask `stale` only once it is not 0)."""
         self._consumer: Consumer | None = None
+        self._decoder: EventDecoder | None = None
+        """The decoder of the run (given to `fetch`), for `decode`."""
         self._loop_thread: int | None = None
         self._topic: str | None = None
         """The subscribed topic when it is the only one (not a pattern)."""
@@ -114,6 +121,7 @@ class KafkaTransport:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assignment.revoke(partitions)
+        self.revocations += 1  # before any item is stale (the lanes read it)
         commits = self._offsets.forget(partitions)
         logger.info("Kafka partitions revoked: %s", _describe(partitions))
         if commits:
@@ -127,6 +135,7 @@ class KafkaTransport:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assignment.revoke(partitions)
+        self.revocations += 1  # before any item is stale (the lanes read it)
         self._offsets.forget(partitions)
         logger.warning("Kafka partitions lost: %s", _describe(partitions))
 
@@ -143,10 +152,11 @@ class KafkaTransport:
             except KafkaException as exc:
                 logger.warning("Kafka commit failed: %s", exc)
         size = self._batch_size
+        self._decoder = decode
         messages = consumer.consume(size, 0)
         self._probe.polled()
         if messages:
-            return self._decode(messages, decode)
+            return self._items(messages)
         first = await anyio.to_thread.run_sync(self._wait)
         self._probe.polled()
         if not first:
@@ -154,19 +164,20 @@ class KafkaTransport:
             return []
         # the first message's partition is looked up before the drain, whose
         # rebalance callbacks may revoke it (its item is then stale)
-        items = self._decode(first, decode)
+        items = self._items(first)
         if size > 1:
-            items += self._decode(consumer.consume(size - 1, 0), decode)
+            items += self._items(consumer.consume(size - 1, 0))
         return items
 
-    def _decode(self, messages: list[Any], decode: EventDecoder) -> list[Inbound]:
-        """Decode a fetched batch; one commit ticket per run of one partition
-        (its items and end offset filled in once the run is complete)."""
-        inbound = decode.batch(record_key)  # a key decoded only when the JSON has none
+    def _items(self, messages: list[Any]) -> list[Inbound]:
+        """A fetched batch as undecoded items (the lanes have them decoded,
+        `decode`); one commit ticket per run of one partition (its items and
+        end offset filled in once the run is complete)."""
         partition = self._offsets.partition
         single = self._topic  # one literal topic subscribed: no topic() call per message
         items: list[Inbound] = []
         append = items.append
+        new = object.__new__
         batch: Any = None
         last: Any = None
         topic: str | None = None
@@ -190,28 +201,34 @@ class KafkaTransport:
                 first = len(items)
             elif batch is None:
                 continue
+            key = msg.key()
+            item: Inbound = new(Inbound)  # `Inbound(None, None, ...)` without its frame
+            item.event = item.error = None
+            item.lane = hash(key) if key is not None else lane
+            item.raw = msg
+            item.ticket = batch
+            item.handled = False
+            append(item)
+            last = msg
+        if batch is not None:
+            _close_run(batch, items, first, last)
+        return items
+
+    def decode(self, items: Sequence[Inbound], /) -> None:
+        """Decode a lane's chunk (`DecodingTransport`), just before it is handled."""
+        decoder = self._decoder
+        assert decoder is not None  # (set by the fetch that brought the items)
+        fill = decoder.batch(record_key)  # a key decoded only when the JSON has none
+        single = self._topic
+        for item in items:
+            msg = item.raw
             name = None  # the `event_name` header, `_wire.event_name` inlined
             headers = msg.headers()
             if headers:
                 for header, value in headers:
                     if header == "event_name" and value is not None:
                         name = value
-            key = msg.key()
-            append(
-                inbound(
-                    msg.value(),
-                    name,
-                    topic,
-                    key,
-                    hash(key) if key is not None else lane,
-                    msg,
-                    batch,
-                )
-            )
-            last = msg
-        if batch is not None:
-            _close_run(batch, items, first, last)
-        return items
+            fill(item, msg.value(), name, single or msg.topic(), msg.key())
 
     def settle(self, items: Sequence[Inbound], /) -> None:
         self._offsets.settle(items)
