@@ -24,10 +24,10 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from functools import partial
 from itertools import count
 from operator import attrgetter
-from typing import Any, Generic, TypeVar
+from types import FunctionType
+from typing import Any, Generic, TypeVar, cast
 
 import anyio
 import anyio.from_thread
@@ -80,7 +80,8 @@ class _Batch:
 
     Each record's delivery callback carries its position in the batch
     (librdkafka drops the headers of failed messages, so a report cannot be
-    matched by its content).
+    matched by its content): one function per batch, bound to the index
+    (`reporter`).
 
     A delivered record takes no lock: it sets its byte of `_settled` and
     draws from `_reports` (each one step under the GIL); whoever draws the
@@ -103,13 +104,22 @@ class _Batch:
         """How many records' outcome is still unknown."""
         return self.size - self._settled.count(1)
 
-    def report(self, index: int, err: KafkaError | None, _msg: Any) -> None:
-        if err is not None:
-            with self._lock:
-                self.failures.append(Failure(index, f"{err.name()}: {err.str()}", err.code()))
-        self._settled[index] = 1
-        if next(self._reports) == self.size:
-            self._done.append(self)
+    def reporter(self) -> Callable[[int], Callable[[KafkaError | None, Any], None]]:
+        """What makes record `index`'s delivery callback: `reporter()(index)`
+        binds `index` to one function of the batch, a method object (a third
+        of a `partial`'s cost, and one object fewer per record in flight)."""
+        lock, failures, settled = self._lock, self.failures, self._settled
+        reports, size, done = self._reports, self.size, self._done
+
+        def report(index: int, err: KafkaError | None, _msg: Any) -> None:
+            if err is not None:
+                with lock:
+                    failures.append(Failure(index, f"{err.name()}: {err.str()}", err.code()))
+            settled[index] = 1
+            if next(reports) == size:
+                done.append(self)
+
+        return cast(FunctionType, report).__get__
 
     def not_produced(self, start: int, stop: int, reason: str, code: int | None) -> bool:
         """Record `start..stop` as never handed to librdkafka; True when the
@@ -262,13 +272,18 @@ class KafkaProducerCore(Generic[T]):
         producer = self._producer
         assert producer is not None
         produce, poll = producer.produce, producer.poll
-        encode, report = self._encode, batch.report
+        encode, report = self._encode, batch.reporter()
         i = start
         n = len(items)
         while i < n:
             topic, value, key, headers = encode(items[i])
             try:
-                produce(topic, value, key, headers=headers, on_delivery=partial(report, i))
+                # Positional: with keywords, the binding's argument parser
+                # builds and hashes a string per keyword name it looks up
+                # (≈ 1.5k instructions a record). Its order is
+                # (topic, value, key, partition, callback, on_delivery,
+                # timestamp, headers); -1 is any partition, 0 now.
+                produce(topic, value, key, -1, report(i), None, 0, headers)
             except BufferError:
                 if not block:
                     return i

@@ -51,6 +51,29 @@ async def test_a_caller_can_retry_exactly_the_failures(kafka_bootstrap: str, uni
     assert len(got) == 2  # the two reported delivered are on the topic
 
 
+@pytest.mark.parametrize(("count", "bad"), [(3, 1), (40, 17)])  # inline, worker thread
+async def test_a_failure_reported_by_the_broker_names_its_own_record(
+    kafka_bootstrap: str, unique: str, count: int, bad: int
+) -> None:
+    """The broker refuses one record amid delivered ones (an invalid topic
+    name fails in its delivery report, not in `produce`): each record's
+    callback is bound to its own position, so that one is named."""
+    topic = f"mid-{unique}"
+    refused = Message(message_name="Bad", topic="bad topic!", payload={"n": bad})
+    messages = [Message.from_event(paid(i, topic)) for i in range(count)]
+    messages[bad] = refused
+    async with KafkaMessageBroker(
+        {"bootstrap.servers": kafka_bootstrap, "message.timeout.ms": 5000}
+    ) as broker:
+        with pytest.raises(BrokerDeliveryError) as info:
+            await broker.send_many(messages)
+    error = info.value
+    assert error.positions == (bad,)
+    assert [message_id for message_id, _ in error.failures] == [str(refused.message_id)]
+    assert "Invalid topic" in error.failures[0][1]
+    assert error.delivered == count - 1
+
+
 async def test_cancelling_a_publish_behind_a_full_local_queue_returns_at_once(
     unique: str,
 ) -> None:
