@@ -35,6 +35,19 @@ def test_saga_ids_are_random_version_4_uuids() -> None:
     assert sample.is_safe is uuid.SafeUUID.unknown
 
 
+def test_saga_ids_keep_the_random_bytes_as_uuid4_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch is `UUID(bytes=chunk, version=4)` of each 16 random bytes:
+    the batch's C steps set the same bits as `uuid4`, and nothing else."""
+    data = os.urandom(256 * 16)
+    monkeypatch.setattr(os, "urandom", lambda n: data[:n])
+    new_saga_id = SagaIds()
+    got = [new_saga_id() for _ in range(256)]
+    want = [uuid.UUID(bytes=data[i : i + 16], version=4) for i in range(0, 256 * 16, 16)]
+    assert sorted(got) == sorted(want)
+    assert all(type(u) is uuid.UUID and u.is_safe is uuid.SafeUUID.unknown for u in got)
+    assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in got)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="needs os.fork")
 def test_saga_ids_after_fork_differ_from_the_parents() -> None:
     new_saga_id = SagaIds()
