@@ -13,7 +13,7 @@ import anyio
 from .._handlers import take_events
 from ..errors import EventDispatchError
 from ..events._dispatcher import EventDispatcher
-from ..observability._context import _CURRENT, LazyMessage
+from ..observability._context import _CURRENT
 from ._compensation import Compensator
 from ._log import (
     ACT,
@@ -26,7 +26,6 @@ from ._log import (
     set_saga_id,
     set_step_type,
 )
-from ._observed import read_saga_message
 from ._run import Handler, Journal, Run
 from ._snapshot import Dump, Snapshots
 from ._start import Known
@@ -99,7 +98,6 @@ class Forward:
         "_dump",
         "_engine",
         "_index",
-        "_message",
         "_plan",
         "_run",
         "_saga_id",
@@ -109,7 +107,6 @@ class Forward:
     # set by the first step (a per-saga store fewer for each one here)
     _plan: tuple[Step, ...]
     _dump: Dump
-    _message: LazyMessage
 
     def __init__(
         self,
@@ -167,14 +164,8 @@ class Forward:
                 else:  # a recovered run (or a context class not started here yet)
                     self._plan = engine.steps.plan(run.saga)
                     self._dump = engine.snapshots.dumper(type(run.context))
-                # saga_message() without type.__call__ (one per saga: ~0.2 µs)
-                self._message = message = _new_lazy()
-                message._read = read_saga_message
-                message._arg = (run.saga_id, run.origin)
-                message._resolved = None
             assert run is not None
-            message = self._message
-            token = _CURRENT.set(message)  # the steps' events: in the saga's conversation
+            token = _CURRENT.set(run)  # (Run.resolve) the steps' events: in the saga's conversation
             plan = self._plan
             index = self._index
             if index >= len(plan):
@@ -288,7 +279,6 @@ class Forward:
 
 
 _new_forward = functools.partial(object.__new__, Forward)
-_new_lazy = functools.partial(object.__new__, LazyMessage)
 
 
 def starting(engine: Engine, context: Any, saga_id: UUID | None) -> Forward:

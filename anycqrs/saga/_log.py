@@ -90,7 +90,7 @@ _UNKNOWN = SafeUUID.unknown  # an enum property lookup on every access otherwise
 _new_uuid = object.__new__
 _set_int = UUID.__dict__["int"].__set__  # (UUID.__setattr__ refuses: immutable)
 _set_safe = UUID.__dict__["is_safe"].__set__
-_from_bytes = int.from_bytes
+_from_bytes: Callable[[bytes, Any], int] = int.from_bytes
 
 
 _BATCH = 256

@@ -27,7 +27,6 @@ __all__ = [
     "origin_headers",
     "origin_of",
     "otel_current",
-    "read_saga_message",
     "saga_message",
 ]
 
@@ -57,15 +56,9 @@ def origin_of(history: Sequence[SagaStepEntry]) -> dict[str, str] | None:
     return None
 
 
-def saga_message(saga_id: Any, origin: Mapping[str, str] | None) -> _context.LazyMessage:
+def saga_message(saga_id: Any, origin: Mapping[str, str] | None) -> _context.MessageContext:
     """The current message while a saga's steps run: the saga itself, in its
-    origin's conversation, built only when read (most steps never read it:
-    `str(saga_id)` alone is ~0.5 µs of a 3-step saga)."""
-    return _context.LazyMessage(read_saga_message, (saga_id, origin))
-
-
-def read_saga_message(arg: tuple[Any, Mapping[str, str] | None]) -> _context.MessageContext:
-    saga_id, origin = arg
+    origin's conversation (`Run.resolve` builds it when it is first read)."""
     own = str(saga_id)
     if not origin:
         return _context.MessageContext(own, own, None)

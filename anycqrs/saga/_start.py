@@ -172,6 +172,7 @@ class Starter:
         run.done = []
         run.status = RUNNING
         run.origin = origin
+        run._message = None
         if not isinstance(written, int):
             run.version = 0
             return self._created(written, run, resumable=saga_id is not None)

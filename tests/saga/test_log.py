@@ -88,10 +88,10 @@ def test_fast_constructors_fill_every_slot() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_stream_builds_the_saga_message_of_saga_message() -> None:
-    """The forward iterator builds its saga message inline: the slots
-    `saga_message` (a `LazyMessage`) sets."""
-    from anycqrs.observability._context import LazyMessage
+async def test_the_run_is_the_current_message_of_its_steps() -> None:
+    """While a step runs the current message is its run, which builds
+    `saga_message` of the saga's id and origin once, when first read."""
+    from anycqrs.observability._context import _CURRENT, current_message
     from anycqrs.saga._observed import saga_message
 
     from ._sagas import Journal, OrderContext, make_mediator
@@ -100,10 +100,15 @@ async def test_a_stream_builds_the_saga_message_of_saga_message() -> None:
     forward: Any = mediator.stream(OrderContext(order_id=1))
     await forward.__anext__()
     run = forward._run
-    inline, plain = forward._message, saga_message(run.saga_id, run.origin)
-    assert {s: getattr(inline, s) for s in LazyMessage.__slots__} == {
-        s: getattr(plain, s) for s in LazyMessage.__slots__
-    }
+    assert run._message is None  # nothing read it yet
+    assert _CURRENT.get() is None  # reset after the step
+    token = _CURRENT.set(run)
+    try:
+        read = current_message()
+    finally:
+        _CURRENT.reset(token)
+    assert read == saga_message(run.saga_id, run.origin) and run.resolve() is read
+    assert read.message_id == str(run.saga_id) == read.correlation_id
     await forward.aclose()
 
 
