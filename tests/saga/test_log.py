@@ -112,6 +112,24 @@ async def test_the_run_is_the_current_message_of_its_steps() -> None:
     await forward.aclose()
 
 
+def test_a_stream_has_every_slot_of_a_constructed_forward() -> None:
+    """`SagaMediator.stream` builds its `Forward` inline: the slots its
+    `__init__` sets, and nothing else."""
+    from anycqrs.saga._forward import Forward
+
+    from ._sagas import Journal, OrderContext, make_mediator
+
+    mediator = make_mediator(Journal())
+    context, sid = OrderContext(order_id=1), uuid.uuid4()
+    for saga_id in (None, sid, str(sid)):
+        inline: Any = mediator.stream(context, saga_id)
+        built = Forward(mediator._engine, context, None if saga_id is None else sid)
+        slots = {s for s in Forward.__slots__ if hasattr(built, s)}
+        assert slots == {s for s in Forward.__slots__ if hasattr(inline, s)}
+        assert {s: getattr(inline, s) for s in slots} == {s: getattr(built, s) for s in slots}
+        assert type(inline) is Forward and not inline.finished
+
+
 def test_a_begun_run_has_every_slot_of_a_constructed_one() -> None:
     """`Starter.begin` builds the run of a new saga inline: the slots `Run` sets."""
     from anycqrs.saga._run import Run
