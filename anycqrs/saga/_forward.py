@@ -34,10 +34,10 @@ from ._types import SagaStepResult
 
 __all__ = ["NEW", "Engine", "Forward", "Start", "new_forward"]
 
-Start = Callable[[Any, "UUID | None"], "tuple[Run, int] | Awaitable[tuple[Run, int] | None]"]
-"""Creates (or resumes) the run of a context (`Starter.begin`): `(run, index
-of the step to run)`, or an awaitable of it, or of `None` when there is
-nothing left to run."""
+Start = Callable[[Any, "UUID | None"], "Run | Awaitable[tuple[Run, int] | None]"]
+"""Creates (or resumes) the run of a context (`Starter.begin`): the run of a
+new saga (its first step to run), or an awaitable of `(run, index of the
+step to run)`, or of `None` when there is nothing left to run."""
 
 _NEW, _READY, _BUSY, _DONE = 0, 1, 2, 3
 NEW = _NEW
@@ -154,11 +154,14 @@ class Forward:
                 engine = self._engine
                 if run is None:
                     begun = engine.start(self._context, self._saga_id)
-                    started = begun if isinstance(begun, tuple) else await begun
                     self._context = None
-                    if started is None:
-                        raise StopAsyncIteration
-                    run, self._index = started
+                    if isinstance(begun, Run):  # created at once: from its first step
+                        run = begun
+                    else:
+                        started = await begun
+                        if started is None:
+                            raise StopAsyncIteration
+                        run, self._index = started
                 self._run = run
                 known = engine.known.get(type(run.context))
                 if known is not None and known[0] is run.saga:

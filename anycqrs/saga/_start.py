@@ -67,9 +67,10 @@ def saga_id_for(event: Any, saga: type[Saga[Any]] | str) -> UUID:
     return uuid5(SAGA_ID_NAMESPACE, f"{name}\n{event_id}")
 
 
-Begun: TypeAlias = "tuple[Run, int] | Awaitable[tuple[Run, int] | None]"
-"""What `Starter.begin` returns: `(run, index of the step to run)` at once,
-or an awaitable of it (`None`: nothing left to run)."""
+Begun: TypeAlias = "Run | Awaitable[tuple[Run, int] | None]"
+"""What `Starter.begin` returns: the run of a new saga, written at once
+(its first step to run), or an awaitable of `(run, index of the step to
+run)` (`None`: nothing left to run)."""
 
 
 Known: TypeAlias = "tuple[type[Saga[Any]], Dump, tuple[Step, ...]]"
@@ -131,12 +132,12 @@ class Starter:
             SagaStateError: `saga_id` is a saga of another class, or COMPENSATING.
         """
         begun = self.begin(context, saga_id)
-        return begun if isinstance(begun, tuple) else await begun
+        return (begun, 0) if isinstance(begun, Run) else await begun
 
     def begin(self, context: Any, saga_id: UUID | None) -> Begun:
         """`start` without its coroutine where nothing has to be awaited
-        (a new saga in a storage written synchronously: the `(run, 0)` of
-        `start`); else an awaitable of what `start` returns."""
+        (a new saga in a storage written synchronously: the run of `start`'s
+        `(run, 0)`); else an awaitable of what `start` returns."""
         cls = type(context)
         known = self.known.get(cls) or self.know(cls)
         saga, dump, plan = known
@@ -177,7 +178,7 @@ class Starter:
             run.version = 0
             return self._created(written, run, resumable=saga_id is not None)
         run.version = written
-        return run, 0
+        return run
 
     async def _created(
         self, written: Awaitable[int], run: Run, *, resumable: bool
