@@ -81,9 +81,17 @@ def test_fast_constructors_fill_every_slot() -> None:
     storage = MemorySagaStorage()
     storage._create_now(sid, "S", {}, SagaStatus.RUNNING, (), 1.5)
     row = storage._rows[sid.int]
-    plain = _Row("S", SagaStatus.RUNNING, {}, 1.5)
     assert {s: getattr(row, s) for s in _Row.__slots__} == {
-        s: getattr(plain, s) for s in _Row.__slots__
+        "name": "S",
+        "status": SagaStatus.RUNNING,
+        "context": {},
+        "version": 1,
+        "attempts": 0,
+        "lease_owner": None,
+        "lease_until": 0.0,
+        "created": 1.5,
+        "updated": 1.5,
+        "log": [],
     }
 
 
