@@ -40,6 +40,8 @@ new saga (its first step to run), or an awaitable of `(run, index of the
 step to run)`, or of `None` when there is nothing left to run."""
 
 _NEW, _READY, _BUSY, _DONE = 0, 1, 2, 3
+_set_current, _reset_current, _now = _CURRENT.set, _CURRENT.reset, time.time
+"""Bound once: a method (or module attribute) lookup fewer per call, 3-4 per step."""
 NEW = _NEW
 """The state of a `Forward` that has not run a step yet (see `new_forward`)."""
 
@@ -170,7 +172,7 @@ class Forward:
                     self._plan = engine.steps.plan(run.saga)
                     self._dump = engine.snapshots.dumper(type(run.context))
             assert run is not None
-            token = _CURRENT.set(run)  # (Run.resolve) the steps' events: in the saga's conversation
+            token = _set_current(run)  # (Run.resolve) the steps' events: in the saga's conversation
             plan = self._plan
             index = self._index
             if index >= len(plan):
@@ -221,7 +223,7 @@ class Forward:
             except Exception:  # noqa: BLE001 - the slow path names the problem
                 snapshot = self._engine.snapshots.dump(context)
             run.snapshot = snapshot
-            now = time.time()
+            now = _now()
             name = handler.step_name
             following = step.following
             if following is not None:
@@ -238,9 +240,9 @@ class Forward:
         except BaseException:
             self._state = _DONE
             if token is not None:
-                _CURRENT.reset(token)
+                _reset_current(token)
             raise
-        _CURRENT.reset(token)
+        _reset_current(token)
         if status is None:
             self._index = index + 1
             self._state = _READY

@@ -31,6 +31,9 @@ from ._types import SagaStatus, SagaStepEntry
 
 __all__ = ["SAGA_ID_NAMESPACE", "Begun", "Known", "Starter", "saga_id_for"]
 
+_current, _now = _CURRENT.get, time.time
+"""Bound once: a method (or module attribute) lookup fewer, per saga."""
+
 SAGA_ID_NAMESPACE = UUID("0b5f5c1e-7a3d-5c2b-8e4f-6d9a1b2c3e4f")
 """The uuid5 namespace of `saga_id_for`."""
 
@@ -152,9 +155,9 @@ class Starter:
             snapshot = dump(context)
         except Exception:  # noqa: BLE001 - the slow path names the problem
             snapshot = self.snapshots.dump(context)
-        now = time.time()
+        now = _now()
         # origin_headers()'s first test, inline: most sagas start with nothing to keep
-        origin = None if _CURRENT.get() is None and not otel_current() else origin_headers()
+        origin = None if _current() is None and not otel_current() else origin_headers()
         details = None if origin is None else {ORIGIN: origin}
         first: tuple[Entry, ...] = ((plan[0].name, ACT, STARTED, details, now),)
         try:
