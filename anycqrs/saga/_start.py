@@ -145,8 +145,9 @@ class Starter:
         known = self.known.get(cls) or self.know(cls)
         saga, dump, plan = known
         if saga_id is None:
+            ready = self._ready  # (a slot's callable: see Forward.__anext__)
             try:
-                sid = self._ready()  # SagaIds(), inline
+                sid = ready()  # SagaIds(), inline
             except IndexError:
                 sid = self.new_saga_id.refill()
         else:
@@ -161,7 +162,8 @@ class Starter:
         details = None if origin is None else {ORIGIN: origin}
         first: tuple[Entry, ...] = ((plan[0].name, ACT, STARTED, details, now),)
         try:
-            written = self.journal.create(sid, saga.saga_name, snapshot, RUNNING, first, now)
+            create = self.journal.create
+            written = create(sid, saga.saga_name, snapshot, RUNNING, first, now)
         except SagaAlreadyExistsError:
             if saga_id is None:  # pragma: no cover - a random 122-bit id collided
                 raise
