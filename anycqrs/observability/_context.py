@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Union
+from typing import Any, Protocol, Union
 from uuid import uuid4
 
 import attrs
@@ -117,7 +117,16 @@ class LaneMessage:
         return resolved[1]
 
 
-_Current = Union[MessageContext, LazyMessage, LaneMessage, None]
+class Resolves(Protocol):
+    """A current message read only when asked for (`LazyMessage`,
+    `LaneMessage`, a saga's `Run`): `resolve()` returns it."""
+
+    def resolve(self) -> MessageContext | None:
+        """The message (`None`: none now)."""
+        ...
+
+
+_Current = Union[MessageContext, Resolves, None]
 
 _CURRENT: ContextVar[_Current] = ContextVar("anycqrs_current_message", default=None)
 
@@ -136,7 +145,7 @@ def current_message() -> MessageContext | None:
     current = _CURRENT.get()
     if current is None or type(current) is MessageContext:
         return current
-    return current.resolve()  # type: ignore[union-attr]  # a lazy one
+    return current.resolve()  # type: ignore[union-attr]  # a lazy one (`Resolves`)
 
 
 def _new_id() -> str:
@@ -187,7 +196,7 @@ def correlation_scope(
 
 
 @contextmanager
-def use_message(context: MessageContext | LazyMessage | LaneMessage) -> Iterator[None]:
+def use_message(context: MessageContext | Resolves) -> Iterator[None]:
     """Make `context` the current message for the block (library-internal)."""
     token = _CURRENT.set(context)
     try:

@@ -19,7 +19,7 @@ from ..middlewares import Middleware, MiddlewareChain
 from ..observability import _tracing
 from ..observability._state_metrics import SagaMetrics
 from ._compensation import Compensator, compensation_policy
-from ._forward import Engine, Forward, starting
+from ._forward import NEW, Engine, Forward, new_forward
 from ._map import SagaMap
 from ._observed import TracedForward
 from ._recovery import Recovery
@@ -232,7 +232,14 @@ class SagaMediator:
                 a saga of another class.
             Exception: the failing step's error, unchanged.
         """
-        forward = starting(self._engine, context, None if saga_id is None else _as_uuid(saga_id))
+        # Forward(self._engine, context, saga_id), inline (see new_forward)
+        forward = new_forward()
+        forward._engine = self._engine
+        forward._context = context
+        forward._saga_id = None if saga_id is None else _as_uuid(saga_id)
+        forward._run = None
+        forward._index = 0
+        forward._state = NEW
         if self._tracer is None:
             return forward
         try:

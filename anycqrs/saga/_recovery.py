@@ -13,7 +13,6 @@ from ..errors import SagaError
 from ..observability._context import use_message
 from ._compensation import Compensator
 from ._log import ACT, describe
-from ._observed import saga_message
 from ._run import Journal, Run
 from ._snapshot import Snapshots
 from ._start import Starter
@@ -166,7 +165,7 @@ class Recovery:
                     self.max_attempts,
                     reason,
                 )
-                with use_message(saga_message(run.saga_id, run.origin)):
+                with use_message(run):
                     await self.compensator.compensate(run)
                 return
         status = (
@@ -211,7 +210,7 @@ class Recovery:
     async def _recover_state(self, state: SagaState) -> None:
         run, start = await self._rebuilt(state)
         if state.status in _COMPENSATE:  # in the saga's conversation, as a forward run
-            with use_message(saga_message(run.saga_id, run.origin)):
+            with use_message(run):
                 await self.compensator.compensate(run)  # FAILED, or COMPENSATION_FAILED again
             return
         if not await self.starter.restart(run, start):

@@ -8,8 +8,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 from uuid import UUID
 
+from ..observability._context import MessageContext
 from ..observability._state_metrics import SagaMetrics
 from ._log import Entry, entry
+from ._observed import saga_message
 from ._saga import Saga, SagaStepHandler
 from ._types import SagaStatus, StepRecord
 from .storage._memory import MemorySagaStorage
@@ -40,9 +42,25 @@ _Save = Callable[
 class Run:
     """One execution of a saga: its id, context, the stored version and
     context snapshot, and the handlers that acted (to compensate them on the
-    same instances)."""
+    same instances).
 
-    __slots__ = ("context", "done", "origin", "saga", "saga_id", "snapshot", "status", "version")
+    A run is also the current message while its steps run (see
+    `current_message`): `resolve` builds the saga's `MessageContext` when
+    first read (most steps never read it), so starting a saga builds no
+    message holder of its own.
+    """
+
+    __slots__ = (
+        "_message",
+        "context",
+        "done",
+        "origin",
+        "saga",
+        "saga_id",
+        "snapshot",
+        "status",
+        "version",
+    )
 
     def __init__(
         self,
@@ -61,6 +79,15 @@ class Run:
         self.status = SagaStatus.RUNNING
         self.origin: dict[str, str] | None = None
         """Correlation and trace headers of where the saga started."""
+        self._message: MessageContext | None = None
+
+    def resolve(self) -> MessageContext:
+        """The current message while the saga's steps run: the saga itself,
+        in its origin's conversation (`saga_message`), built once."""
+        message = self._message
+        if message is None:
+            message = self._message = saga_message(self.saga_id, self.origin)
+        return message
 
 
 _new_run = functools.partial(object.__new__, Run)

@@ -31,6 +31,9 @@ from ._types import SagaStatus, SagaStepEntry
 
 __all__ = ["SAGA_ID_NAMESPACE", "Begun", "Known", "Starter", "saga_id_for"]
 
+_current, _now = _CURRENT.get, time.time
+"""Bound once: a method (or module attribute) lookup fewer, per saga."""
+
 SAGA_ID_NAMESPACE = UUID("0b5f5c1e-7a3d-5c2b-8e4f-6d9a1b2c3e4f")
 """The uuid5 namespace of `saga_id_for`."""
 
@@ -67,9 +70,10 @@ def saga_id_for(event: Any, saga: type[Saga[Any]] | str) -> UUID:
     return uuid5(SAGA_ID_NAMESPACE, f"{name}\n{event_id}")
 
 
-Begun: TypeAlias = "tuple[Run, int] | Awaitable[tuple[Run, int] | None]"
-"""What `Starter.begin` returns: `(run, index of the step to run)` at once,
-or an awaitable of it (`None`: nothing left to run)."""
+Begun: TypeAlias = "Run | Awaitable[tuple[Run, int] | None]"
+"""What `Starter.begin` returns: the run of a new saga, written at once
+(its first step to run), or an awaitable of `(run, index of the step to
+run)` (`None`: nothing left to run)."""
 
 
 Known: TypeAlias = "tuple[type[Saga[Any]], Dump, tuple[Step, ...]]"
@@ -131,18 +135,19 @@ class Starter:
             SagaStateError: `saga_id` is a saga of another class, or COMPENSATING.
         """
         begun = self.begin(context, saga_id)
-        return begun if isinstance(begun, tuple) else await begun
+        return (begun, 0) if isinstance(begun, Run) else await begun
 
     def begin(self, context: Any, saga_id: UUID | None) -> Begun:
         """`start` without its coroutine where nothing has to be awaited
-        (a new saga in a storage written synchronously: the `(run, 0)` of
-        `start`); else an awaitable of what `start` returns."""
+        (a new saga in a storage written synchronously: the run of `start`'s
+        `(run, 0)`); else an awaitable of what `start` returns."""
         cls = type(context)
         known = self.known.get(cls) or self.know(cls)
         saga, dump, plan = known
         if saga_id is None:
+            ready = self._ready  # (a slot's callable: see Forward.__anext__)
             try:
-                sid = self._ready()  # SagaIds(), inline
+                sid = ready()  # SagaIds(), inline
             except IndexError:
                 sid = self.new_saga_id.refill()
         else:
@@ -151,13 +156,14 @@ class Starter:
             snapshot = dump(context)
         except Exception:  # noqa: BLE001 - the slow path names the problem
             snapshot = self.snapshots.dump(context)
-        now = time.time()
+        now = _now()
         # origin_headers()'s first test, inline: most sagas start with nothing to keep
-        origin = None if _CURRENT.get() is None and not otel_current() else origin_headers()
+        origin = None if _current() is None and not otel_current() else origin_headers()
         details = None if origin is None else {ORIGIN: origin}
         first: tuple[Entry, ...] = ((plan[0].name, ACT, STARTED, details, now),)
         try:
-            written = self.journal.create(sid, saga.saga_name, snapshot, RUNNING, first, now)
+            create = self.journal.create
+            written = create(sid, saga.saga_name, snapshot, RUNNING, first, now)
         except SagaAlreadyExistsError:
             if saga_id is None:  # pragma: no cover - a random 122-bit id collided
                 raise
@@ -172,11 +178,12 @@ class Starter:
         run.done = []
         run.status = RUNNING
         run.origin = origin
+        run._message = None
         if not isinstance(written, int):
             run.version = 0
             return self._created(written, run, resumable=saga_id is not None)
         run.version = written
-        return run, 0
+        return run
 
     async def _created(
         self, written: Awaitable[int], run: Run, *, resumable: bool

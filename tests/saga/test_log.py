@@ -35,6 +35,19 @@ def test_saga_ids_are_random_version_4_uuids() -> None:
     assert sample.is_safe is uuid.SafeUUID.unknown
 
 
+def test_saga_ids_keep_the_random_bytes_as_uuid4_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch is `UUID(bytes=chunk, version=4)` of each 16 random bytes:
+    the batch's C steps set the same bits as `uuid4`, and nothing else."""
+    data = os.urandom(256 * 16)
+    monkeypatch.setattr(os, "urandom", lambda n: data[:n])
+    new_saga_id = SagaIds()
+    got = [new_saga_id() for _ in range(256)]
+    want = [uuid.UUID(bytes=data[i : i + 16], version=4) for i in range(0, 256 * 16, 16)]
+    assert sorted(got) == sorted(want)
+    assert all(type(u) is uuid.UUID and u.is_safe is uuid.SafeUUID.unknown for u in got)
+    assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in got)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="needs os.fork")
 def test_saga_ids_after_fork_differ_from_the_parents() -> None:
     new_saga_id = SagaIds()
@@ -68,17 +81,25 @@ def test_fast_constructors_fill_every_slot() -> None:
     storage = MemorySagaStorage()
     storage._create_now(sid, "S", {}, SagaStatus.RUNNING, (), 1.5)
     row = storage._rows[sid.int]
-    plain = _Row("S", SagaStatus.RUNNING, {}, 1.5)
     assert {s: getattr(row, s) for s in _Row.__slots__} == {
-        s: getattr(plain, s) for s in _Row.__slots__
+        "name": "S",
+        "status": SagaStatus.RUNNING,
+        "context": {},
+        "version": 1,
+        "attempts": 0,
+        "lease_owner": None,
+        "lease_until": 0.0,
+        "created": 1.5,
+        "updated": 1.5,
+        "log": [],
     }
 
 
 @pytest.mark.anyio
-async def test_a_stream_builds_the_saga_message_of_saga_message() -> None:
-    """The forward iterator builds its saga message inline: the slots
-    `saga_message` (a `LazyMessage`) sets."""
-    from anycqrs.observability._context import LazyMessage
+async def test_the_run_is_the_current_message_of_its_steps() -> None:
+    """While a step runs the current message is its run, which builds
+    `saga_message` of the saga's id and origin once, when first read."""
+    from anycqrs.observability._context import _CURRENT, current_message
     from anycqrs.saga._observed import saga_message
 
     from ._sagas import Journal, OrderContext, make_mediator
@@ -87,11 +108,34 @@ async def test_a_stream_builds_the_saga_message_of_saga_message() -> None:
     forward: Any = mediator.stream(OrderContext(order_id=1))
     await forward.__anext__()
     run = forward._run
-    inline, plain = forward._message, saga_message(run.saga_id, run.origin)
-    assert {s: getattr(inline, s) for s in LazyMessage.__slots__} == {
-        s: getattr(plain, s) for s in LazyMessage.__slots__
-    }
+    assert run._message is None  # nothing read it yet
+    assert _CURRENT.get() is None  # reset after the step
+    token = _CURRENT.set(run)
+    try:
+        read = current_message()
+    finally:
+        _CURRENT.reset(token)
+    assert read == saga_message(run.saga_id, run.origin) and run.resolve() is read
+    assert read.message_id == str(run.saga_id) == read.correlation_id
     await forward.aclose()
+
+
+def test_a_stream_has_every_slot_of_a_constructed_forward() -> None:
+    """`SagaMediator.stream` builds its `Forward` inline: the slots its
+    `__init__` sets, and nothing else."""
+    from anycqrs.saga._forward import Forward
+
+    from ._sagas import Journal, OrderContext, make_mediator
+
+    mediator = make_mediator(Journal())
+    context, sid = OrderContext(order_id=1), uuid.uuid4()
+    for saga_id in (None, sid, str(sid)):
+        inline: Any = mediator.stream(context, saga_id)
+        built = Forward(mediator._engine, context, None if saga_id is None else sid)
+        slots = {s for s in Forward.__slots__ if hasattr(built, s)}
+        assert slots == {s for s in Forward.__slots__ if hasattr(inline, s)}
+        assert {s: getattr(inline, s) for s in slots} == {s: getattr(built, s) for s in slots}
+        assert type(inline) is Forward and not inline.finished
 
 
 def test_a_begun_run_has_every_slot_of_a_constructed_one() -> None:
@@ -102,11 +146,9 @@ def test_a_begun_run_has_every_slot_of_a_constructed_one() -> None:
 
     mediator = make_mediator(Journal())
     context = OrderContext(order_id=1)
-    begun = mediator._starter.begin(context, None)
-    assert isinstance(begun, tuple)
-    run, index = begun
+    run = mediator._starter.begin(context, None)
+    assert type(run) is Run
     built = Run(run.saga_id, OrderSaga, context, 1, {"order_id": 1})
-    assert index == 0
     assert {s: getattr(run, s) for s in Run.__slots__} == {
         **{s: getattr(built, s) for s in Run.__slots__},
         "snapshot": run.snapshot,

@@ -83,3 +83,19 @@ async def test_a_save_after_the_drop_of_the_saga_created_last_is_not_found() -> 
     await storage.create_saga(other, "S", {}, status=SagaStatus.RUNNING)  # now the last one
     assert await storage.save(uuid.UUID(int=sid.int), 2) == 3  # an equal id, another object
     assert (await storage.load_saga_state(sid)).context == {"n": 1}
+
+
+async def test_sagas_created_finished_and_finished_by_a_save_share_the_bound() -> None:
+    """`create_saga` (through `_finish`) and `save` (its inline copy) count
+    into one retention queue."""
+    storage = MemorySagaStorage(keep_finished=1)
+    created = uuid.uuid4()
+    await storage.create_saga(created, "S", {}, status=SagaStatus.COMPLETED)
+    saved = await _finished(storage, SagaStatus.FAILED)
+    with pytest.raises(SagaNotFoundError):
+        await storage.load_saga_state(created)
+    again = uuid.uuid4()
+    await storage.create_saga(again, "S", {}, status=SagaStatus.FAILED)
+    with pytest.raises(SagaNotFoundError):
+        await storage.load_saga_state(saved)
+    assert (await storage.load_saga_state(again)).status is SagaStatus.FAILED
