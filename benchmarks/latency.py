@@ -23,14 +23,16 @@ same measurement as the ``kafka/latency-*`` workloads (shorter, fewer rounds).
 
 Method, and why. At 20k events/s the tail is set by pauses of the
 consumer's event loop. The longest inside the process are CPython's full
-(generation 2) collections: about one every 1-1.5 s at that rate (every
+(generation 2) collections: one every 1-2.5 s at that rate (every
 message in flight when a young collection runs is promoted), each a
 traversal of the process's whole heap: 11.5M instructions in the consumer's
 own process under asyncio, 13.6M under trio (its modules: 5k objects more),
 31.5M in the suite's process (python-cqrs, FastStream, pydantic and every
-workload imported: 88k objects). In most probed runs the events above the
-p99 were in flight during one; the rest waited on the machine (other
-processes on the same cores). So:
+workload imported: 88k objects). In three of four probed 5 s runs, 75-100%
+of the events above the p99 were in flight during one; in the fourth they
+waited on the machine (other processes on the same two cores; seconds-long
+tails on a saturated machine wait upstream, in the producer or the broker,
+while the consumer idles). So:
 
 * every run is a fresh interpreter (`measure_process`), so the p99 is
   measured on the consumer's heap, not on whatever the suite imported and
