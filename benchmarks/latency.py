@@ -44,11 +44,12 @@ while the consumer idles). So:
   that of 800 events of a 4 s window (one 40 ms stall decides it): the
   20k/s p99 moved 3x between full runs. The suite runs three rounds of each
   backend, rotated, so the median drops one disturbed round. The rounds
-  stay 5 s long: on Tansu the latency upstream of the consumer (sent to
-  fetched) grows after about 5 s of 20k/s on one partition (p50 4-5 ms in
-  the first seconds, 11-12 ms from the fifth on; a plain confluent-kafka
-  consumer sees it too), so 10 s runs measured more of the broker
-  (p50 10.6 and 11.6 ms against 6.0 and 5.9 ms for 5 s runs, alternated).
+  stay 5 s long: the latency upstream of the consumer (sent to fetched:
+  the producer process and Tansu) grows after about 5 s of 20k/s on one
+  partition (p50 4-5 ms in the first seconds, 11-12 ms from the fifth on;
+  a plain confluent-kafka consumer sees it too), so 10 s runs measured
+  more of that (p50 10.6 and 11.6 ms against 6.0 and 5.9 ms for 5 s
+  runs, alternated).
 """
 
 from __future__ import annotations
