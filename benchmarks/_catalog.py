@@ -353,8 +353,8 @@ def kafka_workloads(services: Services) -> list[Workload]:
                 Impl("asyncio", None, measure=runs.percentile(rate, "asyncio", key)),
                 Impl("trio", None, backend="trio", measure=runs.percentile(rate, "trio", key)),
             ),
-            fixed_n=(5, 1),  # seconds per run (see latency.Runs)
-            max_rounds=2,
+            fixed_n=(5, 1),  # seconds per run (see latency.Runs and its module docs)
+            max_rounds=3,
             targets=targets,
         )
 

@@ -20,6 +20,36 @@ fetch with no new data waits at the broker) is set to ``--fetch-wait-ms``.
 Without ``--kafka-bootstrap`` (or ``ANYCQRS_BENCH_KAFKA_BOOTSTRAP``) a Tansu
 broker is started for the run. The suite (``python -m benchmarks``) runs the
 same measurement as the ``kafka/latency-*`` workloads (shorter, fewer rounds).
+
+Method, and why. At 20k events/s the tail is set by pauses of the
+consumer's event loop. The longest inside the process are CPython's full
+(generation 2) collections: one every 1-2.5 s at that rate (every
+message in flight when a young collection runs is promoted), each a
+traversal of the process's whole heap: 11.5M instructions in the consumer's
+own process under asyncio, 13.6M under trio (its modules: 5k objects more),
+31.5M in the suite's process (python-cqrs, FastStream, pydantic and every
+workload imported: 88k objects). In three of four probed 5 s runs, 75-100%
+of the events above the p99 were in flight during one; in the fourth they
+waited on the machine (other processes on the same two cores; seconds-long
+tails on a saturated machine wait upstream, in the producer or the broker,
+while the consumer idles). So:
+
+* every run is a fresh interpreter (`measure_process`), so the p99 is
+  measured on the consumer's heap, not on whatever the suite imported and
+  built before (``--only`` and a full run would differ), and no backend
+  runs on the leftovers of the other (in one process trio always ran
+  second). A service's own heap sets its own pauses (a large one may
+  ``gc.freeze()`` after startup); this measures the library's.
+* the median of two rounds is their mean, and one round's p99 at 20k/s is
+  that of 800 events of a 4 s window (one 40 ms stall decides it): the
+  20k/s p99 moved 3x between full runs. The suite runs three rounds of each
+  backend, rotated, so the median drops one disturbed round. The rounds
+  stay 5 s long: the latency upstream of the consumer (sent to fetched:
+  the producer process and Tansu) grows after about 5 s of 20k/s on one
+  partition (p50 4-5 ms in the first seconds, 11-12 ms from the fifth on;
+  a plain confluent-kafka consumer sees it too), so 10 s runs measured
+  more of that (p50 10.6 and 11.6 ms against 6.0 and 5.9 ms for 5 s
+  runs, alternated).
 """
 
 from __future__ import annotations
@@ -27,7 +57,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from typing import Any
@@ -190,12 +222,33 @@ def measure(
     return {"backend": backend, **summary(latencies, rate, warmup)}
 
 
+def measure_process(
+    bootstrap: str,
+    rate: int,
+    *,
+    seconds: float = 10.0,
+    warmup: float = 2.0,
+    backend: str = "asyncio",
+    fetch_wait_ms: int = 5,
+) -> dict[str, Any]:
+    """`measure` in a fresh interpreter (its heap only the consumer's: see the module docs)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "row.json")
+        command = [sys.executable, "-m", "benchmarks.latency", "--kafka-bootstrap", bootstrap]
+        command += ["--rates", str(rate), "--seconds", str(seconds), "--warmup", str(warmup)]
+        command += ["--backend", backend, "--fetch-wait-ms", str(fetch_wait_ms), "--json", path]
+        subprocess.run(command, env=_child_env(), check=True, stdout=subprocess.DEVNULL)
+        with open(path, encoding="utf-8") as fh:
+            row: dict[str, Any] = json.load(fh)[0]
+    return row
+
+
 class Runs:
     """Latency runs shared by the suite's ``p50`` and ``p99`` workloads: each
-    run serves one round of each percentile. The suite calls ``measure(n)``
-    and divides the seconds it returns by ``n``: here ``n`` is the run's
-    length in seconds (the first fifth is warm-up), and the percentile comes
-    back multiplied by it."""
+    run (a fresh process, `measure_process`) serves one round of each
+    percentile. The suite calls ``measure(n)`` and divides the seconds it
+    returns by ``n``: here ``n`` is the run's length in seconds (the first
+    fifth is warm-up), and the percentile comes back multiplied by it."""
 
     def __init__(self, bootstrap: Any) -> None:
         self._bootstrap = bootstrap
@@ -209,7 +262,9 @@ class Runs:
             if index >= len(runs):
                 bootstrap = self._bootstrap()
                 runs.append(
-                    measure(bootstrap, rate, seconds=seconds, warmup=seconds / 5, backend=backend)
+                    measure_process(
+                        bootstrap, rate, seconds=seconds, warmup=seconds / 5, backend=backend
+                    )
                 )
             self._used[rate, backend, key] = index + 1
             return float(runs[index][key]) / 1000 * seconds
@@ -238,10 +293,13 @@ def main(argv: list[str] | None = None) -> int:
 
     tansu = Tansu(args.kafka_bootstrap)
     results = []
+    # one row: measured in this process; several: each in its own (no run
+    # inherits the heap of the one before, see the module docs)
+    run = measure if len(args.rates) * len(args.backend) == 1 else measure_process
     try:
         for rate in args.rates:
             for backend in args.backend:
-                row = measure(
+                row = run(
                     tansu.bootstrap(),
                     rate,
                     seconds=args.seconds,
