@@ -11,6 +11,7 @@ from typing import Any, TypeGuard
 import anyio
 import anyio.abc
 
+from .._endpoint import take_list
 from .._exc import single_error
 from .._retry import RetryPolicy, Sleep, retry_call
 from ..errors import MessageHandlingError
@@ -36,6 +37,10 @@ logger = logging.getLogger("anycqrs.consumers")
 
 DEFAULT_RETRY = RetryPolicy(attempts=3, delay=0.1, multiplier=2.0, max_delay=10.0)
 """What consumers retry with unless told otherwise: 3 attempts, 0.1 s, 0.2 s."""
+
+
+def _nothing(event: Any) -> None:
+    return None
 
 
 class Lanes(ItemOutcomes):
@@ -109,9 +114,12 @@ class Lanes(ItemOutcomes):
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-        self._send: Callable[[Any], Any] = (
-            sink.sender() if isinstance(sink, SenderSink) else sink.send
-        )
+        self._send: Callable[[Any], Any] = sink.send
+        self._resolve: Callable[[Any], Any] = _nothing
+        """A handler to await directly for an event, or `None` (`SenderSink`)."""
+        self._follow: Callable[[Any], Any] = _nothing
+        if isinstance(sink, SenderSink):
+            self._send, self._resolve, self._follow = sink.sender_parts()
         self._open_chunk: Callable[[], Any] | None = (
             sink.chunk if isinstance(sink, ChunkSink) else None
         )
@@ -276,7 +284,7 @@ class Lanes(ItemOutcomes):
         if metrics is None and self._tracer is None:
             # the plain loop: `_handle` inlined (no frame per item); with a
             # lane message, the item is current while it is sent (and retried)
-            send, append = self._send, finished.append
+            send, append, resolve = self._send, finished.append, self._resolve
             for item in chunk:
                 if (counted is None or counted.revocations) and stale(item):
                     continue
@@ -286,7 +294,17 @@ class Lanes(ItemOutcomes):
                     if message is not None:
                         message.item = item
                     try:
-                        await send(item.event)
+                        event = item.event
+                        handler = resolve(event)
+                        if handler is None:
+                            await send(event)
+                        else:  # `send` inlined: a lone plain handler (see ConsumedSender)
+                            try:
+                                await handler.handle(event)
+                            finally:  # a failed call's events are dropped with it
+                                followups = take_list(handler) if handler._anycqrs_events else None
+                            if followups:
+                                await self._follow(followups)
                     except Exception as exc:  # noqa: BLE001 - retried by _failed
                         await self._failed(item, exc, 0.0)
                     finally:

@@ -87,6 +87,18 @@ class SenderSink(Protocol):
         """A function doing what `send` does, for one consumer run."""
         ...
 
+    def sender_parts(
+        self,
+    ) -> tuple[
+        Callable[[Any], Awaitable[Any]],
+        Callable[[Any], Any],
+        Callable[[Sequence[Any]], Awaitable[Any]],
+    ]:
+        """`sender()` in parts: ``(send, resolve, follow)``, see
+        `anycqrs.events._sender.ConsumedSender` (the lanes await a lone
+        plain handler themselves)."""
+        ...
+
 
 @runtime_checkable
 class DecodingTransport(Protocol):
