@@ -39,10 +39,6 @@ DEFAULT_RETRY = RetryPolicy(attempts=3, delay=0.1, multiplier=2.0, max_delay=10.
 """What consumers retry with unless told otherwise: 3 attempts, 0.1 s, 0.2 s."""
 
 
-def _nothing(event: Any) -> None:
-    return None
-
-
 class Lanes(ItemOutcomes):
     """Bounded, per-key ordered delivery of `Inbound` items to an event sink.
 
@@ -60,9 +56,10 @@ class Lanes(ItemOutcomes):
 
     * drops it unhandled when `transport.stale(item)` (revoked);
     * dead-letters a poison item (`item.error` set), never retrying it;
-    * sends the event to the sink (through `sink.sender()` when the sink
-      offers one, as `anycqrs.EventMediator` does: `send`'s semantics
-      without its frames); when that raises, retries it by `retry`
+    * sends the event to the sink (through `sink.sender_parts()` when the
+      sink offers them, as `anycqrs.EventMediator` does: `send`'s semantics
+      without its frames, a lone plain handler awaited by the lane itself;
+      see `SenderSink`); when that raises, retries it by `retry`
       and, when it still fails, dead-letters it, or, without a dead-letter
       destination, stops with `MessageHandlingError` (the item unsettled);
     * after each chunk, tells `transport.settle` which items finished, also
@@ -115,9 +112,9 @@ class Lanes(ItemOutcomes):
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self._send: Callable[[Any], Any] = sink.send
-        self._resolve: Callable[[Any], Any] = _nothing
-        """A handler to await directly for an event, or `None` (`SenderSink`)."""
-        self._follow: Callable[[Any], Any] = _nothing
+        self._resolve: Callable[[Any], Any] | None = None
+        """A handler to await directly for an event, or `None` (see `SenderSink`)."""
+        self._follow: Callable[[Any], Any] = sink.send
         if isinstance(sink, SenderSink):
             self._send, self._resolve, self._follow = sink.sender_parts()
         self._open_chunk: Callable[[], Any] | None = (
@@ -295,7 +292,7 @@ class Lanes(ItemOutcomes):
                         message.item = item
                     try:
                         event = item.event
-                        handler = resolve(event)
+                        handler = resolve(event) if resolve is not None else None
                         if handler is None:
                             await send(event)
                         else:  # `send` inlined: a lone plain handler (see ConsumedSender)

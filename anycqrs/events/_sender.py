@@ -15,7 +15,7 @@ __all__ = ["ConsumedSender", "consumed_sender"]
 class ConsumedSender(NamedTuple):
     """`send`'s semantics for a consumer's hot loop, in parts (see `consumed_sender`).
 
-    Per event, ``handler = resolve(event)``; when it is `None`,
+    Per event, ``handler = resolve(event)``; when it (or `resolve`) is `None`,
     ``await send(event)``; else ``await handler.handle(event)``, then (also
     when that raised) the handler's events are taken (`take_list`, when
     ``handler._anycqrs_events``), and, when it returned and there were any,
@@ -24,15 +24,12 @@ class ConsumedSender(NamedTuple):
 
     send: Callable[[Any], Awaitable[None]]
     """The whole of `send` for one event."""
-    resolve: Callable[[Any], Any]
+    resolve: Callable[[Any], Any] | None
     """A new handler for an event whose plan is a lone plain handler, else
-    `None` (raises `HandlerResolutionError` as `send` does)."""
+    `None` (raises `HandlerResolutionError` as `send` does); `None` itself
+    when no event has such a plan (a guard or parallel mode)."""
     follow: Callable[[Sequence[Event]], Awaitable[None]]
     """Dispatches (and publishes) the events a handler emitted."""
-
-
-def _never(event: Any) -> None:
-    return None
 
 
 def consumed_sender(dispatcher: EventDispatcher) -> ConsumedSender:
@@ -53,7 +50,7 @@ def consumed_sender(dispatcher: EventDispatcher) -> ConsumedSender:
         async def general(event: Any) -> None:
             await dispatch_one(event, publish=False)
 
-        return ConsumedSender(general, _never, follow)
+        return ConsumedSender(general, None, follow)
     event_map = dispatcher.event_map
     bound = event_map.bound
     fast = dispatcher._handlers.fast
