@@ -11,6 +11,7 @@ from typing import Any, TypeGuard
 import anyio
 import anyio.abc
 
+from .._endpoint import take_list
 from .._exc import single_error
 from .._retry import RetryPolicy, Sleep, retry_call
 from ..errors import MessageHandlingError
@@ -55,9 +56,10 @@ class Lanes(ItemOutcomes):
 
     * drops it unhandled when `transport.stale(item)` (revoked);
     * dead-letters a poison item (`item.error` set), never retrying it;
-    * sends the event to the sink (through `sink.sender()` when the sink
-      offers one, as `anycqrs.EventMediator` does: `send`'s semantics
-      without its frames); when that raises, retries it by `retry`
+    * sends the event to the sink (through `sink.sender_parts()` when the
+      sink offers them, as `anycqrs.EventMediator` does: `send`'s semantics
+      without its frames, a lone plain handler awaited by the lane itself;
+      see `SenderSink`); when that raises, retries it by `retry`
       and, when it still fails, dead-letters it, or, without a dead-letter
       destination, stops with `MessageHandlingError` (the item unsettled);
     * after each chunk, tells `transport.settle` which items finished, also
@@ -109,9 +111,12 @@ class Lanes(ItemOutcomes):
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-        self._send: Callable[[Any], Any] = (
-            sink.sender() if isinstance(sink, SenderSink) else sink.send
-        )
+        self._send: Callable[[Any], Any] = sink.send
+        self._resolve: Callable[[Any], Any] | None = None
+        """A handler to await directly for an event, or `None` (see `SenderSink`)."""
+        self._follow: Callable[[Any], Any] = sink.send
+        if isinstance(sink, SenderSink):
+            self._send, self._resolve, self._follow = sink.sender_parts()
         self._open_chunk: Callable[[], Any] | None = (
             sink.chunk if isinstance(sink, ChunkSink) else None
         )
@@ -276,7 +281,7 @@ class Lanes(ItemOutcomes):
         if metrics is None and self._tracer is None:
             # the plain loop: `_handle` inlined (no frame per item); with a
             # lane message, the item is current while it is sent (and retried)
-            send, append = self._send, finished.append
+            send, append, resolve = self._send, finished.append, self._resolve
             for item in chunk:
                 if (counted is None or counted.revocations) and stale(item):
                     continue
@@ -286,7 +291,17 @@ class Lanes(ItemOutcomes):
                     if message is not None:
                         message.item = item
                     try:
-                        await send(item.event)
+                        event = item.event
+                        handler = resolve(event) if resolve is not None else None
+                        if handler is None:
+                            await send(event)
+                        else:  # `send` inlined: a lone plain handler (see ConsumedSender)
+                            try:
+                                await handler.handle(event)
+                            finally:  # a failed call's events are dropped with it
+                                followups = take_list(handler) if handler._anycqrs_events else None
+                            if followups:
+                                await self._follow(followups)
                     except Exception as exc:  # noqa: BLE001 - retried by _failed
                         await self._failed(item, exc, 0.0)
                     finally:

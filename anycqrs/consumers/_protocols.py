@@ -79,12 +79,23 @@ class NeedsEventIds(Protocol):
 @runtime_checkable
 class SenderSink(Protocol):
     """An event sink with a cheaper way in for consumers (`anycqrs.EventMediator`):
-    `sender()` returns a function with exactly `send`'s semantics that the
-    `Lanes` call once per event instead of `send` (the mediator's returns
-    call a lone plain handler directly). Not exported: the lanes' own seam."""
+    `sender_parts()` returns ``(send, resolve, follow)``, together exactly
+    `send`'s semantics, that the `Lanes` use once per event instead of `send`:
+    ``resolve(event)`` is a new handler when the event's plan is a lone
+    plain handler (the lanes await its `handle` themselves, take its events
+    with `take_list` also when it raised, and, when it returned, ``await
+    follow(events)``), else `None` (``await send(event)``; `resolve` itself
+    is `None` when no event can have such a plan). See
+    `anycqrs.events._sender.ConsumedSender`. Not exported: the lanes' own seam."""
 
-    def sender(self) -> Callable[[Any], Awaitable[Any]]:
-        """A function doing what `send` does, for one consumer run."""
+    def sender_parts(
+        self,
+    ) -> tuple[
+        Callable[[Any], Awaitable[Any]],
+        Callable[[Any], Any] | None,
+        Callable[[Sequence[Any]], Awaitable[Any]],
+    ]:
+        """``(send, resolve, follow)`` for one consumer run."""
         ...
 
 

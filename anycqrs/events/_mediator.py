@@ -12,7 +12,7 @@ from ..middlewares import Middleware, MiddlewareChain
 from ..observability import _tracing
 from ._dispatcher import EventDispatcher, Guard
 from ._map import EventMap
-from ._sender import consumed_sender
+from ._sender import ConsumedSender, consumed_sender
 
 
 class EventMediator:
@@ -126,6 +126,12 @@ class EventMediator:
             await send(NotificationEvent(payload=OrderPaid(order_id=1)))
             ```
         """
+        return consumed_sender(self._dispatcher).send
+
+    def sender_parts(self) -> ConsumedSender:
+        """`sender()` in parts, for `anycqrs.consumers.Lanes`: a lone plain
+        handler is resolved by `resolve` and awaited by the lanes themselves
+        (no `send` coroutine per event; see `ConsumedSender`)."""
         return consumed_sender(self._dispatcher)
 
     async def send_many(self, events: Iterable[Event]) -> None:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import attrs
 import lagom
 import pytest
 
 import anycqrs
+from anycqrs.consumers import InMemoryTransport, consume
 from anycqrs.events import EventHandler, EventMap, EventMediator
 
-from .consumer_helpers import OrderPaid, RecordPaid, Seen, paid
+from .consumer_helpers import FakeSleep, OrderPaid, RecordPaid, Seen, paid
 
 pytestmark = pytest.mark.anyio
 
@@ -123,3 +125,76 @@ class TestSender:
         await send(paid(1))
         await send(paid(2))
         assert (sorted(seen.ids()), seen.calls) == ([1, 2], 202)
+
+
+class Flaky(EventHandler[Paid]):
+    """Emits a `Shipped` per event, failing once (on its second call) after emitting."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def handle(self, event: Paid) -> None:
+        self.calls += 1
+        self.emit(Shipped(event.payload.order_id))
+        if self.calls == 2:
+            raise LookupError("once")
+
+
+async def _consume(mediator: EventMediator, *events: Paid) -> InMemoryTransport:
+    transport = InMemoryTransport()
+    for event in events:
+        transport.put_event(event)
+    transport.close()
+    with anyio.fail_after(10):
+        await consume(mediator, transport, concurrency=1, sleep=FakeSleep())
+    return transport
+
+
+class TestLanes:
+    """The lanes await a planned lone handler themselves (`sender_parts`): same outcome."""
+
+    async def test_follow_ups_are_dispatched(self, seen: Seen) -> None:
+        _, mediator = _mediator(seen, ShipPaid)
+        await _consume(mediator, *(paid(order) for order in (1, 2, 3)))
+        assert seen.ids() == [-1, -2, -3]
+
+    async def test_a_failed_call_drops_its_events_and_is_retried(self, seen: Seen) -> None:
+        events, mediator = _mediator(seen)
+        container = lagom.Container()
+        container[Seen] = seen
+        container[Flaky] = Flaky()  # a singleton: its list outlives the failed call
+        events.bind(Paid, Flaky)
+        mediator = EventMediator(events, container=container)
+        transport = await _consume(mediator, *(paid(order) for order in (1, 2, 3)))
+        assert seen.ids() == [-1, -2, -3]  # the failed call's Shipped(2) is gone
+        assert transport.dead_letters == []
+
+    async def test_a_bind_while_consuming_replans(self, seen: Seen) -> None:
+        events, mediator = _mediator(seen, RecordPaid)
+
+        def bind_more(event: Paid, call: int) -> None:
+            if call == 2:  # the direct path: the plan goes stale
+                events.bind(Paid, AlsoPaid)
+
+        seen.behaviour = bind_more
+        await _consume(mediator, *(paid(order) for order in (1, 2, 3)))
+        assert (seen.ids(), seen.calls) == ([1, 2, 3], 103)
+
+    async def test_a_handler_that_cannot_be_built_is_retried(self, seen: Seen) -> None:
+        built: list[int] = []
+
+        def build() -> Seen:
+            built.append(1)
+            if len(built) > 1:
+                raise RuntimeError("no seen")
+            return seen
+
+        container = lagom.Container()
+        container[Seen] = build  # type: ignore[assignment]
+        events = EventMap()
+        events.bind(Paid, RecordPaid)
+        mediator = EventMediator(events, container=container)
+        transport = await _consume(mediator, paid(1), paid(2))
+        assert seen.ids() == [1]
+        [letter] = transport.dead_letters  # the factory's own error, unchanged
+        assert (repr(letter.error), letter.attempts) == ("RuntimeError('no seen')", 3)
