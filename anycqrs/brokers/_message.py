@@ -35,18 +35,32 @@ uuid_text: Any
 """`str(uuid)`, faster: `str(UUID)` formats in Python (≈ 7k instructions),
 msgspec's `to_builtins` in C (one call, one string), orjson's encoder
 otherwise. Private to anycqrs (the brokers' id headers)."""
+uuid_texts: Any
+"""`[uuid_text(value) for value in values]` for a list of UUIDs, in one
+call: ≈ 0.9k instructions an id with msgspec, against ≈ 1.9k for one
+`uuid_text` call each. Private to anycqrs (the Kafka id headers)."""
 try:
     from msgspec import to_builtins as uuid_text
+    from msgspec import to_builtins as uuid_texts
 except ImportError:  # pragma: no cover - msgspec is in the kafka and rabbitmq extras
     try:
         from orjson import dumps as _orjson_dumps
+        from orjson import loads as _orjson_loads
     except ImportError:
         uuid_text = str
+
+        def uuid_texts(values: list[UUID]) -> list[str]:
+            return [str(value) for value in values]
+
     else:
 
         def uuid_text(value: UUID) -> str:
             text: str = _orjson_dumps(value)[1:-1].decode()
             return text
+
+        def uuid_texts(values: list[UUID]) -> list[str]:
+            texts: list[str] = _orjson_loads(_orjson_dumps(values))
+            return texts
 
 
 class _Encoded:
