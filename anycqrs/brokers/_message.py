@@ -28,6 +28,9 @@ if otel_trace is not None:
     _otel_context = _otel.get_current
 
 _new = object.__new__
+_current = _CURRENT.get
+"""Bound once: CPython 3.11 compiles `imported_name.method()` to an attribute
+load that builds a bound method per call (≈ 0.5k instructions)."""
 _MISS = _codec.MISS
 _open_plan, _closed, _json_encode = _codec.open_plan, _codec.closed, _codec.json_encode
 
@@ -146,7 +149,7 @@ class Message:
         `payload` is decoded from it only if read.
         """
         headers = {**event.headers}  # dict(), without the call
-        if _CURRENT.get() is not None:
+        if _current() is not None:
             stamp(headers)
         if _otel_context is not None and _otel_context():
             inject_current(headers)
