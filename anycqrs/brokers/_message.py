@@ -28,6 +28,9 @@ if otel_trace is not None:
     _otel_context = _otel.get_current
 
 _new = object.__new__
+_current = _CURRENT.get
+"""Bound once: CPython 3.11 compiles `imported_name.method()` to an attribute
+load that builds a bound method per call (≈ 0.5k instructions)."""
 _MISS = _codec.MISS
 _open_plan, _closed, _json_encode = _codec.open_plan, _codec.closed, _codec.json_encode
 
@@ -35,18 +38,32 @@ uuid_text: Any
 """`str(uuid)`, faster: `str(UUID)` formats in Python (≈ 7k instructions),
 msgspec's `to_builtins` in C (one call, one string), orjson's encoder
 otherwise. Private to anycqrs (the brokers' id headers)."""
+uuid_texts: Any
+"""`[uuid_text(value) for value in values]` for a list of UUIDs, in one
+call: ≈ 0.9k instructions an id with msgspec, against ≈ 1.9k for one
+`uuid_text` call each. Private to anycqrs (the Kafka id headers)."""
 try:
     from msgspec import to_builtins as uuid_text
+    from msgspec import to_builtins as uuid_texts
 except ImportError:  # pragma: no cover - msgspec is in the kafka and rabbitmq extras
     try:
         from orjson import dumps as _orjson_dumps
+        from orjson import loads as _orjson_loads
     except ImportError:
         uuid_text = str
+
+        def uuid_texts(values: list[UUID]) -> list[str]:
+            return [str(value) for value in values]
+
     else:
 
         def uuid_text(value: UUID) -> str:
             text: str = _orjson_dumps(value)[1:-1].decode()
             return text
+
+        def uuid_texts(values: list[UUID]) -> list[str]:
+            texts: list[str] = _orjson_loads(_orjson_dumps(values))
+            return texts
 
 
 class _Encoded:
@@ -132,7 +149,7 @@ class Message:
         `payload` is decoded from it only if read.
         """
         headers = {**event.headers}  # dict(), without the call
-        if _CURRENT.get() is not None:
+        if _current() is not None:
             stamp(headers)
         if _otel_context is not None and _otel_context():
             inject_current(headers)

@@ -36,6 +36,9 @@ __all__ = [
 
 logger = logging.getLogger("anycqrs.inbox")
 
+_set_current, _reset_current = _CURRENT.set, _CURRENT.reset
+"""Bound once (see `_store._current`)."""
+
 CLEANUP_TIMEOUT = 30.0
 """Seconds a chunk's commit or rollback may take once started (shielded)."""
 
@@ -294,11 +297,11 @@ def _write(
     handler call's transaction current (so `InboxTransaction.outbox` and
     `InboxTransaction.derive_id` work in them)."""
     for bound, fn, args in deferred:
-        token = _CURRENT.set(bound)
+        token = _set_current(bound)
         try:
             fn(connection, *args)
         finally:
-            _CURRENT.reset(token)
+            _reset_current(token)
 
 
 _CHUNK: ContextVar[Chunk | None] = ContextVar("anycqrs_inbox_chunk", default=None)

@@ -42,6 +42,10 @@ Run = Callable[[Any], Awaitable[tuple[Any, Sequence[Event]]]]
 
 logger = logging.getLogger("anycqrs.inbox")
 
+_current, _set_current, _reset_current = _CURRENT.get, _CURRENT.set, _CURRENT.reset
+"""Bound once: CPython 3.11 compiles `imported_name.method()` to an attribute
+load that builds a bound method per call (≈ 0.5k instructions)."""
+
 CLEANUP_TIMEOUT = 30.0
 """Seconds a commit or rollback may take once started (shielded)."""
 
@@ -182,7 +186,7 @@ class InboxStore:
         Follow-up notification events get ids derived from the key
         (`derive_id`), so a re-run after a rollback emits the same ids.
         """
-        outer = _CURRENT.get()
+        outer = _current()
         if outer is not None and outer.store is self:
             nested: tuple[Any, Sequence[Event]] = await self._nested(
                 outer, handler, message_id, run, event
@@ -216,11 +220,11 @@ class InboxStore:
                 await in_thread(_locked, bound.begin, bound)
             if bound.state == DUPLICATE:
                 return None, ()
-        token = _CURRENT.set(bound)
+        token = _set_current(bound)
         try:
             result, events = await run(event)
         except BaseException as error:
-            _CURRENT.reset(token)
+            _reset_current(token)
             if bound.state == DUPLICATE and _duplicate(error):  # stopped at its first run
                 return None, ()
             if bound.state == OPEN and chunk is not None and chunk.optimistic:
@@ -238,7 +242,7 @@ class InboxStore:
                 # here and is handled again with savepoints
                 raise Abort from error
             raise
-        _CURRENT.reset(token)
+        _reset_current(token)
         if bound.state == OPEN and bound.chunk is not None:
             bound.state = COMMITTED  # a savepoint: released with the next one or the commit
         elif bound.state != COMMITTED:
@@ -255,11 +259,11 @@ class InboxStore:
         if not await in_thread(self._join, root, handler, message_id):
             return None, ()
         nested = Bound(self, self._backend, handler, message_id, parent=root)
-        token = _CURRENT.set(nested)
+        token = _set_current(nested)
         try:
             result, events = await run(event)
         finally:
-            _CURRENT.reset(token)
+            _reset_current(token)
         return result, _derive(events, handler, message_id)
 
     def _join(self, root: Bound, handler: str, message_id: UUID) -> bool:

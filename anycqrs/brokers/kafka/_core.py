@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import count
 from operator import attrgetter
 from types import FunctionType
@@ -48,6 +48,10 @@ T = TypeVar("T")
 INLINE_RECORDS = 32
 """Batches up to this size are produced on the event loop (`produce` only
 enqueues; a thread hop would cost more than the work)."""
+
+ENCODE_RUN = 512
+"""How many items `encode` gets at a time (one call for their ids' text,
+not one per record)."""
 
 
 def _header_text(headers: Headers | None, name: str) -> str | None:
@@ -146,8 +150,9 @@ class KafkaProducerCore(Generic[T]):
 
     Args:
         config: librdkafka configuration, passed through.
-        encode: turns an item into a `Record`; runs in the producing
-            thread for large batches.
+        encode: turns a run of items (at most `ENCODE_RUN`) into their
+            `Record`s, in order; runs in the producing thread for large
+            batches.
         identify: the message id of an item (names it in failures).
         flush_timeout: seconds the shielded flush on exit may take.
         poll_interval: seconds each delivery-thread `poll` may block.
@@ -160,7 +165,7 @@ class KafkaProducerCore(Generic[T]):
     def __init__(
         self,
         config: Mapping[str, Any],
-        encode: Callable[[T], Record],
+        encode: Callable[[Sequence[T]], Iterable[Record]],
         identify: Callable[[T], str | None],
         *,
         flush_timeout: float = 30.0,
@@ -276,36 +281,38 @@ class KafkaProducerCore(Generic[T]):
         i = start
         n = len(items)
         while i < n:
-            topic, value, key, headers = encode(items[i])
-            try:
-                # Positional: with keywords, the binding's argument parser
-                # builds and hashes a string per keyword name it looks up
-                # (≈ 1.5k instructions a record). Its order is
-                # (topic, value, key, partition, callback, on_delivery,
-                # timestamp, headers); -1 is any partition, 0 now.
-                produce(topic, value, key, -1, report(i), None, 0, headers)
-            except BufferError:
-                if not block:
-                    return i
-                # Backpressure: serve delivery reports until there is room;
-                # the caller may give up meanwhile (nothing more is queued).
-                poll(0.01)
-                try:
-                    anyio.from_thread.check_cancelled()
-                except BaseException:
-                    if batch.not_produced(i, n, "cancelled before it was produced", None):
-                        self._done.append(batch)
-                    raise
-                continue
-            except (KafkaException, TypeError, ValueError) as exc:
-                code = exc.args[0].code() if isinstance(exc, KafkaException) else None
-                if batch.not_produced(i, i + 1, f"rejected by the client: {exc}", code):
-                    self._done.append(batch)
+            for topic, value, key, headers in encode(items[i : i + ENCODE_RUN]):
+                while True:
+                    try:
+                        # Positional: with keywords, the binding's argument
+                        # parser builds and hashes a string per keyword name
+                        # it looks up (≈ 1.5k instructions a record). Its
+                        # order is (topic, value, key, partition, callback,
+                        # on_delivery, timestamp, headers); -1 is any
+                        # partition, 0 now.
+                        produce(topic, value, key, -1, report(i), None, 0, headers)
+                    except BufferError:
+                        if not block:
+                            return i
+                        # Backpressure: serve delivery reports until there
+                        # is room; the caller may give up meanwhile (nothing
+                        # more is queued).
+                        poll(0.01)
+                        try:
+                            anyio.from_thread.check_cancelled()
+                        except BaseException:
+                            if batch.not_produced(i, n, "cancelled before it was produced", None):
+                                self._done.append(batch)
+                            raise
+                        continue
+                    except (KafkaException, TypeError, ValueError) as exc:
+                        code = exc.args[0].code() if isinstance(exc, KafkaException) else None
+                        if batch.not_produced(i, i + 1, f"rejected by the client: {exc}", code):
+                            self._done.append(batch)
+                    break
+                if block and not i & 7:
+                    poll(0)
                 i += 1
-                continue
-            if block and not i & 7:
-                poll(0)
-            i += 1
         return n
 
     def _produce_and_flush(self, batch: _Batch, items: Sequence[T], start: int) -> None:

@@ -10,7 +10,7 @@ even the truncated record, stops the consumer, with `DeadLetterError`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError
@@ -43,8 +43,8 @@ class _Refused(Exception):
     """The dead-letter topic refused the record itself (never retried)."""
 
 
-def _identity(record: Record) -> Record:
-    return record
+def _identity(records: Sequence[Record]) -> Sequence[Record]:
+    return records
 
 
 class DeadLetters:

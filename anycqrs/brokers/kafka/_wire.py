@@ -8,17 +8,19 @@ Value = JSON of `to_dict(event)` (`Message.payload`; the bytes
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import repeat
 from typing import Any
 
 from ...codecs import JsonCodec, MessageCodec
-from .._message import Message, _Encoded, payload_json, uuid_text
+from .._message import Message, _Encoded, payload_json, uuid_texts
 
 __all__ = [
     "Headers",
     "Record",
     "dead_letter_record",
     "encode_message",
+    "encode_messages",
     "event_name",
     "record_encoder",
     "record_key",
@@ -46,45 +48,63 @@ def encode_message(message: Message) -> Record:
         topic, value, key, headers = encode_message(Message.from_event(event))
         ```
     """
-    headers: Headers = []
-    for name, value in message.headers.items():  # a loop: cheaper than a comprehension
-        if name not in _RESERVED_HEADERS:
-            headers.append((name, value if type(value) is str else str(value)))
-    headers.append(("event_name", message.message_name))
-    headers.append(("message_id", uuid_text(message.message_id)))
-    payload = message._payload  # `payload_json`, inlined
-    raw = payload.raw if type(payload) is _Encoded else payload_json(message)
-    return message.topic, raw, message.key, headers
+    return next(encode_messages((message,)))
 
 
-def record_encoder(codec: MessageCodec | None) -> Callable[[Message], Record]:
-    """How a producer with `codec` turns a `Message` into a record:
-    `encode_message` for JSON (the default); otherwise the value is
+def encode_messages(messages: Sequence[Message]) -> Iterator[Record]:
+    """`encode_message` of each of `messages`, in order (what the producer
+    runs): their ids' text comes from one call for all of them; each
+    record is built as it is taken (none waits, for the garbage collector
+    to traverse, until the others are built).
+
+    Example:
+        ```python
+        records = list(encode_messages([Message.from_event(event) for event in events]))
+        ```
+    """
+    for message, message_id in zip(
+        messages, uuid_texts([message.message_id for message in messages]), strict=True
+    ):
+        headers: Headers = []
+        for name, value in message.headers.items():  # a loop: cheaper than a comprehension
+            if name not in _RESERVED_HEADERS:
+                headers.append((name, value if type(value) is str else str(value)))
+        headers.append(("event_name", message.message_name))
+        headers.append(("message_id", message_id))
+        payload = message._payload  # `payload_json`, inlined
+        raw = payload.raw if type(payload) is _Encoded else payload_json(message)
+        yield message.topic, raw, message.key, headers
+
+
+def record_encoder(codec: MessageCodec | None) -> Callable[[Sequence[Message]], Iterator[Record]]:
+    """How a producer with `codec` turns messages into records:
+    `encode_messages` for JSON (the default); otherwise each value is
     `codec.encode(message)` and the `event_name` / `message_id` headers are
     added only when `codec.transport_headers` (python-cqrs's wire has none).
 
     Example:
         ```python
         encode = record_encoder(PythonCqrsCodec())
-        topic, value, key, headers = encode(Message.from_event(event))
+        [(topic, value, key, headers)] = encode([Message.from_event(event)])
         ```
     """
     if codec is None or isinstance(codec, JsonCodec):
-        return encode_message
+        return encode_messages
     encode, with_ids = codec.encode, codec.transport_headers
 
-    def encode_with_codec(message: Message) -> Record:
-        headers: Headers = [
-            (name, value if type(value) is str else str(value))
-            for name, value in message.headers.items()
-            if not with_ids or name not in _RESERVED_HEADERS
-        ]
-        if with_ids:
-            headers += [
-                ("event_name", message.message_name),
-                ("message_id", uuid_text(message.message_id)),
+    def encode_with_codec(messages: Sequence[Message]) -> Iterator[Record]:
+        ids: Iterable[str | None] = (
+            uuid_texts([message.message_id for message in messages]) if with_ids else repeat(None)
+        )
+        for message, message_id in zip(messages, ids, strict=False):
+            headers: Headers = [
+                (name, value if type(value) is str else str(value))
+                for name, value in message.headers.items()
+                if not with_ids or name not in _RESERVED_HEADERS
             ]
-        return message.topic, encode(message), message.key, headers or None
+            if with_ids:
+                headers += [("event_name", message.message_name), ("message_id", message_id)]
+            yield message.topic, encode(message), message.key, headers or None
 
     return encode_with_codec
 

@@ -7,8 +7,12 @@ from anycqrs.brokers import Message
 from anycqrs.brokers.kafka import encode_message
 from anycqrs.brokers.kafka._wire import (
     TRUNCATED_VALUE,
+    Headers,
+    Record,
     dead_letter_record,
+    encode_messages,
     event_name,
+    record_encoder,
     record_key,
     truncated_dead_letter,
 )
@@ -58,6 +62,57 @@ def test_encode_message_keeps_event_headers_but_not_reserved_names() -> None:
     assert [name for name, _ in headers].count("event_name") == 1
     assert value is not None
     assert from_json(anycqrs.NotificationEvent[OrderPaid], value) == event
+
+
+def _mixed() -> list[Message]:
+    return [
+        Message.from_event(paid(1, "t", key="k", headers={"tenant": "acme", "message_id": "x"})),
+        Message(message_name="N", topic="u", payload={"a": 1}, headers={"n": 1}),  # type: ignore[dict-item]
+        Message.from_event(paid(2, "t")),
+    ]
+
+
+def test_encode_messages_is_encode_message_of_each() -> None:
+    messages = _mixed()
+    records = list(encode_messages(messages))
+    assert records == [encode_message(message) for message in messages]
+    for message, (_topic, _value, _key, headers) in zip(messages, records, strict=True):
+        assert headers is not None
+        assert headers[-1] == ("message_id", str(message.message_id))
+    assert records[1][3] == [
+        ("n", "1"),
+        ("event_name", "N"),
+        ("message_id", str(messages[1].message_id)),
+    ]
+    assert list(encode_messages([])) == []
+
+
+class _Codec:
+    def __init__(self, transport_headers: bool) -> None:
+        self.transport_headers = transport_headers
+
+    def encode(self, message: Message, /) -> bytes:
+        return message.message_name.encode()
+
+    def decode(self, value: bytes, event_name: bytes | None, event_types: object) -> object:
+        raise NotImplementedError
+
+
+def test_record_encoder_with_a_codec_names_each_record() -> None:
+    messages = _mixed()
+    with_ids = list(record_encoder(_Codec(True))(messages))  # type: ignore[arg-type]
+    expected: list[Record] = []
+    for message in messages:
+        headers: Headers = [(n, str(v)) for n, v in message.headers.items() if n != "message_id"]
+        headers += [("event_name", message.message_name), ("message_id", str(message.message_id))]
+        expected.append((message.topic, message.message_name.encode(), message.key, headers))
+    assert with_ids == expected
+    without = record_encoder(_Codec(False))(messages)  # type: ignore[arg-type]
+    assert [headers for *_, headers in without] == [
+        [("tenant", "acme"), ("message_id", "x")],
+        [("n", "1")],
+        None,
+    ]
 
 
 def test_event_name_header() -> None:
