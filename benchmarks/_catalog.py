@@ -363,7 +363,7 @@ def kafka_workloads(services: Services) -> list[Workload]:
             "kafka/produce",
             "~200-byte keyed events with headers, all through one KafkaMessageBroker.send_many "
             "(returns once the broker confirmed every one); baseline: plain confluent-kafka "
-            "Producer loop, values encoded beforehand, not waiting",
+            "Producer loop, values encoded beforehand, flushed once at the end",
             impls(lambda col: _kafka.produce(tansu, col, 100_000)),
             fixed_n=(100_000, 2_000),
             max_rounds=3,
