@@ -266,6 +266,19 @@ class CountingTransport(InMemoryTransport):
         return super().stale(item)
 
 
+def _block_first_call(seen: Seen) -> tuple[anyio.Event, anyio.Event]:
+    """Make the handler's first call set `started` and wait for `release`."""
+    started, release = anyio.Event(), anyio.Event()
+
+    async def block_first(event: Paid, call: int) -> None:
+        if call == 1:
+            started.set()
+            await release.wait()
+
+    seen.behaviour = block_first
+    return started, release
+
+
 class TestStopAndRevoke:
     """Graceful stop settles what finished; revocation drops and redelivers."""
 
@@ -293,14 +306,7 @@ class TestStopAndRevoke:
     async def test_revoked_items_are_dropped_and_delivered_again(
         self, mediator: EventMediator, seen: Seen
     ) -> None:
-        started, release = anyio.Event(), anyio.Event()
-
-        async def block_first(event: Paid, call: int) -> None:
-            if call == 1:
-                started.set()
-                await release.wait()
-
-        seen.behaviour = block_first
+        started, release = _block_first_call(seen)
         transport = _transport(*(paid(i, key="k") for i in range(3)))
         with anyio.fail_after(10):
             async with anyio.create_task_group() as group:
@@ -319,14 +325,7 @@ class TestStopAndRevoke:
     async def test_a_transport_counting_revocations_is_asked_only_after_one(
         self, mediator: EventMediator, seen: Seen
     ) -> None:
-        started, release = anyio.Event(), anyio.Event()
-
-        async def block_first(event: Paid, call: int) -> None:
-            if call == 1:
-                started.set()
-                await release.wait()
-
-        seen.behaviour = block_first
+        started, release = _block_first_call(seen)
         transport = CountingTransport()
         for i in range(3):
             transport.put_event(paid(i, key="k"))
