@@ -13,19 +13,10 @@ from .. import _codec
 from ..messages import NotificationEvent
 from ..observability._context import _CURRENT, stamp
 from ..observability._propagation import inject_current
-from ..observability._tracing import otel_trace
+from ..observability._tracing import otel_context
 from ..serialization import dumps, loads, to_dict
 
 _UNREAD: Any = object()
-
-_otel_context: Any = None
-"""OpenTelemetry's `context.get_current` (`None` without OpenTelemetry): an
-empty context holds no span, so `inject_current` (which injects only from an
-active span) is skipped for it."""
-if otel_trace is not None:
-    from opentelemetry import context as _otel
-
-    _otel_context = _otel.get_current
 
 _new = object.__new__
 _current = _CURRENT.get
@@ -151,7 +142,7 @@ class Message:
         headers = {**event.headers}  # dict(), without the call
         if _current() is not None:
             stamp(headers)
-        if _otel_context is not None and _otel_context():
+        if otel_context():  # empty: no span, nothing for `inject_current` to inject
             inject_current(headers)
         raw = _MISS
         cls_ = type(event)  # `_codec.encode`, inlined as in `to_json`: two calls less

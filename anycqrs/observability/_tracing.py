@@ -10,16 +10,22 @@ per message beyond one `is None`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 otel_trace: Any
+otel_context: Callable[[], Mapping[str, Any]] = dict
+"""OpenTelemetry's current context (`opentelemetry.context.get_current`), an
+empty mapping without OpenTelemetry: an empty context holds no span, so the
+callers skip their propagation work for it."""
 try:  # the `otel` extra
+    from opentelemetry import context as _otel_context
     from opentelemetry import trace as _otel_trace
     from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
     otel_trace = _otel_trace
+    otel_context = _otel_context.get_current
 except ImportError:  # pragma: no cover - exercised by the test that blocks the import
     otel_trace = None
     Status = StatusCode = None  # type: ignore[assignment,misc]
@@ -31,6 +37,7 @@ __all__ = [
     "SERVER",
     "Status",
     "StatusCode",
+    "otel_context",
     "otel_trace",
     "available",
     "end_span",

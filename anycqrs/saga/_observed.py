@@ -9,24 +9,14 @@ conversation and links to its trace.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..observability import _context, _propagation, _tracing
 from ._types import SagaStepEntry, SagaStepResult
 
-otel_current: Callable[[], Mapping[str, Any]] = dict
-"""The current OpenTelemetry context (empty without OpenTelemetry): with
-OpenTelemetry's default runtime context, its context variable's `get`
-(`get_current` is two Python calls around it, once per saga)."""
-if _tracing.otel_trace is not None:
-    from opentelemetry import context as _otel_context
-    from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
-
-    otel_current = _otel_context.get_current
-    _runtime = _otel_context._RUNTIME_CONTEXT
-    if type(_runtime) is ContextVarsRuntimeContext:  # the default one
-        otel_current = _runtime._current_context.get
+otel_current = _tracing.otel_context
+"""The current OpenTelemetry context (empty without OpenTelemetry)."""
 
 __all__ = [
     "TracedForward",

@@ -49,7 +49,7 @@ async def test_unbound_context_and_wrong_resume() -> None:
 
 
 async def test_a_saga_started_in_a_trace_keeps_it_without_a_current_message() -> None:
-    """`otel_current` (OpenTelemetry's context variable, read directly) sees
+    """`otel_current` (OpenTelemetry's current context) sees
     the context `get_current` sees: a saga started in a span, with no
     current message, keeps the span's trace headers as its origin."""
     otel_context = pytest.importorskip("opentelemetry.context")
